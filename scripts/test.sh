@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything the tests need, build the compiled core, and run the tests.
+#
+#   bash scripts/test.sh            # compiled core (and both twins in core tests)
+#   MOONFIRE_NO_EXTENSIONS=1 bash scripts/test.sh   # pure-Python twins only
+#
+# Extra arguments go to pytest.  Needs root (or sudo) for the Debian packages
+# and for the tests that mount a small tmpfs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: the GStreamer RTSP server the ingest tests start themselves.
+DEBIAN_PACKAGES=(
+    python3-gi gir1.2-gst-rtsp-server-1.0 python3-gst-1.0
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+)
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The package itself, always with the compiled core: the twins ship beside it,
+# and MOONFIRE_NO_EXTENSIONS at run time is what selects them.
+env -u MOONFIRE_NO_EXTENSIONS python3 -m pip install -q ".[test]"
+
+python3 -m ruff check src tests benchmarks
+python3 -m pytest "$@"

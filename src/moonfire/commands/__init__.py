@@ -1,0 +1,1 @@
+"""One module per ``moonfire`` subcommand; see ``moonfire.cli``."""

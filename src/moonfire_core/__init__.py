@@ -1,0 +1,37 @@
+"""moonfire_core: the compiled hot paths of moonfire (bytes and syscalls only).
+
+Each compiled module ``_x_c`` has a pure-Python twin ``_x_py`` with the same
+public names, signatures and exceptions; ``x`` selects one of them.  Set
+``MOONFIRE_NO_EXTENSIONS=1`` to force the twins.
+"""
+
+from . import clock, index
+from ._compat import FALLBACKS, NO_EXTENSIONS
+from ._errors import CorruptIndexError
+from .clock import ClockAdjuster
+from .index import (
+    DecodedIndex,
+    Sample,
+    SampleIndexEncoder,
+    SampleIndexIterator,
+    decode_index,
+    encode_index,
+)
+
+#: ``"cython"`` when every compiled module is in use, else ``"python"``.
+IMPLEMENTATION: str = "python" if (NO_EXTENSIONS or FALLBACKS) else "cython"
+
+__all__ = [
+    "IMPLEMENTATION",
+    "NO_EXTENSIONS",
+    "ClockAdjuster",
+    "CorruptIndexError",
+    "DecodedIndex",
+    "Sample",
+    "SampleIndexEncoder",
+    "SampleIndexIterator",
+    "clock",
+    "decode_index",
+    "encode_index",
+    "index",
+]

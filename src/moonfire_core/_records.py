@@ -1,0 +1,43 @@
+"""Plain records shared by both twins of the writer and by the syncer.
+
+They live in a pure-Python module so the compiled and the pure writer produce
+the very same types.
+"""
+
+from dataclasses import dataclass
+
+#: ``recording.flags`` bit: the last sample has duration 0 (brief §1.2).
+FLAG_TRAILING_ZERO = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousWriter:
+    """What the next writer of a run needs from the one before it (brief §4.1)."""
+
+    end_time_90k: int
+    local_time_delta_90k: int
+    run_offset: int
+
+
+@dataclass(slots=True)
+class RecordingToSave:
+    """A closed recording, handed by ``Writer.close`` to the syncer.
+
+    ``fd`` is still open: the syncer fsyncs it, then the directory, then commits
+    the row, and closes it.
+    """
+
+    camera_id: int
+    sample_file_uuid: bytes
+    fd: int
+    run_offset: int
+    flags: int
+    sample_file_bytes: int
+    start_time_90k: int
+    duration_90k: int
+    local_time_delta_90k: int
+    video_samples: int
+    video_sync_samples: int
+    video_sample_entry_id: int
+    video_index: bytes
+    sample_file_sha1: bytes
