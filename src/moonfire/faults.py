@@ -1,0 +1,61 @@
+"""Named crash points, so tests can SIGKILL the recorder at every step that matters.
+
+The storage engine calls ``crash_point("save.after_file_fsync")`` and friends
+between the steps of a save, a rotation and recovery.  Normally that is one
+global check.  A test starts the recorder with ``MOONFIRE_CRASH_AT=name`` (or
+``name:N`` for the N-th time the point is reached) and the process kills
+itself with SIGKILL right there, exactly like a power cut as far as the
+database and the page cache of *this process* are concerned.
+
+The list of points is ``CRASH_POINTS``; the crash tests iterate over it, so a
+new point added to the engine without being listed fails those tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+ENV_VAR = "MOONFIRE_CRASH_AT"
+
+#: Every crash point the storage engine reaches, in the order of a save.
+CRASH_POINTS = (
+    "recovery.after_delete_transaction",
+    "recovery.after_unlink",
+    "recovery.after_dir_fsync",
+    "recovery.after_mark_transaction",
+    "save.after_unlink",
+    "save.after_file_fsync",
+    "save.after_dir_fsync",
+    "save.after_commit",
+    "abandon.after_unlink",
+    "shutdown.after_unlink",
+    "shutdown.after_dir_fsync",
+    "shutdown.after_commit",
+)
+
+
+def _parse(spec: str | None) -> tuple[str | None, int]:
+    if not spec:
+        return None, 0
+    name, _, count = spec.partition(":")
+    if name not in CRASH_POINTS:
+        raise ValueError(f"{ENV_VAR}={spec!r}: unknown crash point {name!r}")
+    return name, int(count) if count else 1
+
+
+_target, _remaining = _parse(os.environ.get(ENV_VAR))
+_lock = threading.Lock()
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process if ``MOONFIRE_CRASH_AT`` names this point (and hit count)."""
+    global _remaining
+    if _target is None or name != _target:
+        return
+    with _lock:
+        _remaining -= 1
+        if _remaining > 0:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
