@@ -18,8 +18,8 @@ TRACE = bool(os.environ.get("MOONFIRE_CYTHON_TRACE"))
 
 
 def extensions() -> list[Extension]:
-    from Cython.Build import cythonize
     import numpy
+    from Cython.Build import cythonize
 
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     if TRACE:

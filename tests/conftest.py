@@ -42,7 +42,10 @@ class Implementation:
 
 @pytest.fixture(
     scope="session",
-    params=[pytest.param(k, marks=[pytest.mark.c_extension] if k == "c" else []) for k in IMPLEMENTATIONS],
+    params=[
+        pytest.param(k, marks=[pytest.mark.c_extension] if k == "c" else [])
+        for k in IMPLEMENTATIONS
+    ],
     ids=str,
 )
 def impl(request: pytest.FixtureRequest) -> Implementation:

@@ -3,8 +3,9 @@
 Each module in ``moonfire.commands`` named in ``COMMANDS`` provides
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
 taking the parsed arguments and returning the exit code.  Errors derived from
-``CommandError`` (and ``OSError``/``ValueError`` escaping a command) are printed
-as one line without a traceback unless ``--verbose`` is given.
+Errors are printed as one line without a traceback unless ``--verbose`` is
+given; errors that are not one of the known user-facing kinds are labelled as
+internal errors so a bug is never mistaken for bad input.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 import sys
 
-COMMANDS = ["demo"]
+COMMANDS = ["demo", "check"]
 
 #: Exit codes shared by every subcommand.
 EXIT_OK = 0
@@ -43,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moonfire", description="Record security cameras to disk, 24/7."
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="show tracebacks and debug logs"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"moonfire.commands.{name}").register(subparsers)
@@ -61,8 +64,21 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or EXIT_OK)
     except KeyboardInterrupt:
         return 130
-    except (CommandError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - the CLI's job is to report, not crash
         if args.verbose:
             raise
-        print(f"moonfire: {e}", file=sys.stderr)
+        kind = "" if _is_user_facing(e) else f"internal error ({type(e).__name__}): "
+        print(f"moonfire: {kind}{e}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _is_user_facing(e: Exception) -> bool:
+    """Errors whose message is the whole story; anything else is a bug worth naming."""
+    from .datadir import DataDirError
+    from .db import DatabaseError
+    from .dirmeta import DirectoryMismatchError
+
+    return isinstance(
+        e,
+        CommandError | OSError | ValueError | DatabaseError | DataDirError | DirectoryMismatchError,
+    )

@@ -37,10 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moonfire_core import sampledir
-from moonfire_core._records import PreviousWriter, RecordingToSave
 from moonfire_core.sampledir import SampleDirectory
 from moonfire_core.writer import Writer
+
+from moonfire_core import sampledir
+from moonfire_core._records import PreviousWriter, RecordingToSave
 
 from .db import Database, RecordingRow
 from .dirmeta import DirMeta, read_meta, verify_meta, write_meta
@@ -284,7 +285,9 @@ class Syncer:
         for camera in self._db.list_cameras():
             self._usage[camera.id] = self._db.camera_usage(camera.id)[1]
         if self._to_unlink:
-            log.info("recovering: %d sample files left reserved by the last run", len(self._to_unlink))
+            log.info(
+                "recovering: %d sample files left reserved by the last run", len(self._to_unlink)
+            )
         self._rotate(self._rows_over_budget_all(), phase="recovery")
 
     def _rows_over_budget_all(self) -> list[RecordingRow]:
@@ -523,4 +526,3 @@ def _close_quietly(fd: int) -> None:
         sampledir.close_fd(fd)
     except OSError as e:
         log.warning("closing fd %d: %s", fd, e)
-

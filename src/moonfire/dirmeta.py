@@ -34,13 +34,16 @@ class DirMeta:
     dir_uuid: bytes
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "db_uuid": str(uuidlib.UUID(bytes=self.db_uuid)),
-                "dir_uuid": str(uuidlib.UUID(bytes=self.dir_uuid)),
-            },
-            sort_keys=True,
-        ).encode() + b"\n"
+        return (
+            json.dumps(
+                {
+                    "db_uuid": str(uuidlib.UUID(bytes=self.db_uuid)),
+                    "dir_uuid": str(uuidlib.UUID(bytes=self.dir_uuid)),
+                },
+                sort_keys=True,
+            ).encode()
+            + b"\n"
+        )
 
 
 def read_meta(dir_fd: int, dir_path: str) -> DirMeta | None:

@@ -21,7 +21,9 @@ BUNDLED_INDEX = resources.files("moonfire") / "data" / "video_sample_index.bin"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run a self-contained demonstration")
-    p.add_argument("--index", help="a video_index blob to decode (default: a real camera's bundled index)")
+    p.add_argument(
+        "--index", help="a video_index blob to decode (default: a real camera's bundled index)"
+    )
     p.set_defaults(func=run)
 
 
@@ -36,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     total_bytes = int(decoded.sizes.sum())
     total_90k = int(decoded.durations.sum())
     last = None
-    for last in SampleIndexIterator(blob):
-        pass
+    for sample in SampleIndexIterator(blob):
+        last = sample
     print(f"core implementation: {moonfire_core.IMPLEMENTATION}")
     print(f"index: {len(blob)} bytes, {len(blob) / max(n, 1):.2f} bytes/sample")
     print(f"samples: {n} ({keys} key frames), {total_bytes} sample bytes")
