@@ -3,3 +3,12 @@
 
 class CorruptIndexError(ValueError):
     """A ``video_index`` blob breaks the format; the message names offset and rule."""
+
+
+class RecordingAbandonedError(Exception):
+    """``Writer.close`` gave the file to ``sink.abandon`` instead of saving it.
+
+    Raised when the writer is corrupt (a write failed and already-indexed bytes were lost) or
+    holds no samples; the message names the file and the reason, and ``__cause__`` is the
+    original error when there was one.
+    """
