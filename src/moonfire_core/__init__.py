@@ -5,9 +5,10 @@ public names, signatures and exceptions; ``x`` selects one of them.  Set
 ``MOONFIRE_NO_EXTENSIONS=1`` to force the twins.
 """
 
-from . import clock, index
+from . import annexb, clock, index
 from ._compat import FALLBACKS, NO_EXTENSIONS
 from ._errors import CorruptIndexError
+from .annexb import annex_b_to_avc, is_annex_b, split_annex_b
 from .clock import ClockAdjuster
 from .index import (
     DecodedIndex,
@@ -30,6 +31,10 @@ __all__ = [
     "Sample",
     "SampleIndexEncoder",
     "SampleIndexIterator",
+    "annex_b_to_avc",
+    "annexb",
+    "is_annex_b",
+    "split_annex_b",
     "clock",
     "decode_index",
     "encode_index",
