@@ -31,7 +31,7 @@ class Implementation:
         self.kind = kind
 
     def __getattr__(self, stem: str) -> ModuleType:
-        if stem.startswith("__"):
+        if stem.startswith("_"):  # dunders and probes such as hypothesis's mock check
             raise AttributeError(stem)
         suffix = "c" if self.kind == "c" else "py"
         return importlib.import_module(f"moonfire_core._{stem}_{suffix}")
