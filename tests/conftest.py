@@ -31,10 +31,17 @@ class Implementation:
         self.kind = kind
 
     def __getattr__(self, stem: str) -> ModuleType:
-        if stem.startswith("_"):  # dunders and probes such as hypothesis's mock check
+        if stem.startswith("__"):
             raise AttributeError(stem)
         suffix = "c" if self.kind == "c" else "py"
-        return importlib.import_module(f"moonfire_core._{stem}_{suffix}")
+        try:
+            return importlib.import_module(f"moonfire_core._{stem}_{suffix}")
+        except ModuleNotFoundError as error:
+            # getattr() probes (hypothesis looks for a mock marker) need AttributeError; the
+            # message and the chained error still name the missing module.
+            if error.name != f"moonfire_core._{stem}_{suffix}":
+                raise
+            raise AttributeError(f"{self.kind} implementation has no {stem!r}: {error}") from error
 
     def __repr__(self) -> str:
         return self.kind
