@@ -1,0 +1,480 @@
+"""``Database``: the one writer connection, its reads, and camera configuration.
+
+All statements on a ``Database`` run under one lock, so a thread never sees another
+thread's open transaction; writes go through ``transaction()`` (``BEGIN IMMEDIATE``
+... ``COMMIT``).  Other processes, e.g. ``moonfire check``, open their own
+read-only ``Database``; in WAL mode they read the last commit without waiting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .errors import (
+    ConsistencyError,
+    DatabaseError,
+    DatabaseVersionError,
+    DuplicateCameraError,
+    InvalidConfigError,
+    NotAMoonfireDatabaseError,
+    UnknownRecordingError,
+    UnknownVideoSampleEntryError,
+)
+from .rows import (
+    CAMERA_COLUMNS,
+    PLAYBACK_COLUMNS,
+    RECORDING_COLUMNS,
+    VIDEO_SAMPLE_ENTRY_COLUMNS,
+    Camera,
+    Playback,
+    RecordingRow,
+    SampleFileDirRow,
+    VideoSampleEntry,
+    composite_id,
+)
+from .transaction import Transaction, lookup_camera
+
+#: How long to wait for another process's write lock before failing with "database is locked".
+BUSY_TIMEOUT_SEC = 10.0
+#: ``list_oldest_recordings`` fetches this many rows per lock hold.
+OLDEST_BATCH_ROWS = 1024
+#: Recordings must stay under 5 minutes and rotation waits for a key frame.
+MAX_ROTATE_INTERVAL_SEC = 299
+
+CAMERA_SETTINGS = frozenset(
+    {"short_name", "description", "url", "username", "password", "retain_bytes",
+     "rotate_interval_sec"}
+)
+
+_OLDEST_QUERY = (
+    "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
+    + ", p.sample_file_uuid from recording r"
+    " join recording_playback p on p.composite_id = r.composite_id"
+    " where r.composite_id >= ? and r.composite_id < ? order by r.composite_id limit ?"
+)
+
+
+class Database:
+    """The metadata database of one data directory.  Use ``create`` or ``open``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+        self.read_only = read_only
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], sample_dir_path: str) -> Database:
+        """Creates a new database file at ``path`` for sample files in ``sample_dir_path``.
+
+        The sample directory path is stored absolute, so the daemon finds it from any
+        working directory.  Refuses to touch an existing non-empty file.
+        """
+        path = Path(path)
+        if not isinstance(sample_dir_path, str) or not sample_dir_path:
+            raise InvalidConfigError(f"sample file directory path must be a non-empty string, "
+                                     f"got {sample_dir_path!r}")
+        if path.exists() and path.stat().st_size > 0:
+            raise DatabaseError(f"{path} already exists; refusing to overwrite it")
+        conn = _connect(path, "rwc")
+        try:
+            conn.execute(f"pragma page_size = {schema.PAGE_SIZE}")
+            _configure(conn, read_only=False)
+            conn.execute("begin immediate")
+            try:
+                schema.create(conn, os.path.abspath(sample_dir_path))
+                conn.execute("commit")
+            except BaseException:
+                conn.execute("rollback")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, read_only=False)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        read_only: bool = False,
+        *,
+        upgrade_sample_dir_path: str | None = None,
+    ) -> Database:
+        """Opens an existing database, upgrading a version-1 one in a single transaction.
+
+        Era-1 databases do not record their sample directory; the upgrade stores
+        ``upgrade_sample_dir_path``, by default ``sample`` next to the database file.
+        A read-only open refuses a database that still needs the upgrade.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise NotAMoonfireDatabaseError(f"{path}: no such database file")
+        conn = _connect(path, "ro" if read_only else "rw")
+        try:
+            version = schema.read_version(conn, path)
+            schema.check_version(version, path)
+            _configure(conn, read_only)
+            if version < schema.SCHEMA_VERSION:
+                if read_only:
+                    raise DatabaseVersionError(
+                        f"{path}: database schema version {version} must be upgraded to "
+                        f"{schema.SCHEMA_VERSION}; open it read-write once"
+                    )
+                sample_dir = upgrade_sample_dir_path or schema.default_sample_dir_path(path)
+                _upgrade(conn, path, os.path.abspath(sample_dir))
+            (meta_rows,) = conn.execute("select count(*) from meta").fetchone()
+            if meta_rows != 1:
+                raise ConsistencyError(f"{path}: table meta has {meta_rows} rows; expected 1")
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, read_only)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"<Database {str(self.path)!r} {mode}>"
+
+    # ---- transactions ----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One write transaction: commits if the block succeeds, else rolls back.
+
+        Holds the writer lock throughout, so keep the block short.  If an operation
+        inside fails, the transaction rolls back even if the block caught the error.
+        Transactions do not nest.
+        """
+        if self.read_only:
+            raise DatabaseError(f"{self.path} is open read-only")
+        with self._lock:
+            if self._conn.in_transaction:
+                raise DatabaseError("a transaction is already open on this thread; "
+                                    "transactions do not nest")
+            self._conn.execute("begin immediate")
+            tx = Transaction(self._conn)
+            try:
+                yield tx
+                if tx.must_rollback:
+                    raise ConsistencyError("transaction rolled back: an operation inside it "
+                                           "failed, so it cannot commit")
+                self._conn.execute("commit")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("rollback")
+                raise
+            finally:
+                tx.finish()
+
+    # ---- sample file directory -------------------------------------------------------
+
+    def sample_file_dir(self) -> SampleFileDirRow:
+        with self._lock:
+            row = self._conn.execute(
+                "select d.path, d.uuid, m.db_uuid from sample_file_dir d, meta m"
+            ).fetchone()
+        if row is None:
+            raise ConsistencyError(f"{self.path}: table sample_file_dir is empty")
+        return SampleFileDirRow(*row)
+
+    # ---- cameras ---------------------------------------------------------------------
+
+    def add_camera(
+        self,
+        short_name: str,
+        *,
+        url: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        retain_bytes: int = 0,
+        rotate_interval_sec: int = 60,
+        description: str = "",
+    ) -> Camera:
+        """Adds a camera; its recording ids start at 1."""
+        settings = {
+            "short_name": short_name, "description": description, "url": url,
+            "username": username, "password": password, "retain_bytes": retain_bytes,
+            "rotate_interval_sec": rotate_interval_sec,
+        }
+        _validate_camera_settings(settings)
+        with self.transaction() as tx:
+            _refuse_duplicate_name(tx.conn, short_name, except_id=None)
+            columns = ", ".join(settings)
+            marks = ", ".join("?" * len(settings))
+            camera_id = tx.conn.execute(
+                f"insert into camera (uuid, next_recording_id, {columns})"
+                f" values (?, 1, {marks})",
+                (uuidlib.uuid4().bytes, *settings.values()),
+            ).lastrowid
+        return self.get_camera(camera_id)
+
+    def get_camera(self, id_or_name: int | str) -> Camera:
+        """The camera with this id (an ``int``) or short name (a ``str``)."""
+        with self._lock:
+            return lookup_camera(self._conn, id_or_name)
+
+    def list_cameras(self) -> list[Camera]:
+        """All cameras, by id."""
+        with self._lock:
+            rows = self._conn.execute(f"select {CAMERA_COLUMNS} from camera order by id")
+            return [Camera(*row) for row in rows]
+
+    def update_camera(self, id_or_name: int | str, **changes: Any) -> Camera:
+        """Changes some of a camera's settings (the keyword names of ``add_camera``)."""
+        unknown = sorted(set(changes) - CAMERA_SETTINGS)
+        if unknown:
+            raise TypeError(f"update_camera() got unknown camera settings: {', '.join(unknown)}")
+        _validate_camera_settings(changes)
+        with self.transaction() as tx:
+            camera = lookup_camera(tx.conn, id_or_name)
+            if changes:
+                if "short_name" in changes:
+                    _refuse_duplicate_name(tx.conn, changes["short_name"], except_id=camera.id)
+                assignments = ", ".join(f"{name} = ?" for name in changes)
+                tx.conn.execute(
+                    f"update camera set {assignments} where id = ?", (*changes.values(), camera.id)
+                )
+        return self.get_camera(camera.id)
+
+    def delete_camera(self, id_or_name: int | str) -> None:
+        """Removes a camera that has no recordings (rotate them away first)."""
+        with self.transaction() as tx:
+            camera = lookup_camera(tx.conn, id_or_name)
+            (recordings,) = tx.conn.execute(
+                "select count(*) from recording where camera_id = ?", (camera.id,)
+            ).fetchone()
+            if recordings:
+                raise DatabaseError(
+                    f"camera {camera.short_name!r} still has {recordings} recordings; "
+                    "set its retain_bytes to 0 and let rotation delete them first"
+                )
+            tx.conn.execute("delete from camera where id = ?", (camera.id,))
+
+    def camera_usage(self, camera_id: int) -> tuple[int, int, int]:
+        """(recordings, sample_file_bytes, duration_90k) summed over a camera's recordings.
+
+        One aggregate query over the ``recording_cover`` index; no table rows are read.
+        """
+        with self._lock:
+            lookup_camera(self._conn, camera_id)
+            row = self._conn.execute(
+                "select count(*), coalesce(sum(sample_file_bytes), 0),"
+                " coalesce(sum(duration_90k), 0) from recording where camera_id = ?",
+                (camera_id,),
+            ).fetchone()
+        return row
+
+    # ---- video sample entries --------------------------------------------------------
+
+    def insert_video_sample_entry(self, width: int, height: int, data: bytes) -> int:
+        """The id of the entry holding ``data``, inserting it unless an equal one exists.
+
+        Entries are shared by SHA-1 of ``data``; the same bytes with other dimensions
+        mean a bug in whoever computed them.
+        """
+        data = bytes(data)
+        sha1 = hashlib.sha1(data).digest()
+        with self.transaction() as tx:
+            existing = tx.conn.execute(
+                "select id, width, height from video_sample_entry where sha1 = ?", (sha1,)
+            ).fetchone()
+            if existing is not None:
+                entry_id, old_width, old_height = existing
+                if (old_width, old_height) != (width, height):
+                    raise ConsistencyError(
+                        f"video sample entry {entry_id} (sha1 {sha1.hex()}) is "
+                        f"{old_width}x{old_height}, not {width}x{height}"
+                    )
+                return entry_id
+            try:
+                return tx.conn.execute(
+                    "insert into video_sample_entry (sha1, width, height, data)"
+                    " values (?, ?, ?, ?)",
+                    (sha1, width, height, data),
+                ).lastrowid
+            except sqlite3.IntegrityError as e:
+                raise InvalidConfigError(
+                    f"invalid video sample entry {width}x{height} of {len(data)} bytes "
+                    f"(dimensions must be > 0, data longer than 86 bytes): {e}"
+                ) from e
+
+    def get_video_sample_entry(self, entry_id: int) -> VideoSampleEntry:
+        with self._lock:
+            row = self._conn.execute(
+                f"select {VIDEO_SAMPLE_ENTRY_COLUMNS} from video_sample_entry where id = ?",
+                (entry_id,),
+            ).fetchone()
+        if row is None:
+            raise UnknownVideoSampleEntryError(f"no video sample entry with id {entry_id}")
+        return VideoSampleEntry(*row)
+
+    # ---- recordings ------------------------------------------------------------------
+
+    def list_oldest_recordings(self, camera_id: int) -> Iterator[tuple[RecordingRow, bytes]]:
+        """A camera's recordings with their sample file uuids, oldest (lowest id) first.
+
+        Lazy: rows are fetched in batches, each under the lock but none held across a
+        ``yield``, so a caller may stop early or write between batches.
+        """
+        low, high = composite_id(camera_id, 0), composite_id(camera_id + 1, 0)
+        while True:
+            with self._lock:
+                batch = self._conn.execute(_OLDEST_QUERY, (low, high, OLDEST_BATCH_ROWS)).fetchall()
+            for row in batch:
+                yield RecordingRow(*row[:-1]), row[-1]
+            if len(batch) < OLDEST_BATCH_ROWS:
+                return
+            low = batch[-1][0] + 1
+
+    def list_recordings_by_time(
+        self, camera_id: int, start_90k: int, end_90k: int
+    ) -> list[RecordingRow]:
+        """Recordings overlapping ``[start_90k, end_90k)``, by start time.
+
+        A recording ``[s, s + d)`` overlaps when ``s < end`` and ``s + d > start``; since
+        ``d`` is under 5 minutes, ``s > start - 5 min`` bounds the index range scanned.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                f"select {RECORDING_COLUMNS} from recording where camera_id = ?"
+                " and start_time_90k > ? and start_time_90k < ?"
+                " and start_time_90k + duration_90k > ? order by start_time_90k",
+                (camera_id, start_90k - schema.MAX_RECORDING_DURATION_90K, end_90k, start_90k),
+            ).fetchall()
+        return [RecordingRow(*row) for row in rows]
+
+    def list_recordings(self, camera_id: int) -> list[RecordingRow]:
+        """All of a camera's recordings, by start time."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"select {RECORDING_COLUMNS} from recording where camera_id = ?"
+                " order by start_time_90k",
+                (camera_id,),
+            ).fetchall()
+        return [RecordingRow(*row) for row in rows]
+
+    def get_recording(self, composite_id: int) -> RecordingRow:
+        with self._lock:
+            row = self._conn.execute(
+                f"select {RECORDING_COLUMNS} from recording where composite_id = ?",
+                (composite_id,),
+            ).fetchone()
+        if row is None:
+            raise UnknownRecordingError(_no_recording(composite_id))
+        return RecordingRow(*row)
+
+    def get_playback(self, composite_id: int) -> Playback:
+        with self._lock:
+            row = self._conn.execute(
+                f"select {PLAYBACK_COLUMNS} from recording_playback where composite_id = ?",
+                (composite_id,),
+            ).fetchone()
+        if row is None:
+            raise UnknownRecordingError(_no_recording(composite_id))
+        return Playback(*row)
+
+    def list_reserved_sample_files(self) -> list[tuple[bytes, int]]:
+        """(uuid, state) of every reservation: 0 = writing, 1 = deleting."""
+        with self._lock:
+            return self._conn.execute("select uuid, state from reserved_sample_files").fetchall()
+
+    def list_all_recording_uuids(self) -> dict[bytes, int]:
+        """Sample file uuid -> composite id of every recording (for ``moonfire check``)."""
+        with self._lock:
+            return dict(
+                self._conn.execute("select sample_file_uuid, composite_id from recording_playback")
+            )
+
+
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT), usable from any thread."""
+    return sqlite3.connect(
+        f"{path.absolute().as_uri()}?mode={mode}",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=BUSY_TIMEOUT_SEC,
+    )
+
+
+def _configure(conn: sqlite3.Connection, read_only: bool) -> None:
+    """WAL (readers never block the writer), fsync on every commit, foreign keys enforced."""
+    if not read_only:
+        (mode,) = conn.execute("pragma journal_mode = wal").fetchone()
+        if mode != "wal":
+            raise DatabaseError(f"could not switch the database to WAL mode (got {mode!r})")
+    conn.execute("pragma synchronous = full")
+    conn.execute("pragma foreign_keys = on")
+
+
+def _upgrade(conn: sqlite3.Connection, path: Path, sample_dir_path: str) -> None:
+    """Upgrades to the current schema in one transaction (re-reading the version under lock)."""
+    conn.execute("begin immediate")
+    try:
+        version = schema.read_version(conn, path)
+        if version < schema.SCHEMA_VERSION:
+            schema.upgrade(conn, version, sample_dir_path)
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+
+
+def _validate_camera_settings(settings: dict[str, Any]) -> None:
+    """Raises ``InvalidConfigError`` naming the first bad setting among those given."""
+    for name, value in settings.items():
+        if name == "short_name":
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidConfigError(f"camera short name must be a non-empty string, "
+                                         f"got {value!r}")
+            if value != value.strip():
+                raise InvalidConfigError(f"camera short name {value!r} has surrounding spaces")
+        elif name in ("description", "url"):
+            if not isinstance(value, str):
+                raise InvalidConfigError(f"camera {name} must be a string, got {value!r}")
+        elif name in ("username", "password"):
+            if value is not None and not isinstance(value, str):
+                raise InvalidConfigError(f"camera {name} must be a string or None")
+        elif name == "retain_bytes":
+            if not _is_int(value) or value < 0:
+                raise InvalidConfigError(f"retain_bytes must be an integer >= 0, got {value!r}")
+        elif name == "rotate_interval_sec":
+            if not _is_int(value) or not 0 < value <= MAX_ROTATE_INTERVAL_SEC:
+                raise InvalidConfigError(
+                    f"rotate_interval_sec must be an integer from 1 to "
+                    f"{MAX_ROTATE_INTERVAL_SEC} (recordings stay under 5 minutes), got {value!r}"
+                )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _refuse_duplicate_name(conn: sqlite3.Connection, name: str, except_id: int | None) -> None:
+    row = conn.execute("select id from camera where short_name = ?", (name,)).fetchone()
+    if row is not None and row[0] != except_id:
+        raise DuplicateCameraError(f"camera {name!r} already exists")
+
+
+def _no_recording(cid: int) -> str:
+    return f"no recording {cid >> 32}/{cid & 0xFFFF_FFFF} (composite id {cid})"

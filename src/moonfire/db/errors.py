@@ -1,0 +1,45 @@
+"""Exceptions of the metadata layer.
+
+Everything a user can cause (a wrong path, a duplicate name, a negative budget,
+a database from a newer moonfire) derives from ``DatabaseError``, so the CLI can
+print one line without a traceback.  ``sqlite3`` errors that escape mean a bug.
+"""
+
+
+class DatabaseError(Exception):
+    """Base class for user-facing failures of the metadata database."""
+
+
+class NotAMoonfireDatabaseError(DatabaseError):
+    """The file is missing, is not SQLite, or has no ``version`` table."""
+
+
+class DatabaseVersionError(DatabaseError):
+    """The schema version is one this moonfire cannot use (too old or too new)."""
+
+
+class DuplicateCameraError(DatabaseError):
+    """A camera with this short name already exists."""
+
+
+class UnknownCameraError(DatabaseError, LookupError):
+    """No camera has this id or short name."""
+
+
+class UnknownRecordingError(DatabaseError, LookupError):
+    """No recording has this composite id."""
+
+
+class UnknownVideoSampleEntryError(DatabaseError, LookupError):
+    """No video sample entry has this id."""
+
+
+class InvalidConfigError(DatabaseError, ValueError):
+    """A camera setting is out of range: empty name, negative budget, bad interval."""
+
+
+class ConsistencyError(DatabaseError):
+    """The database disagrees with what the caller asserted (e.g. an unreserved uuid).
+
+    Raised by multi-part operations; the transaction that saw it is rolled back.
+    """
