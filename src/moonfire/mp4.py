@@ -1,0 +1,409 @@
+"""``VirtualFile``: a ``.mp4`` over recorded segments, never written to disk (brief §4.2).
+
+The file is a list of *slices*; any byte range is produced on demand by a binary search over the
+slices' end offsets.  Slices are small fixed boxes (built eagerly), per-segment sample tables
+(``stts``/``stsz``/``stss`` entries, built from the ``video_index`` on first access and cached)
+and per-segment sample data (read from the sample file with ``os.pread`` per request).  The size
+is known without decoding any index: interior segments take the fast path.
+
+Layout (``moov`` before ``mdat`` so players can start at once)::
+
+    ftyp  moov{mvhd trak{tkhd [edts/elst] mdia{mdhd hdlr minf{vmhd dinf
+          stbl{stsd stts stsc stsz co64 stss}}}}}  mdat(64-bit header)
+
+Choices, each a decision a reader might otherwise have to reverse-engineer:
+
+* ``stts`` has one entry per sample, as in era 1: its size is then known from the frame counts
+  without decoding interior indexes (run-length merging would need every index decoded up front).
+* One chunk per segment: ``stsc`` has one entry per segment, ``co64`` one offset per segment.
+* Each segment's last ``stts`` delta is trimmed to the desired end; ``stss`` numbers are 1-based
+  and advance by the frames each *segment* contributes (not the recording's count; af282c3).
+* Edit list: per segment skip ``desired start - actual start`` and keep the desired duration;
+  contiguous keeps merge; ``edts`` is written only when the result is not one entry at media
+  time 0.
+* **Gaps**: when a segment starts (in wall time: recording start + desired start) later than the
+  previous one ended, an *empty edit* (media time -1) of the gap's length goes between their
+  edits, so the file's timeline matches the wall clock across camera outages.  A segment starting
+  earlier than the previous one ended (runs overlapping by clock error, or a range repeated) is
+  simply played next.
+* **Trailing zero**: appending a segment after one whose recording ends in a zero-duration frame
+  is refused, unless the new segment's recording starts a new run (``run_offset == 0``, or another
+  run or camera).  That zero-duration frame keeps duration 0: the next sample then shares its
+  decode time, so every frame is still demuxed and decoded, and no presentation time is invented.
+* Durations too large for 32 bits (over 13.25 hours) switch ``mvhd``/``tkhd``/``mdhd`` to
+  version 1.  ``mdhd`` holds the media duration (Σ ``stts``); ``mvhd``/``tkhd`` the presentation
+  duration (Σ desired durations plus gaps).
+
+``etag`` is a strong, quoted hex SHA-1 over ``FORMAT_VERSION`` and each segment's identity
+(camera id, recording id, recording start, desired range).  Bump ``FORMAT_VERSION`` whenever
+the bytes produced for the same request change, or clients could splice ranges of two formats.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import hashlib
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+import numpy as np
+
+from moonfire import mp4_boxes as boxes
+from moonfire.recording import Segment, recording_name
+
+if TYPE_CHECKING:
+    from moonfire.db import RecordingRow, VideoSampleEntry
+
+#: Version of the bytes this module produces; part of every ETag.
+FORMAT_VERSION = 1
+
+#: Chunk size used by ``write_to``.
+STREAM_CHUNK_BYTES = 1 << 20
+
+#: Opens a recording's sample file for reading; ``VirtualFile`` closes what it returns (an fd or
+#: a binary file object) after each read.
+SampleFileOpener = Callable[["RecordingRow"], "int | BinaryIO"]
+
+
+class _Slice(Protocol):
+    size: int
+
+    def read(self, start: int, stop: int) -> bytes | memoryview: ...
+
+
+@dataclass(slots=True)
+class _Static:
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, start: int, stop: int) -> memoryview:
+        return memoryview(self.data)[start:stop]
+
+
+class _SampleTableCache:
+    """Per-segment ``stts``/``stsz``/``stss`` entries, built on first access and kept.
+
+    Built with numpy from ``Segment.sample_tables()``: no per-sample Python loop, since a day-long
+    export has millions of samples.
+    """
+
+    def __init__(self, segments: Sequence[Segment]) -> None:
+        self._segments = segments
+        self._first_frame_numbers = np.cumsum([0] + [s.frames for s in segments]) + 1
+        self._tables: dict[int, tuple[bytes, bytes, bytes]] = {}
+
+    def get(self, index: int) -> tuple[bytes, bytes, bytes]:
+        cached = self._tables.get(index)
+        if cached is None:
+            tables = self._segments[index].sample_tables()
+            stts = np.empty((len(tables.durations), 2), dtype=">u4")
+            stts[:, 0] = 1
+            stts[:, 1] = tables.durations
+            stss = np.flatnonzero(tables.is_key) + int(self._first_frame_numbers[index])
+            cached = (
+                stts.tobytes(),
+                tables.sizes.astype(">u4").tobytes(),
+                stss.astype(">u4").tobytes(),
+            )
+            self._tables[index] = cached
+        return cached
+
+
+STTS, STSZ, STSS = 0, 1, 2
+
+
+@dataclass(slots=True)
+class _Table:
+    """The ``stts``/``stsz``/``stss`` entries (``kind``) of one segment."""
+
+    cache: _SampleTableCache
+    segment_index: int
+    kind: int
+    size: int
+
+    def read(self, start: int, stop: int) -> memoryview:
+        return memoryview(self.cache.get(self.segment_index)[self.kind])[start:stop]
+
+
+@dataclass(slots=True)
+class _SampleData:
+    """A segment's byte range of its sample file."""
+
+    segment: Segment
+    open_sample_file: SampleFileOpener
+    size: int
+
+    def read(self, start: int, stop: int) -> bytes:
+        file_offset = self.segment.sample_byte_range[0] + start
+        wanted = stop - start
+        handle = self.open_sample_file(self.segment.row)
+        try:
+            fd = handle if isinstance(handle, int) else handle.fileno()
+            data = os.pread(fd, wanted, file_offset)
+        finally:
+            if isinstance(handle, int):
+                os.close(handle)
+            else:
+                handle.close()
+        if len(data) != wanted:
+            raise ValueError(
+                f"sample file of recording {recording_name(self.segment.row)} is too short: "
+                f"wanted {wanted} bytes at offset {file_offset}, got {len(data)}"
+            )
+        return data
+
+
+class VirtualFile:
+    """A read-only ``.mp4`` whose bytes are computed on request; build it with :func:`build_mp4`."""
+
+    def __init__(
+        self,
+        segments: Sequence[Segment],
+        stsd_entries: Sequence[VideoSampleEntry],
+        slices: list[_Slice],
+        etag: str,
+        last_modified_90k: int,
+    ) -> None:
+        self.segments = tuple(segments)
+        self._stsd_entries = tuple(stsd_entries)
+        self._slices = slices
+        self._ends: list[int] = []
+        end = 0
+        for piece in slices:
+            end += piece.size
+            self._ends.append(end)
+        self._etag = etag
+        self._last_modified_90k = last_modified_90k
+
+    @property
+    def size(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @property
+    def etag(self) -> str:
+        return self._etag
+
+    @property
+    def last_modified(self) -> datetime.datetime:
+        """The latest segment's recording end, in UTC (whole seconds, as HTTP dates are)."""
+        seconds = self._last_modified_90k // boxes.TIMESCALE_90K
+        return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+
+    @property
+    def content_type(self) -> str:
+        """``video/mp4; codecs="avc1.PPCCLL"`` from the first sample entry's ``avcC``."""
+        data = self._stsd_entries[0].data
+        if data[4:8] == b"avc1" and data[90:94] == b"avcC" and len(data) >= 98:
+            return f'video/mp4; codecs="avc1.{data[95:98].hex()}"'
+        return "video/mp4"
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes ``[offset, offset + length)``, shorter only where the file ends."""
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid range: offset {offset}, length {length}")
+        stop = min(offset + length, self.size)
+        if offset >= stop:
+            return b""
+        parts = []
+        index = bisect.bisect_right(self._ends, offset)
+        while offset < stop:
+            piece_end = self._ends[index]
+            piece_start = piece_end - self._slices[index].size
+            chunk_stop = min(stop, piece_end)
+            parts.append(self._slices[index].read(offset - piece_start, chunk_stop - piece_start))
+            offset = chunk_stop
+            index += 1
+        return b"".join(parts)
+
+    def write_to(self, fileobj: BinaryIO, progress: Callable[[int], object] | None = None) -> None:
+        """Streams the whole file in chunks; ``progress(n)`` after each (e.g. ``tqdm.update``)."""
+        for offset in range(0, self.size, STREAM_CHUNK_BYTES):
+            chunk = self.read(offset, STREAM_CHUNK_BYTES)
+            fileobj.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
+
+    def __repr__(self) -> str:
+        return f"VirtualFile({len(self.segments)} segments, {self.size} bytes, etag {self._etag})"
+
+
+def build_mp4(
+    segments: Sequence[Segment],
+    sample_entries: dict[int, VideoSampleEntry],
+    open_sample_file: SampleFileOpener,
+) -> VirtualFile:
+    """Lays out a ``.mp4`` over ``segments`` (in order).
+
+    ``sample_entries`` maps ``video_sample_entry_id`` to the entry (at least those the segments
+    use); ``open_sample_file(row)`` returns a readable fd or binary file of the row's sample file.
+    Raises ``ValueError`` for no segments, an unknown sample entry or a segment after a trailing
+    zero in the same run.
+    """
+    if not segments:
+        raise ValueError("no segments: a .mp4 needs at least one recording")
+    _check_trailing_zeros(segments)
+    stsd_entries, description_numbers = _distinct_sample_entries(segments, sample_entries)
+    edits, presentation_duration = _edit_list(segments)
+    media_duration = sum(segment.media_duration_90k for segment in segments)
+    last_modified_90k = max(segment.row.end_time_90k for segment in segments)
+    creation_1904 = last_modified_90k // boxes.TIMESCALE_90K + boxes.EPOCH_1904_OFFSET
+    width = max(entry.width for entry in stsd_entries)
+    height = max(entry.height for entry in stsd_entries)
+
+    frames = sum(segment.frames for segment in segments)
+    key_frames = sum(segment.key_frames for segment in segments)
+    fixed_stbl_head = boxes.stsd(entry.data for entry in stsd_entries)
+    stts_len = 8 + 8 * frames
+    stsc = boxes.stsc([(s.frames, d) for s, d in zip(segments, description_numbers, strict=True)])
+    stsz_len = 12 + 4 * frames
+    co64_len = 8 + 8 * len(segments)
+    stss_len = 8 + 4 * key_frames
+    stbl_len = sum(
+        (len(fixed_stbl_head), 8 + stts_len, len(stsc), 8 + stsz_len, 8 + co64_len, 8 + stss_len)
+    )
+    minf_head = boxes.vmhd() + boxes.dinf()
+    minf_len = len(minf_head) + 8 + stbl_len
+    mdia_head = boxes.mdhd(creation_1904, media_duration) + boxes.hdlr_video()
+    mdia_len = len(mdia_head) + 8 + minf_len
+    trak_head = boxes.tkhd(creation_1904, 1, presentation_duration, width, height)
+    if edits is not None:
+        trak_head += boxes.edts(edits)
+    trak_len = len(trak_head) + 8 + mdia_len
+    moov_head = boxes.mvhd(creation_1904, presentation_duration)
+    moov_len = len(moov_head) + 8 + trak_len
+    ftyp = boxes.ftyp()
+    mdat_payload_start = len(ftyp) + 8 + moov_len + 16
+
+    data_lengths = np.array(
+        [end - start for start, end in (s.sample_byte_range for s in segments)], dtype=np.int64
+    )
+    chunk_offsets = mdat_payload_start + np.concatenate(([0], np.cumsum(data_lengths)[:-1]))
+
+    pieces: list[_Slice] = []
+    static = bytearray()
+
+    tables = _SampleTableCache(segments)
+
+    def add_table(header: bytes, kind: int, entry_bytes: Callable[[Segment], int]) -> None:
+        static.extend(header)
+        pieces.append(_Static(bytes(static)))
+        static.clear()
+        for i, segment in enumerate(segments):
+            pieces.append(_Table(tables, i, kind, entry_bytes(segment)))
+
+    static += ftyp
+    static += boxes.box_header(b"moov", moov_len) + moov_head
+    static += boxes.box_header(b"trak", trak_len) + trak_head
+    static += boxes.box_header(b"mdia", mdia_len) + mdia_head
+    static += boxes.box_header(b"minf", minf_len) + minf_head
+    static += boxes.box_header(b"stbl", stbl_len) + fixed_stbl_head
+    add_table(
+        boxes.full_box_header(b"stts", stts_len) + struct.pack(">I", frames),
+        STTS,
+        lambda s: 8 * s.frames,
+    )
+    static += stsc
+    add_table(
+        boxes.full_box_header(b"stsz", stsz_len) + struct.pack(">II", 0, frames),
+        STSZ,
+        lambda s: 4 * s.frames,
+    )
+    static += boxes.full_box_header(b"co64", co64_len) + struct.pack(">I", len(segments))
+    static += chunk_offsets.astype(">u8").tobytes()
+    add_table(
+        boxes.full_box_header(b"stss", stss_len) + struct.pack(">I", key_frames),
+        STSS,
+        lambda s: 4 * s.key_frames,
+    )
+    static += boxes.mdat_header(int(data_lengths.sum()))
+    pieces.append(_Static(bytes(static)))
+    for segment, length in zip(segments, data_lengths.tolist(), strict=True):
+        if length:
+            pieces.append(_SampleData(segment, open_sample_file, length))
+
+    return VirtualFile(segments, stsd_entries, pieces, _etag(segments), last_modified_90k)
+
+
+def _check_trailing_zeros(segments: Sequence[Segment]) -> None:
+    for previous, segment in zip(segments, segments[1:], strict=False):
+        if previous.have_trailing_zero and not _starts_new_run(previous.row, segment.row):
+            raise ValueError(
+                f"unable to append recording {recording_name(segment.row)} after recording "
+                f"{recording_name(previous.row)} with trailing zero"
+            )
+
+
+def _starts_new_run(previous: RecordingRow, row: RecordingRow) -> bool:
+    if row.run_offset == 0 or row.camera_id != previous.camera_id:
+        return True
+    return row.recording_id - row.run_offset != previous.recording_id - previous.run_offset
+
+
+def _distinct_sample_entries(
+    segments: Sequence[Segment], sample_entries: dict[int, VideoSampleEntry]
+) -> tuple[list[VideoSampleEntry], list[int]]:
+    """Distinct entries in order of first use, and each segment's 1-based ``stsd`` position."""
+    positions: dict[int, int] = {}
+    entries: list[VideoSampleEntry] = []
+    numbers = []
+    for segment in segments:
+        entry_id = segment.row.video_sample_entry_id
+        if entry_id not in positions:
+            entry = sample_entries.get(entry_id)
+            if entry is None:
+                raise ValueError(
+                    f"recording {recording_name(segment.row)}: unknown video sample entry "
+                    f"{entry_id}"
+                )
+            entries.append(entry)
+            positions[entry_id] = len(entries)
+        numbers.append(positions[entry_id])
+    return entries, numbers
+
+
+def _edit_list(segments: Sequence[Segment]) -> tuple[list[tuple[int, int]] | None, int]:
+    """``elst`` entries (None when not needed) and the presentation duration they span."""
+    edits: list[list[int]] = []
+    media_time = 0
+    previous_wall_end: int | None = None
+    for segment in segments:
+        start, end = segment.desired_range_90k
+        wall_start = segment.row.start_time_90k + start
+        if previous_wall_end is not None and wall_start > previous_wall_end:
+            edits.append([wall_start - previous_wall_end, boxes.EMPTY_EDIT])
+        keep = end - start
+        segment_media_time = media_time + start - segment.actual_start_90k
+        if keep > 0:
+            last = edits[-1] if edits else None
+            if (
+                last is not None
+                and last[1] != boxes.EMPTY_EDIT
+                and last[0] + last[1] == (segment_media_time)
+            ):
+                last[0] += keep
+            else:
+                edits.append([keep, segment_media_time])
+        media_time += segment.media_duration_90k
+        previous_wall_end = segment.row.start_time_90k + end
+    presentation_duration = sum(duration for duration, _ in edits)
+    if not edits or (len(edits) == 1 and edits[0][1] == 0):
+        return None, presentation_duration
+    return [(duration, time) for duration, time in edits], presentation_duration
+
+
+def _etag(segments: Sequence[Segment]) -> str:
+    digest = hashlib.sha1(bytes([FORMAT_VERSION]))
+    for segment in segments:
+        row = segment.row
+        start, end = segment.desired_range_90k
+        digest.update(
+            struct.pack(">iiqii", row.camera_id, row.recording_id, row.start_time_90k, start, end)
+        )
+    return f'"{digest.hexdigest()}"'
