@@ -37,11 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moonfire_core.sampledir import SampleDirectory
 from moonfire_core.writer import Writer
 
 from moonfire_core import sampledir
 from moonfire_core._records import PreviousWriter, RecordingToSave
+from moonfire_core.sampledir import SampleDirectory
 
 from .db import Database, RecordingRow
 from .dirmeta import DirMeta, read_meta, verify_meta, write_meta
@@ -169,6 +169,12 @@ class _EnforceRetention:
     done: threading.Event
 
 
+@dataclass
+class _MakeRoom:
+    camera_id: int
+    bytes_wanted: int
+
+
 _STOP = object()
 
 
@@ -234,6 +240,10 @@ class Syncer:
         self, sample_file_uuid: bytes, fd: int | None, error: BaseException | None = None
     ) -> None:
         self._queue.put(_Abandon(sample_file_uuid, fd, error))
+
+    def make_room(self, camera_id: int, bytes_wanted: int = 1) -> None:
+        """The disk filled up under ``camera_id``: delete its oldest recordings (queued)."""
+        self._queue.put(_MakeRoom(camera_id, bytes_wanted))
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Wait until everything queued so far is processed (for tests and shutdown)."""
@@ -372,6 +382,8 @@ class Syncer:
                     self._save(command.recording)
                 elif isinstance(command, _Abandon):
                     self._abandon(command)
+                elif isinstance(command, _MakeRoom):
+                    self._make_room(command.camera_id, command.bytes_wanted)
                 elif isinstance(command, _EnforceRetention):
                     self._rotate(self._rows_over_budget_all(), phase="recovery")
                     command.done.set()
@@ -466,9 +478,9 @@ class Syncer:
             and isinstance(command.error, OSError)
             and command.error.errno == errno.ENOSPC
         ):
-            self._free_space_after_enospc(camera_id, size)
+            self._make_room(camera_id, size)
 
-    def _free_space_after_enospc(self, camera_id: int, bytes_wanted: int) -> None:
+    def _make_room(self, camera_id: int, bytes_wanted: int) -> None:
         """The disk filled before the budget did: delete the camera's oldest recordings.
 
         Deletes at least one recording and at least as many bytes as the lost
@@ -481,6 +493,14 @@ class Syncer:
             freed += row.sample_file_bytes
             if freed >= max(bytes_wanted, 1):
                 break
+        if not rows:
+            log.error(
+                "camera %d: sample file directory %s is full and the camera has no recordings "
+                "to delete; other cameras' budgets exceed the disk",
+                camera_id,
+                self._dir.path,
+            )
+            return
         log.error(
             "camera %d: sample file directory %s is full before the camera reached its budget; "
             "deleting its %d oldest recordings (%d bytes). Lower the budget to fit the disk.",
