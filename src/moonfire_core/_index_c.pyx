@@ -1,0 +1,469 @@
+"""The ``video_index`` codec (brief §2), compiled twin of ``_index_py``.
+
+``_index_py`` is the readable specification; this module matches it name for name and message for
+message.  The work happens on raw ``const unsigned char*`` buffers and C integers: the encoder
+appends varints to a growable ``PyMem`` buffer, and the batch paths (``encode_index``,
+``decode_index``) run one C loop with no Python object per sample.  Python is touched only to
+build the result and, on the cold error paths, to word the message through ``_index_rules``.
+
+Arithmetic is done in ``int64_t`` throughout: every value the format can carry (a u32 varint,
+an int32 total plus an int32 delta) fits without overflow, so the int32 limits are plain
+comparisons.  The GIL is kept: an index is a few KiB and decoding it takes microseconds.
+"""
+
+cimport cython
+cimport numpy as cnp
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject_IsTrue
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint8_t
+
+from operator import index as _as_int
+
+from ._errors import CorruptIndexError
+from ._index_rules import (
+    as_blob,
+    as_columns,
+    bad_varint,
+    bytes_overflow,
+    duration_overflow,
+    negative_duration,
+    non_positive_bytes,
+    sample_problem,
+    zero_duration_not_last,
+)
+from ._index_types import DecodedIndex, Sample
+
+cnp.import_array()
+
+__all__ = [
+    "DecodedIndex",
+    "Sample",
+    "SampleIndexEncoder",
+    "SampleIndexIterator",
+    "decode_index",
+    "encode_index",
+]
+
+cdef enum:
+    _INT32_MAX = 2147483647
+    _DURATION_DELTA_LIMIT = 1073741824  # 2**30, see _index_rules
+    # Two varints of at most 5 bytes each.
+    _MAX_RECORD_BYTES = 10
+    _INITIAL_CAPACITY = 256
+    # Status codes of _read_varint; equal to _index_rules.VARINT_TRUNCATED / VARINT_OVER_32_BITS.
+    _VARINT_TRUNCATED = -1
+    _VARINT_OVER_32_BITS = -2
+
+
+# --------------------------------------------------------------------------- primitives (§2.1)
+
+cdef inline uint32_t _zigzag(int64_t value) noexcept nogil:
+    # ``value`` is an int32; unsigned arithmetic avoids C's undefined signed shifts.
+    cdef uint32_t bits = <uint32_t>value
+    return (bits << 1) ^ (<uint32_t>0 - (bits >> 31))
+
+
+cdef inline int64_t _unzigzag(uint32_t value) noexcept nogil:
+    return <int64_t>(value >> 1) ^ -<int64_t>(value & 1)
+
+
+cdef inline unsigned char* _put_varint(unsigned char* out, uint32_t value) noexcept nogil:
+    while value >= 0x80:
+        out[0] = <unsigned char>(value | 0x80)
+        out += 1
+        value >>= 7
+    out[0] = <unsigned char>value
+    return out + 1
+
+
+cdef inline Py_ssize_t _read_varint(
+    const unsigned char* data, Py_ssize_t end, Py_ssize_t offset, uint32_t* value
+) noexcept nogil:
+    """General varint loop (see ``_index_py._varint_at``): new offset or a negative status."""
+    cdef uint32_t result = 0
+    cdef uint32_t byte
+    cdef int shift = 0
+    while True:
+        if offset >= end:
+            return _VARINT_TRUNCATED
+        byte = data[offset]
+        offset += 1
+        if shift == 28 and (byte & 0xF0):
+            return _VARINT_OVER_32_BITS
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            value[0] = result
+            return offset
+        shift += 7
+
+
+# Test seams with the twin's names, for the brief's §2.1 vectors.
+
+def _zigzag32(value) -> int:
+    if not -0x80000000 <= value <= 0x7FFFFFFF:
+        raise ValueError(f"zigzag32 input {value} is not an int32")
+    return _zigzag(value)
+
+
+def _unzigzag32(value) -> int:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"zigzag32 value {value} is not a u32")
+    return _unzigzag(value)
+
+
+def _encode_varint(value) -> bytes:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"varint value {value} is not a u32")
+    cdef unsigned char out[5]
+    cdef unsigned char* end = _put_varint(out, value)
+    return PyBytes_FromStringAndSize(<char*>out, end - out)
+
+
+def _decode_varint(data, Py_ssize_t offset=0) -> tuple:
+    cdef bytes blob = as_blob(data)
+    if not 0 <= offset <= len(blob):
+        raise IndexError(f"offset {offset} is outside the {len(blob)}-byte buffer")
+    cdef uint32_t value = 0
+    cdef Py_ssize_t after = _read_varint(<const unsigned char*>blob, len(blob), offset, &value)
+    if after < 0:
+        reason = "truncated" if after == _VARINT_TRUNCATED else "over 32 bits"
+        raise CorruptIndexError(f"bad varint at offset {offset}: {reason}")
+    return value, after
+
+
+# --------------------------------------------------------------------------- encoder (§2.2)
+
+cdef struct _EncoderState:
+    int64_t prev_duration
+    int64_t prev_bytes_key
+    int64_t prev_bytes_nonkey
+    int64_t total_duration
+    int64_t total_bytes
+    int64_t samples
+    int64_t sync_samples
+
+
+cdef inline bint _sample_ok(const _EncoderState* state, int64_t duration, int64_t size) noexcept:
+    """The accept set of ``_index_rules.sample_problem``, in C (``and`` short-circuits, so the
+    subtraction runs only on values already bounded by int32)."""
+    return (
+        duration >= 0
+        and size > 0
+        and not (state.samples > 0 and state.prev_duration == 0)
+        and duration <= _INT32_MAX - state.total_duration
+        and size <= _INT32_MAX - state.total_bytes
+        and -_DURATION_DELTA_LIMIT <= duration - state.prev_duration < _DURATION_DELTA_LIMIT
+    )
+
+
+cdef inline unsigned char* _append_sample(
+    _EncoderState* state, unsigned char* out, int64_t duration, int64_t size, bint is_key
+) noexcept:
+    """Write one record (room for ``_MAX_RECORD_BYTES`` assumed) and update the totals."""
+    out = _put_varint(out, (_zigzag(duration - state.prev_duration) << 1) | is_key)
+    state.prev_duration = duration
+    if is_key:
+        out = _put_varint(out, _zigzag(size - state.prev_bytes_key))
+        state.prev_bytes_key = size
+        state.sync_samples += 1
+    else:
+        out = _put_varint(out, _zigzag(size - state.prev_bytes_nonkey))
+        state.prev_bytes_nonkey = size
+    state.total_duration += duration
+    state.total_bytes += size
+    state.samples += 1
+    return out
+
+
+cdef object _refusal(const _EncoderState* state, duration, size):
+    """The ``ValueError`` for a sample ``_sample_ok`` refused, worded by ``_index_rules``."""
+    problem = sample_problem(
+        state.samples,
+        _as_int(duration),
+        _as_int(size),
+        state.prev_duration,
+        state.total_duration,
+        state.total_bytes,
+    )
+    if problem is None:  # the C check and the rules disagree: a bug, never silently accept
+        return AssertionError(f"sample ({duration}, {size}) refused without a rule")
+    return ValueError(problem)
+
+
+@cython.final
+cdef class SampleIndexEncoder:
+    """Builds a ``video_index`` one sample at a time (see ``_index_py.SampleIndexEncoder``).
+
+    ``add_sample`` is the recorder's per-packet hot path: two integer conversions, a C range
+    check and two varints appended to a buffer that doubles when full.
+    """
+
+    cdef unsigned char* _buffer
+    cdef Py_ssize_t _length
+    cdef Py_ssize_t _capacity
+    cdef _EncoderState _state
+
+    def __cinit__(self):
+        self._buffer = <unsigned char*>PyMem_Malloc(_INITIAL_CAPACITY)
+        if self._buffer == NULL:
+            raise MemoryError()
+        self._capacity = _INITIAL_CAPACITY
+
+    def __dealloc__(self):
+        PyMem_Free(self._buffer)
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t capacity = self._capacity * 2
+        cdef unsigned char* buffer = <unsigned char*>PyMem_Realloc(self._buffer, capacity)
+        if buffer == NULL:
+            raise MemoryError()
+        self._buffer = buffer
+        self._capacity = capacity
+        return 0
+
+    def add_sample(self, duration_90k, bytes, is_key) -> None:
+        """Append one sample: its duration (90 kHz units), its size in bytes, and its key flag."""
+        cdef int duration_overflowed, size_overflowed
+        # Same conversion order as the twin: index(duration), index(bytes), bool(is_key).
+        cdef int64_t duration = PyLong_AsLongLongAndOverflow(duration_90k, &duration_overflowed)
+        cdef int64_t size = PyLong_AsLongLongAndOverflow(bytes, &size_overflowed)
+        cdef bint key = PyObject_IsTrue(is_key)
+        if duration_overflowed or size_overflowed or not _sample_ok(&self._state, duration, size):
+            raise _refusal(&self._state, duration_90k, bytes)
+        if self._capacity - self._length < _MAX_RECORD_BYTES:
+            self._grow()
+        cdef unsigned char* end = _append_sample(
+            &self._state, self._buffer + self._length, duration, size, key
+        )
+        self._length = end - self._buffer
+
+    @property
+    def video_index(self) -> bytes:
+        """The blob so far (a copy)."""
+        return PyBytes_FromStringAndSize(<char*>self._buffer, self._length)
+
+    @property
+    def sample_file_bytes(self) -> int:
+        return self._state.total_bytes
+
+    @property
+    def total_duration_90k(self) -> int:
+        return self._state.total_duration
+
+    @property
+    def video_samples(self) -> int:
+        return self._state.samples
+
+    @property
+    def video_sync_samples(self) -> int:
+        return self._state.sync_samples
+
+    @property
+    def has_trailing_zero(self) -> bool:
+        """The last sample has duration 0 (the recording's flags bit 1)."""
+        return self._state.samples > 0 and self._state.prev_duration == 0
+
+
+def encode_index(durations, sizes, is_key) -> bytes:
+    """Encode whole columns at once; same bytes and same errors as ``SampleIndexEncoder``."""
+    duration_column, size_column, key_column = as_columns(durations, sizes, is_key)
+    cdef Py_ssize_t count = len(duration_column)
+    cdef const int64_t* duration_at = <const int64_t*>cnp.PyArray_DATA(duration_column)
+    cdef const int64_t* size_at = <const int64_t*>cnp.PyArray_DATA(size_column)
+    cdef const uint8_t* key_at = <const uint8_t*>cnp.PyArray_DATA(key_column)
+    cdef _EncoderState state
+    state.prev_duration = state.prev_bytes_key = state.prev_bytes_nonkey = 0
+    state.total_duration = state.total_bytes = state.samples = state.sync_samples = 0
+    # The exact worst case, so the loop never checks for room.
+    cdef unsigned char* buffer = <unsigned char*>PyMem_Malloc(count * _MAX_RECORD_BYTES + 1)
+    if buffer == NULL:
+        raise MemoryError()
+    cdef unsigned char* out = buffer
+    cdef Py_ssize_t i
+    try:
+        for i in range(count):
+            if not _sample_ok(&state, duration_at[i], size_at[i]):
+                raise _refusal(&state, duration_at[i], size_at[i])
+            out = _append_sample(&state, out, duration_at[i], size_at[i], key_at[i] != 0)
+        return PyBytes_FromStringAndSize(<char*>buffer, out - buffer)
+    finally:
+        PyMem_Free(buffer)
+
+
+# --------------------------------------------------------------------------- decoder (§2.4)
+
+cdef struct _Cursor:
+    # The brief's iterator state; "current sample" fields are invalid until the first step.
+    const unsigned char* data
+    Py_ssize_t end
+    Py_ssize_t offset        # of the next record
+    int64_t sample           # 0-based number of the current sample
+    int64_t pos
+    int64_t start_90k
+    int64_t duration_90k
+    int64_t size
+    int64_t bytes_key
+    int64_t bytes_nonkey
+    bint is_key
+
+
+cdef inline int _open_cursor(_Cursor* cursor, bytes blob) except -1:
+    cursor.data = NULL
+    cursor.end = 0
+    cursor.data = <const unsigned char*>blob
+    cursor.end = len(blob)
+    cursor.offset = 0
+    cursor.sample = -1
+    cursor.pos = cursor.start_90k = cursor.duration_90k = cursor.size = 0
+    cursor.bytes_key = cursor.bytes_nonkey = 0
+    cursor.is_key = False
+    return 0
+
+
+cdef inline int _step(_Cursor* c) except -1:
+    """Advance to the next sample: 1, or 0 at the end (``pos``/``start_90k`` then hold the
+    totals).  The rules and their order are those of ``_index_py._records``."""
+    cdef Py_ssize_t record, varint2_offset, offset
+    cdef uint32_t varint1, varint2
+    cdef int64_t delta, size
+    c.pos += c.size
+    c.start_90k += c.duration_90k
+    record = c.offset
+    if record >= c.end:
+        return 0
+    c.sample += 1
+    # 1-byte varints (most of varint1, many of varint2) inline; the rest through the loop.
+    varint1 = c.data[record]
+    if varint1 < 0x80:
+        offset = record + 1
+    else:
+        offset = _read_varint(c.data, c.end, record, &varint1)
+        if offset < 0:
+            raise bad_varint(1, record, offset, c.sample, record)
+    varint2_offset = offset
+    varint2 = c.data[offset] if offset < c.end else 0x80
+    if varint2 < 0x80:
+        offset += 1
+    else:
+        offset = _read_varint(c.data, c.end, offset, &varint2)
+        if offset < 0:
+            raise bad_varint(2, varint2_offset, offset, c.sample, record)
+    c.offset = offset
+
+    delta = _unzigzag(varint1 >> 1)
+    c.duration_90k += delta
+    if c.duration_90k < 0:
+        raise negative_duration(c.duration_90k, delta, c.sample, record)
+    if c.start_90k + c.duration_90k > _INT32_MAX:
+        raise duration_overflow(c.start_90k + c.duration_90k, delta, c.sample, record)
+    if c.duration_90k == 0 and offset < c.end:
+        raise zero_duration_not_last(c.end - offset, c.sample, record)
+
+    c.is_key = varint1 & 1
+    delta = _unzigzag(varint2)
+    if c.is_key:
+        c.bytes_key += delta
+        size = c.bytes_key
+    else:
+        c.bytes_nonkey += delta
+        size = c.bytes_nonkey
+    c.size = size
+    if size <= 0:
+        raise non_positive_bytes(size, delta, c.is_key, c.start_90k, c.sample, record)
+    if c.pos + size > _INT32_MAX:
+        raise bytes_overflow(c.pos + size, size, c.sample, record)
+    return 1
+
+
+@cython.final
+cdef class SampleIndexIterator:
+    """Iterates a ``video_index`` blob, yielding one ``Sample`` per record.
+
+    Raises ``CorruptIndexError`` when it reaches a bad record (after yielding the good ones before
+    it); once it has raised or finished, it stays exhausted.
+    """
+
+    cdef bytes _blob  # keeps the buffer the cursor points into alive
+    cdef _Cursor _cursor
+    cdef bint _exhausted
+
+    def __init__(self, blob):
+        self._blob = as_blob(blob)
+        _open_cursor(&self._cursor, self._blob)
+        self._exhausted = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._blob is None or self._exhausted:
+            raise StopIteration
+        self._exhausted = True  # stays set if _step raises
+        if not _step(&self._cursor):
+            raise StopIteration
+        self._exhausted = False
+        cdef _Cursor* c = &self._cursor
+        return Sample(c.pos, c.start_90k, c.duration_90k, c.size, c.is_key)
+
+
+cdef inline Py_ssize_t _count_terminators(const unsigned char* data, Py_ssize_t end) noexcept:
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t i
+    for i in range(end):
+        count += data[i] < 0x80
+    return count
+
+
+cdef object _column(Py_ssize_t length, int type_number):
+    cdef cnp.npy_intp dims = length
+    return cnp.PyArray_EMPTY(1, &dims, type_number, 0)
+
+
+def decode_index(blob) -> DecodedIndex:
+    """Decode a whole blob into columns and totals; ``CorruptIndexError`` if any record is bad."""
+    cdef bytes data = as_blob(blob)
+    cdef _Cursor c
+    _open_cursor(&c, data)
+    # Every varint ends in exactly one byte below 0x80 and a record is two varints, so this is the
+    # exact sample count of a valid blob and an upper bound for any prefix the loop accepts.
+    cdef Py_ssize_t capacity = _count_terminators(c.data, c.end) // 2
+    cdef cnp.ndarray durations = _column(capacity, cnp.NPY_INT32)
+    cdef cnp.ndarray sizes = _column(capacity, cnp.NPY_INT32)
+    cdef cnp.ndarray keys = _column(capacity, cnp.NPY_BOOL)
+    cdef cnp.ndarray positions = _column(capacity, cnp.NPY_INT64)
+    cdef cnp.ndarray starts = _column(capacity, cnp.NPY_INT64)
+    cdef int32_t* duration_at = <int32_t*>cnp.PyArray_DATA(durations)
+    cdef int32_t* size_at = <int32_t*>cnp.PyArray_DATA(sizes)
+    cdef uint8_t* key_at = <uint8_t*>cnp.PyArray_DATA(keys)
+    cdef int64_t* position_at = <int64_t*>cnp.PyArray_DATA(positions)
+    cdef int64_t* start_at = <int64_t*>cnp.PyArray_DATA(starts)
+    cdef Py_ssize_t n = 0
+    cdef int64_t sync_samples = 0
+    while _step(&c):
+        if n >= capacity:  # impossible by the argument above; never write out of bounds
+            raise AssertionError(f"decoded more than {capacity} samples from {c.end} bytes")
+        duration_at[n] = <int32_t>c.duration_90k
+        size_at[n] = <int32_t>c.size
+        key_at[n] = c.is_key
+        position_at[n] = c.pos
+        start_at[n] = c.start_90k
+        sync_samples += c.is_key
+        n += 1
+    if n != capacity:  # likewise impossible once the whole blob decoded
+        raise AssertionError(f"decoded {n} samples, expected {capacity}")
+    for column in (durations, sizes, keys, positions, starts):
+        cnp.PyArray_CLEARFLAGS(<cnp.ndarray>column, cnp.NPY_ARRAY_WRITEABLE)
+    return DecodedIndex(
+        durations=durations,
+        sizes=sizes,
+        is_key=keys,
+        positions=positions,
+        starts=starts,
+        sample_file_bytes=c.pos,
+        total_duration_90k=c.start_90k,
+        video_samples=n,
+        video_sync_samples=sync_samples,
+        has_trailing_zero=n > 0 and c.duration_90k == 0,
+    )
