@@ -1,0 +1,315 @@
+"""Pure-Python twin of ``_writer_c``: the per-packet writer of one recording (brief §4.1, §3.2).
+
+This is the readable reference for the compiled twin, which keeps the same state in C fields.
+
+The index runs one sample behind the data: a sample's duration is only known when the next
+pts arrives, so the newest packet waits as the *unflushed* sample.  Bytes go through a
+user-space buffer (fewer ``write`` syscalls than packets) and are written with ``pwrite`` at
+the writer's own offset, so truncating after a failed write can never leave the file offset
+past the end of the file.
+
+Failure model (era 1): if a write fails after every byte of the already-indexed samples
+reached the file, the file is truncated back to ``index.sample_file_bytes``, the failed packet
+is dropped and the writer stays usable.  If indexed bytes were lost (a failed buffer flush) or
+the truncate fails, the writer is *corrupt*: further writes raise and ``close`` abandons the
+file.  ``close`` hands the still-open fd to ``sink.save`` (the syncer fsyncs and closes it) or
+to ``sink.abandon`` (the syncer unlinks and closes it); it never does both.
+"""
+
+import hashlib
+import os
+from typing import Any, Protocol
+
+from . import _fault_hook
+from ._clock_py import ClockAdjuster
+from ._errors import RecordingAbandonedError
+from ._index_py import SampleIndexEncoder
+from ._records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+
+#: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
+MAX_DURATION_90K = 2**31 - 1
+
+_hook: _fault_hook.FaultHook | None = None
+
+
+def _set_hook(hook: _fault_hook.FaultHook | None) -> None:
+    global _hook
+    _hook = hook
+
+
+_fault_hook.subscribe(_set_hook)
+
+
+class RecordingSink(Protocol):
+    """Where a closed writer sends its file (the syncer; see docs/design.md)."""
+
+    def save(self, recording: RecordingToSave) -> None: ...
+
+    def abandon(
+        self, sample_file_uuid: bytes, fd: int | None, error: BaseException | None
+    ) -> None: ...
+
+
+class Writer:
+    """Writes the samples of one recording to an open sample file and indexes them.
+
+    :param sink: receives the result of ``close`` (``save`` or ``abandon``).
+    :param fd: the freshly created (empty) sample file, open for writing; owned by the
+        writer until ``close`` hands it to the sink.
+    :param path: the file's full path, for error messages and the fault hook.
+    :param prev: what the previous writer of the same run returned, or ``None`` for the
+        first recording of a run.
+    :param buffer_bytes: size of the user-space write buffer.
+    """
+
+    def __init__(
+        self,
+        sink: RecordingSink,
+        fd: int,
+        path: str,
+        sample_file_uuid: bytes,
+        camera_id: int,
+        video_sample_entry_id: int,
+        prev: PreviousWriter | None = None,
+        buffer_bytes: int = 1 << 16,
+    ) -> None:
+        self._closed = True  # until fully constructed, so __del__ leaves a half-built one alone
+        if len(sample_file_uuid) != 16:
+            raise ValueError(
+                f"sample_file_uuid must be 16 bytes, got {len(sample_file_uuid)} for {path}"
+            )
+        if buffer_bytes <= 0:
+            raise ValueError(f"buffer_bytes must be positive, got {buffer_bytes} for {path}")
+        self._sink = sink
+        self._fd = fd
+        self._path = path
+        self._uuid = bytes(sample_file_uuid)
+        self._camera_id = camera_id
+        self._video_sample_entry_id = video_sample_entry_id
+        self._prev_end: int | None = None if prev is None else prev.end_time_90k
+        self._run_offset = 0 if prev is None else prev.run_offset + 1
+        self._adjuster = ClockAdjuster(None if prev is None else prev.local_time_delta_90k)
+        self._index = SampleIndexEncoder()
+        self._hasher = hashlib.sha1()
+        self._local_start: int | None = None  # None = +infinity until the first sample
+        self._total_duration = 0
+        # The unflushed sample: written (or buffered) and hashed, not yet indexed.
+        self._has_unflushed = False
+        self._unflushed_local_time = 0
+        self._unflushed_pts = 0
+        self._unflushed_bytes = 0
+        self._unflushed_is_key = False
+        self._buffer = bytearray()
+        self._buffer_bytes = buffer_bytes
+        self._file_bytes = 0  # bytes that reached the file (= the pwrite offset)
+        self._error: BaseException | None = None  # set when the writer is corrupt
+        self._closed = False
+
+    @property
+    def sample_file_uuid(self) -> bytes:
+        return self._uuid
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def video_samples(self) -> int:
+        """Samples indexed so far (the unflushed one is not counted yet)."""
+        return self._index.video_samples
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, packet: Any, local_time_90k: int, pts_90k: int, is_key: bool) -> None:
+        """Append one sample: index the previous one, then buffer or write this one.
+
+        :param packet: the sample's bytes (any contiguous bytes-like object).
+        :param local_time_90k: when it was received, on the local (monotonic-derived) clock.
+        :param pts_90k: its presentation time; must increase from packet to packet.
+        """
+        if self._closed:
+            raise ValueError(f"writer for {self._path} is closed")
+        if self._error is not None:
+            raise ValueError(
+                f"writer for {self._path} is corrupt after an earlier write error; "
+                "close it to abandon the recording"
+            ) from self._error
+        data = memoryview(packet).cast("B")
+        size = len(data)
+        if size == 0:
+            raise ValueError(f"empty packet for {self._path} at pts {pts_90k}")
+        if self._has_unflushed:
+            self._index_unflushed(self._duration_until(pts_90k))
+        self._append(data)
+        self._hasher.update(data)
+        self._has_unflushed = True
+        self._unflushed_local_time = local_time_90k
+        self._unflushed_pts = pts_90k
+        self._unflushed_bytes = size
+        self._unflushed_is_key = bool(is_key)
+
+    def close(self, next_pts: int | None = None) -> PreviousWriter:
+        """Index the last sample, flush, and hand the file to the sink.
+
+        :param next_pts: the pts of the next recording's first sample (exact last duration);
+            ``None`` when the run ends, which records a trailing zero.
+        :returns: what the next writer of this run needs.
+        :raises RecordingAbandonedError: the writer was corrupt or had no samples; the file
+            went to ``sink.abandon``.
+        """
+        if self._closed:
+            raise ValueError(f"writer for {self._path} is already closed")
+        last_duration = 0
+        if next_pts is not None and self._has_unflushed:
+            last_duration = self._duration_until(next_pts)
+        self._closed = True
+        if self._error is None and self._has_unflushed:
+            try:
+                self._index_unflushed(last_duration)
+                self._flush()
+            except Exception as e:  # the fd must still go to the sink exactly once
+                self._error = e
+        if self._error is not None:
+            self._sink.abandon(self._uuid, self._fd, self._error)
+            raise RecordingAbandonedError(
+                f"recording {self._path} abandoned: a write failed and the file is corrupt "
+                f"({self._error})"
+            ) from self._error
+        index = self._index
+        if index.video_samples == 0:
+            self._sink.abandon(self._uuid, self._fd, None)
+            raise RecordingAbandonedError(f"recording {self._path} abandoned: no samples written")
+        assert self._local_start is not None
+        start = self._local_start if self._prev_end is None else self._prev_end
+        duration = index.total_duration_90k
+        local_time_delta = self._local_start - start
+        self._sink.save(
+            RecordingToSave(
+                camera_id=self._camera_id,
+                sample_file_uuid=self._uuid,
+                fd=self._fd,
+                run_offset=self._run_offset,
+                flags=FLAG_TRAILING_ZERO if index.has_trailing_zero else 0,
+                sample_file_bytes=index.sample_file_bytes,
+                start_time_90k=start,
+                duration_90k=duration,
+                local_time_delta_90k=local_time_delta,
+                video_samples=index.video_samples,
+                video_sync_samples=index.video_sync_samples,
+                video_sample_entry_id=self._video_sample_entry_id,
+                video_index=bytes(index.video_index),
+                sample_file_sha1=self._hasher.digest(),
+            )
+        )
+        return PreviousWriter(start + duration, local_time_delta, self._run_offset)
+
+    def _duration_until(self, pts_90k: int) -> int:
+        """The unflushed sample's duration if the next sample starts at ``pts_90k``."""
+        duration = pts_90k - self._unflushed_pts
+        if duration <= 0:
+            raise ValueError(
+                f"{self._path}: pts not monotonically increasing; "
+                f"got {self._unflushed_pts} then {pts_90k}"
+            )
+        if duration > MAX_DURATION_90K:
+            raise ValueError(
+                f"{self._path}: pts jumps from {self._unflushed_pts} to {pts_90k}; "
+                f"a sample duration of {duration} exceeds {MAX_DURATION_90K}"
+            )
+        return duration
+
+    def _index_unflushed(self, duration: int) -> None:
+        """Add the unflushed sample to the index; fold its arrival into the local start."""
+        duration = self._adjuster.adjust(duration)
+        try:
+            self._index.add_sample(duration, self._unflushed_bytes, self._unflushed_is_key)
+        except ValueError as e:
+            raise ValueError(f"{self._path}: cannot index sample: {e}") from e
+        self._total_duration += duration
+        candidate = self._unflushed_local_time - self._total_duration
+        if self._local_start is None or candidate < self._local_start:
+            self._local_start = candidate
+        self._has_unflushed = False
+
+    def _append(self, data: memoryview) -> None:
+        """Buffer ``data``, or write it directly if it is at least a buffer's worth.
+
+        Raises ``OSError`` when the data could not be written; then either the writer is
+        corrupt (``self._error``) or the file is back at ``index.sample_file_bytes``.
+        """
+        if len(self._buffer) + len(data) < self._buffer_bytes:
+            self._buffer += data
+            return
+        try:
+            self._flush()
+        except OSError as e:
+            self._error = e  # every buffered byte belongs to an indexed sample: they are lost
+            raise
+        if len(data) >= self._buffer_bytes:
+            self._write_direct(data)
+        else:
+            self._buffer += data
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._write_all(self._buffer)
+            self._buffer.clear()
+
+    def _write_direct(self, data: memoryview) -> None:
+        """Write a large packet straight to the file; on failure undo its partial bytes."""
+        try:
+            self._write_all(data)
+        except OSError:
+            indexed_bytes = self._index.sample_file_bytes
+            if self._file_bytes != indexed_bytes:
+                try:
+                    self._truncate(indexed_bytes)
+                except OSError as truncate_error:
+                    self._error = truncate_error  # the packet's partial bytes stay: corrupt
+            raise
+
+    def _truncate(self, size: int) -> None:
+        if _hook is not None:
+            _hook("truncate", self._path)
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as e:
+            raise OSError(e.errno, os.strerror(e.errno), self._path) from None
+        self._file_bytes = size
+
+    def _write_all(self, data: Any) -> None:
+        """``pwrite`` all of ``data`` at the writer's offset, looping on partial writes."""
+        view = memoryview(data)
+        while view:
+            if _hook is not None:
+                _hook("write", self._path)  # an OSError it raises propagates unchanged
+            try:
+                written = os.pwrite(self._fd, view, self._file_bytes)
+            except OSError as e:
+                raise OSError(e.errno, os.strerror(e.errno), self._path) from None
+            self._file_bytes += written
+            view = view[written:]
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._closed:
+            return
+        if exc_type is None:
+            self.close(None)
+            return
+        try:
+            self.close(None)
+        except RecordingAbandonedError:
+            pass  # the exception in flight says more
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        try:
+            self.close(None)
+        except RecordingAbandonedError:
+            pass
