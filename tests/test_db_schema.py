@@ -1,0 +1,337 @@
+"""moonfire.db schema: connection pragmas, constraints, versions and the v1 -> v2 upgrade."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid as uuidlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from moonfire.db import (
+    SCHEMA_VERSION,
+    Database,
+    DatabaseError,
+    DatabaseVersionError,
+    NotAMoonfireDatabaseError,
+)
+
+# Era 1's schema.sql (brief §1.2, commit c82f038), written out independently of the
+# module's copy so the upgrade is tested against what era 1 really created.
+ERA1_SCHEMA = """
+create table version (id integer primary key, unix_time integer not null, notes text);
+create table camera (
+  id integer primary key,
+  uuid blob unique not null check (length(uuid) = 16),
+  short_name text not null,
+  description text, host text, username text, password text,
+  main_rtsp_path text, sub_rtsp_path text,
+  retain_bytes integer not null check (retain_bytes >= 0),
+  next_recording_id integer not null check (next_recording_id >= 0)
+);
+create table recording (
+  composite_id integer primary key,
+  camera_id integer not null references camera (id),
+  run_offset integer not null,
+  flags integer not null,
+  sample_file_bytes integer not null check (sample_file_bytes > 0),
+  start_time_90k integer not null check (start_time_90k > 0),
+  duration_90k integer not null check (duration_90k >= 0 and duration_90k < 5*60*90000),
+  local_time_delta_90k integer not null,
+  video_samples integer not null check (video_samples > 0),
+  video_sync_samples integer not null check (video_sync_samples > 0),
+  video_sample_entry_id integer references video_sample_entry (id),
+  check (composite_id >> 32 = camera_id)
+);
+create index recording_cover on recording (
+  camera_id, start_time_90k, duration_90k, video_samples, video_sample_entry_id,
+  sample_file_bytes
+);
+create table recording_playback (
+  composite_id integer primary key references recording (composite_id),
+  sample_file_uuid blob not null check (length(sample_file_uuid) = 16),
+  sample_file_sha1 blob not null check (length(sample_file_sha1) = 20),
+  video_index blob not null check (length(video_index) > 0)
+);
+create table reserved_sample_files (
+  uuid blob primary key check (length(uuid) = 16),
+  state integer not null
+) without rowid;
+create table video_sample_entry (
+  id integer primary key,
+  sha1 blob unique not null check (length(sha1) = 20),
+  width integer not null check (width > 0),
+  height integer not null check (height > 0),
+  data blob not null check (length(data) > 86)
+);
+insert into version (id, unix_time, notes)
+  values (1, cast(strftime('%s', 'now') as int), 'db creation');
+"""
+
+CAMERA_UUID = uuidlib.UUID("6b0e0b4b-1e0f-4a1b-9c3e-2a1f0c9d8e7f").bytes
+SAMPLE_UUID = uuidlib.UUID("00000000-0000-4000-8000-000000000001").bytes
+ENTRY = b"\0\0\0\x57avc1" + b"\0" * 79  # 87 bytes: the shortest the schema allows
+START_90K = 1_486_000_000 * 90000  # 2017-02-02
+
+
+def make_era1_database(path: Path, *camera_names: str) -> None:
+    """An era-1 database (as `moonfire-nvr init` made it) holding one recording per camera."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("pragma page_size = 16384")
+    conn.execute("pragma journal_mode = wal")
+    conn.executescript(ERA1_SCHEMA)
+    conn.execute("insert into video_sample_entry (id, sha1, width, height, data)"
+                 " values (1, ?, 1920, 1080, ?)", (b"\x01" * 20, ENTRY))
+    for camera_id, name in enumerate(camera_names, start=1):
+        conn.execute(
+            "insert into camera (id, uuid, short_name, host, username, password,"
+            " main_rtsp_path, retain_bytes, next_recording_id)"
+            " values (?, ?, ?, '192.0.2.1', 'admin', 'pw', '/main', 1000000, 2)",
+            (camera_id, CAMERA_UUID[:-1] + bytes([camera_id]), name),
+        )
+        cid = camera_id << 32 | 1
+        conn.execute("insert into recording values (?, ?, 0, 1, 42, ?, 90000, 5, 1, 1, 1)",
+                     (cid, camera_id, START_90K))
+        conn.execute("insert into recording_playback values (?, ?, ?, x'0254')",
+                     (cid, SAMPLE_UUID[:-1] + bytes([camera_id]), b"\x22" * 20))
+    conn.execute("insert into reserved_sample_files values (?, 1)", (b"\x33" * 16,))
+    conn.close()
+
+
+def schema_shape(conn: sqlite3.Connection) -> dict[str, object]:
+    """Tables with their columns and indexes with their columns, for comparing schemas."""
+    names = [name for (name,) in conn.execute(
+        "select name from sqlite_master where name not like 'sqlite_%' order by name")]
+    shape: dict[str, object] = {}
+    for name in names:
+        shape[name] = (conn.execute(f"pragma table_info({name})").fetchall()
+                       + conn.execute(f"pragma index_list({name})").fetchall()
+                       + conn.execute(f"pragma index_xinfo({name})").fetchall())
+    return shape
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "db"
+    Database.create(path, str(tmp_path / "sample")).close()
+    yield path
+
+
+@pytest.fixture
+def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection (foreign keys on) to a fresh database with one camera and entry."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("pragma foreign_keys = on")
+    conn.execute("insert into camera (id, uuid, short_name, retain_bytes, next_recording_id)"
+                 " values (1, ?, 'front', 0, 1)", (CAMERA_UUID,))
+    conn.execute("insert into video_sample_entry (id, sha1, width, height, data)"
+                 " values (1, ?, 1920, 1080, ?)", (b"\x01" * 20, ENTRY))
+    yield conn
+    conn.close()
+
+
+# ---- connection setup -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_connections_use_wal_full_sync_and_foreign_keys(db_path: Path, read_only: bool) -> None:
+    with Database.open(db_path, read_only=read_only) as db:
+        conn = db._conn
+        assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
+        assert conn.execute("pragma synchronous").fetchone() == (2,)  # FULL
+        assert conn.execute("pragma foreign_keys").fetchone() == (1,)
+        assert conn.execute("pragma page_size").fetchone() == (16384,)
+
+
+def test_fresh_database_has_one_version_row_and_one_meta_row(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("select id, notes from version").fetchall() == [
+        (SCHEMA_VERSION, "db creation")]
+    assert conn.execute("select count(*) from meta").fetchone() == (1,)
+    conn.close()
+
+
+def test_create_refuses_an_existing_file(tmp_path: Path) -> None:
+    (tmp_path / "db").write_text("precious")
+    with pytest.raises(DatabaseError, match="already exists"):
+        Database.create(tmp_path / "db", str(tmp_path / "sample"))
+    assert (tmp_path / "db").read_text() == "precious"
+
+
+# ---- constraints ----------------------------------------------------------------------
+
+
+def insert_recording_row(conn: sqlite3.Connection, **overrides: object) -> None:
+    values = dict(composite_id=1 << 32 | 1, camera_id=1, run_offset=0, flags=0,
+                  sample_file_bytes=42, start_time_90k=START_90K, duration_90k=90000,
+                  local_time_delta_90k=0, video_samples=1, video_sync_samples=1,
+                  video_sample_entry_id=1)
+    values.update(overrides)
+    conn.execute(f"insert into recording ({', '.join(values)})"
+                 f" values ({', '.join('?' * len(values))})", tuple(values.values()))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"duration_90k": -1}, {"duration_90k": 27_000_000}, {"sample_file_bytes": 0},
+     {"start_time_90k": 0}, {"video_samples": 0}, {"video_sync_samples": 0},
+     {"composite_id": 2 << 32 | 1}],
+    ids=["negative-duration", "five-minutes", "zero-bytes", "zero-start", "no-samples",
+         "no-sync-samples", "composite-id-mismatch"],
+)
+def test_recording_checks_reject_bad_rows(
+    raw: sqlite3.Connection, overrides: dict[str, object]
+) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        insert_recording_row(raw, **overrides)
+    insert_recording_row(raw, duration_90k=27_000_000 - 1)  # the limit itself is exclusive
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["insert into reserved_sample_files values (x'00', 0)",
+     "insert into recording_playback values (1, x'00', x'00', x'00')",
+     "update camera set retain_bytes = -1",
+     "update camera set rotate_interval_sec = 0",
+     "insert into camera (uuid, short_name, retain_bytes, next_recording_id)"
+     " values (x'00', 'short-uuid', 0, 1)",
+     "insert into video_sample_entry (sha1, width, height, data)"
+     " values (zeroblob(20), 1, 1, zeroblob(86))",
+     "insert into video_sample_entry (sha1, width, height, data)"
+     " values (zeroblob(20), 0, 1, zeroblob(87))",
+     "insert into sample_file_dir (id, path, uuid) values (2, '/x', zeroblob(16))",
+     "insert into meta (db_uuid) values (zeroblob(15))"],
+)
+def test_other_checks_reject_bad_rows(raw: sqlite3.Connection, statement: str) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        raw.execute(statement)
+
+
+def test_camera_short_names_are_unique(raw: sqlite3.Connection) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE.*short_name"):
+        raw.execute("insert into camera (uuid, short_name, retain_bytes, next_recording_id)"
+                    " values (zeroblob(16), 'front', 0, 1)")
+
+
+def test_foreign_keys_forbid_deleting_a_recording_before_its_playback(
+    raw: sqlite3.Connection,
+) -> None:
+    insert_recording_row(raw)
+    raw.execute("insert into recording_playback values (?, zeroblob(16), zeroblob(20), x'01')",
+                (1 << 32 | 1,))
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        raw.execute("delete from recording")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        insert_recording_row(raw, composite_id=1 << 32 | 2, video_sample_entry_id=9)
+
+
+@pytest.mark.parametrize(
+    ("query", "params"),
+    [("select count(*), coalesce(sum(sample_file_bytes), 0), coalesce(sum(duration_90k), 0)"
+      " from recording where camera_id = ?", (1,)),
+     ("select composite_id, camera_id, run_offset, flags, sample_file_bytes, start_time_90k,"
+      " duration_90k, local_time_delta_90k, video_samples, video_sync_samples,"
+      " video_sample_entry_id from recording where camera_id = ? and start_time_90k > ?"
+      " and start_time_90k < ? and start_time_90k + duration_90k > ?"
+      " order by start_time_90k", (1, 0, 10, 5))],
+    ids=["camera_usage", "list_recordings_by_time"],
+)
+def test_listing_queries_read_only_the_covering_index(
+    raw: sqlite3.Connection, query: str, params: tuple[int, ...]
+) -> None:
+    plan = " ".join(row[-1] for row in raw.execute(f"explain query plan {query}", params))
+    assert "USING COVERING INDEX recording_cover" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+# ---- versions -------------------------------------------------------------------------
+
+
+def test_missing_file_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(NotAMoonfireDatabaseError, match="no such database file"):
+        Database.open(tmp_path / "db")
+    assert not (tmp_path / "db").exists()
+
+
+def test_text_file_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not SQLite\n" * 100)
+    with pytest.raises(NotAMoonfireDatabaseError, match=f"{path} is not a moonfire database"):
+        Database.open(path)
+
+
+def test_sqlite_file_without_version_table(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("create table unrelated (x)").connection.close()
+    with pytest.raises(NotAMoonfireDatabaseError, match="it has no version table"):
+        Database.open(path)
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [(0, "database schema version 0 is too old"),
+     (3, r"database schema version 3 is newer than this moonfire supports \(2\); "
+         "upgrade moonfire")],
+)
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_unusable_versions_are_refused(
+    db_path: Path, version: int, message: str, read_only: bool
+) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("delete from version")
+    conn.execute("insert into version values (?, 0, 'test')", (version,))
+    conn.close()
+    with pytest.raises(DatabaseVersionError, match=message):
+        Database.open(db_path, read_only=read_only)
+
+
+def test_upgrade_from_era1_keeps_recordings_and_adds_the_new_schema(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    make_era1_database(path, "front")
+    with Database.open(path) as db:
+        camera = db.get_camera("front")
+        assert (camera.url, camera.username, camera.password, camera.rotate_interval_sec,
+                camera.next_recording_id) == ("rtsp://192.0.2.1/main", "admin", "pw", 60, 2)
+        (row, uuid), = db.list_oldest_recordings(camera.id)
+        assert (row.composite_id, row.sample_file_bytes, row.start_time_90k,
+                row.local_time_delta_90k, row.has_trailing_zero) == (
+            1 << 32 | 1, 42, START_90K, 5, True)
+        assert uuid == SAMPLE_UUID[:-1] + b"\x01"
+        assert db.camera_usage(camera.id) == (1, 42, 90000)
+        assert db.list_reserved_sample_files() == [(b"\x33" * 16, 1)]
+        assert db.sample_file_dir().path == str(tmp_path / "sample")
+        assert db.add_camera("back").id == 2
+
+    conn = sqlite3.connect(path)
+    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2]
+    upgraded = schema_shape(conn)
+    conn.close()
+    fresh = sqlite3.connect(tmp_path / "fresh")
+    Database.create(tmp_path / "fresh", "/sample").close()
+    assert upgraded == schema_shape(fresh)
+    fresh.close()
+
+
+def test_upgrade_stores_the_given_sample_dir(tmp_path: Path) -> None:
+    make_era1_database(tmp_path / "db", "front")
+    with Database.open(tmp_path / "db", upgrade_sample_dir_path="/srv/video") as db:
+        assert db.sample_file_dir().path == "/srv/video"
+
+
+def test_read_only_open_does_not_upgrade(tmp_path: Path) -> None:
+    make_era1_database(tmp_path / "db", "front")
+    with pytest.raises(DatabaseVersionError, match="version 1 must be upgraded"):
+        Database.open(tmp_path / "db", read_only=True)
+
+
+def test_failed_upgrade_leaves_the_database_at_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    make_era1_database(path, "front", "front")
+    with pytest.raises(DatabaseVersionError, match="'front' appear more than once"):
+        Database.open(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("select max(id) from version").fetchone() == (1,)
+    columns = [c[1] for c in conn.execute("pragma table_info(camera)")]
+    assert "url" not in columns
+    conn.close()
