@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from moonfire.db.rows import RecordingRow, VideoSampleEntry, composite_id
+from moonfire.db import RecordingRow, VideoSampleEntry, composite_id
 from moonfire_core import encode_index
 from moonfire_core._records import FLAG_TRAILING_ZERO
 

@@ -21,18 +21,20 @@ Choices, each a decision a reader might otherwise have to reverse-engineer:
 * Edit list: per segment skip ``desired start - actual start`` and keep the desired duration;
   contiguous keeps merge; ``edts`` is written only when the result is not one entry at media
   time 0.
-* **Gaps**: when a segment starts (in wall time: recording start + desired start) later than the
-  previous one ended, an *empty edit* (media time -1) of the gap's length goes between their
-  edits, so the file's timeline matches the wall clock across camera outages.  A segment starting
-  earlier than the previous one ended (runs overlapping by clock error, or a range repeated) is
-  simply played next.
+* **Gaps**: a ``.mp4`` covers one stretch of time without gaps.  ``build_mp4`` refuses (naming
+  the recording and the gap) a segment starting, in wall time (recording start + desired start),
+  later than the previous one ended; :func:`split_at_gaps` groups segments into such stretches,
+  one file each.  Empty edits (media time -1) could bridge a gap in one file, but FFmpeg's mov
+  demuxer mishandles edit lists with several entries (it re-emitted earlier samples when tried),
+  so the output would not play faithfully.  A segment starting earlier than the previous one
+  ended (runs overlapping by clock error, or a range repeated) is simply played next.
 * **Trailing zero**: appending a segment after one whose recording ends in a zero-duration frame
   is refused, unless the new segment's recording starts a new run (``run_offset == 0``, or another
   run or camera).  That zero-duration frame keeps duration 0: the next sample then shares its
   decode time, so every frame is still demuxed and decoded, and no presentation time is invented.
 * Durations too large for 32 bits (over 13.25 hours) switch ``mvhd``/``tkhd``/``mdhd`` to
   version 1.  ``mdhd`` holds the media duration (Σ ``stts``); ``mvhd``/``tkhd`` the presentation
-  duration (Σ desired durations plus gaps).
+  duration (Σ desired durations).
 
 ``etag`` is a strong, quoted hex SHA-1 over ``FORMAT_VERSION`` and each segment's identity
 (camera id, recording id, recording start, desired range).  Bump ``FORMAT_VERSION`` whenever
@@ -170,8 +172,12 @@ class VirtualFile:
         slices: list[_Slice],
         etag: str,
         last_modified_90k: int,
+        media_data_offset: int,
     ) -> None:
         self.segments = tuple(segments)
+        #: Offset of the first sample byte (just past the ``mdat`` header): the ``moov`` ends
+        #: 16 bytes before it.
+        self.media_data_offset = media_data_offset
         self._stsd_entries = tuple(stsd_entries)
         self._slices = slices
         self._ends: list[int] = []
@@ -243,12 +249,13 @@ def build_mp4(
 
     ``sample_entries`` maps ``video_sample_entry_id`` to the entry (at least those the segments
     use); ``open_sample_file(row)`` returns a readable fd or binary file of the row's sample file.
-    Raises ``ValueError`` for no segments, an unknown sample entry or a segment after a trailing
-    zero in the same run.
+    Raises ``ValueError`` for no segments, an unknown sample entry, a gap between segments (see
+    :func:`split_at_gaps`) or a segment after a trailing zero in the same run.
     """
     if not segments:
         raise ValueError("no segments: a .mp4 needs at least one recording")
     _check_trailing_zeros(segments)
+    _check_no_gaps(segments)
     stsd_entries, description_numbers = _distinct_sample_entries(segments, sample_entries)
     edits, presentation_duration = _edit_list(segments)
     media_duration = sum(segment.media_duration_90k for segment in segments)
@@ -260,13 +267,17 @@ def build_mp4(
     frames = sum(segment.frames for segment in segments)
     key_frames = sum(segment.key_frames for segment in segments)
     fixed_stbl_head = boxes.stsd(entry.data for entry in stsd_entries)
-    stts_len = 8 + 8 * frames
     stsc = boxes.stsc([(s.frames, d) for s, d in zip(segments, description_numbers, strict=True)])
-    stsz_len = 12 + 4 * frames
-    co64_len = 8 + 8 * len(segments)
-    stss_len = 8 + 4 * key_frames
-    stbl_len = sum(
-        (len(fixed_stbl_head), 8 + stts_len, len(stsc), 8 + stsz_len, 8 + co64_len, 8 + stss_len)
+    # Payload lengths of the full boxes (after version/flags): count fields plus entries.
+    stts_len = 4 + 8 * frames
+    stsz_len = 8 + 4 * frames
+    co64_len = 4 + 8 * len(segments)
+    stss_len = 4 + 4 * key_frames
+    full_box_overhead = 12
+    stbl_len = (
+        len(fixed_stbl_head)
+        + len(stsc)
+        + sum(full_box_overhead + n for n in (stts_len, stsz_len, co64_len, stss_len))
     )
     minf_head = boxes.vmhd() + boxes.dinf()
     minf_len = len(minf_head) + 8 + stbl_len
@@ -328,7 +339,9 @@ def build_mp4(
         if length:
             pieces.append(_SampleData(segment, open_sample_file, length))
 
-    return VirtualFile(segments, stsd_entries, pieces, _etag(segments), last_modified_90k)
+    return VirtualFile(
+        segments, stsd_entries, pieces, _etag(segments), last_modified_90k, mdat_payload_start
+    )
 
 
 def _check_trailing_zeros(segments: Sequence[Segment]) -> None:
@@ -368,30 +381,51 @@ def _distinct_sample_entries(
     return entries, numbers
 
 
+def split_at_gaps(segments: Sequence[Segment]) -> list[list[Segment]]:
+    """Groups consecutive segments into gap-free stretches, each acceptable to ``build_mp4``."""
+    stretches: list[list[Segment]] = []
+    for previous, segment in zip([None, *segments], segments, strict=False):
+        if previous is None or _gap_90k(previous, segment) > 0:
+            stretches.append([])
+        stretches[-1].append(segment)
+    return stretches
+
+
+def _gap_90k(previous: Segment, segment: Segment) -> int:
+    """Wall time between the desired end of ``previous`` and the desired start of ``segment``."""
+    previous_end = previous.row.start_time_90k + previous.desired_range_90k[1]
+    return segment.row.start_time_90k + segment.desired_range_90k[0] - previous_end
+
+
+def _check_no_gaps(segments: Sequence[Segment]) -> None:
+    for previous, segment in zip(segments, segments[1:], strict=False):
+        gap = _gap_90k(previous, segment)
+        if gap > 0:
+            raise ValueError(
+                f"gap of {gap} (90 kHz units) between recording {recording_name(previous.row)} "
+                f"and recording {recording_name(segment.row)}: a .mp4 covers one stretch "
+                f"without gaps (see split_at_gaps)"
+            )
+
+
 def _edit_list(segments: Sequence[Segment]) -> tuple[list[tuple[int, int]] | None, int]:
-    """``elst`` entries (None when not needed) and the presentation duration they span."""
-    edits: list[list[int]] = []
+    """``elst`` entries (None when not needed) and the presentation duration they span.
+
+    Each segment skips ``desired start - actual start`` of its media and keeps its desired
+    duration; a keep continuing exactly where the previous entry's media ends extends it.
+    """
+    edits: list[list[int]] = []  # [segment_duration, media_time]
     media_time = 0
-    previous_wall_end: int | None = None
     for segment in segments:
         start, end = segment.desired_range_90k
-        wall_start = segment.row.start_time_90k + start
-        if previous_wall_end is not None and wall_start > previous_wall_end:
-            edits.append([wall_start - previous_wall_end, boxes.EMPTY_EDIT])
         keep = end - start
         segment_media_time = media_time + start - segment.actual_start_90k
         if keep > 0:
-            last = edits[-1] if edits else None
-            if (
-                last is not None
-                and last[1] != boxes.EMPTY_EDIT
-                and last[0] + last[1] == (segment_media_time)
-            ):
-                last[0] += keep
+            if edits and edits[-1][0] + edits[-1][1] == segment_media_time:
+                edits[-1][0] += keep
             else:
                 edits.append([keep, segment_media_time])
         media_time += segment.media_duration_90k
-        previous_wall_end = segment.row.start_time_90k + end
     presentation_duration = sum(duration for duration, _ in edits)
     if not edits or (len(edits) == 1 and edits[0][1] == 0):
         return None, presentation_duration

@@ -25,9 +25,6 @@ _UNITY_MATRIX = struct.pack(">9I", 0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0
 #: ``elst`` media rate: integer 1, fraction 0 (era-1's ``00 01 00 01`` was a bug, 5ea2c2f).
 MEDIA_RATE_ONE = b"\x00\x01\x00\x00"
 
-#: ``elst`` media time of an empty edit (a gap: nothing is presented).
-EMPTY_EDIT = -1
-
 
 def box_header(fourcc: bytes, payload_len: int) -> bytes:
     """An 8-byte header; refuses a box too large for the 32-bit size field."""

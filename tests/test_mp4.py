@@ -1,0 +1,402 @@
+"""``VirtualFile``: box contents (brief §4.2 vectors), byte ranges, ETags, and real playback.
+
+The playback tests use a real client: PyAV (FFmpeg's mov demuxer and H.264 decoder) reads the
+``.mp4`` built over sample files holding the real H.264 frames of ``testdata/clip.mp4``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import re
+import struct
+
+import av
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from moonfire import mp4_boxes
+from moonfire.mp4 import FORMAT_VERSION, build_mp4, split_at_gaps
+from moonfire.recording import Segment
+from recording_helpers import (
+    BASE_TIME_90K,
+    Box,
+    Recording,
+    SampleFiles,
+    make_recording,
+    parse_file,
+    sample_entry,
+    table_entries,
+)
+
+DURATIONS = [2, 4, 6, 8, 10]
+SIZES = [3, 6, 9, 12, 15]
+HALF_SYNC = [True, False, True, False, True]
+STBL = "moov/trak/mdia/minf/stbl"
+
+
+@pytest.fixture(scope="module")
+def clip_avc1(testdata) -> bytes:
+    """The ``avc1`` sample entry of ``clip.mp4``, taken from its own ``stsd``."""
+    stsd = parse_file((testdata / "clip.mp4").read_bytes()).find(f"{STBL}/stsd")
+    return stsd.payload[8:]
+
+
+@pytest.fixture
+def files(tmp_path) -> SampleFiles:
+    return SampleFiles(tmp_path)
+
+
+def synthetic(files: SampleFiles, is_key=HALF_SYNC, **kwargs) -> Recording:
+    """A recording of the brief's 2..10 / 3..15 vector; sample i's bytes are all ``i``."""
+    rec = make_recording(DURATIONS, SIZES, is_key, **kwargs)
+    files.write(rec.row, b"".join(bytes([i]) * size for i, size in enumerate(SIZES)))
+    return rec
+
+
+def segment(rec: Recording, desired: tuple[int, int] | None = None) -> Segment:
+    return Segment(rec.row, rec.video_index, desired or (0, rec.row.duration_90k))
+
+
+def build(segments, files, entry_data: bytes):
+    return build_mp4(segments, {1: sample_entry(entry_data)}, files.open)
+
+
+def whole(vf) -> bytes:
+    return vf.read(0, vf.size)
+
+
+def tree(vf) -> Box:
+    return parse_file(whole(vf))
+
+
+@pytest.fixture
+def avc1(testdata) -> bytes:
+    return (testdata / "avc1_1920x1080").read_bytes()
+
+
+def test_all_sync_frames_need_no_edit_list(files, avc1):
+    rec = synthetic(files, is_key=[True] * 5)
+    root = tree(build([segment(rec, (2, 20))], files, avc1))
+    stbl = root.find(STBL)
+    assert not root.find("moov/trak").has("edts")
+    assert table_entries(stbl.find("stts"), ">II") == [(1, 4), (1, 6), (1, 8)]
+    assert table_entries(stbl.find("stsz"), ">I", ">II") == [(6,), (9,), (12,)]
+    assert table_entries(stbl.find("stss"), ">I") == [(1,), (2,), (3,)]
+
+
+def test_half_sync_frames_skip_the_gop_prefix_with_an_edit_list(files, avc1):
+    rec = synthetic(files)
+    root = tree(build([segment(rec, (12, 20))], files, avc1))
+    elst = root.find("moov/trak/edts/elst")
+    assert elst.payload[0] == 1, "elst version 1 (64-bit fields)"
+    assert table_entries(elst, ">QqI") == [(8, 6, 0x0001_0000)]
+    assert elst.payload[-4:] == b"\x00\x01\x00\x00", "media rate exactly 1.0"
+    stbl = root.find(STBL)
+    assert table_entries(stbl.find("stts"), ">II") == [(1, 6), (1, 8)]
+    assert table_entries(stbl.find("stsz"), ">I", ">II") == [(9,), (12,)]
+    assert table_entries(stbl.find("stss"), ">I") == [(1,)]
+
+
+def test_last_stts_delta_is_trimmed_to_the_desired_end(files, avc1):
+    rec = synthetic(files)
+    root = tree(build([segment(rec, (0, 21))], files, avc1))
+    assert table_entries(root.find(f"{STBL}/stts"), ">II")[-1] == (1, 1)
+
+
+def run_of_two(files) -> tuple[Recording, Recording]:
+    first = synthetic(files, recording_id=1)
+    second = synthetic(files, recording_id=2, run_offset=1, start_time_90k=first.row.end_time_90k)
+    return first, second
+
+
+def test_stss_numbers_follow_trimmed_frame_counts(files, avc1):
+    """af282c3: numbering must advance by the frames a segment contributes, not the row's."""
+    first, second = run_of_two(files)
+    root = tree(build([segment(first, (12, 30)), segment(second)], files, avc1))
+    # first contributes samples 3..5 (keys 3, 5); second all five (keys 1, 3, 5).
+    assert table_entries(root.find(f"{STBL}/stss"), ">I") == [(1,), (3,), (4,), (6,), (8,)]
+
+
+def test_one_chunk_per_segment_pointing_at_its_bytes(files, avc1):
+    first, second = run_of_two(files)
+    vf = build([segment(first, (12, 30)), segment(second)], files, avc1)
+    data = whole(vf)
+    stbl = parse_file(data).find(STBL)
+    assert table_entries(stbl.find("stsc"), ">III") == [(1, 3, 1), (2, 5, 1)]
+    offsets = [o for (o,) in table_entries(stbl.find("co64"), ">Q")]
+    assert data[offsets[0] : offsets[0] + 9 + 12 + 15] == b"\2" * 9 + b"\3" * 12 + b"\4" * 15
+    assert offsets[1] == offsets[0] + 36
+    assert data[offsets[1] : offsets[1] + 3] == b"\0" * 3
+
+
+def test_contiguous_segments_merge_into_one_edit(files, avc1):
+    first, second = run_of_two(files)
+    root = tree(build([segment(first, (13, 30)), segment(second)], files, avc1))
+    # 17 from the first (media starts at its key frame 6: skip 7), then all 30 of the second.
+    assert table_entries(root.find("moov/trak/edts/elst"), ">QqI") == [(47, 7, 0x0001_0000)]
+
+
+def test_durations_in_headers(files, avc1):
+    first, second = run_of_two(files)
+    root = tree(build([segment(first, (13, 30)), segment(second)], files, avc1))
+    mvhd = root.find("moov/mvhd").payload
+    creation, modification, timescale, duration = struct.unpack_from(">IIII", mvhd, 4)
+    assert (timescale, duration) == (90_000, 47)
+    assert creation == modification == second.row.end_time_90k // 90_000 + 2_082_844_800
+    assert struct.unpack_from(">I", mvhd, 96)[0] == 2, "next_track_id"
+    tkhd = root.find("moov/trak/tkhd").payload
+    assert tkhd[:4] == b"\x00\x00\x00\x07"
+    assert struct.unpack_from(">I", tkhd, 20)[0] == 47
+    assert struct.unpack_from(">II", tkhd, 76) == (1920 << 16, 1080 << 16)
+    mdhd = root.find("moov/trak/mdia/mdhd").payload
+    assert struct.unpack_from(">IIH", mdhd, 12) == (90_000, 54, 0x55C4), "media: 24 + 30"
+
+
+def test_long_durations_switch_headers_to_version_1():
+    day_90k = 24 * 3600 * 90_000
+    mvhd = mp4_boxes.mvhd(3_900_000_000, day_90k)
+    assert mvhd[8] == 1 and struct.unpack_from(">Q", mvhd, 32)[0] == day_90k
+    assert mp4_boxes.mdhd(3_900_000_000, day_90k)[8] == 1
+    assert mp4_boxes.tkhd(3_900_000_000, 1, day_90k, 1, 1)[8] == 1
+    assert mp4_boxes.mvhd(3_900_000_000, 90_000)[8] == 0
+
+
+def test_fixed_boxes_and_64_bit_mdat_header(files, avc1):
+    rec = synthetic(files)
+    vf = build([segment(rec)], files, avc1)
+    data = whole(vf)
+    root = parse_file(data)
+    assert [b.fourcc for b in root.children] == [b"ftyp", b"moov", b"mdat"]
+    assert data[:32] == (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41")
+    mdat = root.children[2]
+    assert data[mdat.offset : mdat.offset + 16] == b"\0\0\0\1mdat" + struct.pack(">Q", 16 + 45)
+    assert root.find(f"{STBL}/stsd").payload[8:] == avc1
+    assert root.find("moov/trak/mdia/hdlr").size == 33
+    assert root.find("moov/trak/mdia/minf/dinf/dref").payload[8:] == (
+        b"\x00\x00\x00\x0curl \x00\x00\x00\x01"
+    )
+    assert vf.size == len(data)
+    assert vf.media_data_offset == mdat.offset + 16
+
+
+def test_two_sample_entries_get_their_own_stsd_positions(files, avc1, clip_avc1):
+    first, second = run_of_two(files)
+    second_row = dataclasses.replace(second.row, video_sample_entry_id=7)
+    segments = [segment(first), Segment(second_row, second.video_index, (0, 30))]
+    entries = {1: sample_entry(clip_avc1, 1), 7: sample_entry(avc1, 7)}
+    root = tree(build_mp4(segments, entries, files.open))
+    stbl = root.find(STBL)
+    assert stbl.find("stsd").payload[4:8] == b"\0\0\0\2"
+    assert [d for (_, _, d) in table_entries(stbl.find("stsc"), ">III")] == [1, 2]
+    tkhd = root.find("moov/trak/tkhd").payload
+    assert struct.unpack_from(">II", tkhd, 76) == (1920 << 16, 1080 << 16), "max of 320, 1920"
+
+
+def test_unknown_sample_entry_and_no_segments_are_refused(files, avc1):
+    rec = synthetic(files, sample_entry_id=9)
+    with pytest.raises(ValueError, match="recording 1/1: unknown video sample entry 9"):
+        build([segment(rec)], files, avc1)
+    with pytest.raises(ValueError, match="no segments"):
+        build([], files, avc1)
+
+
+def trailing_zero_recording(files, **kwargs) -> Recording:
+    rec = make_recording([2, 4, 0], [3, 6, 9], [True, False, True], **kwargs)
+    files.write(rec.row, bytes(18))
+    return rec
+
+
+def test_appending_after_a_trailing_zero_in_the_same_run_is_refused(files, avc1):
+    first = trailing_zero_recording(files)
+    same_run = synthetic(files, recording_id=2, run_offset=1, start_time_90k=first.row.end_time_90k)
+    with pytest.raises(ValueError, match="recording 1/2 after recording 1/1 with trailing zero"):
+        build([segment(first), segment(same_run)], files, avc1)
+
+
+def test_new_run_after_a_trailing_zero_keeps_the_zero_duration(files, avc1):
+    first = trailing_zero_recording(files)
+    new_run = synthetic(files, recording_id=2, run_offset=0, start_time_90k=first.row.end_time_90k)
+    root = tree(build([segment(first), segment(new_run)], files, avc1))
+    stts = [d for (_, d) in table_entries(root.find(f"{STBL}/stts"), ">II")]
+    assert stts == [2, 4, 0, 2, 4, 6, 8, 10]
+
+
+def test_gap_between_segments_is_refused_and_split_at_gaps_separates_them(files, avc1):
+    first, second = run_of_two(files)
+    segments = [segment(first, (0, 20)), segment(second)]
+    with pytest.raises(ValueError, match="gap of 10 .* recording 1/1 and recording 1/2"):
+        build(segments, files, avc1)
+    assert split_at_gaps(segments) == [segments[:1], segments[1:]]
+    contiguous = [segment(first), segment(second)]
+    assert split_at_gaps(contiguous) == [contiguous]
+
+
+def test_same_request_gives_identical_bytes_and_etag(files, avc1):
+    first, second = run_of_two(files)
+
+    def request():
+        return build([segment(first, (13, 30)), segment(second, (0, 25))], files, avc1)
+
+    one, two = request(), request()
+    assert whole(one) == whole(two)
+    assert one.etag == two.etag
+    assert re.fullmatch(r'"[0-9a-f]{40}"', one.etag)
+
+
+def test_etag_changes_with_the_range_and_the_format_version(files, avc1, monkeypatch):
+    first, second = run_of_two(files)
+    base = build([segment(first, (13, 30)), segment(second)], files, avc1).etag
+    assert build([segment(first, (12, 30)), segment(second)], files, avc1).etag != base
+    assert build([segment(first, (13, 30)), segment(second, (0, 29))], files, avc1).etag != base
+    monkeypatch.setattr("moonfire.mp4.FORMAT_VERSION", FORMAT_VERSION + 1)
+    assert build([segment(first, (13, 30)), segment(second)], files, avc1).etag != base
+
+
+def test_http_metadata(files, avc1):
+    first, second = run_of_two(files)
+    vf = build([segment(first), segment(second)], files, avc1)
+    assert vf.content_type == 'video/mp4; codecs="avc1.4d0029"', "Main profile, level 4.1"
+    expected = datetime.datetime.fromtimestamp(second.row.end_time_90k // 90_000, tz=datetime.UTC)
+    assert vf.last_modified == expected
+
+
+def test_read_clips_at_the_end_and_rejects_negative_ranges(files, avc1):
+    vf = build([segment(synthetic(files))], files, avc1)
+    assert vf.read(vf.size - 3, 100) == whole(vf)[-3:]
+    assert vf.read(vf.size, 10) == b""
+    with pytest.raises(ValueError, match="offset -1"):
+        vf.read(-1, 4)
+
+
+def test_short_sample_file_is_reported_with_the_recording(files, avc1):
+    rec = synthetic(files, camera_id=2, recording_id=5)
+    files.path(rec.row).write_bytes(bytes(40))
+    vf = build([segment(rec)], files, avc1)
+    with pytest.raises(ValueError, match="recording 2/5 is too short: wanted 45 bytes at offset 0"):
+        whole(vf)
+
+
+def test_write_to_streams_the_whole_file_with_progress(files, avc1):
+    first, second = run_of_two(files)
+    vf = build([segment(first), segment(second)], files, avc1)
+    out = io.BytesIO()
+    progress = []
+    vf.write_to(out, progress.append)
+    assert out.getvalue() == whole(vf)
+    assert sum(progress) == vf.size
+
+
+@pytest.fixture(scope="module")
+def ranged_file(tmp_path_factory, testdata):
+    files = SampleFiles(tmp_path_factory.mktemp("ranged"))
+    first, second = run_of_two(files)
+    avc1 = (testdata / "avc1_1920x1080").read_bytes()
+    vf = build([segment(first, (13, 30)), segment(second)], files, avc1)
+    return vf, whole(vf)
+
+
+@given(data=st.data())
+def test_any_byte_range_equals_the_slice_of_the_whole_file(ranged_file, data):
+    vf, full = ranged_file
+    offset = data.draw(st.integers(0, len(full)))
+    length = data.draw(st.integers(0, len(full) - offset + 8))
+    assert vf.read(offset, length) == full[offset : offset + length]
+
+
+# ---- real playback through FFmpeg (PyAV) --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipPacket:
+    pts: int
+    is_key: bool
+    data: bytes
+
+
+@pytest.fixture(scope="module")
+def clip_packets(testdata) -> list[ClipPacket]:
+    with av.open(str(testdata / "clip.mp4")) as container:
+        stream = container.streams.video[0]
+        packets = [
+            ClipPacket(p.pts, p.is_keyframe, bytes(p)) for p in container.demux(stream) if p.size
+        ]
+    assert [p.is_key for p in packets] == [True, False, False, False] * 2 + [True, False]
+    return packets
+
+
+def clip_run(files: SampleFiles, packets: list[ClipPacket], bounds: list[int]) -> list[Recording]:
+    """One run of recordings over ``packets[bounds[i]:bounds[i+1]]``, ending in a trailing zero."""
+    recordings = []
+    start = BASE_TIME_90K
+    for offset, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        chunk = packets[lo:hi]
+        ends = [p.pts for p in packets[lo + 1 : hi + 1]]
+        durations = [end - p.pts for p, end in zip(chunk, ends, strict=False)]
+        durations += [0] * (len(chunk) - len(durations))
+        rec = make_recording(
+            durations,
+            [len(p.data) for p in chunk],
+            [p.is_key for p in chunk],
+            recording_id=offset + 1,
+            run_offset=offset,
+            start_time_90k=start,
+        )
+        files.write(rec.row, b"".join(p.data for p in chunk))
+        recordings.append(rec)
+        start = rec.row.end_time_90k
+    return recordings
+
+
+def demux_and_decode(data: bytes) -> tuple[list[tuple[int, bool, int]], int]:
+    """Packets (pts, key, size) as FFmpeg's demuxer sees them, and the count of decoded frames."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        packets = [(p.pts, p.is_keyframe, p.size) for p in container.demux(stream) if p.size]
+    with av.open(io.BytesIO(data)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    return packets, decoded
+
+
+@pytest.mark.parametrize("bounds", [[0, 10], [0, 4, 10], [0, 4, 8, 10]], ids=["1", "2", "3"])
+def test_ffmpeg_plays_every_frame_of_whole_recordings(files, clip_packets, clip_avc1, bounds):
+    recordings = clip_run(files, clip_packets, bounds)
+    vf = build([segment(r) for r in recordings], files, clip_avc1)
+    packets, decoded = demux_and_decode(whole(vf))
+    expected = [(p.pts - clip_packets[0].pts, p.is_key, len(p.data)) for p in clip_packets]
+    assert packets == expected
+    assert decoded == len(clip_packets)
+
+
+def test_ffmpeg_honours_the_edit_list_of_a_mid_gop_start(files, clip_packets, clip_avc1):
+    first, second, third = clip_run(files, clip_packets, [0, 4, 8, 10])
+    skip = 100_000  # inside the second frame (90379..180263)
+    segments = [segment(first, (skip, first.row.duration_90k)), segment(second), segment(third)]
+    data = whole(build(segments, files, clip_avc1))
+    assert parse_file(data).has("moov/trak/edts/elst")
+    packets, decoded = demux_and_decode(data)
+    # The run's trailing zero-duration frame has no presentation time, so it lies outside the
+    # edit and FFmpeg drops it; every other sample is demuxed (the GOP prefix is needed to
+    # decode), timed as in the index...
+    presented = clip_packets[:-1]
+    assert [(k, size) for _, k, size in packets] == [(p.is_key, len(p.data)) for p in presented]
+    steps = [b[0] - a[0] for a, b in zip(packets, packets[1:], strict=False)]
+    durations = [b.pts - a.pts for a, b in zip(presented, presented[1:], strict=False)]
+    assert steps == durations
+    # ...and only frames starting at or after the desired start are output by the decoder.
+    assert decoded == sum(1 for p in presented if p.pts >= skip)
+
+
+def test_ffmpeg_decodes_every_frame_of_a_new_run_after_a_trailing_zero(
+    files, clip_packets, clip_avc1
+):
+    (first,) = clip_run(files, clip_packets, [0, 10])
+    second_run = dataclasses.replace(
+        first.row, composite_id=first.row.composite_id + 1, start_time_90k=first.row.end_time_90k
+    )
+    files.write(second_run, b"".join(p.data for p in clip_packets))
+    segments = [segment(first), Segment(second_run, first.video_index, (0, 810_005))]
+    packets, decoded = demux_and_decode(whole(build(segments, files, clip_avc1)))
+    assert len(packets) == decoded == 2 * len(clip_packets)
