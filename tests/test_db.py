@@ -373,8 +373,9 @@ def test_duplicate_camera_name_is_refused(db: Database, camera_id: int) -> None:
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"retain_bytes": -1}, "retain_bytes must be an integer >= 0, got -1"),
+    [({"retain_bytes": -1}, "retain_bytes must be an integer from 0 to 2\\*\\*63 - 1, got -1"),
      ({"retain_bytes": 1.5}, "retain_bytes"),
+     ({"retain_bytes": 1 << 63}, "retain_bytes"),
      ({"short_name": ""}, "short name must be a non-empty string"),
      ({"short_name": " front"}, "surrounding spaces"),
      ({"rotate_interval_sec": 0}, "rotate_interval_sec must be an integer from 1"),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
+from .camera_settings import CAMERA_SETTINGS, validate_camera_settings
 from .errors import (
     ConsistencyError,
     DatabaseError,
@@ -47,13 +48,6 @@ from .transaction import Transaction, lookup_camera
 BUSY_TIMEOUT_SEC = 10.0
 #: ``list_oldest_recordings`` fetches this many rows per lock hold.
 OLDEST_BATCH_ROWS = 1024
-#: Recordings must stay under 5 minutes and rotation waits for a key frame.
-MAX_ROTATE_INTERVAL_SEC = 299
-
-CAMERA_SETTINGS = frozenset(
-    {"short_name", "description", "url", "username", "password", "retain_bytes",
-     "rotate_interval_sec"}
-)
 
 _OLDEST_QUERY = (
     "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
@@ -216,7 +210,7 @@ class Database:
             "username": username, "password": password, "retain_bytes": retain_bytes,
             "rotate_interval_sec": rotate_interval_sec,
         }
-        _validate_camera_settings(settings)
+        validate_camera_settings(settings)
         with self.transaction() as tx:
             _refuse_duplicate_name(tx.conn, short_name, except_id=None)
             columns = ", ".join(settings)
@@ -244,7 +238,7 @@ class Database:
         unknown = sorted(set(changes) - CAMERA_SETTINGS)
         if unknown:
             raise TypeError(f"update_camera() got unknown camera settings: {', '.join(unknown)}")
-        _validate_camera_settings(changes)
+        validate_camera_settings(changes)
         with self.transaction() as tx:
             camera = lookup_camera(tx.conn, id_or_name)
             if changes:
@@ -438,36 +432,6 @@ def _upgrade(conn: sqlite3.Connection, path: Path, sample_dir_path: str) -> None
     except BaseException:
         conn.execute("rollback")
         raise
-
-
-def _validate_camera_settings(settings: dict[str, Any]) -> None:
-    """Raises ``InvalidConfigError`` naming the first bad setting among those given."""
-    for name, value in settings.items():
-        if name == "short_name":
-            if not isinstance(value, str) or not value.strip():
-                raise InvalidConfigError(f"camera short name must be a non-empty string, "
-                                         f"got {value!r}")
-            if value != value.strip():
-                raise InvalidConfigError(f"camera short name {value!r} has surrounding spaces")
-        elif name in ("description", "url"):
-            if not isinstance(value, str):
-                raise InvalidConfigError(f"camera {name} must be a string, got {value!r}")
-        elif name in ("username", "password"):
-            if value is not None and not isinstance(value, str):
-                raise InvalidConfigError(f"camera {name} must be a string or None")
-        elif name == "retain_bytes":
-            if not _is_int(value) or value < 0:
-                raise InvalidConfigError(f"retain_bytes must be an integer >= 0, got {value!r}")
-        elif name == "rotate_interval_sec":
-            if not _is_int(value) or not 0 < value <= MAX_ROTATE_INTERVAL_SEC:
-                raise InvalidConfigError(
-                    f"rotate_interval_sec must be an integer from 1 to "
-                    f"{MAX_ROTATE_INTERVAL_SEC} (recordings stay under 5 minutes), got {value!r}"
-                )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _refuse_duplicate_name(conn: sqlite3.Connection, name: str, except_id: int | None) -> None:
