@@ -5,9 +5,11 @@ public names, signatures and exceptions; ``x`` selects one of them.  Set
 ``MOONFIRE_NO_EXTENSIONS=1`` to force the twins.
 """
 
-from . import annexb, clock, index
+from . import annexb, clock, index, sampledir, writer
 from ._compat import FALLBACKS, NO_EXTENSIONS
-from ._errors import CorruptIndexError
+from ._errors import CorruptIndexError, RecordingAbandonedError
+from ._fault_hook import set_fault_hook
+from ._records import PreviousWriter, RecordingToSave
 from .annexb import annex_b_to_avc, is_annex_b, split_annex_b
 from .clock import ClockAdjuster
 from .index import (
@@ -18,6 +20,8 @@ from .index import (
     decode_index,
     encode_index,
 )
+from .sampledir import SampleDirectory
+from .writer import Writer
 
 #: ``"cython"`` when every compiled module is in use, else ``"python"``.
 IMPLEMENTATION: str = "python" if (NO_EXTENSIONS or FALLBACKS) else "cython"
@@ -39,4 +43,12 @@ __all__ = [
     "decode_index",
     "encode_index",
     "index",
+    "PreviousWriter",
+    "RecordingAbandonedError",
+    "RecordingToSave",
+    "SampleDirectory",
+    "Writer",
+    "sampledir",
+    "set_fault_hook",
+    "writer",
 ]

@@ -1,0 +1,347 @@
+# Compiled twin of _writer_py.py (the readable reference, with the full failure model): the
+# per-packet writer of one recording.  State lives in C fields; packets are read through the
+# buffer protocol and copied once, into the user-space write buffer (or not at all when a
+# packet of at least a buffer's worth is written directly).  The GIL is released around each
+# pwrite/ftruncate; errno is read into a local at once and EINTR is retried after running
+# signal handlers, as os.pwrite does (PEP 475).  The ClockAdjuster is cimported (its .pxd) so
+# the per-frame correction is a C call; the index encoder is used through its Python API.
+#
+# Not thread-safe: one thread at a time per writer, like the twin.  (Memory safety does not
+# depend on it: every buffer access is bounds-checked with the GIL held.)
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.errno cimport EINTR, errno
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
+from posix.types cimport off_t
+from posix.unistd cimport ftruncate, pwrite
+
+from moonfire_core._clock_c cimport ClockAdjuster
+
+import hashlib
+import os
+
+from moonfire_core import _fault_hook
+from moonfire_core._errors import RecordingAbandonedError
+from moonfire_core._index_c import SampleIndexEncoder
+from moonfire_core._records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+
+#: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
+MAX_DURATION_90K = 2**31 - 1
+
+cdef object _hook = None
+
+
+def _set_hook(hook):
+    global _hook
+    _hook = hook
+
+
+_fault_hook.subscribe(_set_hook)
+
+
+@cython.final
+cdef class Writer:
+    """Writes the samples of one recording to an open sample file and indexes them.
+
+    See ``_writer_py.Writer`` for the parameters and the failure model.
+    """
+
+    cdef object _sink
+    cdef int _fd
+    cdef str _path
+    cdef bytes _uuid
+    cdef object _camera_id
+    cdef object _video_sample_entry_id
+    cdef bint _has_prev_end
+    cdef int64_t _prev_end
+    cdef int64_t _run_offset
+    cdef ClockAdjuster _adjuster
+    cdef object _index
+    cdef object _add_sample    # bound _index.add_sample
+    cdef object _hasher
+    cdef object _hash_update   # bound _hasher.update
+    cdef bint _has_local_start  # False = +infinity until the first sample is indexed
+    cdef int64_t _local_start
+    cdef int64_t _total_duration
+    # The unflushed sample: written (or buffered) and hashed, not yet indexed.
+    cdef bint _has_unflushed
+    cdef bint _unflushed_is_key
+    cdef int64_t _unflushed_local_time
+    cdef int64_t _unflushed_pts
+    cdef Py_ssize_t _unflushed_bytes
+    cdef char* _buffer
+    cdef Py_ssize_t _buffered
+    cdef Py_ssize_t _buffer_bytes
+    cdef int64_t _file_bytes   # bytes that reached the file (= the pwrite offset)
+    cdef object _error         # set when the writer is corrupt
+    cdef bint _closed
+
+    def __cinit__(self):
+        self._closed = True  # until fully constructed, so __del__ leaves a half-built one alone
+        self._fd = -1
+
+    def __init__(
+        self,
+        sink,
+        int fd,
+        str path,
+        sample_file_uuid,
+        camera_id,
+        video_sample_entry_id,
+        prev=None,
+        Py_ssize_t buffer_bytes=1 << 16,
+    ):
+        if len(sample_file_uuid) != 16:
+            raise ValueError(
+                f"sample_file_uuid must be 16 bytes, got {len(sample_file_uuid)} for {path}"
+            )
+        if buffer_bytes <= 0:
+            raise ValueError(f"buffer_bytes must be positive, got {buffer_bytes} for {path}")
+        self._buffer = <char*>PyMem_Malloc(buffer_bytes)
+        if self._buffer == NULL:
+            raise MemoryError()
+        self._buffer_bytes = buffer_bytes
+        self._sink = sink
+        self._fd = fd
+        self._path = path
+        self._uuid = bytes(sample_file_uuid)
+        self._camera_id = camera_id
+        self._video_sample_entry_id = video_sample_entry_id
+        self._has_prev_end = prev is not None
+        if prev is not None:
+            self._prev_end = prev.end_time_90k
+            self._run_offset = prev.run_offset + 1
+        self._adjuster = ClockAdjuster(None if prev is None else prev.local_time_delta_90k)
+        self._index = SampleIndexEncoder()
+        self._add_sample = self._index.add_sample
+        self._hasher = hashlib.sha1()
+        self._hash_update = self._hasher.update
+        self._closed = False
+
+    def __dealloc__(self):
+        PyMem_Free(self._buffer)
+
+    @property
+    def sample_file_uuid(self):
+        return self._uuid
+
+    @property
+    def path(self):
+        return self._path
+
+    @property
+    def video_samples(self):
+        """Samples indexed so far (the unflushed one is not counted yet)."""
+        return self._index.video_samples
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def write(self, packet, int64_t local_time_90k, int64_t pts_90k, bint is_key):
+        """Append one sample: index the previous one, then buffer or write this one."""
+        cdef Py_buffer view
+        if self._closed:
+            raise ValueError(f"writer for {self._path} is closed")
+        if self._error is not None:
+            raise ValueError(
+                f"writer for {self._path} is corrupt after an earlier write error; "
+                "close it to abandon the recording"
+            ) from self._error
+        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        try:
+            if view.len == 0:
+                raise ValueError(f"empty packet for {self._path} at pts {pts_90k}")
+            if self._has_unflushed:
+                self._index_unflushed(self._duration_until(pts_90k))
+            self._append(<const char*>view.buf, view.len)
+            self._hash_update(packet)
+            self._unflushed_bytes = view.len
+        finally:
+            PyBuffer_Release(&view)
+        self._has_unflushed = True
+        self._unflushed_local_time = local_time_90k
+        self._unflushed_pts = pts_90k
+        self._unflushed_is_key = is_key
+
+    def close(self, next_pts=None):
+        """Index the last sample, flush, and hand the file to the sink.
+
+        :returns: what the next writer of this run needs (``PreviousWriter``).
+        :raises RecordingAbandonedError: the writer was corrupt or had no samples.
+        """
+        cdef int64_t last_duration = 0
+        if self._closed:
+            raise ValueError(f"writer for {self._path} is already closed")
+        if next_pts is not None and self._has_unflushed:
+            last_duration = self._duration_until(next_pts)
+        self._closed = True
+        if self._error is None and self._has_unflushed:
+            try:
+                self._index_unflushed(last_duration)
+                self._flush()
+            except Exception as e:  # the fd must still go to the sink exactly once
+                self._error = e
+        if self._error is not None:
+            self._sink.abandon(self._uuid, self._fd, self._error)
+            raise RecordingAbandonedError(
+                f"recording {self._path} abandoned: a write failed and the file is corrupt "
+                f"({self._error})"
+            ) from self._error
+        index = self._index
+        if index.video_samples == 0:
+            self._sink.abandon(self._uuid, self._fd, None)
+            raise RecordingAbandonedError(f"recording {self._path} abandoned: no samples written")
+        cdef int64_t start = self._prev_end if self._has_prev_end else self._local_start
+        duration = index.total_duration_90k
+        cdef int64_t local_time_delta = self._local_start - start
+        self._sink.save(
+            RecordingToSave(
+                camera_id=self._camera_id,
+                sample_file_uuid=self._uuid,
+                fd=self._fd,
+                run_offset=self._run_offset,
+                flags=FLAG_TRAILING_ZERO if index.has_trailing_zero else 0,
+                sample_file_bytes=index.sample_file_bytes,
+                start_time_90k=start,
+                duration_90k=duration,
+                local_time_delta_90k=local_time_delta,
+                video_samples=index.video_samples,
+                video_sync_samples=index.video_sync_samples,
+                video_sample_entry_id=self._video_sample_entry_id,
+                video_index=bytes(index.video_index),
+                sample_file_sha1=self._hasher.digest(),
+            )
+        )
+        return PreviousWriter(start + duration, local_time_delta, self._run_offset)
+
+    cdef int64_t _duration_until(self, int64_t pts_90k) except? -1:
+        """The unflushed sample's duration if the next sample starts at ``pts_90k``."""
+        cdef int64_t duration = pts_90k - self._unflushed_pts
+        if duration <= 0:
+            raise ValueError(
+                f"{self._path}: pts not monotonically increasing; "
+                f"got {self._unflushed_pts} then {pts_90k}"
+            )
+        if duration > MAX_DURATION_90K:
+            raise ValueError(
+                f"{self._path}: pts jumps from {self._unflushed_pts} to {pts_90k}; "
+                f"a sample duration of {duration} exceeds {MAX_DURATION_90K}"
+            )
+        return duration
+
+    cdef int _index_unflushed(self, int64_t duration) except -1:
+        """Add the unflushed sample to the index; fold its arrival into the local start."""
+        duration = self._adjuster.adjust_c(duration)
+        try:
+            self._add_sample(duration, self._unflushed_bytes, self._unflushed_is_key)
+        except ValueError as e:
+            raise ValueError(f"{self._path}: cannot index sample: {e}") from e
+        self._total_duration += duration
+        cdef int64_t candidate = self._unflushed_local_time - self._total_duration
+        if not self._has_local_start or candidate < self._local_start:
+            self._local_start = candidate
+            self._has_local_start = True
+        self._has_unflushed = False
+        return 0
+
+    cdef int _append(self, const char* data, Py_ssize_t size) except -1:
+        """Buffer ``data``, or write it directly if it is at least a buffer's worth."""
+        if self._buffered + size < self._buffer_bytes:
+            memcpy(self._buffer + self._buffered, data, size)
+            self._buffered += size
+            return 0
+        try:
+            self._flush()
+        except OSError as e:
+            self._error = e  # every buffered byte belongs to an indexed sample: they are lost
+            raise
+        if size >= self._buffer_bytes:
+            self._write_direct(data, size)
+        else:
+            memcpy(self._buffer, data, size)
+            self._buffered = size
+        return 0
+
+    cdef int _flush(self) except -1:
+        if self._buffered:
+            self._write_all(self._buffer, self._buffered)
+            self._buffered = 0
+        return 0
+
+    cdef int _write_direct(self, const char* data, Py_ssize_t size) except -1:
+        """Write a large packet straight to the file; on failure undo its partial bytes."""
+        try:
+            self._write_all(data, size)
+        except OSError:
+            indexed_bytes = self._index.sample_file_bytes
+            if self._file_bytes != indexed_bytes:
+                try:
+                    self._truncate(indexed_bytes)
+                except OSError as truncate_error:
+                    self._error = truncate_error  # the packet's partial bytes stay: corrupt
+            raise
+        return 0
+
+    cdef int _truncate(self, int64_t size) except -1:
+        cdef int ret, err
+        if _hook is not None:
+            _hook("truncate", self._path)
+        while True:
+            with nogil:
+                ret = ftruncate(self._fd, <off_t>size)
+                err = errno if ret < 0 else 0
+            if ret == 0:
+                break
+            if err != EINTR:
+                raise OSError(err, os.strerror(err), self._path)
+            PyErr_CheckSignals()
+        self._file_bytes = size
+        return 0
+
+    cdef int _write_all(self, const char* data, Py_ssize_t size) except -1:
+        """``pwrite`` all of ``data`` at the writer's offset, looping on partial writes."""
+        cdef Py_ssize_t written
+        cdef int err
+        while size > 0:
+            if _hook is not None:
+                _hook("write", self._path)  # an OSError it raises propagates unchanged
+            while True:
+                with nogil:
+                    written = pwrite(self._fd, data, <size_t>size, <off_t>self._file_bytes)
+                    err = errno if written < 0 else 0
+                if written >= 0:
+                    break
+                if err != EINTR:
+                    raise OSError(err, os.strerror(err), self._path)
+                PyErr_CheckSignals()
+            self._file_bytes += written
+            data += written
+            size -= written
+        return 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._closed:
+            return
+        if exc_type is None:
+            self.close(None)
+            return
+        try:
+            self.close(None)
+        except RecordingAbandonedError:
+            pass  # the exception in flight says more
+
+    def __del__(self):
+        if self._closed:
+            return
+        try:
+            self.close(None)
+        except RecordingAbandonedError:
+            pass
