@@ -5,6 +5,7 @@ Schema versions, pragmas and raw constraints are in ``test_db_schema.py``.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid as uuidlib
@@ -288,6 +289,22 @@ def test_other_threads_never_see_an_open_transaction(db: Database) -> None:
         assert reader.is_alive(), "a read ran inside another thread's transaction"
     reader.join(timeout=10)
     assert seen == [[(uuid, STATE_WRITING)]]
+
+
+def test_writer_of_another_process_gives_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "BUSY_TIMEOUT_SEC", 0.1)
+    with Database.create(tmp_path / "db", str(tmp_path / "sample")) as db:
+        other = sqlite3.connect(tmp_path / "db", isolation_level=None)
+        other.execute("begin immediate")
+        with pytest.raises(DatabaseError, match="is being written by another process"):
+            with db.transaction():
+                pass
+        other.execute("rollback")
+        other.close()
+        with db.transaction() as tx:
+            tx.reserve_sample_file()
 
 
 def test_list_oldest_recordings_is_lazy_and_batched(

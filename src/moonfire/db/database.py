@@ -165,7 +165,13 @@ class Database:
             if self._conn.in_transaction:
                 raise DatabaseError("a transaction is already open on this thread; "
                                     "transactions do not nest")
-            self._conn.execute("begin immediate")
+            try:
+                self._conn.execute("begin immediate")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e):
+                    raise
+                raise DatabaseError(f"{self.path} is being written by another process "
+                                    f"(waited {BUSY_TIMEOUT_SEC:g} s): {e}") from e
             tx = Transaction(self._conn)
             try:
                 yield tx
