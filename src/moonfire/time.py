@@ -1,0 +1,296 @@
+"""90 kHz time (brief §3.1): ``Time``, ``Duration``, parsing and display.
+
+90 kHz is the RTP clock rate of H.264 video, so frame timestamps and durations are exact integers
+in these units.  ``Time`` counts them since 1970-01-01T00:00:00Z (leap seconds excluded) and
+``Duration`` is a span.  Both are ``int`` subclasses so they go straight into SQLite, numpy and
+plain arithmetic, while the combinations that carry meaning keep their type::
+
+    Time - Time = Duration        Time +/- Duration (or int) = Time
+    Duration +/- Duration = Duration, -Duration, Duration * int, Duration // int, ...
+
+``Time + Time`` raises ``TypeError``: it is always a bug.  Anything else degrades to a plain int.
+``str()`` (and therefore an f-string without a format spec) gives the human text; ``repr()`` the
+number.
+"""
+
+from __future__ import annotations
+
+import re
+import time as _time
+from operator import index
+from typing import Any
+
+TIME_UNITS_PER_SEC = 90_000
+
+_SECONDS_PER_DAY = 86_400
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+class Duration(int):
+    """A span of time in 90 kHz units; ``str()`` gives e.g. ``"1 minute 1 second"``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Duration({int(self)})"
+
+    def __str__(self) -> str:
+        return format_duration(self)
+
+    def __add__(self, other: object) -> Duration:
+        if isinstance(other, Time):
+            return NotImplemented  # Time.__radd__ makes it a Time
+        return _typed(Duration, int.__add__(self, other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> Duration:
+        if isinstance(other, Time):
+            return NotImplemented
+        return _typed(Duration, int.__sub__(self, other))
+
+    def __rsub__(self, other: object) -> Duration:
+        return _typed(Duration, int.__rsub__(self, other))
+
+    def __mul__(self, other: object) -> Duration:
+        if isinstance(other, (Duration, Time)):
+            return NotImplemented  # units squared mean nothing
+        return _typed(Duration, int.__mul__(self, other))
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, other: object) -> Duration | int:
+        result = int.__floordiv__(self, other)
+        if isinstance(other, Duration):
+            return result  # a ratio of two spans is a plain number
+        return _typed(Duration, result)
+
+    def __mod__(self, other: object) -> Duration:
+        return _typed(Duration, int.__mod__(self, other))
+
+    def __neg__(self) -> Duration:
+        return Duration(-int(self))
+
+    def __pos__(self) -> Duration:
+        return self
+
+    def __abs__(self) -> Duration:
+        return Duration(abs(int(self)))
+
+
+class Time(int):
+    """An instant in 90 kHz units since the Unix epoch; ``str()`` gives local time with offset."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Time({int(self)})"
+
+    def __str__(self) -> str:
+        return format_time(self)
+
+    def __add__(self, other: object) -> Time:
+        if isinstance(other, Time):
+            return NotImplemented  # Time + Time -> TypeError
+        return _typed(Time, int.__add__(self, other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> Time | Duration:
+        return _typed(Duration if isinstance(other, Time) else Time, int.__sub__(self, other))
+
+
+def _typed(cls: type, result: Any) -> Any:
+    """Wrap an ``int.__op__`` result in ``cls``, passing ``NotImplemented`` through."""
+    return result if result is NotImplemented else cls(result)
+
+
+DESIRED_RECORDING_DURATION = Duration(60 * TIME_UNITS_PER_SEC)
+MAX_RECORDING_DURATION = Duration(5 * 60 * TIME_UNITS_PER_SEC)
+
+
+def from_timespec(sec: int, nsec: int) -> Time:
+    """``sec * 90000 + nsec * 90000 // 10**9``: truncating, like the original's integer math.
+
+    :raises ValueError: if ``nsec`` is not in ``[0, 10**9)`` (a normalized timespec).
+    """
+    if not 0 <= nsec < 1_000_000_000:
+        raise ValueError(f"timespec nanoseconds {nsec} out of range [0, 1000000000)")
+    return Time(sec * TIME_UNITS_PER_SEC + nsec * TIME_UNITS_PER_SEC // 1_000_000_000)
+
+
+def now() -> Time:
+    """The current wall-clock time (``CLOCK_REALTIME``), truncated to 90 kHz."""
+    return from_timespec(*divmod(_time.time_ns(), 1_000_000_000))
+
+
+# -- calendar arithmetic (proleptic Gregorian, any year; H. Hinnant's civil-days algorithms) --
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    year -= month <= 2
+    era, year_of_era = divmod(year, 400)
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    era, day_of_era = divmod(days + 719_468, 146_097)
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + (3 if shifted_month < 10 else -9)
+    return era * 400 + year_of_era + (month <= 2), month, day
+
+
+def _days_in_month(year: int, month: int) -> int:
+    next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return _days_from_civil(next_year, next_month, 1) - _days_from_civil(year, month, 1)
+
+
+def _utc_offset(unix_sec: int) -> int:
+    """The process's local zone offset (seconds east of UTC) at an instant; honours TZ/tzset."""
+    return _time.localtime(unix_sec).tm_gmtoff
+
+
+def _local_wall_to_unix(wall: int) -> int:
+    """The instant at which local clocks read ``wall`` (seconds, counted as if in UTC).
+
+    The PEP 495 ``fold=0`` rule, as CPython's ``datetime`` applies it: a reading that occurs
+    twice (the hour repeated when daylight time ends) means the first occurrence; a reading that
+    never occurs (the hour skipped when it starts) is read with the offset in force before the
+    gap, so ``02:30`` becomes ``03:30`` daylight time.
+    """
+    first_guess = _utc_offset(wall)
+    u1 = wall - first_guess
+    t1 = u1 + _utc_offset(u1)
+    if t1 == wall:
+        # One solution; an earlier one exists only if the offset a day before differs.
+        earlier_offset = _utc_offset(u1 - _SECONDS_PER_DAY)
+        if earlier_offset == first_guess:
+            return u1
+    else:
+        earlier_offset = t1 - u1
+    u2 = wall - earlier_offset
+    if u2 + _utc_offset(u2) == wall:
+        return u2
+    if t1 == wall:
+        return u1
+    return max(u1, u2)  # in the gap
+
+
+# -- parse / format --------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_TIMESTAMP = re.compile(
+    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
+    r"T(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
+    r"(?::(?P<fraction>[0-9]{5}))?"
+    r"(?P<zone>Z|(?P<sign>[+-])(?P<zone_hour>[0-9]{2}):(?P<zone_minute>[0-9]{2}))?"
+)
+_FORMAT_HINT = "expected 90 kHz units or YYYY-MM-DDTHH:MM:SS[:FFFFF][Z|+hh:mm|-hh:mm]"
+
+
+def parse_time(s: str) -> Time:
+    """Parse a bare integer of 90 kHz units or ``YYYY-MM-DDTHH:MM:SS[:FFFFF][Z|±hh:mm]``.
+
+    ``FFFFF`` is five digits of 90 kHz units (00000-89999), not a decimal fraction.  Without a
+    zone the time is local to this process (``TZ``); see ``_local_wall_to_unix`` for how DST
+    gaps and overlaps are read.  Years 0000-9999 are accepted.
+
+    :raises ValueError: quoting ``s`` and naming the field that is wrong.
+    """
+    if not isinstance(s, str):
+        raise TypeError(f"parse_time expects a str, got {type(s).__name__}")
+    if _INTEGER.fullmatch(s):
+        value = int(s)
+        if not _I64_MIN <= value <= _I64_MAX:
+            raise ValueError(f"unparseable time {s!r}: {value} is out of the 64-bit range")
+        return Time(value)
+    match = _TIMESTAMP.fullmatch(s)
+    if match is None:
+        raise ValueError(f"unparseable time {s!r}: {_FORMAT_HINT}")
+    field = {k: int(v) for k, v in match.groupdict().items() if v is not None and v.isdigit()}
+    problem = _field_problem(field)
+    if problem:
+        raise ValueError(f"unparseable time {s!r}: {problem}")
+    wall = (
+        _days_from_civil(field["year"], field["month"], field["day"]) * _SECONDS_PER_DAY
+        + field["hour"] * 3600
+        + field["minute"] * 60
+        + field["second"]
+    )
+    if match["zone"] is None:
+        unix_sec = _local_wall_to_unix(wall)
+    else:
+        zone_sec = field.get("zone_hour", 0) * 3600 + field.get("zone_minute", 0) * 60
+        unix_sec = wall + zone_sec if match["sign"] == "-" else wall - zone_sec
+    return Time(unix_sec * TIME_UNITS_PER_SEC + field.get("fraction", 0))
+
+
+def _field_problem(field: dict[str, int]) -> str | None:
+    """Why the matched fields do not name a real time, or ``None``."""
+    year, month = field["year"], field["month"]
+    if not 1 <= month <= 12:
+        return f"month {month} out of range"
+    if not 1 <= field["day"] <= _days_in_month(year, month):
+        return f"day {field['day']} out of range for {year:04d}-{month:02d}"
+    for name, limit in (("hour", 23), ("minute", 59), ("second", 59)):
+        if field[name] > limit:
+            return f"{name} {field[name]} out of range"
+    if field.get("fraction", 0) >= TIME_UNITS_PER_SEC:
+        return f"90 kHz fraction {field['fraction']:05d} out of range (at most 89999)"
+    if field.get("zone_hour", 0) > 23 or field.get("zone_minute", 0) > 59:
+        return f"zone offset {field['zone_hour']:02d}:{field['zone_minute']:02d} out of range"
+    return None
+
+
+def format_time(t: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS:FFFFF±hh:mm`` in the process's local zone (``FFFFF`` = 90 kHz units).
+
+    e.g. 102261874050000 -> ``2006-01-02T15:04:05:00000-08:00`` in America/Los_Angeles.  Negative
+    times count back from the epoch (the fraction is never negative).  UTC is written ``+00:00``.
+    An offset that is not a whole number of minutes (pre-1900 local mean time) is truncated to
+    minutes and the clock reading shifted to match, so the text always names exactly ``t`` and
+    ``parse_time(format_time(t)) == t`` for years 0000-9999.
+    """
+    unix_sec, fraction = divmod(index(t), TIME_UNITS_PER_SEC)
+    offset_sec = _utc_offset(unix_sec)
+    offset_min = abs(offset_sec) // 60 * (1 if offset_sec >= 0 else -1)
+    days, sec_of_day = divmod(unix_sec + offset_min * 60, _SECONDS_PER_DAY)
+    year, month, day = _civil_from_days(days)
+    hour, rem = divmod(sec_of_day, 3600)
+    minute, second = divmod(rem, 60)
+    sign = "-" if offset_min < 0 else "+"
+    zone_hour, zone_minute = divmod(abs(offset_min), 60)
+    return (
+        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}:{fraction:05d}"
+        f"{sign}{zone_hour:02d}:{zone_minute:02d}"
+    )
+
+
+_DURATION_UNITS = (("day", _SECONDS_PER_DAY), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def format_duration(d: int) -> str:
+    """A human duration: every nonzero unit among days, hours, minutes and seconds, largest first.
+
+    Zero units are left out ("1 day 5 seconds"); fractions of a second are truncated; a span
+    shorter than a second is "0 seconds".  This is the era-1 ``Display for Duration`` rule
+    (brief §3.1): "0 seconds", "1 second", "1 minute 1 second", "1 hour 1 minute", "1 day 1 hour".
+    A negative span is its magnitude with a leading "-".
+    """
+    units = index(d)
+    remaining = abs(units) // TIME_UNITS_PER_SEC
+    parts = []
+    for name, size in _DURATION_UNITS:
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count} {name}{'' if count == 1 else 's'}")
+    if not parts:
+        return "0 seconds"
+    return ("-" if units < 0 else "") + " ".join(parts)
