@@ -69,13 +69,17 @@ class Database:
     # ---- lifecycle -------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], sample_dir_path: str) -> Database:
+    def create(
+        cls, path: str | os.PathLike[str], sample_dir_path: str | os.PathLike[str]
+    ) -> Database:
         """Creates a new database file at ``path`` for sample files in ``sample_dir_path``.
 
         The sample directory path is stored absolute, so the daemon finds it from any
         working directory.  Refuses to touch an existing non-empty file.
         """
         path = Path(path)
+        if isinstance(sample_dir_path, os.PathLike):
+            sample_dir_path = os.fspath(sample_dir_path)
         if not isinstance(sample_dir_path, str) or not sample_dir_path:
             raise InvalidConfigError(f"sample file directory path must be a non-empty string, "
                                      f"got {sample_dir_path!r}")
