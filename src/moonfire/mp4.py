@@ -99,20 +99,25 @@ class _SampleTableCache:
     def __init__(self, segments: Sequence[Segment]) -> None:
         self._segments = segments
         self._first_frame_numbers = np.cumsum([0] + [s.frames for s in segments]) + 1
-        self._tables: dict[int, tuple[bytes, bytes, bytes]] = {}
+        self._tables: dict[int, tuple[memoryview, memoryview, memoryview]] = {}
 
-    def get(self, index: int) -> tuple[bytes, bytes, bytes]:
+    def get(self, index: int) -> tuple[memoryview, memoryview, memoryview]:
+        """Byte views of the big-endian ``stts``, ``stsz`` and ``stss`` entries of a segment.
+
+        Views over the numpy arrays themselves: a read copies each table byte once, into its
+        result, rather than once more into an intermediate ``bytes``.
+        """
         cached = self._tables.get(index)
         if cached is None:
             tables = self._segments[index].sample_tables()
-            stts = np.empty((len(tables.durations), 2), dtype=">u4")
-            stts[:, 0] = 1
-            stts[:, 1] = tables.durations
+            # (count 1, delta) pairs as one big-endian u64 each: count in the high half.
+            stts = tables.durations.astype(np.uint64)
+            stts |= 1 << 32
             stss = np.flatnonzero(tables.is_key) + int(self._first_frame_numbers[index])
             cached = (
-                stts.tobytes(),
-                tables.sizes.astype(">u4").tobytes(),
-                stss.astype(">u4").tobytes(),
+                memoryview(stts.astype(">u8")).cast("B"),
+                memoryview(tables.sizes.astype(">u4")).cast("B"),
+                memoryview(stss.astype(">u4")).cast("B"),
             )
             self._tables[index] = cached
         return cached
@@ -131,7 +136,7 @@ class _Table:
     size: int
 
     def read(self, start: int, stop: int) -> memoryview:
-        return memoryview(self.cache.get(self.segment_index)[self.kind])[start:stop]
+        return self.cache.get(self.segment_index)[self.kind][start:stop]
 
 
 @dataclass(slots=True)
