@@ -233,3 +233,10 @@ def test_fault_hook_error_propagates_as_the_syscall_error(
     # The failed syscall did not happen.
     assert not (tmp_path / "rec").exists()
     assert (tmp_path / "existing").exists()
+
+
+def test_a_path_like_is_accepted_and_reported_as_str(impl, tmp_path: Path) -> None:
+    with impl.sampledir.SampleDirectory(tmp_path) as sample_dir:
+        assert sample_dir.path == str(tmp_path)
+    with pytest.raises(TypeError, match="must be str, not bytes"):
+        impl.sampledir.SampleDirectory(bytes(tmp_path))

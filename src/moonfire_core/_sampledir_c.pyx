@@ -82,9 +82,12 @@ cdef class SampleDirectory:
     def __cinit__(self):
         self._fd = -1
 
-    def __init__(self, str path):
-        cdef bytes c_path = os.fsencode(path)
+    def __init__(self, path):
         cdef int fd, ret, err
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError(f"sample file directory path must be str, not {type(path).__name__}")
+        cdef bytes c_path = os.fsencode(path)
         self._path = path
         fd = _open_at(AT_FDCWD, c_path, _DIR_FLAGS, 0, path)
         while True:

@@ -47,9 +47,12 @@ class SampleDirectory:
     remounted under us can never make us touch another directory's files.
     """
 
-    def __init__(self, path: str) -> None:
-        self._path = path
+    def __init__(self, path: "str | os.PathLike[str]") -> None:
         self._fd = -1
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError(f"sample file directory path must be str, not {type(path).__name__}")
+        self._path = path
         try:
             fd = os.open(path, _DIR_FLAGS)
         except OSError as e:

@@ -40,7 +40,7 @@ def _set_hook(hook: _fault_hook.FaultHook | None) -> None:
 _fault_hook.subscribe(_set_hook)
 
 
-class RecordingSink(Protocol):
+class _RecordingSink(Protocol):
     """Where a closed writer sends its file (the syncer; see docs/design.md)."""
 
     def save(self, recording: RecordingToSave) -> None: ...
@@ -64,7 +64,7 @@ class Writer:
 
     def __init__(
         self,
-        sink: RecordingSink,
+        sink: _RecordingSink,
         fd: int,
         path: str,
         sample_file_uuid: bytes,
