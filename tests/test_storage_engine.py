@@ -230,18 +230,21 @@ def test_eio_on_write_abandons_that_recording_only(engine, caplog):
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
         recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
-        record(recorder, entry_id, 30 * 3)
+        record(recorder, entry_id, 30 * 4)  # rotates at frame 90; 90..119 are buffered
         set_fault_hook(_inject("write", errno.EIO))
-        record(recorder, entry_id, 30 * 2, start_frame=90)
+        record(recorder, entry_id, 30 * 3, start_frame=120)
         set_fault_hook(None)
-        record(recorder, entry_id, 30 * 3, start_frame=150)
+        record(recorder, entry_id, 30 * 3, start_frame=210)
         recorder.end_run()
     assert "Input/output error (injected)" in caplog.text
     assert_invariants(db, sample_dir.path)
     rows = db.list_recordings(cam.id)
     assert len({r.composite_id - r.run_offset for r in rows}) == 2  # the error split the run
-    for rec in read_recordings(db, sample_dir.path, cam.id):
-        assert not set(rec) & set(range(90, 150))  # nothing written during the fault
+    recordings = read_recordings(db, sample_dir.path, cam.id)
+    assert recordings[0] == list(range(90))  # committed before the fault: intact
+    recorded = {n for rec in recordings for n in rec}
+    assert 90 not in recorded  # the recording the failed write hit was abandoned whole
+    assert set(range(210, 300)) <= recorded  # and recording went on after it
 
 
 def test_eio_on_file_fsync_abandons_the_recording(engine, caplog):

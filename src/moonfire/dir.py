@@ -288,6 +288,8 @@ class Syncer:
                 timeout -= 0.05
                 if timeout <= 0:
                     raise TimeoutError("syncer did not catch up in time")
+        if self.fatal_error is not None:  # woken by _fail, not by doing the work
+            raise SyncerStoppedError(f"syncer stopped: {self.fatal_error}") from self.fatal_error
 
     def _recover(self) -> None:
         """Initial rotation = crash recovery, synchronously, before any writer (§1.6)."""
