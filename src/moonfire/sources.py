@@ -140,7 +140,7 @@ class AvSource(Source):
         embedded = urllib.parse.urlsplit(url).password
         if embedded:
             self._secrets.append(embedded)
-        self._secrets.append(full_url)
+        self._full_url = full_url
         self._interrupted = threading.Event()
         options: dict[str, str] = {}
         if urllib.parse.urlsplit(url).scheme in ("rtsp", "rtsps"):
@@ -171,7 +171,9 @@ class AvSource(Source):
         self._tb_den = tb.denominator
 
     def _error(self, what: str, e: BaseException) -> SourceError:
-        reason = f"{what}: {_scrub(str(e), self._secrets)}"
+        # An FFmpegError's str() repeats the URL (with its password); its strerror does not.
+        text = getattr(e, "strerror", None) or str(e).replace(self._full_url, self.url)
+        reason = f"{what}: {_scrub(text, self._secrets)}"
         return SourceError(self.url, reason)
 
     def _pick_video_stream(self) -> av.video.stream.VideoStream:
@@ -186,6 +188,29 @@ class AvSource(Source):
         return stream
 
     def packets(self) -> Iterator[SourcePacket]:
+        """Access units in order; pieces FFmpeg split off with one pts are joined back.
+
+        FFmpeg's parser can cut a multi-slice RTSP frame into several packets with
+        the same pts; the recorder needs one sample per pts, so they are merged
+        (the packet is yielded when the next pts arrives: one frame of latency).
+        """
+        pending: SourcePacket | None = None
+        for packet in self._demux():
+            if pending is not None and packet.pts_90k == pending.pts_90k:
+                pending = SourcePacket(
+                    pending.data + packet.data,
+                    pending.pts_90k,
+                    pending.is_key or packet.is_key,
+                    packet.new_extradata or pending.new_extradata,
+                )
+                continue
+            if pending is not None:
+                yield pending
+            pending = packet
+        if pending is not None and not self._interrupted.is_set():
+            yield pending
+
+    def _demux(self) -> Iterator[SourcePacket]:
         first_pts: int | None = None
         last_extradata = self.extradata
         try:

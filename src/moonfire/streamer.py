@@ -67,9 +67,12 @@ class _SessionEntry:
 
 
 def _parameter_sets(annex_b: bytes) -> tuple[bytes, ...]:
-    """The SPS and PPS NAL units of an Annex B buffer, in order."""
+    """The distinct SPS and PPS NAL units of an Annex B buffer, in first-seen order.
+
+    Cameras often repeat them before every slice of a key frame; repeats are not changes.
+    """
     nals = split_annex_b(annex_b)
-    return tuple(nal for nal in nals if nal and nal[0] & 0x1F in (_NAL_SPS, _NAL_PPS))
+    return tuple(dict.fromkeys(n for n in nals if n and n[0] & 0x1F in (_NAL_SPS, _NAL_PPS)))
 
 
 def _wall_anchor_ns() -> int:
