@@ -13,13 +13,17 @@ comparisons.  The GIL is kept: an index is a few KiB and decoding it takes micro
 
 cimport cython
 cimport numpy as cnp
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyBytes_Resize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject_IsTrue
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint8_t
+from cpython.ref cimport PyObject, Py_XDECREF
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 
 from operator import index as _as_int
+
+import numpy as np
 
 from ._errors import CorruptIndexError
 from ._index_rules import (
@@ -36,6 +40,10 @@ from ._index_rules import (
 from ._index_types import DecodedIndex, Sample
 
 cnp.import_array()
+
+cdef extern from "Python.h":
+    # PyBytes_FromStringAndSize returning the raw pointer ``_PyBytes_Resize`` needs.
+    PyObject* _new_bytes "PyBytes_FromStringAndSize"(const char* data, Py_ssize_t size) except NULL
 
 __all__ = [
     "DecodedIndex",
@@ -78,10 +86,14 @@ cdef inline unsigned char* _put_varint(unsigned char* out, uint32_t value) noexc
     return out + 1
 
 
-cdef inline Py_ssize_t _read_varint(
+cdef Py_ssize_t _read_varint(
     const unsigned char* data, Py_ssize_t end, Py_ssize_t offset, uint32_t* value
 ) noexcept nogil:
-    """General varint loop (see ``_index_py._varint_at``): new offset or a negative status."""
+    """General varint loop (see ``_index_py._varint_at``): new offset or a negative status.
+
+    Deliberately not ``inline``: it is the rare path, and keeping it out of ``_step`` keeps
+    ``_step`` small enough for the compiler to inline into the decode loop.
+    """
     cdef uint32_t result = 0
     cdef uint32_t byte
     cdef int shift = 0
@@ -266,33 +278,76 @@ cdef class SampleIndexEncoder:
         return self._state.samples > 0 and self._state.prev_duration == 0
 
 
-def encode_index(durations, sizes, is_key) -> bytes:
-    """Encode whole columns at once; same bytes and same errors as ``SampleIndexEncoder``."""
-    duration_column, size_column, key_column = as_columns(durations, sizes, is_key)
-    cdef Py_ssize_t count = len(duration_column)
-    cdef const int64_t* duration_at = <const int64_t*>cnp.PyArray_DATA(duration_column)
-    cdef const int64_t* size_at = <const int64_t*>cnp.PyArray_DATA(size_column)
-    cdef const uint8_t* key_at = <const uint8_t*>cnp.PyArray_DATA(key_column)
+ctypedef fused _column_t:
+    # as_columns passes int32 columns through untouched and widens the rest to int64.
+    int32_t
+    int64_t
+
+
+cdef bytes _encode_columns(
+    const _column_t* duration_at, const _column_t* size_at, const uint8_t* key_at, Py_ssize_t count
+):
     cdef _EncoderState state
-    state.prev_duration = state.prev_bytes_key = state.prev_bytes_nonkey = 0
-    state.total_duration = state.total_bytes = state.samples = state.sync_samples = 0
-    # The exact worst case, so the loop never checks for room.
-    cdef unsigned char* buffer = <unsigned char*>PyMem_Malloc(count * _MAX_RECORD_BYTES + 1)
-    if buffer == NULL:
-        raise MemoryError()
-    cdef unsigned char* out = buffer
+    memset(&state, 0, sizeof(state))
+    # Allocate the worst case so the loop never checks for room, then shrink the bytes object in
+    # place (as CPython's own encoders do): one allocation, no copy, and only the pages actually
+    # written are ever touched.
+    cdef PyObject* result = _new_bytes(NULL, count * _MAX_RECORD_BYTES)
+    cdef unsigned char* start = <unsigned char*>PyBytes_AS_STRING(<object>result)
+    cdef unsigned char* out = start
     cdef Py_ssize_t i
     try:
         for i in range(count):
             if not _sample_ok(&state, duration_at[i], size_at[i]):
                 raise _refusal(&state, duration_at[i], size_at[i])
             out = _append_sample(&state, out, duration_at[i], size_at[i], key_at[i] != 0)
-        return PyBytes_FromStringAndSize(<char*>buffer, out - buffer)
-    finally:
-        PyMem_Free(buffer)
+    except BaseException:
+        Py_XDECREF(result)
+        raise
+    _PyBytes_Resize(&result, out - start)  # on failure it frees ``result`` and raises
+    encoded = <bytes>result  # a new reference; drop the one _new_bytes gave us
+    Py_XDECREF(result)
+    return encoded
+
+
+def encode_index(durations, sizes, is_key) -> bytes:
+    """Encode whole columns at once; same bytes and same errors as ``SampleIndexEncoder``."""
+    duration_column, size_column, key_column = as_columns(durations, sizes, is_key)
+    cdef Py_ssize_t count = len(duration_column)
+    cdef const uint8_t* key_at = <const uint8_t*>cnp.PyArray_DATA(key_column)
+    if duration_column.dtype == size_column.dtype == np.int32:
+        return _encode_columns(
+            <const int32_t*>cnp.PyArray_DATA(duration_column),
+            <const int32_t*>cnp.PyArray_DATA(size_column),
+            key_at,
+            count,
+        )
+    # Mixed widths: widen both (bound to names so the arrays outlive the pointers into them).
+    cdef cnp.ndarray durations64 = duration_column.astype(np.int64, copy=False)
+    cdef cnp.ndarray sizes64 = size_column.astype(np.int64, copy=False)
+    return _encode_columns(
+        <const int64_t*>cnp.PyArray_DATA(durations64),
+        <const int64_t*>cnp.PyArray_DATA(sizes64),
+        key_at,
+        count,
+    )
 
 
 # --------------------------------------------------------------------------- decoder (§2.4)
+
+cdef enum _Step:
+    # What _step found.  Negative values name the rule the record broke; the cold _raise_corrupt
+    # turns them into the twin's CorruptIndexError, so the hot loop has no Python in it.
+    _SAMPLE = 1
+    _END = 0
+    _BAD_VARINT_1 = -1
+    _BAD_VARINT_2 = -2
+    _NEGATIVE_DURATION = -3
+    _DURATION_OVERFLOW = -4
+    _ZERO_DURATION_NOT_LAST = -5
+    _NON_POSITIVE_BYTES = -6
+    _BYTES_OVERFLOW = -7
+
 
 cdef struct _Cursor:
     # The brief's iterator state; "current sample" fields are invalid until the first step.
@@ -307,74 +362,143 @@ cdef struct _Cursor:
     int64_t bytes_key
     int64_t bytes_nonkey
     bint is_key
+    int64_t sync_samples     # key frames so far, including the current sample
+    # Context of the last step, read only to word an error.
+    Py_ssize_t record        # offset of the current record
+    Py_ssize_t varint_offset
+    Py_ssize_t varint_status
+    int64_t delta
 
 
 cdef inline int _open_cursor(_Cursor* cursor, bytes blob) except -1:
-    cursor.data = NULL
-    cursor.end = 0
+    memset(cursor, 0, sizeof(_Cursor))
     cursor.data = <const unsigned char*>blob
     cursor.end = len(blob)
-    cursor.offset = 0
     cursor.sample = -1
-    cursor.pos = cursor.start_90k = cursor.duration_90k = cursor.size = 0
-    cursor.bytes_key = cursor.bytes_nonkey = 0
-    cursor.is_key = False
     return 0
 
 
-cdef inline int _step(_Cursor* c) except -1:
-    """Advance to the next sample: 1, or 0 at the end (``pos``/``start_90k`` then hold the
-    totals).  The rules and their order are those of ``_index_py._records``."""
-    cdef Py_ssize_t record, varint2_offset, offset
+cdef inline _Step _step(_Cursor* c) noexcept nogil:
+    """Advance to the next sample (see ``_index_py._records``: same rules, same order).
+
+    At ``_END``, ``pos`` and ``start_90k`` hold the totals.
+    """
+    cdef Py_ssize_t offset
     cdef uint32_t varint1, varint2
-    cdef int64_t delta, size
     c.pos += c.size
     c.start_90k += c.duration_90k
-    record = c.offset
-    if record >= c.end:
-        return 0
+    c.record = c.offset
+    if c.record >= c.end:
+        return _END
     c.sample += 1
-    # 1-byte varints (most of varint1, many of varint2) inline; the rest through the loop.
-    varint1 = c.data[record]
+    # 1- and 2-byte varints (nearly all of a real index) inline; the rest through the loop.
+    c.varint_offset = c.record
+    offset = c.record
+    varint1 = c.data[offset]
     if varint1 < 0x80:
-        offset = record + 1
+        offset += 1
+    elif offset + 1 < c.end and c.data[offset + 1] < 0x80:
+        varint1 = (varint1 & 0x7F) | (<uint32_t>c.data[offset + 1] << 7)
+        offset += 2
     else:
-        offset = _read_varint(c.data, c.end, record, &varint1)
+        offset = _read_varint(c.data, c.end, offset, &varint1)
         if offset < 0:
-            raise bad_varint(1, record, offset, c.sample, record)
-    varint2_offset = offset
+            c.varint_status = offset
+            return _BAD_VARINT_1
+    c.varint_offset = offset
     varint2 = c.data[offset] if offset < c.end else 0x80
     if varint2 < 0x80:
         offset += 1
+    elif offset + 1 < c.end and c.data[offset + 1] < 0x80:
+        varint2 = (varint2 & 0x7F) | (<uint32_t>c.data[offset + 1] << 7)
+        offset += 2
     else:
         offset = _read_varint(c.data, c.end, offset, &varint2)
         if offset < 0:
-            raise bad_varint(2, varint2_offset, offset, c.sample, record)
+            c.varint_status = offset
+            return _BAD_VARINT_2
     c.offset = offset
 
-    delta = _unzigzag(varint1 >> 1)
-    c.duration_90k += delta
+    c.delta = _unzigzag(varint1 >> 1)
+    c.duration_90k += c.delta
     if c.duration_90k < 0:
-        raise negative_duration(c.duration_90k, delta, c.sample, record)
+        return _NEGATIVE_DURATION
     if c.start_90k + c.duration_90k > _INT32_MAX:
-        raise duration_overflow(c.start_90k + c.duration_90k, delta, c.sample, record)
+        return _DURATION_OVERFLOW
     if c.duration_90k == 0 and offset < c.end:
-        raise zero_duration_not_last(c.end - offset, c.sample, record)
+        return _ZERO_DURATION_NOT_LAST
 
     c.is_key = varint1 & 1
-    delta = _unzigzag(varint2)
+    c.sync_samples += c.is_key
+    c.delta = _unzigzag(varint2)
     if c.is_key:
-        c.bytes_key += delta
-        size = c.bytes_key
+        c.bytes_key += c.delta
+        c.size = c.bytes_key
     else:
-        c.bytes_nonkey += delta
-        size = c.bytes_nonkey
-    c.size = size
-    if size <= 0:
-        raise non_positive_bytes(size, delta, c.is_key, c.start_90k, c.sample, record)
-    if c.pos + size > _INT32_MAX:
-        raise bytes_overflow(c.pos + size, size, c.sample, record)
-    return 1
+        c.bytes_nonkey += c.delta
+        c.size = c.bytes_nonkey
+    if c.size <= 0:
+        return _NON_POSITIVE_BYTES
+    if c.pos + c.size > _INT32_MAX:
+        return _BYTES_OVERFLOW
+    return _SAMPLE
+
+
+cdef struct _Columns:
+    int32_t* durations
+    int32_t* sizes
+    uint8_t* is_key
+    int64_t* positions
+    int64_t* starts
+
+
+cdef Py_ssize_t _decode_samples(
+    _Cursor* cursor, _Columns* out, Py_ssize_t limit, _Step* status
+) noexcept nogil:
+    """Step up to ``limit`` times, storing each sample in ``out`` (unless NULL); the count.
+
+    ``status`` gets the last step's result (``_SAMPLE`` when ``limit`` stopped the loop).  This is
+    the only caller of ``_step`` (the iterator comes here with ``limit`` 1), so the compiler
+    inlines ``_step`` into this loop; the cursor is copied into a local that never escapes.
+    """
+    cdef _Cursor c = cursor[0]
+    cdef Py_ssize_t n = 0
+    cdef _Step step = _SAMPLE
+    while n < limit:
+        step = _step(&c)
+        if step != _SAMPLE:
+            break
+        if out != NULL:
+            out.durations[n] = <int32_t>c.duration_90k
+            out.sizes[n] = <int32_t>c.size
+            out.is_key[n] = c.is_key
+            out.positions[n] = c.pos
+            out.starts[n] = c.start_90k
+        n += 1
+    cursor[0] = c
+    status[0] = step
+    return n
+
+
+cdef int _raise_corrupt(_Cursor c, _Step rule) except -1:
+    """Raise the twin's ``CorruptIndexError`` for the record ``_step`` refused with ``rule``.
+
+    Takes the cursor by value so the hot loops' cursor never escapes (and stays in registers).
+    """
+    if rule == _BAD_VARINT_1 or rule == _BAD_VARINT_2:
+        which = 1 if rule == _BAD_VARINT_1 else 2
+        raise bad_varint(which, c.varint_offset, c.varint_status, c.sample, c.record)
+    if rule == _NEGATIVE_DURATION:
+        raise negative_duration(c.duration_90k, c.delta, c.sample, c.record)
+    if rule == _DURATION_OVERFLOW:
+        raise duration_overflow(c.start_90k + c.duration_90k, c.delta, c.sample, c.record)
+    if rule == _ZERO_DURATION_NOT_LAST:
+        raise zero_duration_not_last(c.end - c.offset, c.sample, c.record)
+    if rule == _NON_POSITIVE_BYTES:
+        raise non_positive_bytes(c.size, c.delta, c.is_key, c.start_90k, c.sample, c.record)
+    if rule == _BYTES_OVERFLOW:
+        raise bytes_overflow(c.pos + c.size, c.size, c.sample, c.record)
+    raise AssertionError(f"unknown decoder status {rule}")
 
 
 @cython.final
@@ -400,23 +524,38 @@ cdef class SampleIndexIterator:
     def __next__(self):
         if self._blob is None or self._exhausted:
             raise StopIteration
-        self._exhausted = True  # stays set if _step raises
-        if not _step(&self._cursor):
-            raise StopIteration
-        self._exhausted = False
+        cdef _Step status
+        _decode_samples(&self._cursor, NULL, 1, &status)
+        if status != _SAMPLE:
+            self._exhausted = True
+            if status == _END:
+                raise StopIteration
+            _raise_corrupt(self._cursor, status)
         cdef _Cursor* c = &self._cursor
         return Sample(c.pos, c.start_90k, c.duration_90k, c.size, c.is_key)
 
 
-cdef inline Py_ssize_t _count_terminators(const unsigned char* data, Py_ssize_t end) noexcept:
+cdef inline Py_ssize_t _count_terminators(const unsigned char* data, Py_ssize_t end) noexcept nogil:
+    """How many bytes are below 0x80 (end a varint); 8 bytes per step, SWAR-style.
+
+    ``(~word & 0x80...) >> 7`` leaves 1 in each byte that ended a varint; multiplying by 0x01...
+    sums the eight bytes into the top one.
+    """
+    cdef uint64_t word
     cdef Py_ssize_t count = 0
-    cdef Py_ssize_t i
-    for i in range(end):
+    cdef Py_ssize_t i = 0
+    while i + 8 <= end:
+        memcpy(&word, data + i, 8)
+        word = (~word & <uint64_t>0x8080808080808080ULL) >> 7
+        count += <Py_ssize_t>((word * <uint64_t>0x0101010101010101ULL) >> 56)
+        i += 8
+    while i < end:
         count += data[i] < 0x80
+        i += 1
     return count
 
 
-cdef object _column(Py_ssize_t length, int type_number):
+cdef cnp.ndarray _column(Py_ssize_t length, int type_number):
     cdef cnp.npy_intp dims = length
     return cnp.PyArray_EMPTY(1, &dims, type_number, 0)
 
@@ -434,23 +573,20 @@ def decode_index(blob) -> DecodedIndex:
     cdef cnp.ndarray keys = _column(capacity, cnp.NPY_BOOL)
     cdef cnp.ndarray positions = _column(capacity, cnp.NPY_INT64)
     cdef cnp.ndarray starts = _column(capacity, cnp.NPY_INT64)
-    cdef int32_t* duration_at = <int32_t*>cnp.PyArray_DATA(durations)
-    cdef int32_t* size_at = <int32_t*>cnp.PyArray_DATA(sizes)
-    cdef uint8_t* key_at = <uint8_t*>cnp.PyArray_DATA(keys)
-    cdef int64_t* position_at = <int64_t*>cnp.PyArray_DATA(positions)
-    cdef int64_t* start_at = <int64_t*>cnp.PyArray_DATA(starts)
-    cdef Py_ssize_t n = 0
-    cdef int64_t sync_samples = 0
-    while _step(&c):
-        if n >= capacity:  # impossible by the argument above; never write out of bounds
+    cdef _Columns out
+    out.durations = <int32_t*>cnp.PyArray_DATA(durations)
+    out.sizes = <int32_t*>cnp.PyArray_DATA(sizes)
+    out.is_key = <uint8_t*>cnp.PyArray_DATA(keys)
+    out.positions = <int64_t*>cnp.PyArray_DATA(positions)
+    out.starts = <int64_t*>cnp.PyArray_DATA(starts)
+    cdef _Step status
+    cdef Py_ssize_t n = _decode_samples(&c, &out, capacity, &status)
+    if status == _SAMPLE:
+        # Stopped by the capacity: the next step must be the end (or a bad record).
+        if _decode_samples(&c, NULL, 1, &status) != 0:  # impossible by the argument above
             raise AssertionError(f"decoded more than {capacity} samples from {c.end} bytes")
-        duration_at[n] = <int32_t>c.duration_90k
-        size_at[n] = <int32_t>c.size
-        key_at[n] = c.is_key
-        position_at[n] = c.pos
-        start_at[n] = c.start_90k
-        sync_samples += c.is_key
-        n += 1
+    if status != _END:
+        _raise_corrupt(c, status)
     if n != capacity:  # likewise impossible once the whole blob decoded
         raise AssertionError(f"decoded {n} samples, expected {capacity}")
     for column in (durations, sizes, keys, positions, starts):
@@ -464,6 +600,6 @@ def decode_index(blob) -> DecodedIndex:
         sample_file_bytes=c.pos,
         total_duration_90k=c.start_90k,
         video_samples=n,
-        video_sync_samples=sync_samples,
+        video_sync_samples=c.sync_samples,
         has_trailing_zero=n > 0 and c.duration_90k == 0,
     )

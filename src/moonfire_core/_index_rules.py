@@ -72,12 +72,14 @@ def sample_problem(
     return f"{problem} (sample {sample})"
 
 
-def _int64_column(name: str, values: Any) -> npt.NDArray[np.int64]:
+def _integer_column(name: str, values: Any) -> npt.NDArray[np.int32] | npt.NDArray[np.int64]:
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size == 0:
         return np.zeros(0, dtype=np.int64)
+    if array.dtype == np.int32:  # what decode_index returns: use it as is, no copy
+        return np.ascontiguousarray(array)
     if array.dtype.kind not in "biu":
         raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
     if array.dtype == np.uint64 and int(array.max()) > np.iinfo(np.int64).max:
@@ -86,23 +88,31 @@ def _int64_column(name: str, values: Any) -> npt.NDArray[np.int64]:
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
+def _bool_column(name: str, values: Any) -> npt.NDArray[np.bool_]:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if array.size == 0:
+        return np.zeros(0, dtype=np.bool_)
+    if array.dtype == np.bool_:
+        return np.ascontiguousarray(array)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold booleans, got dtype {array.dtype}")
+    return array != 0
+
+
 def as_columns(
     durations: Any, sizes: Any, is_key: Any
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Coerce ``encode_index`` arguments to contiguous int64, int64 and bool columns.
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer], npt.NDArray[np.bool_]]:
+    """Coerce ``encode_index`` arguments to contiguous integer, integer and bool columns.
 
-    int64 (not int32) so an out-of-range value reaches the per-sample checks and is reported with
-    its sample number, exactly as ``SampleIndexEncoder.add_sample`` would report it, instead of
-    wrapping silently in a narrowing cast.
+    An int32 column is used as is; any other integer column is widened to int64 (never narrowed)
+    so an out-of-range value reaches the per-sample checks and is reported with its sample number,
+    exactly as ``SampleIndexEncoder.add_sample`` would report it, instead of wrapping silently.
     """
-    duration_column = _int64_column("durations", durations)
-    size_column = _int64_column("sizes", sizes)
-    keys = np.asarray(is_key)
-    if keys.ndim != 1:
-        raise ValueError(f"is_key must be one-dimensional, got shape {keys.shape}")
-    if keys.size and keys.dtype.kind not in "biu":
-        raise TypeError(f"is_key must hold booleans, got dtype {keys.dtype}")
-    key_column = np.ascontiguousarray(keys != 0 if keys.size else np.zeros(0), dtype=np.bool_)
+    duration_column = _integer_column("durations", durations)
+    size_column = _integer_column("sizes", sizes)
+    key_column = _bool_column("is_key", is_key)
     lengths = (len(duration_column), len(size_column), len(key_column))
     if len(set(lengths)) != 1:
         durations_length, sizes_length, keys_length = lengths
