@@ -115,7 +115,8 @@ def print_summary(data_dir: str, rows: list[RecordingRow]) -> None:
     duration = sum(r.duration_90k for r in rows)
     runs = split_runs(rows)
     print(
-        f"recorded {len(rows)} recordings in {len(runs)} run(s): {format_duration(duration)}, "
+        f"recorded {_count(len(rows), 'recording')} in {_count(len(runs), 'run')}: "
+        f"{format_duration(duration)}, "
         f"{format_size(nbytes)}, from {format_time(start)} to {format_time(end)}"
     )
     for r in rows:
@@ -136,3 +137,7 @@ def print_summary(data_dir: str, rows: list[RecordingRow]) -> None:
             ]
         )
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,439 @@
+"""The ``moonfire`` command: every subcommand in-process, plus real subprocesses.
+
+In-process calls (``moonfire.cli.main``) cover configuration, listing and the
+error messages; subprocesses cover what only a real process shows: one-line
+errors with no traceback, the exit code after SIGINT, and the ``demo`` command
+end to end on the synthetic camera.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from moonfire import cli, datadir
+from moonfire.check import check
+from moonfire.dir import uuid_name
+from moonfire.dirmeta import NON_SAMPLE_NAMES
+from moonfire.recorder import CameraRecorder
+from moonfire.time import parse_time
+from synthetic_stream import frames, make_packet
+
+BASE_TIME_90K = 1_700_000_000 * 90000
+ENTRY = bytes(range(90))  # any blob > 86 bytes serves as a sample entry
+#: Small and cheap to encode: the machine is shared.
+TESTSRC_URL = "testsrc://?size=320x240&fps=30&bitrate=300k&gop=30"
+
+
+def moonfire(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``moonfire ARGV`` in this process: (exit code, stdout, stderr)."""
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def moonfire_process(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "moonfire", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path, capsys) -> str:
+    path = str(tmp_path / "data")
+    assert moonfire(capsys, "init", "--data-dir", path)[0] == 0
+    return path
+
+
+def add_camera(capsys, data_dir: str, name: str, *extra: str) -> None:
+    code, _out, err = moonfire(
+        capsys, "camera", "add", name, "--url", TESTSRC_URL, "--retain", "1GiB",
+        "--data-dir", data_dir, *extra,
+    )
+    assert (code, err) == (0, "")
+
+
+def record_synthetic(data_dir: str, camera_name: str, seconds: int) -> None:
+    """Record synthetic packets through the storage engine, rotating every 2 s."""
+    db, sample_dir = datadir.open_for_recording(data_dir)
+    try:
+        camera = db.get_camera(camera_name)
+        entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
+        with sample_dir.start_syncer() as syncer:
+            recorder = CameraRecorder(sample_dir, syncer, camera.id, camera_name, 2)
+            for f in frames(0, 30 * seconds, BASE_TIME_90K):
+                packet = make_packet(camera.id, f.number, f.is_key)
+                recorder.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
+            recorder.end_run()
+    finally:
+        sample_dir.close()
+        db.close()
+
+
+def assert_storage_consistent(data_dir: str) -> None:
+    with datadir.open_db(data_dir, read_only=True) as db:
+        problems = [str(v) for v in check(db, db.sample_file_dir().path, hash_contents=True)]
+        assert db.list_reserved_sample_files() == []
+    assert problems == []
+
+
+def sample_files(data_dir: str) -> set[str]:
+    return set(os.listdir(os.path.join(data_dir, datadir.SAMPLE_DIR_NAME))) - NON_SAMPLE_NAMES
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 1
+    assert err.startswith("moonfire: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and "internal error" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+# ---- init and camera configuration ------------------------------------------------------
+
+
+def test_init_camera_add_list_edit_remove_round_trip(data_dir, capsys):
+    code, out, _ = moonfire(
+        capsys, "camera", "add", "front", "--url", "rtsp://admin:secret@10.0.0.1/s1",
+        "--username", "u", "--password", "p", "--retain", "10GiB", "--rotate-seconds", "30",
+        "--description", "porch", "--data-dir", data_dir,
+    )
+    assert code == 0 and "front" in out
+    code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
+    [listed] = json.loads(out)
+    assert listed["name"] == "front"
+    assert listed["url"] == "rtsp://admin:***@10.0.0.1/s1"
+    assert listed["retain_bytes"] == 10 * 2**30
+    assert listed["rotate_interval_sec"] == 30
+    assert (listed["username"], listed["has_password"]) == ("u", True)
+    assert (listed["recordings"], listed["usage_bytes"]) == (0, 0)
+    assert "secret" not in out and '"p"' not in out
+
+    code, out, _ = moonfire(
+        capsys, "camera", "edit", "front", "--retain", "500MB", "--rename", "porch",
+        "--data-dir", data_dir,
+    )
+    assert code == 0
+    with datadir.open_db(data_dir, read_only=True) as db:
+        camera = db.get_camera("porch")
+    assert camera.retain_bytes == 500_000_000
+    assert (camera.url, camera.rotate_interval_sec, camera.description) == (
+        "rtsp://admin:secret@10.0.0.1/s1", 30, "porch")  # untouched by the edit
+
+    code, out, _ = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["NAME", "URL", "BUDGET"]
+    assert row.split()[:4] == ["porch", "rtsp://admin:***@10.0.0.1/s1", "476.8", "MiB"]
+
+    assert moonfire(capsys, "camera", "remove", "porch", "--data-dir", data_dir)[0] == 0
+    code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
+    assert json.loads(out) == []
+
+
+def test_init_puts_the_sample_dir_where_asked(tmp_path, capsys):
+    data, samples = str(tmp_path / "data"), str(tmp_path / "disk2" / "moonfire")
+    assert moonfire(capsys, "init", "--data-dir", data, "--sample-dir", samples)[0] == 0
+    with datadir.open_db(data, read_only=True) as db:
+        assert db.sample_file_dir().path == samples
+    assert not os.path.exists(os.path.join(data, datadir.SAMPLE_DIR_NAME))
+
+
+def test_second_init_is_refused(data_dir, capsys):
+    code, _out, err = moonfire(capsys, "init", "--data-dir", data_dir)
+    assert_one_line_error(code, err, "already a moonfire data directory")
+
+
+def test_duplicate_camera_name_is_refused(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    code, _out, err = moonfire(
+        capsys, "camera", "add", "front", "--url", "x", "--retain", "1G", "--data-dir", data_dir
+    )
+    assert_one_line_error(code, err, "'front' already exists")
+
+
+@pytest.mark.parametrize(
+    ("retain", "fragment"),
+    [("--retain=-5GiB", "negative"), ("--retain=lots", "unparseable size 'lots'"),
+     ("--retain=1.5", "fraction of a byte"), ("--retain=10XB", "unparseable size '10XB'")],
+)
+def test_bad_budget_is_refused_naming_the_value(data_dir, capsys, retain, fragment):
+    code, _out, err = moonfire(
+        capsys, "camera", "add", "front", "--url", "x", retain, "--data-dir", data_dir
+    )
+    assert_one_line_error(code, err, fragment)
+    code, _out, err = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
+    assert json.loads(_out) == []
+
+
+def test_bad_rotate_interval_is_refused(data_dir, capsys):
+    code, _out, err = moonfire(
+        capsys, "camera", "add", "front", "--url", "x", "--retain", "1G",
+        "--rotate-seconds", "300", "--data-dir", data_dir,
+    )
+    assert_one_line_error(code, err, "rotate_interval_sec", "300")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["camera", "edit", "nope", "--retain", "1G"], ["camera", "remove", "nope"],
+     ["recordings", "nope"], ["run", "--camera", "nope"]],
+    ids=["edit", "remove", "recordings", "run"],
+)
+def test_unknown_camera_is_named(data_dir, capsys, argv):
+    add_camera(capsys, data_dir, "front")  # so `run` gets as far as the name
+    code, _out, err = moonfire(capsys, *argv, "--data-dir", data_dir)
+    assert_one_line_error(code, err, "no camera 'nope'")
+
+
+def test_edit_with_nothing_to_change_is_refused(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    code, _out, err = moonfire(capsys, "camera", "edit", "front", "--data-dir", data_dir)
+    assert_one_line_error(code, err, "nothing to change")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["camera", "list"], ["camera", "add", "x", "--url", "u", "--retain", "1G"],
+     ["recordings", "x"], ["run"], ["check"]],
+    ids=["list", "add", "recordings", "run", "check"],
+)
+def test_missing_data_dir_says_to_run_init(tmp_path, capsys, argv):
+    missing = str(tmp_path / "nowhere")
+    code, _out, err = moonfire(capsys, *argv, "--data-dir", missing)
+    assert_one_line_error(code, err, f"moonfire init --data-dir {missing}")
+    assert not os.path.exists(missing)
+
+
+def test_run_without_cameras_is_refused(data_dir, capsys):
+    code, _out, err = moonfire(capsys, "run", "--for", "1", "--data-dir", data_dir)
+    assert_one_line_error(code, err, "no cameras to record")
+
+
+HELP_ARGV = [[name] for name in cli.COMMANDS] + [
+    ["camera", action] for action in ("add", "list", "edit", "remove")
+]
+
+
+@pytest.mark.parametrize("argv", HELP_ARGV, ids=" ".join)
+def test_help_for_every_subcommand_exits_zero(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: moonfire" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_two(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["camera", "add", "front"])  # --url and --retain are required
+    assert exit_info.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+# ---- commands over recordings -----------------------------------------------------------
+
+
+def test_remove_refuses_a_camera_with_recordings(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    record_synthetic(data_dir, "front", seconds=5)
+    files = sample_files(data_dir)
+    assert files
+    code, _out, err = moonfire(capsys, "camera", "remove", "front", "--data-dir", data_dir)
+    assert_one_line_error(code, err, "--delete-recordings")
+    assert sample_files(data_dir) == files
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert db.get_camera("front").retain_bytes == 2**30
+
+
+def test_remove_with_delete_recordings_leaves_no_rows_or_files(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    add_camera(capsys, data_dir, "back")
+    record_synthetic(data_dir, "front", seconds=7)
+    record_synthetic(data_dir, "back", seconds=5)
+    with datadir.open_db(data_dir, read_only=True) as db:
+        back_id = db.get_camera("back").id
+        back_rows = db.list_recordings(back_id)
+    code, out, _ = moonfire(
+        capsys, "camera", "remove", "front", "--delete-recordings", "--data-dir", data_dir
+    )
+    assert code == 0 and "removed camera 'front'" in out
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert [c.short_name for c in db.list_cameras()] == ["back"]
+        assert db.list_recordings(back_id) == back_rows  # the other camera keeps everything
+        assert sample_files(data_dir) == {
+            uuid_name(db.get_playback(r.composite_id).sample_file_uuid) for r in back_rows
+        }
+    assert_storage_consistent(data_dir)
+    assert moonfire(capsys, "check", "--data-dir", data_dir)[0] == 0
+
+
+def test_remove_is_refused_while_the_recorder_holds_the_directory(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    db, sample_dir = datadir.open_for_recording(data_dir)  # as `moonfire run` would
+    try:
+        code, _out, err = moonfire(capsys, "camera", "remove", "front", "--data-dir", data_dir)
+    finally:
+        sample_dir.close()
+        db.close()
+    assert_one_line_error(code, err, "while `moonfire run` is recording")
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert db.get_camera("front")
+
+
+def test_lowering_the_budget_deletes_the_oldest_recordings_at_once(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    record_synthetic(data_dir, "front", seconds=9)
+    with datadir.open_db(data_dir, read_only=True) as db:
+        rows = db.list_recordings(db.get_camera("front").id)
+    newest = rows[-1]
+    code, out, _ = moonfire(
+        capsys, "camera", "edit", "front", "--retain", str(newest.sample_file_bytes),
+        "--data-dir", data_dir,
+    )
+    assert code == 0 and f"deleted {len(rows) - 1} of 'front'" in out
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert db.list_recordings(newest.camera_id) == [newest]
+    assert len(sample_files(data_dir)) == 1
+    assert_storage_consistent(data_dir)
+
+
+def test_lowering_the_budget_while_recording_is_deferred_to_the_next_run(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    record_synthetic(data_dir, "front", seconds=5)
+    files = sample_files(data_dir)
+    db, sample_dir = datadir.open_for_recording(data_dir)
+    try:
+        code, out, _ = moonfire(
+            capsys, "camera", "edit", "front", "--retain", "0", "--data-dir", data_dir
+        )
+    finally:
+        sample_dir.close()
+        db.close()
+    assert code == 0 and "takes effect at the next `moonfire run` start" in out
+    assert sample_files(data_dir) == files
+
+
+def test_recordings_json_matches_the_database(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    record_synthetic(data_dir, "front", seconds=7)
+    code, out, _ = moonfire(capsys, "recordings", "front", "--json", "--data-dir", data_dir)
+    assert code == 0
+    listing = json.loads(out)
+    with datadir.open_db(data_dir, read_only=True) as db:
+        rows = db.list_recordings(db.get_camera("front").id)
+    [run] = listing["runs"]  # one synthetic session: one run
+    listed = run["recordings"]
+    assert [
+        (r["composite_id"], r["id"], r["run_offset"], r["start_90k"], r["duration_90k"],
+         r["sample_file_bytes"], r["video_samples"], r["video_sync_samples"], r["flags"],
+         r["trailing_zero"])
+        for r in listed
+    ] == [
+        (r.composite_id, r.recording_id, r.run_offset, r.start_time_90k, r.duration_90k,
+         r.sample_file_bytes, r.video_samples, r.video_sync_samples, r.flags,
+         r.has_trailing_zero)
+        for r in rows
+    ]
+    assert [r["trailing_zero"] for r in listed] == [False] * (len(rows) - 1) + [True]
+    assert (run["start_90k"], run["end_90k"]) == (rows[0].start_time_90k, rows[-1].end_time_90k)
+    assert all(parse_time(r["start"]) == r["start_90k"] for r in listed)
+
+    # A time range selects the overlapping recordings only.
+    second = rows[1]
+    code, out, _ = moonfire(
+        capsys, "recordings", "front", "--json", "--start", str(second.start_time_90k),
+        "--end", str(second.end_time_90k), "--data-dir", data_dir,
+    )
+    [run] = json.loads(out)["runs"]
+    assert [r["id"] for r in run["recordings"]] == [second.recording_id]
+
+    code, out, _ = moonfire(capsys, "recordings", "front", "--data-dir", data_dir)
+    assert out.startswith("run 1: ") and f"{len(rows)} recordings" in out
+
+
+def test_recordings_rejects_an_empty_time_range(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    code, _out, err = moonfire(
+        capsys, "recordings", "front", "--start", "200", "--end", "100", "--data-dir", data_dir
+    )
+    assert_one_line_error(code, err, "not before")
+
+
+# ---- recording real (synthetic) cameras -------------------------------------------------
+
+
+def test_run_for_records_and_leaves_no_reservations(data_dir, capsys):
+    add_camera(capsys, data_dir, "cam", "--rotate-seconds", "1")
+    code, _out, _err = moonfire(capsys, "run", "--for", "5", "--data-dir", data_dir)
+    assert code == 0
+    with datadir.open_db(data_dir, read_only=True) as db:
+        rows = db.list_recordings(db.get_camera("cam").id)
+    assert len(rows) >= 1
+    assert rows[-1].has_trailing_zero
+    assert_storage_consistent(data_dir)
+
+
+def test_sigint_stops_run_in_order_with_exit_130(data_dir, capsys):
+    add_camera(capsys, data_dir, "cam")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moonfire", "run", "--data-dir", data_dir],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_a_sample_file(data_dir, proc)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert_storage_consistent(data_dir)
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert len(db.list_recordings(db.get_camera("cam").id)) == 1
+
+
+def _wait_for_a_sample_file(data_dir: str, proc: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not sample_files(data_dir):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the recorder never created a sample file"
+        time.sleep(0.1)
+    time.sleep(1)  # a second of video, so the recording is not abandoned as empty
+
+
+def test_errors_in_a_real_process_are_one_line_without_traceback(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    result = moonfire_process("camera", "list", "--data-dir", missing)
+    assert_one_line_error(result.returncode, result.stderr, "no moonfire database")
+    result = moonfire_process("--verbose", "camera", "list", "--data-dir", missing)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_demo_records_and_prints_the_export_command(tmp_path):
+    demo_dir = str(tmp_path / "demo")
+    result = moonfire_process("demo", "--seconds", "12", "--data-dir", demo_dir)
+    assert result.returncode == 0, result.stderr
+    [command] = [line for line in result.stdout.splitlines() if "moonfire export" in line]
+    argv = shlex.split(command.split(": ", 1)[1])
+    assert argv[:3] == ["moonfire", "export", "demo"]
+    start = parse_time(argv[argv.index("--start") + 1])
+    end = parse_time(argv[argv.index("--end") + 1])
+    assert argv[argv.index("--data-dir") + 1] == demo_dir
+    with datadir.open_db(demo_dir, read_only=True) as db:
+        camera = db.get_camera("demo")
+        rows = db.list_recordings(camera.id)
+    assert camera.rotate_interval_sec == 10
+    assert rows and (start, end) == (rows[0].start_time_90k, rows[-1].end_time_90k)
+    assert f"recorded {len(rows)} recording" in result.stdout
+    assert_storage_consistent(demo_dir)
