@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="change some of a camera's settings",
         description="Change the given settings of a camera; the others stay as they are. "
         "A lowered budget is applied at once if no recorder is running, else at the next "
-        "`moonfire run` start.",
+        "`moonfire run` start; a running recorder picks up a new URL, credentials or rotation "
+        "interval when it restarts.",
     )
     add_data_dir_argument(edit)
     edit.add_argument("name", help="the camera to change")
@@ -239,6 +240,8 @@ def remove_camera(args: argparse.Namespace) -> int:
             )
         try:
             if recordings:
+                # If this is interrupted, the camera is left with a zero budget and fewer
+                # recordings, never with a row lacking its file; running remove again finishes.
                 db.update_camera(camera.id, retain_bytes=0)
                 _rotate_now(sample_dir)
             db.delete_camera(camera.id)
