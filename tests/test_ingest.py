@@ -352,3 +352,17 @@ def wait_for(condition, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def test_second_daemon_on_a_locked_data_dir_fails_clearly_and_first_keeps_recording(data_dir):
+    cam = add_camera(data_dir, "synthetic", "testsrc://?size=320x240&fps=30&gop=30")
+    first = start_daemon(data_dir)
+    try:
+        with pytest.raises(OSError, match="in use|lock|busy") as raised:
+            start_daemon(data_dir)
+        assert data_dir in str(raised.value) or "sample" in str(raised.value)
+        wait_for(lambda: first.streamers[0].status().frames > 30, 10, "first daemon recording")
+    finally:
+        assert first.shutdown() == 0
+    assert_orderly(data_dir)
+    assert len(assert_runs_well_formed(data_dir, cam)) == 1

@@ -1,0 +1,172 @@
+"""CPU cost of recording, per recorded stream-hour, ingest included (issue 5's benchmark).
+
+Usage::
+
+    python3 benchmarks/ingest_cpu.py [--seconds 60] [--streams 16] [--cache DIR]
+
+Two measurements, both as CPU seconds of the whole process (every thread: the
+streamer, the syncer's fsyncs and SQLite transactions) from ``time.process_time``:
+
+(a) **one 1080p30, 4 Mbit/s stream through the full streamer path.**  A clip of
+    ``--seconds`` is encoded once with PyAV (cached in ``--cache``) as MPEG-TS,
+    so packets are Annex B like RTSP's and go through ``annex_b_to_avc``.  It is
+    read at full speed by ``Streamer``'s session code: PyAV demux (no decoding),
+    sample entry, local time, conversion, ``CameraRecorder.write``, rotation
+    every 60 s, syncer.  Target: well under 1% of a core per real-time stream.
+
+(b) **the storage engine alone.**  ``--streams`` cameras, each fed ``--seconds``
+    of 30 fps, 4 Mbit/s packets already in memory, interleaved frame by frame
+    through ``CameraRecorder.write`` (staggered 60 s rotations).  Reported as
+    real-time streams one core could sustain.  Target: >= 1000.
+
+The moonfire_core implementation in use (compiled or pure) is printed first;
+set ``MOONFIRE_NO_EXTENSIONS=1`` to measure the pure-Python twins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+
+import moonfire_core
+from moonfire import datadir
+from moonfire.recorder import CameraRecorder
+from moonfire.streamer import Streamer
+from moonfire.time import TIME_UNITS_PER_SEC
+
+FPS = 30
+BITRATE = 4_000_000
+WIDTH, HEIGHT = 1920, 1080
+
+
+def encode_clip(path: str, seconds: int) -> None:
+    """A 1080p30 4 Mbit/s H.264 MPEG-TS clip: noise blocks and a moving bar (cheap to draw)."""
+    rng = np.random.default_rng(5)
+    noise = [rng.integers(16, 235, (HEIGHT * 3 // 2, WIDTH), dtype=np.uint8) for _ in range(4)]
+    with av.open(path + ".tmp", "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.bit_rate = BITRATE
+        stream.codec_context.gop_size = FPS
+        stream.codec_context.max_b_frames = 0
+        stream.codec_context.time_base = Fraction(1, FPS)
+        stream.options = {
+            "preset": "ultrafast", "tune": "zerolatency", "sc_threshold": "0",
+            "maxrate": str(BITRATE), "bufsize": str(BITRATE),
+        }
+        for i in range(seconds * FPS):
+            image = noise[(i // 8) % len(noise)].copy()
+            x = (i * 16) % (WIDTH - 64)
+            image[:HEIGHT, x : x + 64] = 235
+            frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    os.replace(path + ".tmp", path)
+
+
+def bench_streamer(clip: str, work: str) -> tuple[float, float, int]:
+    """(cpu seconds, video seconds, bytes) for one full-speed session over ``clip``."""
+    path = os.path.join(work, "a")
+    db, sample_dir = datadir.init(path)
+    camera = db.add_camera("clip", url=clip, retain_bytes=10**12, rotate_interval_sec=60)
+    syncer = sample_dir.start_syncer()
+    streamer = Streamer(camera, db, sample_dir, syncer)
+    cpu0 = time.process_time()
+    streamer._session()  # one session in this thread: open, demux, convert, write, end_run
+    syncer.close()
+    cpu = time.process_time() - cpu0
+    rows = db.list_recordings(camera.id)
+    video_sec = sum(r.duration_90k for r in rows) / TIME_UNITS_PER_SEC
+    total = sum(r.sample_file_bytes for r in rows)
+    sample_dir.close()
+    db.close()
+    return cpu, video_sec, total
+
+
+def synthetic_gop() -> list[tuple[bytes, bool]]:
+    """One second of 4 Mbit/s, 30 fps packets: a key frame 5x the size of the others."""
+    per_second = BITRATE // 8
+    p_size = per_second // (FPS - 1 + 5)
+    rng = np.random.default_rng(1)
+    return [
+        (rng.bytes(p_size * (5 if i == 0 else 1)), i == 0) for i in range(FPS)
+    ]
+
+
+def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, int]:
+    """(cpu seconds, stream-seconds recorded, bytes) for ``streams`` interleaved recorders."""
+    path = os.path.join(work, "b")
+    db, sample_dir = datadir.init(path)
+    entry = db.insert_video_sample_entry(WIDTH, HEIGHT, bytes(range(90)))
+    gop = synthetic_gop()
+    syncer = sample_dir.start_syncer()
+    recorders = []
+    for i in range(streams):
+        cam = db.add_camera(f"s{i}", retain_bytes=10**12, rotate_interval_sec=60)
+        recorders.append(
+            CameraRecorder(sample_dir, syncer, cam.id, f"s{i}", 60, 60 * i // streams)
+        )
+    base = 1_700_000_000 * TIME_UNITS_PER_SEC
+    frame_90k = TIME_UNITS_PER_SEC // FPS
+    cpu0 = time.process_time()
+    for n in range(seconds * FPS):
+        data, is_key = gop[n % FPS]
+        pts = n * frame_90k
+        local = base + pts + frame_90k
+        for recorder in recorders:
+            recorder.write(data, local, pts, is_key, entry)
+    for recorder in recorders:
+        recorder.end_run()
+    syncer.close()
+    cpu = time.process_time() - cpu0
+    total = sum(
+        r.sample_file_bytes for c in db.list_cameras() for r in db.list_recordings(c.id)
+    )
+    sample_dir.close()
+    db.close()
+    return cpu, streams * seconds, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=60, help="video per stream (default 60)")
+    parser.add_argument("--streams", type=int, default=16, help="streams for (b) (default 16)")
+    parser.add_argument(
+        "--cache", default=os.path.join(tempfile.gettempdir(), "moonfire-bench"),
+        help="where the encoded clip is kept between runs",
+    )
+    args = parser.parse_args()
+    print(f"moonfire_core implementation: {moonfire_core.IMPLEMENTATION}")
+    os.makedirs(args.cache, exist_ok=True)
+    clip = os.path.join(args.cache, f"1080p30-4M-{args.seconds}s.ts")
+    if not os.path.exists(clip):
+        print(f"encoding {clip} once ...", flush=True)
+        encode_clip(clip, args.seconds)
+    with tempfile.TemporaryDirectory(dir=args.cache) as work:
+        cpu, video, nbytes = bench_streamer(clip, work)
+        print(
+            f"(a) streamer, 1080p30 file at full speed: {video:.1f} s of video "
+            f"({nbytes * 8 / video / 1e6:.2f} Mbit/s) in {cpu:.3f} CPU s = "
+            f"{cpu / video * 3600:.1f} CPU s per stream-hour = "
+            f"{cpu / video * 100:.3f}% of a core per real-time stream"
+        )
+        cpu, stream_sec, nbytes = bench_storage(args.streams, args.seconds, work)
+        print(
+            f"(b) storage engine, {args.streams} streams x {args.seconds} s in memory: "
+            f"{nbytes / 1e6:.0f} MB in {cpu:.3f} CPU s = "
+            f"{cpu / stream_sec * 3600:.2f} CPU s per stream-hour = "
+            f"{stream_sec / cpu:.0f} real-time 4 Mbit/s streams per core"
+        )
+
+
+if __name__ == "__main__":
+    main()
