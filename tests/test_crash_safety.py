@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 RECORDER = HERE / "crash_recorder.py"
 BUDGET = 150_000  # about five one-second recordings per camera
 FRAMES_PER_RUN = 30 * 8
+RANDOM_RUN_FRAMES = 30 * 120  # long enough that random kills land mid-recording
 MIN_RANDOM_KILLS = 30
 MIN_KILLS = 55
 
@@ -45,7 +46,7 @@ class CrashHarness:
         #: composite id -> SHA-1 of every recording seen committed so far.
         self.committed: dict[int, bytes] = {}
 
-    def start(self, crash_at: str | None) -> subprocess.Popen:
+    def start(self, crash_at: str | None, frames: int = FRAMES_PER_RUN) -> subprocess.Popen:
         self.run_number += 1
         env = dict(os.environ)
         env.pop("MOONFIRE_CRASH_AT", None)
@@ -57,7 +58,7 @@ class CrashHarness:
                 str(RECORDER),
                 self.data_dir,
                 str(self.run_number),
-                str(FRAMES_PER_RUN),
+                str(frames),
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -74,9 +75,9 @@ class CrashHarness:
         self.kills += 1
 
     def run_and_kill_randomly(self, rng: random.Random) -> None:
-        proc = self.start(None)
+        proc = self.start(None, frames=RANDOM_RUN_FRAMES)
         try:
-            proc.wait(timeout=rng.uniform(0.2, 2.5))
+            proc.wait(timeout=rng.uniform(0.2, 1.5))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             self.kills += 1
