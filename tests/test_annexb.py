@@ -99,6 +99,14 @@ def test_non_buffer_input_is_a_type_error(impl, not_bytes: object) -> None:
             function(not_bytes)
 
 
+def test_strided_buffer_is_a_buffer_error(impl) -> None:
+    strided = memoryview(b"\x00\x00\x01" + IDR)[::2]
+    message = "a contiguous buffer is required, not a strided 'memoryview'"
+    for function in (impl.annexb.annex_b_to_avc, impl.annexb.split_annex_b, impl.annexb.is_annex_b):
+        with pytest.raises(BufferError, match=message):
+            function(strided)
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [

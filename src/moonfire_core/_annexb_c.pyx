@@ -61,7 +61,12 @@ cdef inline Py_ssize_t _next_start_code(
 cdef int _get_view(object data, Py_buffer* view) except -1:
     if not PyObject_CheckBuffer(data):
         raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
-    PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    except BufferError:
+        raise BufferError(
+            f"a contiguous buffer is required, not a strided '{type(data).__name__}'"
+        ) from None
     return 0
 
 

@@ -64,13 +64,14 @@ def annex_b_to_avc(data: _BytesLike) -> bytes:
 
 
 def _view(data: object) -> memoryview:
-    """A byte view of ``data``, or the ``TypeError`` both twins raise for non-buffers."""
+    """A byte view of ``data``, or the errors both twins raise for non-buffers and strided ones."""
     try:
-        return memoryview(data).cast("B")
+        view = memoryview(data)
     except TypeError:
-        raise TypeError(
-            f"a bytes-like object is required, not '{type(data).__name__}'"
-        ) from None
+        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
+    if not view.c_contiguous:
+        raise BufferError(f"a contiguous buffer is required, not a strided '{type(data).__name__}'")
+    return view.cast("B")
 
 
 def _missing_start_code(raw: bytes) -> ValueError:
