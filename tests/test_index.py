@@ -6,6 +6,7 @@ directly and exist only when the compiled core is part of the run.
 
 from __future__ import annotations
 
+import os
 import re
 from types import ModuleType
 
@@ -14,11 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import NO_EXTENSIONS
 from moonfire_core import _index_types
 from moonfire_core._errors import CorruptIndexError
 
 INT32_MAX = 2**31 - 1
+# As in conftest: with the switch set there is no compiled twin to compare against.
+NO_EXTENSIONS = bool(os.environ.get("MOONFIRE_NO_EXTENSIONS"))
 
 # --------------------------------------------------------------------------- helpers
 
@@ -201,10 +203,20 @@ def test_encoder_and_encode_index_produce_the_brief_bytes(impl, samples, blob: b
 @pytest.mark.parametrize(("samples", "blob"), ENCODER_VECTORS)
 def test_brief_vectors_decode_back_to_their_samples(impl, samples, blob: bytes) -> None:
     decoded = impl.index.decode_index(blob)
-    assert list(zip(decoded.durations.tolist(), decoded.sizes.tolist(), decoded.is_key.tolist(),
-                    strict=True)) == samples
-    assert [(s.duration_90k, s.bytes, s.is_key) for s in impl.index.SampleIndexIterator(blob)] \
+    assert (
+        list(
+            zip(
+                decoded.durations.tolist(),
+                decoded.sizes.tolist(),
+                decoded.is_key.tolist(),
+                strict=True,
+            )
+        )
         == samples
+    )
+    assert [
+        (s.duration_90k, s.bytes, s.is_key) for s in impl.index.SampleIndexIterator(blob)
+    ] == samples
 
 
 def test_example_a_totals(impl) -> None:
@@ -459,12 +471,24 @@ def test_encoder_refuses_bad_samples_and_stays_unchanged(impl, samples, message:
     encoder = impl.index.SampleIndexEncoder()
     for sample in samples[:-1]:
         encoder.add_sample(*sample)
-    before = (encoder.video_index, encoder.video_samples, encoder.sample_file_bytes,
-              encoder.total_duration_90k, encoder.video_sync_samples, encoder.has_trailing_zero)
+    before = (
+        encoder.video_index,
+        encoder.video_samples,
+        encoder.sample_file_bytes,
+        encoder.total_duration_90k,
+        encoder.video_sync_samples,
+        encoder.has_trailing_zero,
+    )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         encoder.add_sample(*samples[-1])
-    after = (encoder.video_index, encoder.video_samples, encoder.sample_file_bytes,
-             encoder.total_duration_90k, encoder.video_sync_samples, encoder.has_trailing_zero)
+    after = (
+        encoder.video_index,
+        encoder.video_samples,
+        encoder.sample_file_bytes,
+        encoder.total_duration_90k,
+        encoder.video_sync_samples,
+        encoder.has_trailing_zero,
+    )
     assert after == before
 
 
@@ -546,8 +570,11 @@ def test_real_camera_index_decodes_to_its_known_totals_and_re_encodes(impl, test
     assert decoded.positions.tolist() == [0, *np.cumsum(decoded.sizes)[:-1].tolist()]
     assert decoded.starts.tolist() == [0, *np.cumsum(decoded.durations)[:-1].tolist()]
     assert impl.index.encode_index(decoded.durations, decoded.sizes, decoded.is_key) == blob
-    samples = list(zip(decoded.durations.tolist(), decoded.sizes.tolist(), decoded.is_key.tolist(),
-                       strict=True))
+    samples = list(
+        zip(
+            decoded.durations.tolist(), decoded.sizes.tolist(), decoded.is_key.tolist(), strict=True
+        )
+    )
     assert encode_with_encoder(impl.index, samples) == blob
     *_, last = impl.index.SampleIndexIterator(blob)
     assert last.pos + last.bytes == 30104460
@@ -582,8 +609,11 @@ any_samples = st.lists(st.tuples(any_int, any_int, st.booleans()), max_size=12)
 def test_encode_then_decode_returns_the_samples_and_totals(impl, samples) -> None:
     blob = encode_with_encoder(impl.index, samples)
     decoded = impl.index.decode_index(blob)
-    got = list(zip(decoded.durations.tolist(), decoded.sizes.tolist(), decoded.is_key.tolist(),
-                   strict=True))
+    got = list(
+        zip(
+            decoded.durations.tolist(), decoded.sizes.tolist(), decoded.is_key.tolist(), strict=True
+        )
+    )
     assert got == samples
     assert decoded.sample_file_bytes == sum(s[1] for s in samples)
     assert decoded.total_duration_90k == sum(s[0] for s in samples)
@@ -636,8 +666,11 @@ def test_whatever_decodes_is_consistent_and_re_encodes(impl, blob: bytes) -> Non
 # Defined only when the compiled core is part of the run (never skipped): with
 # MOONFIRE_NO_EXTENSIONS set there is nothing to compare against.
 
-mutation = st.tuples(st.sampled_from(["flip", "insert", "delete", "truncate"]),
-                     st.integers(0, 2**16), st.integers(0, 255))
+mutation = st.tuples(
+    st.sampled_from(["flip", "insert", "delete", "truncate"]),
+    st.integers(0, 2**16),
+    st.integers(0, 255),
+)
 
 
 def mutate(blob: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
@@ -677,8 +710,9 @@ if not NO_EXTENSIONS:
     @pytest.mark.c_extension
     @given(valid_samples(), st.lists(mutation, min_size=1, max_size=3))
     def test_twins_decode_mutated_valid_blobs_identically(samples, mutations) -> None:
-        blob = mutate(_index_py.encode_index(*zip(*samples, strict=True)) if samples else b"",
-                      mutations)
+        blob = mutate(
+            _index_py.encode_index(*zip(*samples, strict=True)) if samples else b"", mutations
+        )
         assert decode_outcome(_index_c, blob) == decode_outcome(_index_py, blob)
         assert iterate_outcome(_index_c, blob) == iterate_outcome(_index_py, blob)
 

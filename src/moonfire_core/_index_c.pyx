@@ -558,7 +558,7 @@ cdef inline Py_ssize_t _count_terminators(const unsigned char* data, Py_ssize_t 
 cdef cnp.ndarray _read_only_view(
     cnp.ndarray block, Py_ssize_t offset, Py_ssize_t length, int type_number
 ):
-    """A read-only 1-D column of ``length`` items at byte ``offset`` of ``block``, keeping it alive."""
+    """A read-only column of ``length`` items at byte ``offset`` of ``block``; keeps it alive."""
     cdef cnp.npy_intp dims = length
     cdef cnp.ndarray view = cnp.PyArray_SimpleNewFromData(
         1, &dims, type_number, <char*>cnp.PyArray_DATA(block) + offset

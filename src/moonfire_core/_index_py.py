@@ -249,7 +249,7 @@ def _records(data: bytes) -> Iterator[tuple[int, int, int, int, bool]]:
             if offset < 0:
                 raise bad_varint(2, varint2_offset, offset, sample, record)
 
-        duration_delta = ((varint1 >> 2) ^ -((varint1 >> 1) & 1))  # _unzigzag32(varint1 >> 1)
+        duration_delta = (varint1 >> 2) ^ -((varint1 >> 1) & 1)  # _unzigzag32(varint1 >> 1)
         duration += duration_delta
         if duration < 0:
             raise negative_duration(duration, duration_delta, sample, record)
