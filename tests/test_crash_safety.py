@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 RECORDER = HERE / "crash_recorder.py"
 BUDGET = 150_000  # about five one-second recordings per camera
 FRAMES_PER_RUN = 30 * 8
-RANDOM_RUN_FRAMES = 30 * 120  # long enough that random kills land mid-recording
+RANDOM_RUN_FRAMES = 30 * 1200  # ~20 minutes of media: random kills land mid-run
 MIN_RANDOM_KILLS = 30
 MIN_KILLS = 55
 
@@ -77,7 +77,7 @@ class CrashHarness:
     def run_and_kill_randomly(self, rng: random.Random) -> None:
         proc = self.start(None, frames=RANDOM_RUN_FRAMES)
         try:
-            proc.wait(timeout=rng.uniform(0.2, 1.5))
+            proc.wait(timeout=rng.uniform(0.3, 2.0))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             self.kills += 1
