@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import IMPLEMENTATIONS, Implementation
+from implementations import IMPLEMENTATIONS, Implementation
 
 T0 = 128_700_576_000_000
 FRAME = 3000

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import IMPLEMENTATIONS, Implementation
+from implementations import IMPLEMENTATIONS, Implementation
 from moonfire_core import _clock_py, _fault_hook, _index_py
 from moonfire_core._errors import RecordingAbandonedError
 from moonfire_core._records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
