@@ -37,11 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moonfire_core.writer import Writer
-
 from moonfire_core import sampledir
 from moonfire_core._records import PreviousWriter, RecordingToSave
 from moonfire_core.sampledir import SampleDirectory
+from moonfire_core.writer import Writer
 
 from .db import Database, RecordingRow
 from .dirmeta import DirMeta, read_meta, verify_meta, write_meta

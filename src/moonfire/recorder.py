@@ -26,10 +26,9 @@ import errno
 import logging
 from typing import TYPE_CHECKING
 
-from moonfire_core.writer import Writer
-
 from moonfire_core import RecordingAbandonedError
 from moonfire_core._records import PreviousWriter
+from moonfire_core.writer import Writer
 
 from .time import TIME_UNITS_PER_SEC
 
