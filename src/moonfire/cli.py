@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-COMMANDS = ["init", "camera", "run", "recordings", "demo", "check"]
+COMMANDS = ["init", "camera", "run", "recordings", "demo", "check", "export"]
 
 #: Exit codes shared by every subcommand.
 EXIT_OK = 0
