@@ -215,7 +215,7 @@ class Syncer:
         with self._uuid_lock:
             sample_file_uuid, self._next_uuid = self._next_uuid, None
         if sample_file_uuid is None:
-            log.info("committing extra transaction because there's no cached uuid")
+            log.debug("committing extra transaction because there's no cached uuid")
             with self._db.transaction() as tx:
                 sample_file_uuid = tx.reserve_sample_file()
         with self._uuid_lock:
@@ -299,7 +299,7 @@ class Syncer:
             log.info(
                 "recovering: %d sample files left reserved by the last run", len(self._to_unlink)
             )
-        self._rotate(self._rows_over_budget_all(), phase="recovery")
+        self._rotate(self._rows_over_budget_all(), phase="recovery", missing_is_expected=True)
 
     def _rows_over_budget_all(self) -> list[RecordingRow]:
         rows: list[RecordingRow] = []
@@ -307,7 +307,9 @@ class Syncer:
             rows.extend(self._rows_to_delete(camera.id, extra_bytes=0))
         return rows
 
-    def _rotate(self, rows: list[RecordingRow], phase: str) -> None:
+    def _rotate(
+        self, rows: list[RecordingRow], phase: str, missing_is_expected: bool = False
+    ) -> None:
         """Delete ``rows`` and everything in ``to_unlink`` durably (brief's do_rotation)."""
         if rows:
             with self._db.transaction() as tx:
@@ -317,7 +319,7 @@ class Syncer:
             crash_point(f"{phase}.after_delete_transaction")
         if not self._to_unlink and not self._to_mark_deleted:
             return
-        self._try_unlink()
+        self._try_unlink(missing_is_expected)
         if self._to_unlink:
             raise OSError(
                 errno.EIO,
@@ -358,12 +360,18 @@ class Syncer:
             )
         return rows
 
-    def _try_unlink(self) -> None:
+    def _try_unlink(self, missing_is_expected: bool = False) -> None:
+        """Unlink every file in ``to_unlink``; the done ones move to ``to_mark_deleted``.
+
+        A missing file is normal after a crash (it was never created, or its
+        unlink was durable but its reservation row wasn't yet dropped), so
+        recovery passes ``missing_is_expected`` to keep the log quiet.
+        """
         still: list[bytes] = []
         for sample_file_uuid in self._to_unlink:
             name = uuid_name(sample_file_uuid)
             try:
-                if not self._directory.unlink(name):
+                if not self._directory.unlink(name) and not missing_is_expected:
                     log.warning("sample file %s already deleted!", name)
             except OSError as e:
                 log.error("unable to unlink sample file %s: %s", name, e)
