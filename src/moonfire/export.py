@@ -50,9 +50,7 @@ def clip_to_range(row: RecordingRow, start_90k: int, end_90k: int) -> tuple[int,
     return begin, end
 
 
-def plan_export(
-    db: Database, camera: int | str, start_90k: int, end_90k: int
-) -> list[ExportPart]:
+def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -> list[ExportPart]:
     """The ``.mp4`` files (one per gap-free stretch, in time order) for ``[start_90k, end_90k)``.
 
     :raises ExportError: start not before end, no recordings in the range, or a sample file
