@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moonfire.cli import main
 from moonfire.time import (
     DESIRED_RECORDING_DURATION,
     MAX_RECORDING_DURATION,
@@ -318,7 +317,3 @@ def test_constants() -> None:
     assert MAX_RECORDING_DURATION == 27_000_000
     assert type(DESIRED_RECORDING_DURATION) is Duration
 
-
-def test_demo_shows_the_bundled_minute_as_a_human_duration(capsys) -> None:
-    assert main(["demo"]) == 0
-    assert "= 59 seconds" in capsys.readouterr().out
