@@ -1,16 +1,18 @@
 """A sample file directory on a small tmpfs fills up: recording goes on, nothing committed is lost.
 
-The camera's budget is far larger than the disk, so retention never kicks in
-and the disk fills.  Each time a write fails with ENOSPC, the recording it hit
-is closed (keeping the samples that reached the disk, or abandoned if they
-didn't), the syncer deletes the camera's oldest recordings to make room, and
-the next key frame starts a new run.  Throughout, every committed recording
-stays byte-identical until retention removes it, oldest first, and no row
-ever references a half-written file.
+The camera's budget is far larger than the disk.  Each save keeps room for a
+few recordings by deleting the camera's oldest ones, so writes don't fail.
+When another program fills the disk anyway, the write that hits ENOSPC ends
+the run (the recording keeps the samples that reached the disk, or is
+abandoned if none did), the syncer deletes the camera's oldest recordings to
+make room, and the next key frame starts a new run.  Throughout, every
+committed recording stays byte-identical until retention removes it, oldest
+first, and no row ever references a half-written file.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -31,7 +33,7 @@ TMPFS_BYTES = 640 * 1024  # about 20 one-second recordings of the synthetic stre
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    mountpoint = tmp_path / "tmpfs"
+    mountpoint = tmp_path / "tmpfs"  # the sample dir is a subdirectory, so a ballast fits beside
     mountpoint.mkdir()
     proc = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES},mode=0700", "tmpfs", str(mountpoint)],
@@ -59,46 +61,85 @@ def snapshot(db, sample_path: str, camera_id: int) -> dict[int, bytes]:
     return out
 
 
-def test_full_disk_rotates_and_goes_on_without_losing_committed_recordings(
-    tmp_path, small_tmpfs, caplog
-):
-    db, sample_dir = datadir.init(str(tmp_path / "data"), sample_dir=str(small_tmpfs))
-    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    cam = db.add_camera("front", retain_bytes=10**9)
-    seen: dict[int, bytes] = {}
+def fill_disk(path: Path) -> None:
+    """What another program sharing the disk does: write until ENOSPC."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        with sample_dir.start_syncer() as syncer:
-            recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
-            for f in frames(0, 30 * 90, BASE_TIME_90K):
-                recorder.write(
-                    make_packet(cam.id, f.number, f.is_key),
-                    f.local_time_90k,
-                    f.pts_90k,
-                    f.is_key,
-                    entry_id,
-                )
-                if f.number % 150 == 0:
-                    syncer.flush()
-                    now = snapshot(db, sample_dir.path, cam.id)
-                    lost = [i for i in seen if i not in now]
-                    assert not now or all(i < min(now) for i in lost), "a newer recording vanished"
-                    assert all(now[i] == seen.get(i, now[i]) for i in now), "a recording changed"
-                    seen = now
-            recorder.end_run()
-        assert "No space left on device" in caplog.text
-        assert "is full before the camera reached its budget" in caplog.text
-        problems = [str(v) for v in check(db, sample_dir.path, hash_contents=True)]
-        assert problems == []
-        final = db.list_recordings(cam.id)
-        assert sum(r.sample_file_bytes for r in final) <= TMPFS_BYTES
-        assert len({r.composite_id - r.run_offset for r in final}) >= 2  # ENOSPC ended a run
-        # Recording went on to the end.  (The very last recording may itself have
-        # hit a full disk and been cut short or abandoned: that is uncommitted video.)
-        last = final[-1]
-        playback = db.get_playback(last.composite_id)
-        data = Path(sample_dir.path, uuid_name(playback.sample_file_uuid)).read_bytes()
-        assert verify_recording(data, playback.video_index, cam.id)[-1] >= 30 * 85
-        assert db.list_reserved_sample_files() == []
+        while True:
+            os.write(fd, b"\xff" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def record_checking_history(db, sample_dir, camera_id, entry_id, count, before_frame=None):
+    """Record ``count`` frames; every 5 s assert that committed recordings are intact and
+    that the only ones that vanished are older than every survivor."""
+    seen: dict[int, bytes] = {}
+    with sample_dir.start_syncer() as syncer:
+        recorder = CameraRecorder(sample_dir, syncer, camera_id, rotate_interval_sec=1)
+        for f in frames(0, count, BASE_TIME_90K):
+            if before_frame is not None:
+                before_frame(f.number)
+            packet = make_packet(camera_id, f.number, f.is_key)
+            recorder.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
+            if f.number % 150 == 0:
+                syncer.flush()
+                now = snapshot(db, sample_dir.path, camera_id)
+                lost = [i for i in seen if i not in now]
+                assert not now or all(i < min(now) for i in lost), "a newer recording vanished"
+                assert all(now[i] == seen.get(i, now[i]) for i in now), "a recording changed"
+                seen = now
+        recorder.end_run()
+    assert [str(v) for v in check(db, sample_dir.path, hash_contents=True)] == []
+    assert db.list_reserved_sample_files() == []
+
+
+def last_frame_recorded(db, sample_dir, camera_id) -> int:
+    last = db.list_recordings(camera_id)[-1]
+    playback = db.get_playback(last.composite_id)
+    data = Path(sample_dir.path, uuid_name(playback.sample_file_uuid)).read_bytes()
+    return verify_recording(data, playback.video_index, camera_id)[-1]
+
+
+@pytest.fixture
+def engine_on_tmpfs(tmp_path, small_tmpfs):
+    db, sample_dir = datadir.init(str(tmp_path / "data"), sample_dir=str(small_tmpfs / "sample"))
+    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
+    camera_id = db.add_camera("front", retain_bytes=10**9).id
+    try:
+        yield db, sample_dir, camera_id, entry_id
     finally:
         sample_dir.close()
         db.close()
+
+
+def test_budget_larger_than_the_disk_keeps_room_and_loses_no_frame(engine_on_tmpfs, caplog):
+    db, sample_dir, camera_id, entry_id = engine_on_tmpfs
+    count = 30 * 90  # ~3x what the disk holds
+    record_checking_history(db, sample_dir, camera_id, entry_id, count)
+    assert "No space left on device" not in caplog.text
+    assert "bytes free: deleting" in caplog.text
+    rows = db.list_recordings(camera_id)
+    assert sum(r.sample_file_bytes for r in rows) <= TMPFS_BYTES
+    assert len({r.composite_id - r.run_offset for r in rows}) == 1  # never interrupted
+    assert last_frame_recorded(db, sample_dir, camera_id) == count - 1
+
+
+def test_disk_filled_by_another_program_ends_the_run_and_recording_goes_on(
+    engine_on_tmpfs, small_tmpfs, caplog
+):
+    db, sample_dir, camera_id, entry_id = engine_on_tmpfs
+    count = 30 * 60
+
+    def fill_at_20_seconds(frame: int) -> None:
+        if frame == 30 * 20 + 7:
+            fill_disk(small_tmpfs / "ballast")
+
+    record_checking_history(db, sample_dir, camera_id, entry_id, count, fill_at_20_seconds)
+    assert "No space left on device" in caplog.text
+    assert "is full before the camera reached its budget" in caplog.text
+    # Recording went on to the end.  (The recording the full disk hit may have
+    # been cut short or abandoned: that video was never committed.)
+    assert last_frame_recorded(db, sample_dir, camera_id) == count - 1

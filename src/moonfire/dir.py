@@ -48,6 +48,11 @@ from .faults import crash_point
 
 log = logging.getLogger(__name__)
 
+#: Free space a save keeps in the sample file directory, in recordings the
+#: size of the one just saved: the next recording is being written while its
+#: predecessor's deletions wait for the next save, so one is not enough.
+FREE_SPACE_RECORDINGS = 3
+
 
 def uuid_name(sample_file_uuid: bytes) -> str:
     """A sample file's name: its UUID in canonical lowercase text form."""
@@ -360,6 +365,40 @@ class Syncer:
             )
         return rows
 
+    def _rows_for_free_space(
+        self, camera_id: int, recording_bytes: int, chosen: list[RecordingRow]
+    ) -> list[RecordingRow]:
+        """More of the camera's oldest rows when the disk is nearly full.
+
+        Budgets are set by hand and the disk may be shared, so the budget alone
+        can't keep writes from failing with ENOSPC (which costs the recording
+        being written).  Keep room for ``FREE_SPACE_RECORDINGS`` recordings.
+        """
+        stat = os.fstatvfs(self._directory.fileno())
+        free = stat.f_bavail * stat.f_frsize + sum(r.sample_file_bytes for r in chosen)
+        needed = FREE_SPACE_RECORDINGS * recording_bytes - free
+        if needed <= 0:
+            return []
+        skip = {r.composite_id for r in chosen}
+        rows: list[RecordingRow] = []
+        freed = 0
+        for row, _sample_file_uuid in self._db.list_oldest_recordings(camera_id):
+            if freed >= needed:
+                break
+            if row.composite_id not in skip:
+                rows.append(row)
+                freed += row.sample_file_bytes
+        log.warning(
+            "sample file directory %s has only %d bytes free: deleting %d more of camera %d's "
+            "oldest recordings (%d bytes) than its budget asks; lower the budget to fit the disk",
+            self._dir.path,
+            free,
+            len(rows),
+            camera_id,
+            freed,
+        )
+        return rows
+
     def _try_unlink(self, missing_is_expected: bool = False) -> None:
         """Unlink every file in ``to_unlink``; the done ones move to ``to_mark_deleted``.
 
@@ -446,6 +485,7 @@ class Syncer:
         self._directory.sync()  # failure is fatal: raises out of _run
         crash_point("save.after_dir_fsync")
         rows = self._rows_to_delete(rec.camera_id, extra_bytes=rec.sample_file_bytes)
+        rows += self._rows_for_free_space(rec.camera_id, rec.sample_file_bytes, rows)
         with self._uuid_lock:
             need_uuid = self._next_uuid is None
         with self._db.transaction() as tx:
