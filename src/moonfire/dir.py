@@ -32,7 +32,6 @@ import logging
 import os
 import queue
 import threading
-import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ from moonfire_core.sampledir import SampleDirectory
 from moonfire_core.writer import Writer
 
 from .db import Database, RecordingRow
+from .db.rows import format_uuid
 from .dirmeta import DirMeta, read_meta, verify_meta, write_meta
 from .faults import crash_point
 
@@ -54,9 +54,8 @@ log = logging.getLogger(__name__)
 FREE_SPACE_RECORDINGS = 3
 
 
-def uuid_name(sample_file_uuid: bytes) -> str:
-    """A sample file's name: its UUID in canonical lowercase text form."""
-    return str(uuidlib.UUID(bytes=sample_file_uuid))
+#: A sample file's name: its UUID in canonical lowercase text form.
+uuid_name = format_uuid
 
 
 class SyncerStoppedError(RuntimeError):

@@ -17,29 +17,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from moonfire_core._records import RecordingToSave
+
 from .errors import ConsistencyError, DatabaseError, UnknownCameraError
 from .rows import CAMERA_COLUMNS, RECORDING_ID_MASK, Camera, composite_id, format_uuid
 
 STATE_WRITING = 0
 STATE_DELETING = 1
-
-
-class RecordingFields(Protocol):
-    """What ``insert_recording`` reads; ``moonfire_core._records.RecordingToSave`` has it."""
-
-    camera_id: int
-    sample_file_uuid: bytes
-    run_offset: int
-    flags: int
-    sample_file_bytes: int
-    start_time_90k: int
-    duration_90k: int
-    local_time_delta_90k: int
-    video_samples: int
-    video_sync_samples: int
-    video_sample_entry_id: int
-    video_index: bytes
-    sample_file_sha1: bytes
 
 
 class HasCompositeId(Protocol):
@@ -81,7 +65,7 @@ class Transaction:
             )
         return uuid
 
-    def insert_recording(self, rec: RecordingFields) -> int:
+    def insert_recording(self, rec: RecordingToSave) -> int:
         """Turns the writing reservation of ``rec.sample_file_uuid`` into a recording.
 
         Assigns the camera's next recording id and returns the composite id.
