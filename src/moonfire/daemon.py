@@ -145,7 +145,8 @@ def start_daemon(
     except BaseException:
         daemon.shutdown()
         raise
-    log.info("recording %d cameras from %s", len(daemon.streamers), data_dir)
+    count = len(daemon.streamers)
+    log.info("recording %d camera%s from %s", count, "" if count == 1 else "s", data_dir)
     return daemon
 
 

@@ -26,8 +26,9 @@ from .recordings import split_runs
 DEFAULT_DEMO_DIR = "./moonfire-demo"
 DEMO_CAMERA = "demo"
 DEMO_URL = "testsrc://?size=1280x720&fps=30&bitrate=2M&gop=30"
-#: Short, so that even a 20-second demo rotates at least once.
-DEMO_ROTATE_SEC = 10
+#: Short, so a 20-second demo shows rotation: the first recording of a run spans
+#: one to two intervals (brief §3.3), then one every interval.
+DEMO_ROTATE_SEC = 5
 #: At 2 Mbit/s this keeps over an hour of demo video before rotation deletes any.
 DEMO_RETAIN_BYTES = 1 << 30
 
