@@ -20,6 +20,7 @@ import pytest
 
 from moonfire import cli, datadir
 from moonfire.check import check
+from moonfire.commands.demo import DEMO_ROTATE_SEC
 from moonfire.dir import uuid_name
 from moonfire.dirmeta import NON_SAMPLE_NAMES
 from moonfire.recorder import CameraRecorder
