@@ -240,3 +240,8 @@ def test_a_path_like_is_accepted_and_reported_as_str(impl, tmp_path: Path) -> No
         assert sample_dir.path == str(tmp_path)
     with pytest.raises(TypeError, match="must be str, not bytes"):
         impl.sampledir.SampleDirectory(bytes(tmp_path))
+
+
+def test_path_with_a_nul_byte_is_refused_by_both_twins(impl, tmp_path) -> None:
+    with pytest.raises(ValueError, match="embedded null byte"):
+        impl.sampledir.SampleDirectory(str(tmp_path) + "\0zzz")

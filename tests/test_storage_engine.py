@@ -313,3 +313,60 @@ def test_perfect_clock_four_hours_sums_exactly(engine):
         assert b.start_time_90k == a.start_time_90k + a.duration_90k
     assert rows[0].start_time_90k == BASE_TIME_90K
     assert all(r.local_time_delta_90k == 0 for r in rows)
+
+
+def record_ticks(recorder, entry_id, count, key_every=30, start=0, pts_offset=0):
+    """Tiny packets on a perfect 30 fps clock; a key frame every ``key_every`` frames."""
+    for i in range(start, start + count):
+        pts = i * FRAME_90K
+        recorder.write(
+            b"\x00\x00\x00\x01x",
+            BASE_TIME_90K + pts + FRAME_90K,
+            pts + pts_offset,
+            i % key_every == 0,
+            entry_id,
+        )
+
+
+def test_long_rotation_intervals_never_make_a_recording_the_database_rejects(engine):
+    db, sample_dir, entry_id = engine
+    cam = db.add_camera("front", retain_bytes=10**12, rotate_interval_sec=200)
+    with sample_dir.start_syncer() as syncer:
+        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=200)
+        record_ticks(recorder, entry_id, 30 * 60 * 15)
+        recorder.end_run()
+        syncer.flush()
+    rows = db.list_recordings(cam.id)
+    assert all(r.duration_90k < 5 * 60 * 90000 for r in rows)
+    assert sum(r.video_samples for r in rows) == 30 * 60 * 15
+    assert len({r.composite_id - r.run_offset for r in rows}) == 1
+
+
+def test_camera_without_key_frames_ends_the_run_before_five_minutes(engine, caplog):
+    db, sample_dir, entry_id = engine
+    cam = db.add_camera("front", retain_bytes=10**12)
+    with sample_dir.start_syncer() as syncer:
+        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=60)
+        record_ticks(recorder, entry_id, 30 * 60 * 7, key_every=30 * 60 * 6)  # one key in 6 min
+        recorder.end_run()
+    rows = db.list_recordings(cam.id)
+    assert "no key frame for" in caplog.text
+    assert rows and all(r.duration_90k < 5 * 60 * 90000 for r in rows)
+    assert rows[0].video_samples < 30 * 60 * 5  # ended early, not rejected at 5 minutes
+    assert_invariants(db, sample_dir.path)
+
+
+def test_pts_going_backwards_at_a_rotation_ends_the_run_and_keeps_the_recording(engine, caplog):
+    db, sample_dir, entry_id = engine
+    cam = db.add_camera("front", retain_bytes=10**12)
+    with sample_dir.start_syncer() as syncer:
+        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        record_ticks(recorder, entry_id, 100)
+        # The camera restarts its clock: pts jump back at a key frame past the boundary.
+        record_ticks(recorder, entry_id, 60, start=120, pts_offset=-120 * FRAME_90K)
+        recorder.end_run()
+    assert "back to 0; ending the run" in caplog.text
+    rows = db.list_recordings(cam.id)
+    assert sum(r.video_samples for r in rows) == 160
+    assert len({r.composite_id - r.run_offset for r in rows}) == 2
+    assert_invariants(db, sample_dir.path)

@@ -124,14 +124,22 @@ def _check_recording(
         yield Violation(1, f"{label}: sample file {name} is missing")
         return
     path = os.path.join(sample_dir, name)
-    size = os.stat(path).st_size
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        yield Violation(1, f"{label}: sample file {name} is missing")
+        return
     if size != row.sample_file_bytes:
         yield Violation(
             1, f"{label}: sample file {name} has {size} bytes; the row says {row.sample_file_bytes}"
         )
         return
     if hash_contents:
-        digest = _sha1_file(path, progress)
+        try:
+            digest = _sha1_file(path, progress)
+        except OSError as e:
+            yield Violation(1, f"{label}: can't read sample file {name}: {e}")
+            return
         if digest != playback.sample_file_sha1:
             yield Violation(
                 1,

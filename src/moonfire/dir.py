@@ -41,7 +41,7 @@ from moonfire_core._records import PreviousWriter, RecordingToSave
 from moonfire_core.sampledir import SampleDirectory
 from moonfire_core.writer import Writer
 
-from .db import Database, RecordingRow
+from .db import Database, RecordingRejectedError, RecordingRow
 from .db.rows import format_uuid
 from .dirmeta import DirMeta, read_meta, verify_meta, write_meta
 from .faults import crash_point
@@ -128,15 +128,19 @@ class SampleFileDir:
         except BaseException:
             syncer.put_back_uuid(sample_file_uuid)
             raise
-        return Writer(
-            syncer,
-            fd,
-            os.path.join(self.path, name),
-            sample_file_uuid,
-            camera_id,
-            video_sample_entry_id,
-            prev,
-        )
+        try:
+            return Writer(
+                syncer,
+                fd,
+                os.path.join(self.path, name),
+                sample_file_uuid,
+                camera_id,
+                video_sample_entry_id,
+                prev,
+            )
+        except BaseException as e:
+            syncer.abandon(sample_file_uuid, fd, e)
+            raise
 
     def close(self) -> None:
         self.directory.close()
@@ -158,6 +162,13 @@ class _Abandon:
     sample_file_uuid: bytes
     fd: int | None
     error: BaseException | None
+
+
+@dataclass
+class _Unused:
+    """A reserved UUID whose file was never created: only its row needs to go."""
+
+    sample_file_uuid: bytes
 
 
 @dataclass
@@ -233,15 +244,26 @@ class Syncer:
             if self._next_uuid is None:
                 self._next_uuid = sample_file_uuid
                 return
-        self._queue.put(_Abandon(sample_file_uuid, None, None))
+        self._queue.put(_Unused(sample_file_uuid))
 
     def save(self, recording: RecordingToSave) -> None:
-        self._check_running()
+        """Queue a closed recording to be made durable and committed (``Writer.close``)."""
+        try:
+            self._check_running()
+        except SyncerStoppedError:
+            # Its reservation stays, so the next start deletes the file.
+            _close_quietly(recording.fd)
+            raise
         self._queue.put(_Save(recording))
 
     def abandon(
         self, sample_file_uuid: bytes, fd: int | None, error: BaseException | None = None
     ) -> None:
+        """Queue the deletion of a recording that will never be committed."""
+        if self._closed or self.fatal_error is not None:
+            if fd is not None:  # left reserved: the next start deletes it
+                _close_quietly(fd)
+            return
         self._queue.put(_Abandon(sample_file_uuid, fd, error))
 
     def make_room(self, camera_id: int, bytes_wanted: int = 1) -> None:
@@ -303,7 +325,7 @@ class Syncer:
             log.info(
                 "recovering: %d sample files left reserved by the last run", len(self._to_unlink)
             )
-        self._rotate(self._rows_over_budget_all(), phase="recovery", missing_is_expected=True)
+        self._rotate(self._rows_over_budget_all(), phase="recovery", at_startup=True)
 
     def _rows_over_budget_all(self) -> list[RecordingRow]:
         rows: list[RecordingRow] = []
@@ -311,10 +333,13 @@ class Syncer:
             rows.extend(self._rows_to_delete(camera.id, extra_bytes=0))
         return rows
 
-    def _rotate(
-        self, rows: list[RecordingRow], phase: str, missing_is_expected: bool = False
-    ) -> None:
-        """Delete ``rows`` and everything in ``to_unlink`` durably (brief's do_rotation)."""
+    def _rotate(self, rows: list[RecordingRow], phase: str, at_startup: bool = False) -> None:
+        """Delete ``rows`` and everything in ``to_unlink`` durably (brief's do_rotation).
+
+        At startup a file that can't be unlinked aborts the start (recovery must
+        finish before recording); later it is only logged and retried at the next
+        save, as a save does, so one stuck file doesn't stop every camera.
+        """
         if rows:
             with self._db.transaction() as tx:
                 self._to_unlink.extend(tx.delete_recordings(rows))
@@ -323,14 +348,16 @@ class Syncer:
             crash_point(f"{phase}.after_delete_transaction")
         if not self._to_unlink and not self._to_mark_deleted:
             return
-        self._try_unlink(missing_is_expected)
-        if self._to_unlink:
+        self._try_unlink(missing_is_expected=at_startup)
+        if self._to_unlink and at_startup:
             raise OSError(
                 errno.EIO,
                 f"unable to unlink {len(self._to_unlink)} sample files, e.g. "
                 f"{uuid_name(self._to_unlink[0])}",
                 self._dir.path,
             )
+        if not self._to_mark_deleted:
+            return
         crash_point(f"{phase}.after_unlink")
         self._directory.sync()
         crash_point(f"{phase}.after_dir_fsync")
@@ -429,6 +456,8 @@ class Syncer:
                     self._save(command.recording)
                 elif isinstance(command, _Abandon):
                     self._abandon(command)
+                elif isinstance(command, _Unused):
+                    self._to_mark_deleted.append(command.sample_file_uuid)
                 elif isinstance(command, _MakeRoom):
                     self._make_room(command.camera_id, command.bytes_wanted)
                 elif isinstance(command, _EnforceRetention):
@@ -487,11 +516,17 @@ class Syncer:
         rows += self._rows_for_free_space(rec.camera_id, rec.sample_file_bytes, rows)
         with self._uuid_lock:
             need_uuid = self._next_uuid is None
-        with self._db.transaction() as tx:
-            tx.mark_sample_files_deleted(self._to_mark_deleted)
-            deleted = tx.delete_recordings(rows)
-            new_uuid = tx.reserve_sample_file() if need_uuid else None
-            tx.insert_recording(rec)
+        try:
+            with self._db.transaction() as tx:
+                tx.mark_sample_files_deleted(self._to_mark_deleted)
+                deleted = tx.delete_recordings(rows)
+                new_uuid = tx.reserve_sample_file() if need_uuid else None
+                tx.insert_recording(rec)
+        except RecordingRejectedError as e:
+            # Rolled back whole: the deletions and marks are simply retried later.
+            log.error("will discard recording %s: %s", name, e)
+            self._to_unlink.append(rec.sample_file_uuid)
+            return
         crash_point("save.after_commit")
         self._to_mark_deleted = []
         self._to_unlink.extend(deleted)
@@ -504,7 +539,7 @@ class Syncer:
                     self._next_uuid = new_uuid
                     new_uuid = None
             if new_uuid is not None:  # a writer reserved one meanwhile; keep only one cached
-                self._to_unlink.append(new_uuid)
+                self._to_mark_deleted.append(new_uuid)
 
     def _abandon(self, command: _Abandon) -> None:
         with self._uuid_lock:

@@ -87,6 +87,8 @@ cdef class SampleDirectory:
         path = os.fspath(path)
         if not isinstance(path, str):
             raise TypeError(f"sample file directory path must be str, not {type(path).__name__}")
+        if "\0" in path:  # C would silently cut the path at the NUL
+            raise ValueError(f"sample file directory path has an embedded null byte: {path!r}")
         cdef bytes c_path = os.fsencode(path)
         self._path = path
         fd = _open_at(AT_FDCWD, c_path, _DIR_FLAGS, 0, path)

@@ -52,6 +52,8 @@ class SampleDirectory:
         path = os.fspath(path)
         if not isinstance(path, str):
             raise TypeError(f"sample file directory path must be str, not {type(path).__name__}")
+        if "\0" in path:  # C would silently cut the path at the NUL
+            raise ValueError(f"sample file directory path has an embedded null byte: {path!r}")
         self._path = path
         try:
             fd = os.open(path, _DIR_FLAGS)

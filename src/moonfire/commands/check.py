@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
 from .. import check as checker
-from ..cli import add_data_dir_argument
+from ..cli import CommandError, add_data_dir_argument
 from ..datadir import open_db
+from ..db import Database
+
+
+@contextlib.contextmanager
+def _recorder_stopped(db: Database) -> Iterator[None]:
+    """Hold a shared lock on the sample file directory, so no recorder runs meanwhile.
+
+    A running recorder legitimately holds reservations and rotates files away
+    between our reads, so checking under it would report false violations.
+    """
+    path = db.sample_file_dir().path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield  # check reports the missing directory itself
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(
+                f"sample file directory {path} is in use by a running moonfire; "
+                "stop it before checking"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_db(args.data_dir, read_only=True) as db:
+    with open_db(args.data_dir, read_only=True) as db, _recorder_stopped(db):
         sample_dir = db.sample_file_dir().path
         bar = None
         if args.hash:

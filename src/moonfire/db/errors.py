@@ -43,3 +43,11 @@ class ConsistencyError(DatabaseError):
 
     Raised by multi-part operations; the transaction that saw it is rolled back.
     """
+
+
+class RecordingRejectedError(ConsistencyError):
+    """A CHECK constraint refused a recording's row (e.g. a duration of 5 minutes or more).
+
+    The fault is in that one recording, not in the database: the syncer discards
+    the recording and goes on.
+    """

@@ -19,7 +19,12 @@ from typing import Any, Protocol
 
 from moonfire_core._records import RecordingToSave
 
-from .errors import ConsistencyError, DatabaseError, UnknownCameraError
+from .errors import (
+    ConsistencyError,
+    DatabaseError,
+    RecordingRejectedError,
+    UnknownCameraError,
+)
 from .rows import CAMERA_COLUMNS, RECORDING_ID_MASK, Camera, composite_id, format_uuid
 
 STATE_WRITING = 0
@@ -90,7 +95,7 @@ class Transaction:
             try:
                 self._insert_rows(cid, uuid, rec)
             except sqlite3.IntegrityError as e:
-                raise ConsistencyError(
+                raise RecordingRejectedError(
                     f"recording {rec.camera_id}/{recording_id} (uuid {format_uuid(uuid)}) "
                     f"rejected by the database: {e}"
                 ) from e
