@@ -370,3 +370,31 @@ def test_pts_going_backwards_at_a_rotation_ends_the_run_and_keeps_the_recording(
     assert sum(r.video_samples for r in rows) == 160
     assert len({r.composite_id - r.run_offset for r in rows}) == 2
     assert_invariants(db, sample_dir.path)
+
+
+def test_a_file_that_cannot_be_unlinked_is_retried_and_recording_goes_on(engine, caplog):
+    db, sample_dir, entry_id = engine
+    cam = db.add_camera("front", retain_bytes=60_000)
+    stuck = set()
+
+    def refuse_first_unlink(operation: str, path: str) -> None:
+        if operation == "unlink" and (not stuck or path in stuck):
+            stuck.add(path)
+            raise OSError(errno.EACCES, "Permission denied (injected)", path)
+
+    with sample_dir.start_syncer() as syncer:
+        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        set_fault_hook(refuse_first_unlink)
+        record(recorder, entry_id, 30 * 8)
+        syncer.flush()
+        assert "Permission denied (injected)" in caplog.text
+        assert len(db.list_reserved_sample_files()) >= 2  # the stuck one, and the cached one
+        # Saves went on while the file was stuck (the 2017 code discarded them).
+        assert read_recordings(db, sample_dir.path, cam.id)[-1][-1] >= 200
+        set_fault_hook(None)
+        record(recorder, entry_id, 30 * 4, start_frame=240)
+        recorder.end_run()
+    frames_recorded = [n for rec in read_recordings(db, sample_dir.path, cam.id) for n in rec]
+    assert frames_recorded[-1] == 359  # nothing was discarded for the stuck file
+    assert db.list_reserved_sample_files() == []  # unlinked once the fault cleared
+    assert_invariants(db, sample_dir.path)

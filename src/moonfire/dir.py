@@ -493,11 +493,9 @@ class Syncer:
             self._writing.pop(rec.sample_file_uuid, None)
         self._try_unlink()
         crash_point("save.after_unlink")
-        if self._to_unlink:
-            log.error("will discard recording %s: earlier sample files could not be unlinked", name)
-            _close_quietly(rec.fd)
-            self._to_unlink.append(rec.sample_file_uuid)
-            return
+        # Files that could not be unlinked (logged by _try_unlink) keep their
+        # "deleting" reservations and are retried at every save; unlike the 2017
+        # code, they don't cost the new recording, so recording goes on.
         try:
             sampledir.fsync(rec.fd, os.path.join(self._dir.path, name))
         except OSError as e:
