@@ -234,6 +234,15 @@ def test_gap_between_segments_is_refused_and_split_at_gaps_separates_them(files,
     assert split_at_gaps(contiguous) == [contiguous]
 
 
+def test_runs_overlapping_by_more_than_a_second_are_split_not_interleaved(files, avc1):
+    """The NVR clock stepped back between runs: each run plays in a file of its own."""
+    first = synthetic(files, recording_id=1)
+    slightly = synthetic(files, recording_id=2, start_time_90k=first.row.end_time_90k - 9000)
+    stepped = synthetic(files, recording_id=3, start_time_90k=first.row.end_time_90k - 2 * 90_000)
+    assert len(split_at_gaps([segment(first), segment(slightly)])) == 1
+    assert len(split_at_gaps([segment(first), segment(stepped)])) == 2
+
+
 def test_same_request_gives_identical_bytes_and_etag(files, avc1):
     first, second = run_of_two(files)
 

@@ -386,11 +386,21 @@ def _distinct_sample_entries(
     return entries, numbers
 
 
+#: Overlap between consecutive segments (of different runs: a run's recordings abut
+#: exactly) beyond which they start a new stretch.  Small overlaps come from each
+#: run's start being an estimate and play back to back; a large one means the
+#: NVR clock stepped back, and sorting by start time would interleave two runs.
+MAX_OVERLAP_90K = 90_000
+
+
 def split_at_gaps(segments: Sequence[Segment]) -> list[list[Segment]]:
-    """Groups consecutive segments into gap-free stretches, each acceptable to ``build_mp4``."""
+    """Groups consecutive segments into gap-free stretches, each acceptable to ``build_mp4``.
+
+    A gap, or an overlap over ``MAX_OVERLAP_90K``, starts a new stretch.
+    """
     stretches: list[list[Segment]] = []
     for previous, segment in zip([None, *segments], segments, strict=False):
-        if previous is None or _gap_90k(previous, segment) > 0:
+        if previous is None or not -MAX_OVERLAP_90K <= _gap_90k(previous, segment) <= 0:
             stretches.append([])
         stretches[-1].append(segment)
     return stretches
