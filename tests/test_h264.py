@@ -377,6 +377,12 @@ def test_annex_b_extradata_without_pps_is_rejected(camera_avc1: bytes) -> None:
         h264.sample_entry_from_extradata(START_CODE + sps)
 
 
+def test_empty_extradata_says_the_camera_sent_no_parameter_sets() -> None:
+    message = r"camera sent no SPS/PPS in its stream setup \(extradata is empty\)"
+    with pytest.raises(h264.DecoderConfigError, match=message):
+        h264.sample_entry_from_extradata(b"")
+
+
 @pytest.mark.parametrize(
     ("record", "message"),
     [

@@ -208,6 +208,10 @@ def _rfc6381_codec(sps: bytes) -> str:
 def sample_entry_from_extradata(extradata: bytes) -> SampleEntry:
     """The sample entry for a stream, from its ffmpeg ``extradata`` (see the module docstring)."""
     extradata = bytes(extradata)
+    if not extradata:
+        # Said in camera terms: "a 0-byte record is too short" would send the reader to
+        # the avcC parser when the stream setup (SDP sprop-parameter-sets) had no SPS/PPS.
+        raise DecoderConfigError("camera sent no SPS/PPS in its stream setup (extradata is empty)")
     if is_annex_b(extradata):
         nals = split_annex_b(extradata)
         sps_list = [nal for nal in nals if nal[0] & 0x1F == NAL_TYPE_SPS]
