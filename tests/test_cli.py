@@ -176,6 +176,30 @@ def test_bad_budget_is_refused_naming_the_value(data_dir, capsys, retain, fragme
     assert json.loads(_out) == []
 
 
+def test_password_without_username_is_refused_by_add(data_dir, capsys):
+    code, _out, err = moonfire(
+        capsys, "camera", "add", "front", "--url", "x", "--retain", "1G",
+        "--password", "p", "--data-dir", data_dir,
+    )
+    assert_one_line_error(code, err, "'front'", "a password needs a username")
+    code, out, _err = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "edit"),
+    [([], ["--password", "p"]), (["--username", "u", "--password", "p"], ["--username", ""])],
+    ids=["password-alone", "clear-username-keep-password"],
+)
+def test_edit_leaving_a_password_without_username_is_refused(data_dir, capsys, setup, edit):
+    add_camera(capsys, data_dir, "front", *setup)
+    code, _out, err = moonfire(capsys, "camera", "edit", "front", *edit, "--data-dir", data_dir)
+    assert_one_line_error(code, err, "'front'", "a password needs a username")
+    with datadir.open_db(data_dir, read_only=True) as db:
+        camera = db.get_camera("front")
+    assert (camera.username, camera.password) == ((None, None) if not setup else ("u", "p"))
+
+
 def test_bad_rotate_interval_is_refused(data_dir, capsys):
     code, _out, err = moonfire(
         capsys, "camera", "add", "front", "--url", "x", "--retain", "1G",
@@ -307,20 +331,35 @@ def test_lowering_the_budget_deletes_the_oldest_recordings_at_once(data_dir, cap
     assert_storage_consistent(data_dir)
 
 
-def test_lowering_the_budget_while_recording_is_deferred_to_the_next_run(data_dir, capsys):
+def test_lowering_the_budget_while_recording_applies_at_the_recorders_next_save(
+    data_dir, capsys
+):
     add_camera(capsys, data_dir, "front")
     record_synthetic(data_dir, "front", seconds=5)
     files = sample_files(data_dir)
     db, sample_dir = datadir.open_for_recording(data_dir)
     try:
-        code, out, _ = moonfire(
-            capsys, "camera", "edit", "front", "--retain", "0", "--data-dir", data_dir
-        )
+        with sample_dir.start_syncer() as syncer:  # the running recorder's syncer
+            code, out, _ = moonfire(
+                capsys, "camera", "edit", "front", "--retain", "0", "--data-dir", data_dir
+            )
+            assert code == 0 and "takes effect when it next saves a recording" in out
+            assert sample_files(data_dir) == files
+            camera = db.get_camera("front")
+            entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
+            recorder = CameraRecorder(sample_dir, syncer, camera.id, "front", 2)
+            for f in frames(0, 30, BASE_TIME_90K + 3600 * 90000):
+                packet = make_packet(camera.id, f.number, f.is_key)
+                recorder.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
+            recorder.end_run()
+            syncer.flush()
+            [new] = db.list_recordings(camera.id)  # only the one just saved is left
+            new_file = uuid_name(db.get_playback(new.composite_id).sample_file_uuid)
     finally:
         sample_dir.close()
         db.close()
-    assert code == 0 and "takes effect at the next `moonfire run` start" in out
-    assert sample_files(data_dir) == files
+    assert sample_files(data_dir) == {new_file}
+    assert_storage_consistent(data_dir)
 
 
 def test_recordings_json_matches_the_database(data_dir, capsys):

@@ -51,9 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "edit",
         help="change some of a camera's settings",
         description="Change the given settings of a camera; the others stay as they are. "
-        "A lowered budget is applied at once if no recorder is running, else at the next "
-        "`moonfire run` start; a running recorder picks up a new URL, credentials or rotation "
-        "interval when it restarts.",
+        "A lowered budget is applied at once if no recorder is running, else by the running "
+        "recorder when it next saves a recording; a running recorder picks up a new URL, "
+        "credentials or rotation interval when it restarts. A password needs a username.",
     )
     add_data_dir_argument(edit)
     edit.add_argument("name", help="the camera to change")
@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_setting_arguments(p: argparse.ArgumentParser, retain_required: bool) -> None:
     p.add_argument("--username", help="for the camera's authentication ('' clears it)")
-    p.add_argument("--password", help="for the camera's authentication ('' clears it)")
+    p.add_argument(
+        "--password", help="for the camera's authentication; needs a username ('' clears it)"
+    )
     p.add_argument(
         "--retain",
         required=retain_required,
@@ -97,6 +99,7 @@ def _add_setting_arguments(p: argparse.ArgumentParser, retain_required: bool) ->
 
 
 def add_camera(args: argparse.Namespace) -> int:
+    _refuse_password_without_username(args.name, args.username or None, args.password or None)
     retain_bytes = parse_size(args.retain)
     with open_db(args.data_dir) as db:
         camera = db.add_camera(
@@ -193,11 +196,27 @@ def edit_camera(args: argparse.Namespace) -> int:
         raise CommandError("camera edit: nothing to change; give at least one setting option")
     with open_db(args.data_dir) as db:
         before = db.get_camera(args.name)
+        _refuse_password_without_username(
+            before.short_name,
+            changes.get("username", before.username),
+            changes.get("password", before.password),
+        )
         camera = db.update_camera(before.id, **changes)
         print(f"updated camera {camera.short_name!r}: {', '.join(sorted(changes))}")
         if camera.retain_bytes < before.retain_bytes:
             _apply_lowered_budget(db, camera)
     return 0
+
+
+def _refuse_password_without_username(
+    name: str, username: str | None, password: str | None
+) -> None:
+    """A URL's userinfo can't carry a password alone, so it would never reach the camera."""
+    if password is not None and username is None:
+        raise CommandError(
+            f"camera {name!r}: a password needs a username; give --username too "
+            "(or --password '' to clear the password)"
+        )
 
 
 def _apply_lowered_budget(db: Database, camera: Camera) -> None:
@@ -208,7 +227,7 @@ def _apply_lowered_budget(db: Database, camera: Camera) -> None:
     if sample_dir is None:
         print(
             f"the recorder is running: the budget of {format_size(camera.retain_bytes)} "
-            f"(now using {format_size(usage)}) takes effect at the next `moonfire run` start"
+            f"(now using {format_size(usage)}) takes effect when it next saves a recording"
         )
         return
     try:
