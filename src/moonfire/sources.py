@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -55,12 +55,18 @@ class SourcePacket:
 
     ``new_extradata`` is set when the stream announced new parameter sets
     (SPS/PPS) with this packet; the recording must then change sample entry.
+
+    ``received_ns`` is ``time.monotonic_ns()`` when the packet's first piece was
+    read, for sources that hold a packet back (``AvSource`` merges pieces): its
+    local frame time is the time of receipt (brief §3.2), not the time it is
+    handed on.  ``None`` means "now", for sources that yield at once.
     """
 
     data: bytes
     pts_90k: int
     is_key: bool
     new_extradata: bytes | None = None
+    received_ns: int | None = None
 
 
 class Source:
@@ -99,8 +105,16 @@ def open_source(url: str, username: str | None = None, password: str | None = No
 
 
 def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """``url`` with ``username``/``password`` as its percent-encoded userinfo."""
+    """``url`` with ``username``/``password`` as its percent-encoded userinfo.
+
+    A password without a username is refused: userinfo can't carry one alone, and
+    dropping it would only show up later as an unexplained authentication failure.
+    """
     if not username:
+        if password:
+            raise SourceError(
+                redact_url(url), "a password is configured without a username; set a username"
+            )
         return url
     parts = urllib.parse.urlsplit(url)
     userinfo = urllib.parse.quote(username, safe="")
@@ -188,33 +202,19 @@ class AvSource(Source):
         return stream
 
     def packets(self) -> Iterator[SourcePacket]:
-        """Access units in order; pieces FFmpeg split off with one pts are joined back.
-
-        FFmpeg's parser can cut a multi-slice RTSP frame into several packets with
-        the same pts; the recorder needs one sample per pts, so they are merged
-        (the packet is yielded when the next pts arrives: one frame of latency).
-        """
-        pending: SourcePacket | None = None
-        for packet in self._demux():
-            if pending is not None and packet.pts_90k == pending.pts_90k:
-                pending = SourcePacket(
-                    pending.data + packet.data,
-                    pending.pts_90k,
-                    pending.is_key or packet.is_key,
-                    packet.new_extradata or pending.new_extradata,
-                )
-                continue
-            if pending is not None:
-                yield pending
-            pending = packet
-        if pending is not None and not self._interrupted.is_set():
-            yield pending
+        """Access units in order; pieces FFmpeg split off with one pts are joined back."""
+        for packet in merge_same_pts(self._demux()):
+            if self._interrupted.is_set():
+                return
+            yield packet
 
     def _demux(self) -> Iterator[SourcePacket]:
         first_pts: int | None = None
         last_extradata = self.extradata
+        monotonic_ns = time.monotonic_ns
         try:
             for packet in self._container.demux(self._stream):
+                received_ns = monotonic_ns()
                 if self._interrupted.is_set():
                     return
                 if packet.pts is None or packet.size == 0:
@@ -228,7 +228,8 @@ class AvSource(Source):
                     if data and data != last_extradata:
                         new_extradata = last_extradata = data
                 yield SourcePacket(
-                    bytes(packet), pts_90k - first_pts, packet.is_keyframe, new_extradata
+                    bytes(packet), pts_90k - first_pts, packet.is_keyframe, new_extradata,
+                    received_ns,
                 )
         except (av.FFmpegError, OSError) as e:
             if self._interrupted.is_set():
@@ -241,6 +242,33 @@ class AvSource(Source):
     def close(self) -> None:
         self._interrupted.set()
         self._container.close()
+
+
+def merge_same_pts(pieces: Iterable[SourcePacket]) -> Iterator[SourcePacket]:
+    """``pieces`` with consecutive runs of one pts joined into one packet.
+
+    FFmpeg's parser can cut a multi-slice RTSP frame into several packets with
+    the same pts; the recorder needs one sample per pts, so they are merged.  A
+    packet is yielded only when the next pts arrives (one frame of latency), so
+    it keeps the ``received_ns`` of its first piece: its local time stays the
+    time it arrived.
+    """
+    pending: SourcePacket | None = None
+    for piece in pieces:
+        if pending is not None and piece.pts_90k == pending.pts_90k:
+            pending = SourcePacket(
+                pending.data + piece.data,
+                pending.pts_90k,
+                pending.is_key or piece.is_key,
+                piece.new_extradata or pending.new_extradata,
+                pending.received_ns,
+            )
+            continue
+        if pending is not None:
+            yield pending
+        pending = piece
+    if pending is not None:
+        yield pending
 
 
 # ---- the synthetic camera --------------------------------------------------------------

@@ -218,8 +218,10 @@ class Streamer:
                 entry = self._change_entry(entry, packet.new_extradata)
             elif packet.is_key and entry.parameter_sets is not None:
                 entry = self._check_in_band_parameter_sets(entry, packet.data)
+            # The time of receipt (§3.2), not now: AvSource holds each packet back a frame.
+            received_ns = packet.received_ns if packet.received_ns is not None else monotonic_ns()
             # ns → 90 kHz: × 90 000 / 10⁹ = × 9 / 100 000, exact in integers.
-            local_time_90k = (monotonic_ns() + anchor_ns) * 9 // 100_000
+            local_time_90k = (received_ns + anchor_ns) * 9 // 100_000
             data = annex_b_to_avc(packet.data) if entry.need_transform else packet.data
             recorder.write(data, local_time_90k, packet.pts_90k, packet.is_key, entry.id)
             self._frames += 1
