@@ -386,3 +386,54 @@ def test_second_daemon_on_a_locked_data_dir_fails_clearly_and_first_keeps_record
         assert first.shutdown() == 0
     assert_orderly(data_dir)
     assert len(assert_runs_well_formed(data_dir, cam)) == 1
+
+
+class _UnstoppableSource:
+    """A camera read that ignores ``interrupt()``: blocks until the test releases it."""
+
+    url = "fake://stuck"
+    width, height = 1920, 1080
+
+    def __init__(self, extradata: bytes, release: threading.Event) -> None:
+        self.extradata = extradata
+        self._release = release
+        self.reading = threading.Event()
+
+    def packets(self):
+        self.reading.set()
+        self._release.wait(30)
+        return iter(())
+
+    def interrupt(self) -> None:
+        pass  # the point: a read that does not notice
+
+    def close(self) -> None:
+        pass
+
+
+def test_stuck_streamer_leaves_storage_open_and_shutdown_fails(
+    data_dir, testdata, monkeypatch, caplog
+):
+    """Closing the syncer, directory and database under a live streamer could corrupt them."""
+    add_camera(data_dir, "stuck", "fake://stuck")
+    release = threading.Event()
+    source = _UnstoppableSource((testdata / "avc1_1920x1080").read_bytes()[94:], release)
+    monkeypatch.setattr("moonfire.daemon.STREAMER_JOIN_TIMEOUT_SEC", 0.2)
+    daemon = start_daemon(data_dir, source_factory=lambda *_: source)
+    try:
+        assert source.reading.wait(10), "the streamer never started reading"
+        assert daemon.shutdown() != 0
+        assert any(
+            r.levelno == logging.ERROR and "stuck" in r.getMessage() for r in caplog.records
+        )
+        assert daemon.db.list_cameras(), "the database was closed under a running streamer"
+        daemon.syncer.flush(5)  # raises SyncerStoppedError if it was closed under the streamer
+        with pytest.raises(OSError):
+            start_daemon(data_dir)  # the sample file directory is still locked
+    finally:
+        release.set()
+        assert daemon.streamers[0].join(10)
+        daemon.syncer.close()
+        daemon.sample_dir.close()
+        daemon.db.close()
+    assert_orderly(data_dir)

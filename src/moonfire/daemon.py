@@ -16,6 +16,11 @@ the data directory exactly as ``moonfire check`` wants it:
 
 A fatal storage error (the syncer could not fsync the directory) sets the stop
 event through ``on_fatal``; the daemon then shuts down and returns non-zero.
+
+A streamer still running after its join timeout may yet write through the
+syncer, the directory and the database, so none of them is closed under it:
+shutdown logs the camera and returns non-zero so the process exits (its
+threads are daemons); the next start recovers whatever it left half done.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_STORAGE_FAILURE = 1
+#: A streamer did not stop in time; `moonfire run` documents 1 for "recording failed".
+EXIT_STREAMER_STUCK = 1
 
 #: How long shutdown waits for each streamer to end its session (a read blocked on a
 #: silent camera ends within the source's read timeout).
@@ -56,6 +63,8 @@ class Daemon:
         self.syncer: Syncer | None = None
         self.streamers: list[Streamer] = []
         self.fatal_error: BaseException | None = None
+        #: Names of cameras whose streamer was still running when shutdown gave up on it.
+        self.stuck_streamers: list[str] = []
         self._closed = False
 
     def _on_fatal(self, error: BaseException) -> None:
@@ -72,17 +81,31 @@ class Daemon:
         return self.stop_event.wait(timeout)
 
     def shutdown(self) -> int:
-        """Stop everything in order; return 0, or non-zero after a fatal storage error."""
+        """Stop everything in order; 0, or non-zero after a fatal storage error or stuck streamer.
+
+        A streamer that outlives its join timeout leaves the syncer, directory and
+        database open (see the module docstring).
+        """
         if self._closed:
             return self._exit_code()
         self._closed = True
         self.stop_event.set()
+        for streamer in self.streamers:
+            streamer.stop()
+        for streamer in self.streamers:
+            if not streamer.join(STREAMER_JOIN_TIMEOUT_SEC):
+                self.stuck_streamers.append(streamer.name)
+        if self.stuck_streamers:
+            log.error(
+                "camera%s %s did not stop within %.0f s; leaving the syncer, sample file "
+                "directory and database open under %s and exiting: the next start recovers",
+                "" if len(self.stuck_streamers) == 1 else "s",
+                ", ".join(self.stuck_streamers),
+                STREAMER_JOIN_TIMEOUT_SEC,
+                "it" if len(self.stuck_streamers) == 1 else "them",
+            )
+            return self._exit_code()
         try:
-            for streamer in self.streamers:
-                streamer.stop()
-            for streamer in self.streamers:
-                if not streamer.join(STREAMER_JOIN_TIMEOUT_SEC):
-                    log.error("camera %s: did not stop in time", streamer.name)
             if self.syncer is not None:
                 try:
                     self.syncer.close()
@@ -95,7 +118,9 @@ class Daemon:
         return self._exit_code()
 
     def _exit_code(self) -> int:
-        return EXIT_OK if self.fatal_error is None else EXIT_STORAGE_FAILURE
+        if self.fatal_error is not None:
+            return EXIT_STORAGE_FAILURE
+        return EXIT_STREAMER_STUCK if self.stuck_streamers else EXIT_OK
 
 
 def _select_cameras(db: Database, camera_names: list[str] | None) -> list[Camera]:
