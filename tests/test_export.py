@@ -275,6 +275,42 @@ def test_runs_separated_by_a_gap_go_to_numbered_files(library, capsys, tmp_path)
         assert decoded_frame_count(data) == GAP_RUN_SECONDS * 30
 
 
+def gappy_range(library: str, both_runs: bool) -> tuple[str, str]:
+    """A range over the ``gappy`` camera's first run, or over both (two stretches)."""
+    rows = recordings(library, "gappy")
+    last = rows[1] if both_runs else rows[0]
+    return format_time(rows[0][0].start_time_90k), format_time(last[0].end_time_90k)
+
+
+def test_directory_in_the_way_of_a_later_part_is_refused_before_any_rename(
+    library, capsys, tmp_path
+):
+    output = tmp_path / "gappy.mp4"
+    output.write_bytes(b"an earlier export")
+    (tmp_path / "gappy-2.mp4").mkdir()
+    code, out, err = export(capsys, library, "gappy", *gappy_range(library, True), output)
+    assert code == 1 and out == ""
+    assert f"{tmp_path / 'gappy-2.mp4'} is a directory" in err
+    assert output.read_bytes() == b"an earlier export"
+    assert sorted(os.listdir(tmp_path)) == ["gappy-2.mp4", "gappy.mp4"]
+
+
+def test_parts_of_an_earlier_longer_export_are_removed(library, capsys, tmp_path):
+    output = tmp_path / "gappy.mp4"
+    assert export(capsys, library, "gappy", *gappy_range(library, True), output)[0] == 0
+    for name in ("gappy-3.mp4", "gappy-03.mp4", "gappy-x.mp4", "gappy-4.mov"):
+        (tmp_path / name).write_bytes(b"not ours")
+    (tmp_path / "gappy-5.mp4").mkdir()  # not a regular file: left alone
+    code, out, err = export(capsys, library, "gappy", *gappy_range(library, False), output)
+    assert (code, err) == (0, "")
+    assert f"removed {tmp_path / 'gappy-2.mp4'}" in out
+    assert f"removed {tmp_path / 'gappy-3.mp4'}" in out
+    assert sorted(os.listdir(tmp_path)) == [
+        "gappy-03.mp4", "gappy-4.mov", "gappy-5.mp4", "gappy-x.mp4", "gappy.mp4",
+    ]
+    assert decoded_frame_count(output.read_bytes()) == GAP_RUN_SECONDS * 30
+
+
 @pytest.mark.parametrize(
     ("camera", "start", "end", "fragment"),
     [
