@@ -92,8 +92,9 @@ class Daemon:
         self.stop_event.set()
         for streamer in self.streamers:
             streamer.stop()
-        for streamer in self.streamers:
-            if not streamer.join(STREAMER_JOIN_TIMEOUT_SEC):
+        deadline = time.monotonic() + STREAMER_JOIN_TIMEOUT_SEC  # shared: N stuck cameras
+        for streamer in self.streamers:  # don't take N times as long
+            if not streamer.join(max(0.0, deadline - time.monotonic())):
                 self.stuck_streamers.append(streamer.name)
         if self.stuck_streamers:
             log.error(
