@@ -141,6 +141,20 @@ def test_init_camera_add_list_edit_remove_round_trip(data_dir, capsys):
     assert json.loads(out) == []
 
 
+def test_list_forecasts_how_much_video_the_budget_holds(data_dir, capsys):
+    add_camera(capsys, data_dir, "front")
+    code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
+    assert json.loads(out)[0]["budget_holds_90k"] is None  # no bitrate known yet
+    record_synthetic(data_dir, "front", 10)
+    code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
+    [listed] = json.loads(out)
+    rate = listed["usage_bytes"] / listed["duration_90k"]
+    assert listed["budget_holds_90k"] == pytest.approx(2**30 / rate, rel=1e-6)
+    code, out, _ = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
+    assert out.splitlines()[0].split()[:4] == ["NAME", "URL", "BUDGET", "HOLDS"]
+    assert listed["budget_holds"] in out
+
+
 def test_init_puts_the_sample_dir_where_asked(tmp_path, capsys):
     data, samples = str(tmp_path / "data"), str(tmp_path / "disk2" / "moonfire")
     assert moonfire(capsys, "init", "--data-dir", data, "--sample-dir", samples)[0] == 0

@@ -128,12 +128,13 @@ def list_cameras(args: argparse.Namespace) -> int:
     if not summaries:
         print("no cameras; add one with `moonfire camera add NAME --url URL --retain SIZE`")
         return 0
-    header = ("NAME", "URL", "BUDGET", "USAGE", "RECORDINGS", "DURATION", "ROTATE")
+    header = ("NAME", "URL", "BUDGET", "HOLDS", "USAGE", "RECORDINGS", "DURATION", "ROTATE")
     rows = [
         (
             s["name"],
             s["url"],
             format_size(s["retain_bytes"]),
+            s["budget_holds"] or "?",
             format_size(s["usage_bytes"]),
             str(s["recordings"]),
             s["duration"],
@@ -163,7 +164,18 @@ def _summary(db: Database, camera: Camera) -> dict[str, Any]:
         "usage_bytes": usage_bytes,
         "duration_90k": duration_90k,
         "duration": format_duration(duration_90k),
+        "budget_holds_90k": (
+            holds := budget_holds_90k(camera.retain_bytes, usage_bytes, duration_90k)
+        ),
+        "budget_holds": format_duration(holds) if holds is not None else None,
     }
+
+
+def budget_holds_90k(retain_bytes: int, usage_bytes: int, duration_90k: int) -> int | None:
+    """How much video the budget keeps at the bitrate recorded so far; None before any."""
+    if usage_bytes <= 0 or duration_90k <= 0:
+        return None
+    return retain_bytes * duration_90k // usage_bytes
 
 
 def redact_url(url: str) -> str:
