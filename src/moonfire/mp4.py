@@ -1,9 +1,9 @@
 """``VirtualFile``: a ``.mp4`` over recorded segments, never written to disk (brief §4.2).
 
 The file is a list of *slices*; any byte range is produced on demand by a binary search over the
-slices' end offsets.  Slices are small fixed boxes (built eagerly), per-segment sample tables
-(``stts``/``stsz``/``stss`` entries, built from the ``video_index`` on first access and cached)
-and per-segment sample data (read from the sample file with ``os.pread`` per request).  The size
+slices' end offsets.  Slices are small fixed boxes (built eagerly), one slice per sample table
+(the ``stts``/``stsz``/``stss`` entries of all segments, converted on each read from just the
+segments it covers, whose decoded columns are cached) and per-segment sample data (read from the sample file with ``os.pread`` per request).  The size
 is known without decoding any index: interior segments take the fast path.
 
 Layout (``moov`` before ``mdat`` so players can start at once)::
@@ -89,54 +89,66 @@ class _Static:
         return memoryview(self.data)[start:stop]
 
 
-class _SampleTableCache:
-    """Per-segment ``stts``/``stsz``/``stss`` entries, built on first access and kept.
-
-    Built with numpy from ``Segment.sample_tables()``: no per-sample Python loop, since a day-long
-    export has millions of samples.
-    """
-
-    def __init__(self, segments: Sequence[Segment]) -> None:
-        self._segments = segments
-        self._first_frame_numbers = np.cumsum([0] + [s.frames for s in segments]) + 1
-        self._tables: dict[int, tuple[memoryview, memoryview, memoryview]] = {}
-
-    def get(self, index: int) -> tuple[memoryview, memoryview, memoryview]:
-        """Byte views of the big-endian ``stts``, ``stsz`` and ``stss`` entries of a segment.
-
-        Views over the numpy arrays themselves: a read copies each table byte once, into its
-        result, rather than once more into an intermediate ``bytes``.
-        """
-        cached = self._tables.get(index)
-        if cached is None:
-            tables = self._segments[index].sample_tables()
-            # (count 1, delta) pairs as one big-endian u64 each: count in the high half.
-            stts = tables.durations.astype(np.uint64)
-            stts |= 1 << 32
-            stss = np.flatnonzero(tables.is_key) + int(self._first_frame_numbers[index])
-            cached = (
-                memoryview(stts.astype(">u8")).cast("B"),
-                memoryview(tables.sizes.astype(">u4")).cast("B"),
-                memoryview(stss.astype(">u4")).cast("B"),
-            )
-            self._tables[index] = cached
-        return cached
-
-
 STTS, STSZ, STSS = 0, 1, 2
 
+#: Bytes per entry of each table kind.
+_ENTRY_BYTES = {STTS: 8, STSZ: 4, STSS: 4}
 
-@dataclass(slots=True)
+
 class _Table:
-    """The ``stts``/``stsz``/``stss`` entries (``kind``) of one segment."""
+    """The ``stts``, ``stsz`` or ``stss`` entries (``kind``) of *all* segments, as one slice.
 
-    cache: _SampleTableCache
-    segment_index: int
-    kind: int
-    size: int
+    One slice rather than one per segment, so a read of the whole ``moov`` converts every segment
+    covered with a handful of large numpy operations (``np.concatenate`` straight into the
+    big-endian dtype) instead of several small ones per segment: a day-long export has 1440
+    segments and 2.6 M samples.  Still lazy: a read decodes and converts only the segments whose
+    entries it overlaps (``Segment.sample_tables()`` is cached per segment), so serving a small
+    range never builds every table.  Nothing big-endian is cached: each read converts just what
+    it returns, once, which is also the single copy a cache would have made.
+    """
+
+    __slots__ = ("segments", "kind", "size", "_begins", "_ends", "_first_frame_numbers")
+
+    def __init__(self, segments: Sequence[Segment], kind: int) -> None:
+        self.segments = segments
+        self.kind = kind
+        counts = [s.key_frames if kind == STSS else s.frames for s in segments]
+        entry_bytes = _ENTRY_BYTES[kind]
+        self._ends: list[int] = []
+        self._begins: list[int] = []
+        end = 0
+        for count in counts:
+            self._begins.append(end)
+            end += entry_bytes * count
+            self._ends.append(end)
+        self.size = end
+        # 1-based number, in the whole file, of each segment's first frame (for stss).
+        self._first_frame_numbers = np.cumsum([1] + [s.frames for s in segments]).tolist()
 
     def read(self, start: int, stop: int) -> memoryview:
-        return self.cache.get(self.segment_index)[self.kind][start:stop]
+        first = bisect.bisect_right(self._ends, start)
+        last = bisect.bisect_left(self._begins, stop, lo=first) - 1
+        base = self._begins[first]
+        entries = self._entries(first, last)
+        return memoryview(entries).cast("B")[start - base : stop - base]
+
+    def _entries(self, first: int, last: int) -> np.ndarray:
+        """Big-endian entries of segments ``first..last`` (inclusive), one contiguous array."""
+        tables = [self.segments[i].sample_tables() for i in range(first, last + 1)]
+        if self.kind == STSZ:
+            # Sizes and (below) durations and frame numbers are positive int32 values, so their
+            # ">i4" bytes are those of the ">u4" fields the boxes define.
+            return np.concatenate([t.sizes for t in tables], dtype=">i4")
+        if self.kind == STTS:
+            # (sample count 1, delta) pairs: the delta column written straight into the pairs.
+            pairs = np.empty((sum(len(t.durations) for t in tables), 2), dtype=">i4")
+            pairs[:, 0] = 1
+            np.concatenate([t.durations for t in tables], out=pairs[:, 1])
+            return pairs
+        is_key = np.concatenate([t.is_key for t in tables])
+        numbers = np.flatnonzero(is_key).astype(">i4")
+        numbers += self._first_frame_numbers[first]
+        return numbers
 
 
 @dataclass(slots=True)
@@ -305,14 +317,11 @@ def build_mp4(
     pieces: list[_Slice] = []
     static = bytearray()
 
-    tables = _SampleTableCache(segments)
-
-    def add_table(header: bytes, kind: int, entry_bytes: Callable[[Segment], int]) -> None:
+    def add_table(header: bytes, kind: int) -> None:
         static.extend(header)
         pieces.append(_Static(bytes(static)))
         static.clear()
-        for i, segment in enumerate(segments):
-            pieces.append(_Table(tables, i, kind, entry_bytes(segment)))
+        pieces.append(_Table(segments, kind))
 
     static += ftyp
     static += boxes.box_header(b"moov", moov_len) + moov_head
@@ -323,20 +332,17 @@ def build_mp4(
     add_table(
         boxes.full_box_header(b"stts", stts_len) + struct.pack(">I", frames),
         STTS,
-        lambda s: 8 * s.frames,
     )
     static += stsc
     add_table(
         boxes.full_box_header(b"stsz", stsz_len) + struct.pack(">II", 0, frames),
         STSZ,
-        lambda s: 4 * s.frames,
     )
     static += boxes.full_box_header(b"co64", co64_len) + struct.pack(">I", len(segments))
     static += chunk_offsets.astype(">u8").tobytes()
     add_table(
         boxes.full_box_header(b"stss", stss_len) + struct.pack(">I", key_frames),
         STSS,
-        lambda s: 4 * s.key_frames,
     )
     static += boxes.mdat_header(int(data_lengths.sum()))
     pieces.append(_Static(bytes(static)))
