@@ -3,8 +3,9 @@
 The file is a list of *slices*; any byte range is produced on demand by a binary search over the
 slices' end offsets.  Slices are small fixed boxes (built eagerly), one slice per sample table
 (the ``stts``/``stsz``/``stss`` entries of all segments, converted on each read from just the
-segments it covers, whose decoded columns are cached) and per-segment sample data (read from the sample file with ``os.pread`` per request).  The size
-is known without decoding any index: interior segments take the fast path.
+segments it covers, whose decoded columns are cached) and per-segment sample data (read from the
+sample file with ``os.pread`` per request).  The size is known without decoding any index:
+interior segments take the fast path.
 
 Layout (``moov`` before ``mdat`` so players can start at once)::
 
