@@ -140,30 +140,31 @@ class Segment:
         return self._decoded
 
     def _check_against_row(self, decoded: DecodedIndex) -> None:
-        """The index must describe the row's file: else the ``.mp4`` would point at wrong bytes."""
+        """The index must describe the row's file: else the ``.mp4`` would point at wrong bytes.
+
+        Runs for every segment of an export, so the recording's name is formatted only for an
+        error.
+        """
         row = self.row
-        name = recording_name(row)
         found = len(decoded.durations)
+        keys = int(decoded.video_sync_samples)
         if found != row.video_samples:
             only = " only" if found < row.video_samples else ""
-            raise ValueError(
-                f"recording {name}: expected {row.video_samples} frames, found{only} {found}"
-            )
-        keys = int(decoded.video_sync_samples)
-        if keys != row.video_sync_samples:
-            raise ValueError(
-                f"recording {name}: expected {row.video_sync_samples} key frames, found {keys}"
-            )
-        if decoded.sample_file_bytes != row.sample_file_bytes:
-            raise ValueError(
-                f"recording {name}: expected {row.sample_file_bytes} sample file bytes, "
+            problem = f"expected {row.video_samples} frames, found{only} {found}"
+        elif keys != row.video_sync_samples:
+            problem = f"expected {row.video_sync_samples} key frames, found {keys}"
+        elif decoded.sample_file_bytes != row.sample_file_bytes:
+            problem = (
+                f"expected {row.sample_file_bytes} sample file bytes, "
                 f"index sums to {decoded.sample_file_bytes}"
             )
-        if decoded.total_duration_90k != row.duration_90k:
-            raise ValueError(
-                f"recording {name}: expected duration {row.duration_90k}, "
-                f"index sums to {decoded.total_duration_90k}"
+        elif decoded.total_duration_90k != row.duration_90k:
+            problem = (
+                f"expected duration {row.duration_90k}, index sums to {decoded.total_duration_90k}"
             )
+        else:
+            return
+        raise ValueError(f"recording {recording_name(row)}: {problem}")
 
     @property
     def media_duration_90k(self) -> int:
@@ -176,9 +177,12 @@ class Segment:
             decoded = self._decode()
             begin = self.first_frame_index
             stop = begin + self.frames
-            durations = decoded.durations[begin:stop].astype(np.int32, copy=True)
+            durations = decoded.durations[begin:stop].astype(np.int32, copy=False)
             last_start = int(decoded.starts[stop - 1])
-            durations[-1] = min(self.desired_range_90k[1] - last_start, int(durations[-1]))
+            trimmed = min(self.desired_range_90k[1] - last_start, int(durations[-1]))
+            if trimmed != durations[-1]:  # copy only to trim: whole recordings need no copy
+                durations = durations.copy()
+                durations[-1] = trimmed
             self._tables = SampleTables(
                 durations=durations,
                 sizes=decoded.sizes[begin:stop].astype(np.int32, copy=False),
