@@ -11,27 +11,16 @@ import random
 
 import pytest
 
+from nal_helpers import nal_payload
+
 CONVERSIONS_PER_ROUND = 100
-
-
-def escape_emulation(payload: bytes) -> bytes:
-    out = bytearray()
-    zeros = 0
-    for byte in payload:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    out.append(0x80)
-    return bytes(out)
 
 
 def access_unit(seed: int, key: bool, slice_bytes: int) -> bytes:
     rng = random.Random(seed)
 
     def nal(header: int, size: int) -> bytes:
-        return bytes([header]) + escape_emulation(rng.randbytes(size))
+        return bytes([header]) + nal_payload(rng.randbytes(size))
 
     if key:
         nals = [nal(0x67, 24), nal(0x68, 4), nal(0x06, 30), nal(0x65, slice_bytes)]

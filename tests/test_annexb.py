@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moonfire_core import _annexb_py as reference
+from nal_helpers import nal_payload
 
 SPS = bytes.fromhex("674d00299a6603c0113f2cd404040500000303e80000ea6004")  # with 00 00 03
 PPS = bytes.fromhex("68ee3c80")
@@ -123,27 +124,12 @@ def test_is_annex_b_checks_only_the_leading_start_code(impl, data: bytes, expect
     assert impl.annexb.is_annex_b(data) is expected
 
 
-def escape_emulation(payload: bytes) -> bytes:
-    """H.264 emulation prevention: never let 00 00 be followed by 00..03 inside a NAL unit."""
-    out = bytearray()
-    zeros = 0
-    for byte in payload:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    # rbsp_trailing_bits: a NAL unit never ends in a zero byte.
-    out.append(0x80)
-    return bytes(out)
-
-
 # Bytes drawn mostly from the interesting ones (0, 1, 3) so start-code-like runs are common.
 interesting_bytes = st.lists(
     st.one_of(st.sampled_from([0, 0, 0, 1, 3]), st.integers(0, 255)), max_size=40
 ).map(bytes)
 nal_units = st.builds(
-    lambda header, payload: bytes([header]) + escape_emulation(payload),
+    lambda header, payload: bytes([header]) + nal_payload(payload),
     st.integers(1, 0x7F),  # forbidden_zero_bit clear, header byte never 0
     interesting_bytes,
 )

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from moonfire import h264
 from moonfire_core.annexb import split_annex_b
+from nal_helpers import escape_emulation
 
 START_CODE = b"\x00\x00\x00\x01"
 
@@ -55,17 +56,6 @@ class BitWriter:
         text = "".join(self.bits) + "1"
         text += "0" * (-len(text) % 8)
         return int(text, 2).to_bytes(len(text) // 8, "big")
-
-
-def escape_emulation(rbsp: bytes) -> bytes:
-    out, zeros = bytearray(), 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
 
 
 # --- exp-Golomb and RBSP ----------------------------------------------------------------------
