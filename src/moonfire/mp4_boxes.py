@@ -58,18 +58,24 @@ def ftyp() -> bytes:
     return box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso2", b"avc1", b"mp41")
 
 
-def mvhd(creation_time_1904: int, duration_90k: int, next_track_id: int = 2) -> bytes:
-    """Movie header: timescale 90 kHz, rate 1.0, volume 1.0, unity matrix."""
+def _times_at_90k(creation_time_1904: int, duration_90k: int) -> tuple[int, bytes]:
+    """(version, creation/modification time + timescale + duration) of ``mvhd``/``mdhd``.
+
+    Version 1 (64-bit fields) only when a value doesn't fit 32 bits, e.g. a file over 13 h.
+    """
     if needs_version_1(creation_time_1904, duration_90k):
-        times = struct.pack(
-            ">QQIQ", creation_time_1904, creation_time_1904, TIMESCALE_90K, duration_90k
-        )
+        fields = ">QQIQ"
         version = 1
     else:
-        times = struct.pack(
-            ">IIII", creation_time_1904, creation_time_1904, TIMESCALE_90K, duration_90k
-        )
+        fields = ">IIII"
         version = 0
+    times = struct.pack(fields, creation_time_1904, creation_time_1904, TIMESCALE_90K, duration_90k)
+    return version, times
+
+
+def mvhd(creation_time_1904: int, duration_90k: int, next_track_id: int = 2) -> bytes:
+    """Movie header: timescale 90 kHz, rate 1.0, volume 1.0, unity matrix."""
+    version, times = _times_at_90k(creation_time_1904, duration_90k)
     return full_box(
         b"mvhd",
         version,
@@ -117,16 +123,7 @@ def edts(entries: Sequence[tuple[int, int]]) -> bytes:
 
 def mdhd(creation_time_1904: int, duration_90k: int) -> bytes:
     """Media header: timescale 90 kHz, language ``und`` (0x55c4)."""
-    if needs_version_1(creation_time_1904, duration_90k):
-        times = struct.pack(
-            ">QQIQ", creation_time_1904, creation_time_1904, TIMESCALE_90K, duration_90k
-        )
-        version = 1
-    else:
-        times = struct.pack(
-            ">IIII", creation_time_1904, creation_time_1904, TIMESCALE_90K, duration_90k
-        )
-        version = 0
+    version, times = _times_at_90k(creation_time_1904, duration_90k)
     return full_box(b"mdhd", version, 0, times, struct.pack(">HH", 0x55C4, 0))
 
 
