@@ -473,3 +473,8 @@ def test_sample_file_dir_records_an_absolute_path_and_two_uuids(
     assert len(row.uuid) == len(row.db_uuid) == 16 and row.uuid != row.db_uuid
     with Database.open(tmp_path / "db", read_only=True) as reader:
         assert reader.sample_file_dir() == row
+
+
+def test_create_defaults_the_sample_dir_to_sample_next_to_the_database(tmp_path):
+    with Database.create(tmp_path / "db") as db:
+        assert db.sample_file_dir().path == str(tmp_path / "sample")

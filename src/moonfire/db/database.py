@@ -70,14 +70,18 @@ class Database:
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike[str], sample_dir_path: str | os.PathLike[str]
+        cls, path: str | os.PathLike[str], sample_dir_path: str | os.PathLike[str] | None = None
     ) -> Database:
         """Creates a new database file at ``path`` for sample files in ``sample_dir_path``.
+
+        ``sample_dir_path`` defaults to ``sample`` next to the database file.
 
         The sample directory path is stored absolute, so the daemon finds it from any
         working directory.  Refuses to touch an existing non-empty file.
         """
         path = Path(path)
+        if sample_dir_path is None:
+            sample_dir_path = schema.default_sample_dir_path(path)
         if isinstance(sample_dir_path, os.PathLike):
             sample_dir_path = os.fspath(sample_dir_path)
         if not isinstance(sample_dir_path, str) or not sample_dir_path:
