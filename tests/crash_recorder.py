@@ -15,7 +15,7 @@ import sys
 from moonfire import datadir
 from moonfire.recorder import CameraRecorder
 from moonfire_core import RecordingAbandonedError
-from synthetic_stream import frames, make_packet
+from synthetic_stream import feed
 
 BASE_TIME_90K = 1_700_000_000 * 90000
 ENTRY = bytes(range(90))
@@ -34,15 +34,7 @@ def main() -> None:
     recorders = [
         CameraRecorder(sample_dir, syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
     ]
-    for f in frames(run * 100_000, count, BASE_TIME_90K):
-        for r in recorders:
-            r.write(
-                make_packet(r.camera_id, f.number, f.is_key),
-                f.local_time_90k,
-                f.pts_90k,
-                f.is_key,
-                entry_id,
-            )
+    feed(recorders, entry_id, run * 100_000, count, BASE_TIME_90K)
     for r in recorders:
         r.end_run()
     syncer.close()

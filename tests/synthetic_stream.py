@@ -54,6 +54,14 @@ def frames(start_frame: int, count: int, base_time_90k: int, arrival_delay_90k: 
         yield Frame(i, pts, base_time_90k + pts + arrival_delay_90k, i % GOP == 0)
 
 
+def feed(recorders, entry_id: int, start_frame: int, count: int, base_time_90k: int) -> None:
+    """Feed ``count`` synthetic frames to each ``CameraRecorder``, interleaved like live cameras."""
+    for f in frames(start_frame, count, base_time_90k):
+        for r in recorders:
+            packet = make_packet(r.camera_id, f.number, f.is_key)
+            r.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
+
+
 def split_recording(data: bytes, video_index: bytes) -> Iterator[tuple[bytes, bool]]:
     """The packets of a sample file, cut by its index, with their key flags."""
     decoded = decode_index(video_index)

@@ -25,7 +25,7 @@ from moonfire.dir import uuid_name
 from moonfire.dirmeta import NON_SAMPLE_NAMES
 from moonfire.recorder import CameraRecorder
 from moonfire.time import parse_time
-from synthetic_stream import frames, make_packet
+from synthetic_stream import feed
 
 BASE_TIME_90K = 1_700_000_000 * 90000
 ENTRY = bytes(range(90))  # any blob > 86 bytes serves as a sample entry
@@ -72,9 +72,7 @@ def record_synthetic(data_dir: str, camera_name: str, seconds: int) -> None:
         entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
         with sample_dir.start_syncer() as syncer:
             recorder = CameraRecorder(sample_dir, syncer, camera.id, camera_name, 2)
-            for f in frames(0, 30 * seconds, BASE_TIME_90K):
-                packet = make_packet(camera.id, f.number, f.is_key)
-                recorder.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
+            feed([recorder], entry_id, 0, 30 * seconds, BASE_TIME_90K)
             recorder.end_run()
     finally:
         sample_dir.close()
@@ -362,9 +360,7 @@ def test_lowering_the_budget_while_recording_applies_at_the_recorders_next_save(
             camera = db.get_camera("front")
             entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
             recorder = CameraRecorder(sample_dir, syncer, camera.id, "front", 2)
-            for f in frames(0, 30, BASE_TIME_90K + 3600 * 90000):
-                packet = make_packet(camera.id, f.number, f.is_key)
-                recorder.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
+            feed([recorder], entry_id, 0, 30, BASE_TIME_90K + 3600 * 90000)
             recorder.end_run()
             syncer.flush()
             [new] = db.list_recordings(camera.id)  # only the one just saved is left

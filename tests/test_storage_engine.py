@@ -23,7 +23,7 @@ from moonfire.dirmeta import DirectoryMismatchError
 from moonfire.recorder import CameraRecorder
 from moonfire_core import RecordingAbandonedError
 from moonfire_core._fault_hook import set_fault_hook
-from synthetic_stream import FRAME_90K, frames, make_packet, verify_recording
+from synthetic_stream import FRAME_90K, feed, frames, make_packet, verify_recording
 
 BASE_TIME_90K = 1_700_000_000 * 90000  # a round wall second
 ENTRY = bytes(range(90))  # any blob > 86 bytes serves as a sample entry here
@@ -40,9 +40,7 @@ def engine(tmp_path):
 
 
 def record(recorder: CameraRecorder, entry_id: int, count: int, start_frame: int = 0) -> None:
-    for f in frames(start_frame, count, BASE_TIME_90K):
-        packet = make_packet(recorder.camera_id, f.number, f.is_key)
-        recorder.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
+    feed([recorder], entry_id, start_frame, count, BASE_TIME_90K)
 
 
 def assert_invariants(db, sample_dir_path: str) -> None:
@@ -115,15 +113,7 @@ def test_retention_rotates_each_camera_within_its_own_budget(engine):
         recorders = [
             CameraRecorder(sample_dir, syncer, c.id, rotate_interval_sec=1) for c in (small, large)
         ]
-        for f in frames(0, 30 * 12, BASE_TIME_90K):
-            for r in recorders:
-                r.write(
-                    make_packet(r.camera_id, f.number, f.is_key),
-                    f.local_time_90k,
-                    f.pts_90k,
-                    f.is_key,
-                    entry_id,
-                )
+        feed(recorders, entry_id, 0, 30 * 12, BASE_TIME_90K)
         for r in recorders:
             r.end_run()
         syncer.flush()
