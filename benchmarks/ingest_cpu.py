@@ -35,9 +35,9 @@ import av
 import numpy as np
 
 import moonfire_core
-from moonfire import datadir
-from moonfire.recorder import CameraRecorder
-from moonfire.streamer import Streamer
+from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.streamer import Streamer
+from moonfire.storage import data_dir as datadir
 from moonfire.time import TIME_UNITS_PER_SEC
 
 FPS = 30

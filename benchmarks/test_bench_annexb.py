@@ -10,8 +10,7 @@ result records MB/s of Annex B input in ``extra_info``.
 import random
 
 import pytest
-
-from nal_helpers import nal_payload
+from tests.support.nal import nal_payload
 
 CONVERSIONS_PER_ROUND = 100
 

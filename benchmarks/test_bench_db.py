@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from moonfire.db import Database
-from moonfire_core._records import RecordingToSave
+from moonfire_core.records import RecordingToSave
 
 RECORDINGS = 100_000
 RESERVATIONS = 1_000

@@ -23,10 +23,10 @@ import os
 import numpy as np
 import pytest
 
-import moonfire.recording
+import moonfire.playback.segment
 from moonfire.db import RecordingRow, VideoSampleEntry, composite_id
-from moonfire.mp4 import build_mp4
-from moonfire.recording import Segment
+from moonfire.playback.mp4 import build_mp4
+from moonfire.playback.segment import Segment
 
 RECORDINGS = 1440
 START_90K = 1_780_000_000 * 90_000
@@ -75,7 +75,7 @@ def build(export):
 
 
 def test_build_moov(benchmark, impl, export, monkeypatch):
-    monkeypatch.setattr(moonfire.recording, "decode_index", impl.index.decode_index)
+    monkeypatch.setattr(moonfire.playback.segment, "decode_index", impl.index.decode_index)
 
     def build_and_read_header() -> int:
         vf = build(export)

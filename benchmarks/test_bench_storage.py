@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
-from moonfire import datadir
 from moonfire.db import Database
-from moonfire.dir import SampleFileDir, uuid_name
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.sample_file_dir import SampleFileDir, uuid_name
 
 T0_90K = 1_700_000_000 * 90000
 FRAME_90K = 3000

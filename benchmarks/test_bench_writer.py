@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from implementations import IMPLEMENTATIONS, Implementation
+from tests.support.implementations import IMPLEMENTATIONS, Implementation
 
 T0 = 128_700_576_000_000
 FRAME = 3000

@@ -7,7 +7,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-from implementations import impl, testdata  # noqa: F401 - fixtures
+from tests.support.implementations import impl, testdata  # noqa: F401 - fixtures
 
 settings.register_profile(
     "ci", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]

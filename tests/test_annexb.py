@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moonfire_core import _annexb_py as reference
-from nal_helpers import nal_payload
+from tests.support.nal import nal_payload
 
 SPS = bytes.fromhex("674d00299a6603c0113f2cd404040500000303e80000ea6004")  # with 00 00 03
 PPS = bytes.fromhex("68ee3c80")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from moonfire import cli, datadir
-from moonfire.dir import uuid_name
+from moonfire.cli import main as cli
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.sample_file_dir import uuid_name
 
 
 def test_check_refuses_while_a_recorder_holds_the_directory(tmp_path, capsys):

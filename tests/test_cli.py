@@ -18,14 +18,15 @@ import time
 
 import pytest
 
-from moonfire import cli, datadir
-from moonfire.check import check
-from moonfire.commands.demo import DEMO_ROTATE_SEC
-from moonfire.dir import uuid_name
-from moonfire.dirmeta import NON_SAMPLE_NAMES
-from moonfire.recorder import CameraRecorder
+from moonfire.cli import main as cli
+from moonfire.cli.demo import DEMO_ROTATE_SEC
+from moonfire.ingest.recorder import CameraRecorder
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.dir_meta import NON_SAMPLE_NAMES
+from moonfire.storage.invariants import check
+from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import parse_time
-from synthetic_stream import feed
+from tests.support.synthetic_stream import feed
 
 BASE_TIME_90K = 1_700_000_000 * 90000
 ENTRY = bytes(range(90))  # any blob > 86 bytes serves as a sample entry

@@ -1,8 +1,8 @@
 """Kill -9 at ≥ 50 moments and prove nothing committed is ever lost or left inconsistent.
 
-A subprocess (``crash_recorder.py``) records two cameras with a small budget,
+A subprocess (``tests/support/crash_recorder.py``) records two cameras with a small budget,
 so saves, retention deletions and rotations all happen.  It is killed with
-SIGKILL at random moments and at every crash point of ``moonfire.faults``
+SIGKILL at random moments and at every crash point of ``moonfire.storage.crash_points``
 (every step of save, abandon, recovery and shutdown).  After each kill the
 test asserts, *before* any recovery, invariants 1 and 2 (the state a crash
 leaves must already be safe), then recovers, then asserts all three
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from moonfire import datadir
-from moonfire.check import check
-from moonfire.dir import uuid_name
-from moonfire.faults import CRASH_POINTS
-from synthetic_stream import verify_recording
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.crash_points import CRASH_POINTS
+from moonfire.storage.invariants import check
+from moonfire.storage.sample_file_dir import uuid_name
+from tests.support.synthetic_stream import verify_recording
 
-HERE = Path(__file__).resolve().parent
-RECORDER = HERE / "crash_recorder.py"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECORDER_MODULE = "tests.support.crash_recorder"
 BUDGET = 150_000  # about five one-second recordings per camera
 FRAMES_PER_RUN = 30 * 8
 RANDOM_RUN_FRAMES = 30 * 1200  # ~20 minutes of media: random kills land mid-run
@@ -55,12 +55,14 @@ class CrashHarness:
         return subprocess.Popen(
             [
                 sys.executable,
-                str(RECORDER),
+                "-m",
+                RECORDER_MODULE,
                 self.data_dir,
                 str(self.run_number),
                 str(frames),
             ],
             env=env,
+            cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

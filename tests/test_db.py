@@ -29,7 +29,7 @@ from moonfire.db import (
     UnknownVideoSampleEntryError,
 )
 from moonfire.db import database as database_module
-from moonfire_core._records import FLAG_TRAILING_ZERO, RecordingToSave
+from moonfire_core.records import FLAG_TRAILING_ZERO, RecordingToSave
 
 START_90K = 1_500_000_000 * 90000  # 2017-07-14
 SECOND_90K = 90000

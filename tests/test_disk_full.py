@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from moonfire import datadir
-from moonfire.check import check
-from moonfire.dir import uuid_name
-from moonfire.recorder import CameraRecorder
-from synthetic_stream import frames, make_packet, verify_recording
+from moonfire.ingest.recorder import CameraRecorder
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.invariants import check
+from moonfire.storage.sample_file_dir import uuid_name
+from tests.support.synthetic_stream import frames, make_packet, verify_recording
 
 BASE_TIME_90K = 1_700_000_000 * 90000
 ENTRY = bytes(range(90))

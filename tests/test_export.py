@@ -19,12 +19,12 @@ import av
 import numpy as np
 import pytest
 
-from moonfire import datadir
-from moonfire.cli import main
-from moonfire.dir import uuid_name
-from moonfire.export import plan_export
-from moonfire.h264 import sample_entry_from_extradata
-from moonfire.recorder import CameraRecorder
+from moonfire.cli.main import main
+from moonfire.codec.h264 import sample_entry_from_extradata
+from moonfire.ingest.recorder import CameraRecorder
+from moonfire.playback.export_plan import plan_export
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import format_time
 from moonfire_core import decode_index
 
@@ -378,7 +378,7 @@ def test_failure_while_writing_removes_the_partial_file(
         os.truncate(path, 1000)
         return parts
 
-    monkeypatch.setattr("moonfire.commands.export.plan_export", plan_then_truncate)
+    monkeypatch.setattr("moonfire.cli.export.plan_export", plan_then_truncate)
     code, _, err = export(
         capsys, clip_data_dir, "clip", row.start_time_90k, row.end_time_90k, tmp_path / "x.mp4"
     )

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moonfire import h264
+from moonfire.codec import h264
 from moonfire_core.annexb import split_annex_b
-from nal_helpers import escape_emulation
+from tests.support.nal import escape_emulation
 
 START_CODE = b"\x00\x00\x00\x01"
 

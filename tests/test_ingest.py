@@ -24,15 +24,15 @@ from pathlib import Path
 import av
 import pytest
 
-from moonfire import datadir
-from moonfire.check import check
-from moonfire.daemon import run_cameras, start_daemon
-from moonfire.dir import uuid_name
-from moonfire.export import plan_export
+from moonfire.ingest.daemon import run_cameras, start_daemon
+from moonfire.playback.export_plan import plan_export
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.invariants import check
+from moonfire.storage.sample_file_dir import uuid_name
 from moonfire_core import decode_index
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_SCRIPT = ROOT / "tests" / "rtsp_server.py"
+SERVER_SCRIPT = ROOT / "tests" / "support" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 ROTATE_SEC = 2
 RETAIN = 10**9
@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 class RtspServer:
-    """``tests/rtsp_server.py`` as a subprocess; ``stop``/``start`` keep the same port."""
+    """``tests/support/rtsp_server.py`` as a subprocess; ``stop``/``start`` keep the same port."""
 
     def __init__(self, user: str | None = None, password: str | None = None) -> None:
         self.port = free_port()
@@ -418,7 +418,7 @@ def test_stuck_streamer_leaves_storage_open_and_shutdown_fails(
     add_camera(data_dir, "stuck", "fake://stuck")
     release = threading.Event()
     source = _UnstoppableSource((testdata / "avc1_1920x1080").read_bytes()[94:], release)
-    monkeypatch.setattr("moonfire.daemon.STREAMER_JOIN_TIMEOUT_SEC", 0.2)
+    monkeypatch.setattr("moonfire.ingest.daemon.STREAMER_JOIN_TIMEOUT_SEC", 0.2)
     daemon = start_daemon(data_dir, source_factory=lambda *_: source)
     try:
         assert source.reading.wait(10), "the streamer never started reading"

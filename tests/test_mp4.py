@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moonfire import mp4_boxes
-from moonfire.mp4 import FORMAT_VERSION, build_mp4, split_at_gaps
-from moonfire.recording import Segment
-from recording_helpers import (
+from moonfire.playback import mp4_boxes
+from moonfire.playback.mp4 import FORMAT_VERSION, build_mp4, split_at_gaps
+from moonfire.playback.segment import Segment
+from tests.support.recordings import (
     BASE_TIME_90K,
     Box,
     Recording,
@@ -260,7 +260,7 @@ def test_etag_changes_with_the_range_and_the_format_version(files, avc1, monkeyp
     base = build([segment(first, (13, 30)), segment(second)], files, avc1).etag
     assert build([segment(first, (12, 30)), segment(second)], files, avc1).etag != base
     assert build([segment(first, (13, 30)), segment(second, (0, 29))], files, avc1).etag != base
-    monkeypatch.setattr("moonfire.mp4.FORMAT_VERSION", FORMAT_VERSION + 1)
+    monkeypatch.setattr("moonfire.playback.mp4.FORMAT_VERSION", FORMAT_VERSION + 1)
     assert build([segment(first, (13, 30)), segment(second)], files, avc1).etag != base
 
 

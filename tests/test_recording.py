@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-import moonfire.recording as recording_module
-from moonfire.recording import Segment
+import moonfire.playback.segment as recording_module
+from moonfire.playback.segment import Segment
 from moonfire_core import CorruptIndexError
-from recording_helpers import make_recording
+from tests.support.recordings import make_recording
 
 DURATIONS = [2, 4, 6, 8, 10]
 SIZES = [3, 6, 9, 12, 15]

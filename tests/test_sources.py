@@ -13,15 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from moonfire import datadir
-from moonfire.sources import (
+from moonfire.ingest.sources import (
     SourceError,
     SourcePacket,
     merge_same_pts,
     open_source,
     with_credentials,
 )
-from moonfire.streamer import Streamer
+from moonfire.ingest.streamer import Streamer
+from moonfire.storage import data_dir as datadir
 
 PACKET_SPACING_NS = 10_000_000  # 10 ms = exactly 900 ticks of 90 kHz
 

@@ -16,14 +16,14 @@ import sys
 
 import pytest
 
-from moonfire import datadir
-from moonfire.check import check
-from moonfire.dir import SampleFileDir, SyncerStoppedError, uuid_name
-from moonfire.dirmeta import DirectoryMismatchError
-from moonfire.recorder import CameraRecorder
+from moonfire.ingest.recorder import CameraRecorder
+from moonfire.storage import data_dir as datadir
+from moonfire.storage.dir_meta import DirectoryMismatchError
+from moonfire.storage.invariants import check
+from moonfire.storage.sample_file_dir import SampleFileDir, SyncerStoppedError, uuid_name
 from moonfire_core import RecordingAbandonedError
 from moonfire_core._fault_hook import set_fault_hook
-from synthetic_stream import FRAME_90K, feed, frames, make_packet, verify_recording
+from tests.support.synthetic_stream import FRAME_90K, feed, frames, make_packet, verify_recording
 
 BASE_TIME_90K = 1_700_000_000 * 90000  # a round wall second
 ENTRY = bytes(range(90))  # any blob > 86 bytes serves as a sample entry here
@@ -197,7 +197,7 @@ def test_directory_of_another_database_is_refused_and_untouched(tmp_path):
 def test_second_recorder_on_the_same_directory_is_refused(engine):
     db, sample_dir, _ = engine
     code = (
-        "import sys; from moonfire import datadir\n"
+        "import sys; from moonfire.storage import data_dir as datadir\n"
         "try:\n    datadir.open_for_recording(sys.argv[1])\n"
         "except BlockingIOError as e:\n    print(e); sys.exit(3)\n"
     )

@@ -26,10 +26,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from implementations import IMPLEMENTATIONS, Implementation
 from moonfire_core import _clock_py, _fault_hook, _index_py
 from moonfire_core._errors import RecordingAbandonedError
-from moonfire_core._records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+from moonfire_core.records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+from tests.support.implementations import IMPLEMENTATIONS, Implementation
 
 T0 = 128_700_576_000_000  # 2015-04-26 00:00:00 UTC in 90 kHz units (brief §6.1)
 FRAME = 3000  # 30 fps

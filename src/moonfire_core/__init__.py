@@ -9,7 +9,6 @@ from . import annexb, clock, index, sampledir, writer
 from ._compat import FALLBACKS, NO_EXTENSIONS
 from ._errors import CorruptIndexError, RecordingAbandonedError
 from ._fault_hook import set_fault_hook
-from ._records import PreviousWriter, RecordingToSave
 from .annexb import annex_b_to_avc, is_annex_b, split_annex_b
 from .clock import ClockAdjuster
 from .index import (
@@ -20,6 +19,7 @@ from .index import (
     decode_index,
     encode_index,
 )
+from .records import PreviousWriter, RecordingToSave
 from .sampledir import SampleDirectory
 from .writer import Writer
 

@@ -1,6 +1,6 @@
 """Fault injection for the file layer, shared by both twins of ``sampledir`` and ``writer``.
 
-Tests (and the crash-point machinery in ``moonfire.faults``) need to make a syscall fail on
+Tests (and the crash points of ``moonfire.storage.crash_points``) need to make a syscall fail on
 demand without a broken disk.  Before each of the syscalls named in ``OPERATIONS`` the file
 layer calls ``hook(op, path)`` if a hook is set; an ``OSError`` the hook raises propagates
 exactly as if the syscall itself had failed, so the caller's error handling runs.

@@ -27,7 +27,7 @@ import os
 from moonfire_core import _fault_hook
 from moonfire_core._errors import RecordingAbandonedError
 from moonfire_core._index_c import SampleIndexEncoder
-from moonfire_core._records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+from moonfire_core.records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
 
 #: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
 MAX_DURATION_90K = 2**31 - 1

@@ -24,7 +24,7 @@ from . import _fault_hook
 from ._clock_py import ClockAdjuster
 from ._errors import RecordingAbandonedError
 from ._index_py import SampleIndexEncoder
-from ._records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+from .records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
 
 #: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
 MAX_DURATION_90K = 2**31 - 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from moonfire_core._records import FLAG_TRAILING_ZERO
+from moonfire_core.records import FLAG_TRAILING_ZERO
 
 #: The low 32 bits of a composite id are the per-camera recording id.
 RECORDING_ID_MASK = 0xFFFF_FFFF

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from moonfire_core._records import RecordingToSave
+from moonfire_core.records import RecordingToSave
 
 from .errors import (
     ConsistencyError,

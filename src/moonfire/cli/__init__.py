@@ -1,0 +1,1 @@
+"""The ``moonfire`` command: ``main`` parses and dispatches, one module per subcommand."""

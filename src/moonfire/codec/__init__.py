@@ -1,0 +1,1 @@
+"""What moonfire knows about each video codec: sample entries, parameter sets, key frames."""

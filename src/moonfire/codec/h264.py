@@ -1,0 +1,289 @@
+"""H.264 sample entries: camera extradata → ISO/IEC 14496-12 ``avc1`` box (brief §4.1, §5.9).
+
+A recording's ``video_sample_entry`` row holds a complete ``avc1`` VisualSampleEntry box, the
+bytes the virtual ``.mp4`` copies into ``stsd``.  Cameras describe their stream through ffmpeg's
+``extradata`` in one of two forms:
+
+* **Annex B** (starts with ``00 00 01``/``00 00 00 01``): SPS and PPS NAL units behind start
+  codes.  We build the AVCDecoderConfigurationRecord (``avcC``) ourselves, and the packets will
+  also be Annex B, so the entry says ``need_transform``: every sample must go through
+  ``moonfire_core.annexb.annex_b_to_avc`` before it is written.
+* otherwise an **AVCDecoderConfigurationRecord** already; it is copied verbatim into the
+  ``avcC`` box and packets are already length-prefixed.
+
+Era 1 required the Annex B extradata to hold exactly one SPS and one PPS.  We require exactly
+one SPS (the entry has one picture size) and at least one PPS (all of them go into the record);
+other NAL types (AUD, SEI) are ignored because they are not part of the decoder configuration.
+
+The width and height written into the box come from the SPS *after frame cropping*, so a 1080p
+camera, which codes 1088 lines and crops 8, gets 1920x1080.  ``moonfire.codec.h264_sps`` parses the
+SPS for that; its names are re-exported here.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from moonfire.codec.h264_sps import (
+    NAL_TYPE_SPS,
+    BitReader,
+    BitstreamError,
+    H264Error,
+    SpsError,
+    SpsInfo,
+    parse_sps,
+    rbsp_from_nal,
+)
+from moonfire_core.annexb import is_annex_b, split_annex_b
+
+__all__ = [
+    "AvcDecoderConfig",
+    "BitReader",
+    "BitstreamError",
+    "DecoderConfigError",
+    "H264Error",
+    "SampleEntry",
+    "SampleEntryError",
+    "SpsError",
+    "SpsInfo",
+    "avc1_box",
+    "avc_decoder_config",
+    "parse_avc_decoder_config",
+    "parse_sps",
+    "rbsp_from_nal",
+    "sample_entry_from_avc1",
+    "sample_entry_from_extradata",
+]
+
+NAL_TYPE_PPS = 8
+
+#: Size of an ``avc1`` box without its children (brief §4.1: avc1 length = 86 + avcC length).
+AVC1_HEADER_BYTES = 86
+
+
+class DecoderConfigError(H264Error):
+    """Extradata is neither usable Annex B SPS/PPS nor a valid AVCDecoderConfigurationRecord."""
+
+
+class SampleEntryError(H264Error):
+    """A stored ``avc1`` box is malformed or disagrees with its own SPS."""
+
+
+# --- AVCDecoderConfigurationRecord --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AvcDecoderConfig:
+    """An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1), as stored in ``avcC``."""
+
+    profile_idc: int
+    profile_compatibility: int
+    level_idc: int
+    nal_length_size: int  # bytes of each sample's NAL length prefix
+    sps: tuple[bytes, ...]
+    pps: tuple[bytes, ...]
+
+
+def avc_decoder_config(sps: bytes, pps: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """Build the record the brief describes: version 1, profile/compatibility/level from SPS
+    bytes 1–3, 4-byte NAL lengths (``0xff``), one SPS (``0xe1``), then the PPS list."""
+    if len(sps) < 4:
+        raise DecoderConfigError(f"SPS of {len(sps)} bytes is too short; at least 4 expected")
+    if not 1 <= len(pps) <= 255:
+        raise DecoderConfigError(f"{len(pps)} PPS NAL units; a record holds 1 to 255")
+    for name, nal in [("SPS", sps), *(("PPS", p) for p in pps)]:
+        if len(nal) > 0xFFFF:
+            raise DecoderConfigError(f"{name} of {len(nal)} bytes does not fit a u16 length")
+    parts = [bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]), struct.pack(">H", len(sps)), sps]
+    parts.append(bytes([len(pps)]))
+    for nal in pps:
+        parts += [struct.pack(">H", len(nal)), nal]
+    return b"".join(parts)
+
+
+def parse_avc_decoder_config(record: bytes) -> AvcDecoderConfig:
+    """Validate and split an AVCDecoderConfigurationRecord.
+
+    Bytes after the PPS list (the high-profile chroma/bit-depth extension) are allowed and
+    ignored; the record is always stored verbatim, so nothing is lost.
+    """
+    record = bytes(record)
+    if len(record) < 7:
+        raise DecoderConfigError(
+            f"AVCDecoderConfigurationRecord of {len(record)} bytes is too short; "
+            "at least 7 expected"
+        )
+    if record[0] != 1:
+        raise DecoderConfigError(
+            f"AVCDecoderConfigurationRecord version is {record[0]} at offset 0; expected 1"
+        )
+    offset = 5
+    sps, offset = _read_nal_list(record, offset, record[offset] & 0x1F, "SPS")
+    if offset >= len(record):
+        raise DecoderConfigError(
+            f"AVCDecoderConfigurationRecord truncated at offset {offset}: no PPS count"
+        )
+    pps, offset = _read_nal_list(record, offset, record[offset], "PPS")
+    if not sps:
+        raise DecoderConfigError("AVCDecoderConfigurationRecord has no SPS; expected at least 1")
+    return AvcDecoderConfig(
+        profile_idc=record[1],
+        profile_compatibility=record[2],
+        level_idc=record[3],
+        nal_length_size=(record[4] & 0x03) + 1,
+        sps=tuple(sps),
+        pps=tuple(pps),
+    )
+
+
+def _read_nal_list(record: bytes, offset: int, count: int, name: str) -> tuple[list[bytes], int]:
+    """``count`` u16-length-prefixed NAL units starting after the count byte at ``offset``."""
+    offset += 1
+    nals = []
+    for i in range(count):
+        if offset + 2 > len(record):
+            raise DecoderConfigError(
+                f"AVCDecoderConfigurationRecord truncated at offset {offset}: "
+                f"no length for {name} {i + 1} of {count}"
+            )
+        (length,) = struct.unpack_from(">H", record, offset)
+        offset += 2
+        if offset + length > len(record):
+            raise DecoderConfigError(
+                f"AVCDecoderConfigurationRecord truncated at offset {offset}: {name} {i + 1} of "
+                f"{count} needs {length} bytes, {len(record) - offset} left"
+            )
+        nals.append(record[offset : offset + length])
+        offset += length
+    return nals, offset
+
+
+# --- sample entries ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SampleEntry:
+    """A ``video_sample_entry``: the ``avc1`` box plus what the recorder needs to know about it.
+
+    ``need_transform`` is true when samples arrive in Annex B form and must be converted with
+    ``moonfire_core.annexb.annex_b_to_avc`` before they are written.
+    """
+
+    data: bytes
+    width: int
+    height: int
+    rfc6381_codec: str
+    need_transform: bool
+
+
+def avc1_box(avc_config_record: bytes, width: int, height: int) -> bytes:
+    """A VisualSampleEntry ``avc1`` box (ISO/IEC 14496-12 §12.1.3) holding an ``avcC`` box."""
+    if not (0 < width <= 0xFFFF and 0 < height <= 0xFFFF):
+        raise SampleEntryError(f"picture size {width}x{height} does not fit the avc1 u16 fields")
+    avcc = struct.pack(">I4s", 8 + len(avc_config_record), b"avcC") + avc_config_record
+    header = struct.pack(
+        ">I4s6xH16xHHIIIH32xHh",
+        AVC1_HEADER_BYTES + len(avcc),
+        b"avc1",
+        1,  # data_reference_index
+        width,
+        height,
+        0x00480000,  # horizresolution: 72 dpi, 16.16
+        0x00480000,  # vertresolution
+        0,  # reserved
+        1,  # frame_count
+        0x0018,  # depth: colour, no alpha
+        -1,  # pre_defined
+    )
+    return header + avcc
+
+
+def _rfc6381_codec(sps: bytes) -> str:
+    """``avc1.PPCCLL``: profile, constraint flags and level in hex (RFC 6381 §3.3)."""
+    return f"avc1.{sps[1:4].hex()}"
+
+
+def sample_entry_from_extradata(extradata: bytes) -> SampleEntry:
+    """The sample entry for a stream, from its ffmpeg ``extradata`` (see the module docstring)."""
+    extradata = bytes(extradata)
+    if not extradata:
+        # Said in camera terms: "a 0-byte record is too short" would send the reader to
+        # the avcC parser when the stream setup (SDP sprop-parameter-sets) had no SPS/PPS.
+        raise DecoderConfigError("camera sent no SPS/PPS in its stream setup (extradata is empty)")
+    if is_annex_b(extradata):
+        nals = split_annex_b(extradata)
+        sps_list = [nal for nal in nals if nal[0] & 0x1F == NAL_TYPE_SPS]
+        pps_list = [nal for nal in nals if nal[0] & 0x1F == NAL_TYPE_PPS]
+        if len(sps_list) != 1:
+            raise DecoderConfigError(f"extradata has {len(sps_list)} SPS NAL units; expected 1")
+        if not pps_list:
+            raise DecoderConfigError("extradata has 0 PPS NAL units; expected at least 1")
+        sps = sps_list[0]
+        record = avc_decoder_config(sps, pps_list)
+        need_transform = True
+    else:
+        sps = parse_avc_decoder_config(extradata).sps[0]
+        record = extradata
+        need_transform = False
+    info = parse_sps(sps)
+    return SampleEntry(
+        data=avc1_box(record, info.width, info.height),
+        width=info.width,
+        height=info.height,
+        rfc6381_codec=_rfc6381_codec(sps),
+        need_transform=need_transform,
+    )
+
+
+def sample_entry_from_avc1(data: bytes) -> SampleEntry:
+    """Parse a stored ``avc1`` box back into a ``SampleEntry`` (used to check stored entries).
+
+    The box must hold an ``avcC`` child (other children, e.g. ``pasp``, are allowed) and its
+    width/height fields must match the SPS; ``need_transform`` is false because what is stored
+    is already length-prefixed.
+    """
+    data = bytes(data)
+    if len(data) < AVC1_HEADER_BYTES + 8:
+        raise SampleEntryError(
+            f"avc1 box of {len(data)} bytes is too short; at least {AVC1_HEADER_BYTES + 8} expected"
+        )
+    size, box_type = struct.unpack_from(">I4s", data, 0)
+    if box_type != b"avc1":
+        raise SampleEntryError(f"box type at offset 4 is {box_type!r}; expected b'avc1'")
+    if size != len(data):
+        raise SampleEntryError(
+            f"avc1 box size field is {size} at offset 0; the data is {len(data)} bytes"
+        )
+    width, height = struct.unpack_from(">HH", data, 32)
+    record = _find_child(data, AVC1_HEADER_BYTES, b"avcC")
+    sps = parse_avc_decoder_config(record).sps[0]
+    info = parse_sps(sps)
+    if (info.width, info.height) != (width, height):
+        raise SampleEntryError(
+            f"avc1 box says {width}x{height} but its SPS gives {info.width}x{info.height}"
+        )
+    return SampleEntry(
+        data=data,
+        width=width,
+        height=height,
+        rfc6381_codec=_rfc6381_codec(sps),
+        need_transform=False,
+    )
+
+
+def _find_child(data: bytes, offset: int, wanted: bytes) -> bytes:
+    """The payload of the first child box of type ``wanted`` from ``offset`` to the end."""
+    while offset < len(data):
+        if offset + 8 > len(data):
+            raise SampleEntryError(f"avc1 box truncated at offset {offset}: partial child header")
+        size, box_type = struct.unpack_from(">I4s", data, offset)
+        if size < 8 or offset + size > len(data):
+            raise SampleEntryError(
+                f"child box {box_type!r} at offset {offset} has size {size}; "
+                f"{len(data) - offset} bytes remain"
+            )
+        if box_type == wanted:
+            return data[offset + 8 : offset + size]
+        offset += size
+    raise SampleEntryError(f"avc1 box has no {wanted.decode()} child")

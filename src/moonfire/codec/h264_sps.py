@@ -1,0 +1,258 @@
+"""H.264 sequence parameter sets: the picture size a sample entry must declare.
+
+ITU-T H.264 §7.3.2.1.1, read just far enough (through frame cropping) to get the displayed
+size: a 1080p camera codes 1088 lines and crops 8, so the entry must say 1920x1080.  Pure
+Python because it runs once per camera session, not per frame.  ``moonfire.codec.h264`` re-exports
+everything here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BitReader",
+    "BitstreamError",
+    "H264Error",
+    "SpsError",
+    "SpsInfo",
+    "parse_sps",
+    "rbsp_from_nal",
+]
+
+NAL_TYPE_SPS = 7
+
+#: profile_idc values whose SPS carries chroma_format_idc, bit depths and scaling matrices.
+HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+class H264Error(ValueError):
+    """Malformed H.264 configuration data; the message names what and where."""
+
+
+class BitstreamError(H264Error):
+    """An RBSP ended early or held an invalid exp-Golomb code."""
+
+
+class SpsError(H264Error):
+    """A sequence parameter set holds a value outside what the standard allows."""
+
+
+# --- bits -------------------------------------------------------------------------------------
+
+
+def rbsp_from_nal(nal: bytes) -> bytes:
+    """Remove emulation prevention bytes: every ``00 00 03`` becomes ``00 00`` (H.264 §7.4.1).
+
+    A ``03`` is dropped when the two bytes kept just before it are zeros, and the count of zeros
+    starts over after it: the mirror image of how an encoder inserts them.
+    """
+    if b"\x00\x00\x03" not in nal:
+        return bytes(nal)
+    out = bytearray()
+    zeros = 0
+    for byte in nal:
+        if zeros >= 2 and byte == 3:
+            zeros = 0
+            continue
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+class BitReader:
+    """Reads big-endian bit fields and exp-Golomb codes from an RBSP (H.264 §7.2, §9.1).
+
+    ``what`` names the structure in error messages ("SPS truncated at bit 123"); bit positions
+    count from the first bit of ``data``.
+    """
+
+    def __init__(self, data: bytes, what: str = "RBSP") -> None:
+        self._value = int.from_bytes(data, "big")
+        self._bits = 8 * len(data)
+        self.position = 0
+        self.what = what
+
+    @property
+    def bits_left(self) -> int:
+        return self._bits - self.position
+
+    def read_bits(self, count: int) -> int:
+        """The next ``count`` bits as an unsigned integer (``u(n)``)."""
+        if count > self.bits_left:
+            raise BitstreamError(
+                f"{self.what} truncated at bit {self._bits}: "
+                f"{count} bits needed from bit {self.position}"
+            )
+        end = self.position + count
+        value = (self._value >> (self._bits - end)) & ((1 << count) - 1)
+        self.position = end
+        return value
+
+    def read_flag(self) -> bool:
+        return self.read_bits(1) == 1
+
+    def read_ue(self) -> int:
+        """An unsigned exp-Golomb code (``ue(v)``): n zeros, a one, then n bits of suffix."""
+        start = self.position
+        zeros = 0
+        while self.read_bits(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise BitstreamError(
+                    f"{self.what} has an exp-Golomb code at bit {start} with more than 31 "
+                    "leading zero bits"
+                )
+        return (1 << zeros) - 1 + self.read_bits(zeros)
+
+    def read_se(self) -> int:
+        """A signed exp-Golomb code (``se(v)``): 0, 1, -1, 2, -2, ... (H.264 §9.1.1)."""
+        code = self.read_ue()
+        magnitude = (code + 1) // 2
+        return magnitude if code % 2 else -magnitude
+
+
+# --- SPS --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpsInfo:
+    """The fields of a sequence parameter set that a sample entry needs."""
+
+    profile_idc: int
+    constraint_flags: int  # the whole byte: constraint_set0_flag is its top bit
+    level_idc: int
+    seq_parameter_set_id: int
+    chroma_format_idc: int
+    separate_colour_plane: bool
+    bit_depth_luma: int
+    bit_depth_chroma: int
+    frame_mbs_only: bool
+    coded_width: int  # in samples, before cropping
+    coded_height: int
+    crop_left: int  # in samples (frame_crop_*_offset times CropUnitX/CropUnitY)
+    crop_right: int
+    crop_top: int
+    crop_bottom: int
+    width: int  # displayed size, after cropping
+    height: int
+
+
+def _ue_at_most(bits: BitReader, name: str, limit: int) -> int:
+    value = bits.read_ue()
+    if value > limit:
+        raise SpsError(f"SPS {name} is {value}; at most {limit} is allowed")
+    return value
+
+
+def _skip_scaling_list(bits: BitReader, size: int) -> None:
+    """Consume a scaling_list() of ``size`` entries (H.264 §7.3.2.1.1.1); the values are unused.
+
+    Coding stops early once a delta makes next_scale 0 ("use the previous value from now on").
+    """
+    last_scale = next_scale = 8
+    for _ in range(size):
+        if next_scale != 0:
+            delta_scale = bits.read_se()
+            if not -128 <= delta_scale <= 127:
+                raise SpsError(f"SPS scaling list delta_scale is {delta_scale}; outside -128..127")
+            next_scale = (last_scale + delta_scale + 256) % 256
+        last_scale = next_scale if next_scale != 0 else last_scale
+
+
+def parse_sps(sps: bytes) -> SpsInfo:
+    """Parse an SPS NAL unit (header byte included, emulation prevention bytes allowed).
+
+    Reads through frame cropping (the VUI is not needed) and returns the cropped picture size.
+    """
+    if not sps:
+        raise SpsError("SPS NAL unit is empty")
+    nal_type = sps[0] & 0x1F
+    if nal_type != NAL_TYPE_SPS:
+        raise SpsError(f"NAL unit type is {nal_type}; an SPS has type {NAL_TYPE_SPS}")
+    bits = BitReader(rbsp_from_nal(sps), "SPS")
+    bits.read_bits(8)  # NAL header, checked above
+    profile_idc = bits.read_bits(8)
+    constraint_flags = bits.read_bits(8)
+    level_idc = bits.read_bits(8)
+    seq_parameter_set_id = _ue_at_most(bits, "seq_parameter_set_id", 31)
+
+    chroma_format_idc, separate_colour_plane, bit_depth_luma, bit_depth_chroma = 1, False, 8, 8
+    if profile_idc in HIGH_PROFILES:
+        chroma_format_idc = _ue_at_most(bits, "chroma_format_idc", 3)
+        if chroma_format_idc == 3:
+            separate_colour_plane = bits.read_flag()
+        bit_depth_luma = 8 + _ue_at_most(bits, "bit_depth_luma_minus8", 6)
+        bit_depth_chroma = 8 + _ue_at_most(bits, "bit_depth_chroma_minus8", 6)
+        bits.read_flag()  # qpprime_y_zero_transform_bypass_flag
+        if bits.read_flag():  # seq_scaling_matrix_present_flag
+            for i in range(12 if chroma_format_idc == 3 else 8):
+                if bits.read_flag():  # seq_scaling_list_present_flag[i]
+                    _skip_scaling_list(bits, 16 if i < 6 else 64)
+
+    _ue_at_most(bits, "log2_max_frame_num_minus4", 12)
+    pic_order_cnt_type = _ue_at_most(bits, "pic_order_cnt_type", 2)
+    if pic_order_cnt_type == 0:
+        _ue_at_most(bits, "log2_max_pic_order_cnt_lsb_minus4", 12)
+    elif pic_order_cnt_type == 1:
+        bits.read_flag()  # delta_pic_order_always_zero_flag
+        bits.read_se()  # offset_for_non_ref_pic
+        bits.read_se()  # offset_for_top_to_bottom_field
+        cycle = _ue_at_most(bits, "num_ref_frames_in_pic_order_cnt_cycle", 255)
+        for _ in range(cycle):
+            bits.read_se()  # offset_for_ref_frame[i]
+    bits.read_ue()  # max_num_ref_frames
+    bits.read_flag()  # gaps_in_frame_num_value_allowed_flag
+    width_in_mbs = bits.read_ue() + 1
+    height_in_map_units = bits.read_ue() + 1
+    frame_mbs_only = bits.read_flag()
+    if not frame_mbs_only:
+        bits.read_flag()  # mb_adaptive_frame_field_flag
+    bits.read_flag()  # direct_8x8_inference_flag
+    crop = [0, 0, 0, 0]  # left, right, top, bottom, in crop units
+    if bits.read_flag():  # frame_cropping_flag
+        crop = [bits.read_ue() for _ in range(4)]
+
+    coded_width = 16 * width_in_mbs
+    coded_height = 16 * height_in_map_units * (1 if frame_mbs_only else 2)
+    crop_unit_x, crop_unit_y = _crop_units(chroma_format_idc, separate_colour_plane)
+    if not frame_mbs_only:
+        crop_unit_y *= 2
+    left, right = crop[0] * crop_unit_x, crop[1] * crop_unit_x
+    top, bottom = crop[2] * crop_unit_y, crop[3] * crop_unit_y
+    width, height = coded_width - left - right, coded_height - top - bottom
+    if width <= 0 or height <= 0:
+        raise SpsError(
+            f"SPS cropping (left {left}, right {right}, top {top}, bottom {bottom}) leaves "
+            f"nothing of the {coded_width}x{coded_height} coded picture"
+        )
+    return SpsInfo(
+        profile_idc=profile_idc,
+        constraint_flags=constraint_flags,
+        level_idc=level_idc,
+        seq_parameter_set_id=seq_parameter_set_id,
+        chroma_format_idc=chroma_format_idc,
+        separate_colour_plane=separate_colour_plane,
+        bit_depth_luma=bit_depth_luma,
+        bit_depth_chroma=bit_depth_chroma,
+        frame_mbs_only=frame_mbs_only,
+        coded_width=coded_width,
+        coded_height=coded_height,
+        crop_left=left,
+        crop_right=right,
+        crop_top=top,
+        crop_bottom=bottom,
+        width=width,
+        height=height,
+    )
+
+
+def _crop_units(chroma_format_idc: int, separate_colour_plane: bool) -> tuple[int, int]:
+    """(CropUnitX, CropUnitY) for frame pictures (H.264 eq. 7-19..7-22, Table 6-1).
+
+    Monochrome or separately coded planes crop in luma samples; otherwise in chroma samples:
+    4:2:0 is subsampled both ways, 4:2:2 horizontally only, 4:4:4 not at all.
+    """
+    if separate_colour_plane or chroma_format_idc == 0:
+        return 1, 1
+    return {1: (2, 2), 2: (2, 1), 3: (1, 1)}[chroma_format_idc]

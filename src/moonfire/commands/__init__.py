@@ -1,1 +1,0 @@
-"""One module per ``moonfire`` subcommand; see ``moonfire.cli``."""

@@ -1,0 +1,202 @@
+"""The recording daemon: every camera of a data directory, recorded until told to stop.
+
+Start-up and shut-down happen in a fixed order so that an orderly stop leaves
+the data directory exactly as ``moonfire check`` wants it:
+
+1. open the database and lock the sample file directory (a second daemon on the
+   same directory fails here, before touching anything);
+2. start the syncer, whose constructor first recovers from the last run and
+   enforces retention, synchronously, before any writer exists;
+3. start one ``Streamer`` per camera, camera *i* of *N* rotating at offset
+   ``interval·i//N`` so rotations (and their fsyncs) are staggered (§3.3);
+4. wait for the stop event, the time limit, or a fatal storage error;
+5. stop and join every streamer (each ends its run: its last recording is
+   saved with a trailing zero), close the syncer (it drains its queue and drops
+   every reservation), then close the directory and the database.
+
+A fatal storage error (the syncer could not fsync the directory) sets the stop
+event through ``on_fatal``; the daemon then shuts down and returns non-zero.
+
+A streamer still running after its join timeout may yet write through the
+syncer, the directory and the database, so none of them is closed under it:
+shutdown logs the camera and returns non-zero so the process exits (its
+threads are daemons); the next start recovers whatever it left half done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from moonfire.db import Camera, Database
+from moonfire.ingest.sources import Source, open_source
+from moonfire.ingest.streamer import CameraStatus, Streamer
+from moonfire.storage.data_dir import open_for_recording
+from moonfire.storage.sample_file_dir import SampleFileDir, Syncer, SyncerStoppedError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_STORAGE_FAILURE = 1
+#: A streamer did not stop in time; `moonfire run` documents 1 for "recording failed".
+EXIT_STREAMER_STUCK = 1
+
+#: How long shutdown waits for each streamer to end its session (a read blocked on a
+#: silent camera ends within the source's read timeout).
+STREAMER_JOIN_TIMEOUT_SEC = 30.0
+
+
+class Daemon:
+    """A running set of streamers over one data directory; see ``start_daemon``."""
+
+    def __init__(
+        self,
+        db: Database,
+        sample_dir: SampleFileDir,
+        stop: threading.Event,
+    ) -> None:
+        self.db = db
+        self.sample_dir = sample_dir
+        self.stop_event = stop
+        self.syncer: Syncer | None = None
+        self.streamers: list[Streamer] = []
+        self.fatal_error: BaseException | None = None
+        #: Names of cameras whose streamer was still running when shutdown gave up on it.
+        self.stuck_streamers: list[str] = []
+        self._closed = False
+
+    def _on_fatal(self, error: BaseException) -> None:
+        self.fatal_error = error
+        log.critical("storage failed, shutting down: %s", error)
+        self.stop_event.set()
+
+    def statuses(self) -> list[CameraStatus]:
+        """The latest status of every camera, in camera order."""
+        return [s.status() for s in self.streamers]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until stopped (or ``timeout`` seconds); True if the stop event is set."""
+        return self.stop_event.wait(timeout)
+
+    def shutdown(self) -> int:
+        """Stop everything in order; 0, or non-zero after a fatal storage error or stuck streamer.
+
+        A streamer that outlives its join timeout leaves the syncer, directory and
+        database open (see the module docstring).
+        """
+        if self._closed:
+            return self._exit_code()
+        self._closed = True
+        self.stop_event.set()
+        for streamer in self.streamers:
+            streamer.stop()
+        deadline = time.monotonic() + STREAMER_JOIN_TIMEOUT_SEC  # shared: N stuck cameras
+        for streamer in self.streamers:  # don't take N times as long
+            if not streamer.join(max(0.0, deadline - time.monotonic())):
+                self.stuck_streamers.append(streamer.name)
+        if self.stuck_streamers:
+            log.error(
+                "camera%s %s did not stop within %.0f s; leaving the syncer, sample file "
+                "directory and database open under %s and exiting: the next start recovers",
+                "" if len(self.stuck_streamers) == 1 else "s",
+                ", ".join(self.stuck_streamers),
+                STREAMER_JOIN_TIMEOUT_SEC,
+                "it" if len(self.stuck_streamers) == 1 else "them",
+            )
+            return self._exit_code()
+        try:
+            if self.syncer is not None:
+                try:
+                    self.syncer.close()
+                except SyncerStoppedError as e:
+                    self.fatal_error = self.fatal_error or e
+        finally:
+            self.sample_dir.close()
+            self.db.close()
+        log.info("stopped")
+        return self._exit_code()
+
+    def _exit_code(self) -> int:
+        if self.fatal_error is not None:
+            return EXIT_STORAGE_FAILURE
+        return EXIT_STREAMER_STUCK if self.stuck_streamers else EXIT_OK
+
+
+def _select_cameras(db: Database, camera_names: list[str] | None) -> list[Camera]:
+    if camera_names is None:
+        return db.list_cameras()
+    cameras = [db.get_camera(name) for name in camera_names]  # unknown names raise here
+    seen: set[int] = set()
+    return [c for c in cameras if not (c.id in seen or seen.add(c.id))]
+
+
+def start_daemon(
+    data_dir: str,
+    *,
+    stop: threading.Event | None = None,
+    camera_names: list[str] | None = None,
+    source_factory: Callable[[str, str | None, str | None], Source] = open_source,
+) -> Daemon:
+    """Open ``data_dir`` for recording and start its syncer and streamers.
+
+    Raises (having released everything) if the directory is missing, locked by
+    another recorder, or a named camera does not exist.
+    """
+    db, sample_dir = open_for_recording(data_dir)
+    daemon = Daemon(db, sample_dir, stop or threading.Event())
+    try:
+        cameras = _select_cameras(db, camera_names)
+        daemon.syncer = sample_dir.start_syncer(on_fatal=daemon._on_fatal)
+        recordable = [c for c in cameras if c.url]
+        for camera in cameras:
+            if not camera.url:
+                log.warning("camera %s: no URL configured; not recording it", camera.short_name)
+        if not recordable:
+            log.warning("no cameras to record in %s", data_dir)
+        for i, camera in enumerate(recordable):
+            daemon.streamers.append(
+                Streamer(
+                    camera,
+                    db,
+                    sample_dir,
+                    daemon.syncer,
+                    rotate_offset_sec=camera.rotate_interval_sec * i // len(recordable),
+                    source_factory=source_factory,
+                )
+            )
+        for streamer in daemon.streamers:
+            streamer.start()
+    except BaseException:
+        daemon.shutdown()
+        raise
+    count = len(daemon.streamers)
+    log.info("recording %d camera%s from %s", count, "" if count == 1 else "s", data_dir)
+    return daemon
+
+
+def run_cameras(
+    data_dir: str,
+    *,
+    duration_sec: float | None = None,
+    stop: threading.Event | None = None,
+    camera_names: list[str] | None = None,
+) -> int:
+    """Record until ``stop`` is set or ``duration_sec`` passes; 0, or non-zero on storage failure.
+
+    Set ``stop`` from a signal handler for ``moonfire run``; shutdown is orderly
+    either way (see the module docstring).
+    """
+    daemon = start_daemon(data_dir, stop=stop, camera_names=camera_names)
+    deadline = None if duration_sec is None else time.monotonic() + duration_sec
+    try:
+        # Short waits keep the main thread responsive to signal handlers that set ``stop``.
+        while not daemon.stop_event.is_set():
+            remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if remaining <= 0:
+                break
+            daemon.wait(remaining)
+    finally:
+        code = daemon.shutdown()
+    return code

@@ -1,0 +1,189 @@
+"""One camera's recording state across rotations: the policy between packets and writers.
+
+The streamer (real cameras) and the synthetic sources of the tests and
+benchmarks all feed packets through ``CameraRecorder``, so the rules below are
+the same everywhere:
+
+* packets before the first key frame of a run are dropped: every recording
+  starts with a key frame;
+* rotation (brief §3.3): a recording ends at the first key frame whose wall
+  second is strictly past its boundary ``k·interval + offset``; the first
+  recording of a run waits for the *second* boundary, so it lasts one to two
+  intervals and has plenty of frames to estimate its start from.  The old
+  writer is closed with the key frame's pts, so its last duration is exact,
+  and the next recording continues the run (it starts exactly where the last
+  one ended);
+* a new sample entry (new SPS/PPS) starts a new recording at that key frame;
+* a recording never reaches the 5-minute maximum the database enforces: past
+  ``ROTATE_BY_90K`` it ends at the next key frame whatever the schedule, and a
+  camera that sends no key frame at all by ``END_RUN_AT_90K`` has its run ended
+  there (the frames until its next key frame can't start a recording);
+* pts going backwards (a camera that restarted its clock) ends the run, and
+  the packet is handled as the first of a new one;
+* a write error ends the run: the writer is closed (saving what it could) and
+  the next key frame starts a new run.  When the error is a full disk, the
+  syncer is asked to delete this camera's oldest recordings to make room, so
+  recording goes on even if the budget was set larger than the disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import TYPE_CHECKING
+
+from moonfire.time import MAX_RECORDING_DURATION, TIME_UNITS_PER_SEC
+from moonfire_core import RecordingAbandonedError
+from moonfire_core.records import PreviousWriter
+from moonfire_core.writer import Writer
+
+if TYPE_CHECKING:
+    from moonfire.storage.sample_file_dir import SampleFileDir, Syncer
+
+log = logging.getLogger(__name__)
+
+#: Media duration past which a recording ends at the next key frame.
+ROTATE_BY_90K = MAX_RECORDING_DURATION - 30 * TIME_UNITS_PER_SEC
+#: Media duration at which a recording without a key frame in sight ends anyway.
+END_RUN_AT_90K = MAX_RECORDING_DURATION - 5 * TIME_UNITS_PER_SEC
+#: The first recording of a run gets a second interval only while it stays this short.
+FIRST_RECORDING_MAX_SEC = ROTATE_BY_90K // TIME_UNITS_PER_SEC - 30
+
+
+def rotation_boundary(
+    frame_sec: int, interval_sec: int, offset_sec: int, first_in_run: bool
+) -> int:
+    """The wall second after which the recording started at ``frame_sec`` ends (§3.3).
+
+    The first recording of a run waits for the second boundary, unless long
+    intervals would take it near the 5-minute maximum.
+    """
+    boundary = frame_sec - frame_sec % interval_sec + offset_sec
+    if boundary <= frame_sec:
+        boundary += interval_sec
+    if first_in_run and boundary + interval_sec - frame_sec <= FIRST_RECORDING_MAX_SEC:
+        boundary += interval_sec
+    return boundary
+
+
+class CameraRecorder:
+    """Turns one camera's packets into a chain of rotated recordings.
+
+    Not thread-safe: one streamer thread owns it.
+    """
+
+    def __init__(
+        self,
+        sample_dir: SampleFileDir,
+        syncer: Syncer,
+        camera_id: int,
+        camera_name: str = "",
+        rotate_interval_sec: int = 60,
+        rotate_offset_sec: int = 0,
+    ) -> None:
+        self._sample_dir = sample_dir
+        self._syncer = syncer
+        self.camera_id = camera_id
+        self.camera_name = camera_name or str(camera_id)
+        self.rotate_interval_sec = rotate_interval_sec
+        self.rotate_offset_sec = rotate_offset_sec % rotate_interval_sec
+        self._writer: Writer | None = None
+        self._writer_entry_id: int | None = None
+        self._prev: PreviousWriter | None = None
+        self._rotate_at_sec = 0
+        self._writer_start_pts = 0
+        self._last_pts = 0
+        #: Recordings handed to the syncer so far (for status displays).
+        self.recordings_closed = 0
+
+    @property
+    def recording(self) -> bool:
+        return self._writer is not None
+
+    def write(
+        self,
+        packet: bytes | memoryview,
+        local_time_90k: int,
+        pts_90k: int,
+        is_key: bool,
+        video_sample_entry_id: int,
+    ) -> None:
+        """Record one packet, rotating or starting a recording at a key frame as needed."""
+        if self._writer is not None and pts_90k <= self._last_pts:
+            # The camera restarted its clock: what follows can't extend this run.
+            log.warning(
+                "camera %s: pts went from %d back to %d; ending the run",
+                self.camera_name,
+                self._last_pts,
+                pts_90k,
+            )
+            self.end_run()
+        if self._writer is not None:
+            media_90k = pts_90k - self._writer_start_pts
+            if is_key and (
+                local_time_90k // TIME_UNITS_PER_SEC > self._rotate_at_sec
+                or video_sample_entry_id != self._writer_entry_id
+                or media_90k >= ROTATE_BY_90K
+            ):
+                self._close_writer(next_pts=pts_90k)
+            elif media_90k >= END_RUN_AT_90K:
+                log.warning(
+                    "camera %s: no key frame for %d s; ending the run",
+                    self.camera_name,
+                    media_90k // TIME_UNITS_PER_SEC,
+                )
+                self._close_writer(next_pts=pts_90k)
+                self._prev = None
+        if self._writer is None:
+            if not is_key:
+                return
+            self._start_writer(local_time_90k, pts_90k, video_sample_entry_id)
+        assert self._writer is not None
+        try:
+            self._writer.write(packet, local_time_90k, pts_90k, is_key)
+        except OSError as e:
+            self._on_write_error(e)
+        else:
+            self._last_pts = pts_90k
+
+    def end_run(self) -> None:
+        """The session ended (error or shutdown): close with a trailing zero; next run anew."""
+        if self._writer is not None:
+            self._close_writer(next_pts=None)
+        self._prev = None
+
+    def _start_writer(self, local_time_90k: int, pts_90k: int, video_sample_entry_id: int) -> None:
+        first_in_run = self._prev is None
+        self._writer = self._sample_dir.create_writer(
+            self._syncer, self._prev, self.camera_id, video_sample_entry_id
+        )
+        self._writer_entry_id = video_sample_entry_id
+        self._writer_start_pts = pts_90k
+        self._rotate_at_sec = rotation_boundary(
+            local_time_90k // TIME_UNITS_PER_SEC,
+            self.rotate_interval_sec,
+            self.rotate_offset_sec,
+            first_in_run,
+        )
+
+    def _close_writer(self, next_pts: int | None) -> bool:
+        """Close the current writer; True if its recording went to the syncer to be saved."""
+        writer, self._writer = self._writer, None
+        assert writer is not None
+        try:
+            self._prev = writer.close(next_pts)
+        except RecordingAbandonedError as e:
+            log.warning("camera %s: %s", self.camera_name, e)
+            self._prev = None
+            return False
+        self.recordings_closed += 1
+        return True
+
+    def _on_write_error(self, error: OSError) -> None:
+        log.error("camera %s: write failed, ending this run: %s", self.camera_name, error)
+        saved = self._writer is not None and self._close_writer(next_pts=None)
+        self._prev = None
+        # An abandoned recording reports ENOSPC to the syncer itself, which then
+        # makes room; a saved one (the samples that fit) doesn't, so ask here.
+        if error.errno == errno.ENOSPC and saved:
+            self._syncer.make_room(self.camera_id)

@@ -1,0 +1,250 @@
+"""One thread per camera: connect, feed packets to the recorder, reconnect on errors (§4.1).
+
+A *session* is one connection to the camera.  It opens the source, turns its
+extradata into a sample entry (inserted, deduplicated, in the database before
+any packet is written), anchors the monotonic clock to wall time once (brief
+§3.2: a wall-clock step mid-session must not move frame times) and hands every
+packet to ``CameraRecorder``, which drops packets until the first key frame and
+rotates.  A session ends with ``recorder.end_run()``, so its last recording is
+saved with a trailing zero and the next session starts a new run.
+
+On any error the streamer logs one line naming the camera, backs off (1 s,
+doubling to 30 s; back to 1 s after a session that lasted over 30 s) and
+reconnects.  ``stop()`` wakes it from the back-off and interrupts the source;
+a source blocked in a network read notices within its read timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from moonfire.codec.h264 import SampleEntry, sample_entry_from_extradata
+from moonfire.db import Camera, Database
+from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.sources import Source, SourceError, open_source, redact_url
+from moonfire.storage.sample_file_dir import SampleFileDir, Syncer, SyncerStoppedError
+from moonfire_core.annexb import annex_b_to_avc, split_annex_b
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL_SEC = 1.0
+BACKOFF_MAX_SEC = 30.0
+#: A session that lasted longer than this resets the back-off to its initial value.
+BACKOFF_RESET_AFTER_SEC = 30.0
+
+_NAL_SPS, _NAL_PPS = 7, 8
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """A snapshot of one streamer, for status displays and the HTTP API."""
+
+    camera: str
+    connected: bool
+    frames: int
+    recordings: int
+    #: Sessions that ended in an error (each one was, or will be, retried).
+    errors: int
+    last_error: str | None
+    #: Wall time (``time.time()``) of ``last_error``.
+    last_error_time: float | None
+
+
+class _SessionEntry:
+    """The sample entry in use and how packets must be transformed to match it."""
+
+    def __init__(self, db: Database, extradata: bytes) -> None:
+        entry: SampleEntry = sample_entry_from_extradata(extradata)
+        self.extradata = extradata
+        self.id = db.insert_video_sample_entry(entry.width, entry.height, entry.data)
+        self.need_transform = entry.need_transform
+        self.parameter_sets = _parameter_sets(extradata) if entry.need_transform else None
+
+
+def _parameter_sets(annex_b: bytes) -> tuple[bytes, ...]:
+    """The distinct SPS and PPS NAL units of an Annex B buffer, in first-seen order.
+
+    Cameras often repeat them before every slice of a key frame; repeats are not changes.
+    """
+    nals = split_annex_b(annex_b)
+    return tuple(dict.fromkeys(n for n in nals if n and n[0] & 0x1F in (_NAL_SPS, _NAL_PPS)))
+
+
+def _wall_anchor_ns() -> int:
+    """wall − monotonic, sampled once per session (brief §3.2)."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+class Streamer:
+    """Records one camera in its own thread until ``stop()``."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        db: Database,
+        sample_dir: SampleFileDir,
+        syncer: Syncer,
+        *,
+        rotate_offset_sec: int = 0,
+        source_factory: Callable[[str, str | None, str | None], Source] = open_source,
+    ) -> None:
+        self.camera = camera
+        self.name = camera.short_name
+        self._db = db
+        self._syncer = syncer
+        self._open_source = source_factory
+        self.recorder = CameraRecorder(
+            sample_dir,
+            syncer,
+            camera.id,
+            camera_name=camera.short_name,
+            rotate_interval_sec=camera.rotate_interval_sec,
+            rotate_offset_sec=rotate_offset_sec,
+        )
+        self._stop = threading.Event()
+        self._source: Source | None = None
+        self._source_lock = threading.Lock()
+        self._connected = False
+        self._frames = 0
+        self._errors = 0
+        self._last_error: str | None = None
+        self._last_error_time: float | None = None
+        self._thread = threading.Thread(target=self._run, name=f"streamer-{self.name}", daemon=True)
+
+    # ---- control (any thread) ----
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end its session and exit; returns at once (see ``join``)."""
+        self._stop.set()
+        with self._source_lock:
+            if self._source is not None:
+                self._source.interrupt()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True if it has exited."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def status(self) -> CameraStatus:
+        return CameraStatus(
+            camera=self.name,
+            connected=self._connected,
+            frames=self._frames,
+            recordings=self.recorder.recordings_closed,
+            errors=self._errors,
+            last_error=self._last_error,
+            last_error_time=self._last_error_time,
+        )
+
+    # ---- the thread ----
+
+    def _run(self) -> None:
+        backoff = BACKOFF_INITIAL_SEC
+        url = redact_url(self.camera.url)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._session()
+                if self._stop.is_set():
+                    break
+                error = f"stream ended ({url})"
+            except SyncerStoppedError as e:
+                # Storage is gone; the daemon's on_fatal handler is shutting everything down.
+                log.error("camera %s: stopping: %s", self.name, e)
+                self._record_error(str(e))
+                return
+            except SourceError as e:
+                error = str(e)
+            except Exception as e:  # noqa: BLE001 - any failure ends the session, never the thread
+                error = f"{type(e).__name__}: {e}"
+                log.debug("camera %s: session failed", self.name, exc_info=True)
+            if self._stop.is_set():
+                break
+            if time.monotonic() - started > BACKOFF_RESET_AFTER_SEC:
+                backoff = BACKOFF_INITIAL_SEC
+            self._record_error(error)
+            log.warning("camera %s: %s; retrying in %g s", self.name, error, backoff)
+            if self._stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, BACKOFF_MAX_SEC)
+        log.info("camera %s: stopped", self.name)
+
+    def _record_error(self, error: str) -> None:
+        self._errors += 1
+        self._last_error = error
+        self._last_error_time = time.time()
+
+    def _session(self) -> None:
+        camera = self.camera
+        source = self._open_source(camera.url, camera.username, camera.password)
+        with self._source_lock:
+            self._source = source
+        try:
+            if self._stop.is_set():
+                return
+            entry = _SessionEntry(self._db, source.extradata)
+            anchor_ns = _wall_anchor_ns()
+            self._connected = True
+            log.info(
+                "camera %s: connected to %s (%dx%d)",
+                self.name, source.url, source.width, source.height,
+            )
+            self._record_packets(source, entry, anchor_ns)
+        finally:
+            self._connected = False
+            with self._source_lock:
+                self._source = None
+            try:
+                self.recorder.end_run()
+            finally:
+                source.close()
+
+    def _record_packets(self, source: Source, entry: _SessionEntry, anchor_ns: int) -> None:
+        recorder = self.recorder
+        stop = self._stop
+        monotonic_ns = time.monotonic_ns
+        for packet in source.packets():
+            if stop.is_set():
+                return
+            if packet.new_extradata is not None:
+                entry = self._change_entry(entry, packet.new_extradata)
+            elif packet.is_key and entry.parameter_sets is not None:
+                entry = self._check_in_band_parameter_sets(entry, packet.data)
+            # The time of receipt (§3.2), not now: AvSource holds each packet back a frame.
+            received_ns = packet.received_ns if packet.received_ns is not None else monotonic_ns()
+            # ns → 90 kHz: × 90 000 / 10⁹ = × 9 / 100 000, exact in integers.
+            local_time_90k = (received_ns + anchor_ns) * 9 // 100_000
+            data = annex_b_to_avc(packet.data) if entry.need_transform else packet.data
+            recorder.write(data, local_time_90k, packet.pts_90k, packet.is_key, entry.id)
+            self._frames += 1
+
+    def _change_entry(self, entry: _SessionEntry, extradata: bytes) -> _SessionEntry:
+        """New parameter sets: a new sample entry, so the recorder rotates at this key frame."""
+        if extradata == entry.extradata:
+            return entry
+        new = _SessionEntry(self._db, extradata)
+        if new.id != entry.id:
+            log.info(
+                "camera %s: new parameter sets; video sample entry %d -> %d",
+                self.name, entry.id, new.id,
+            )
+        return new
+
+    def _check_in_band_parameter_sets(self, entry: _SessionEntry, data: bytes) -> _SessionEntry:
+        """A key frame carrying SPS/PPS that differ from the entry's starts a new entry."""
+        in_band = _parameter_sets(data)
+        if not in_band or in_band == entry.parameter_sets:
+            return entry
+        if not any(n[0] & 0x1F == _NAL_SPS for n in in_band) or not any(
+            n[0] & 0x1F == _NAL_PPS for n in in_band
+        ):
+            return entry  # a partial update; keep the entry we have
+        extradata = b"".join(b"\x00\x00\x00\x01" + n for n in in_band)
+        return self._change_entry(entry, extradata)

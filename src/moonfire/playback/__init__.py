@@ -1,0 +1,1 @@
+"""Reading recordings back: segments, the virtual .mp4 and export planning."""

@@ -1,0 +1,115 @@
+"""Planning an export: a camera's recordings in ``[start, end)`` as one ``.mp4`` per stretch.
+
+Pure planning, no output: :func:`plan_export` queries the database, clips the first and last
+recordings to the range, groups the segments into gap-free stretches (``split_at_gaps``; see
+docs/design.md "Virtual .mp4": a ``.mp4`` never spans a gap) and builds a ``VirtualFile`` per
+stretch.  Every sample file the export will read is checked (exists, has exactly the row's
+``sample_file_bytes``) here, *before* the caller writes anything, so a missing or truncated file
+fails the export up front instead of leaving a partial output behind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from moonfire.db import Database, RecordingRow
+from moonfire.playback.mp4 import VirtualFile, build_mp4, split_at_gaps
+from moonfire.playback.segment import Segment, recording_name
+from moonfire.storage.sample_file_dir import uuid_name
+from moonfire.time import format_time
+
+
+class ExportError(Exception):
+    """The requested export cannot be produced (bad range, no recordings, bad sample file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPart:
+    """One gap-free stretch of the export and the ``.mp4`` that holds it."""
+
+    file: VirtualFile
+    #: Wall-clock range presented by the file (the requested range, clipped to the recordings).
+    start_90k: int
+    end_90k: int
+
+    @property
+    def duration_90k(self) -> int:
+        return self.end_90k - self.start_90k
+
+    @property
+    def frames(self) -> int:
+        """Samples in the file, the GOP prefix before a mid-GOP start included."""
+        return sum(segment.frames for segment in self.file.segments)
+
+
+def clip_to_range(row: RecordingRow, start_90k: int, end_90k: int) -> tuple[int, int]:
+    """The part of ``row`` inside wall-clock ``[start_90k, end_90k)``, relative to its start."""
+    begin = min(max(start_90k - row.start_time_90k, 0), row.duration_90k)
+    end = max(min(end_90k - row.start_time_90k, row.duration_90k), begin)
+    return begin, end
+
+
+def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -> list[ExportPart]:
+    """The ``.mp4`` files (one per gap-free stretch, in time order) for ``[start_90k, end_90k)``.
+
+    :raises ExportError: start not before end, no recordings in the range, or a sample file
+        that is missing or whose size differs from the database row.
+    :raises UnknownCameraError: no such camera.
+    """
+    if start_90k >= end_90k:
+        raise ExportError(
+            f"start {format_time(start_90k)} ({start_90k}) is not before end "
+            f"{format_time(end_90k)} ({end_90k})"
+        )
+    cam = db.get_camera(camera)
+    rows = db.list_recordings_by_time(cam.id, start_90k, end_90k)
+    if not rows:
+        raise ExportError(
+            f"camera {cam.short_name!r} has no recordings between {format_time(start_90k)} and "
+            f"{format_time(end_90k)}"
+        )
+    sample_dir = db.sample_file_dir().path
+    paths: dict[int, str] = {}
+    segments = []
+    for row in rows:
+        playback = db.get_playback(row.composite_id)
+        path = os.path.join(sample_dir, uuid_name(playback.sample_file_uuid))
+        _check_sample_file(row, path)
+        paths[row.composite_id] = path
+        segments.append(Segment(row, playback.video_index, clip_to_range(row, start_90k, end_90k)))
+    entries = {
+        entry_id: db.get_video_sample_entry(entry_id)
+        for entry_id in {row.video_sample_entry_id for row in rows}
+    }
+
+    def open_sample_file(row: RecordingRow) -> int:
+        return os.open(paths[row.composite_id], os.O_RDONLY | os.O_CLOEXEC)
+
+    parts = []
+    for stretch in split_at_gaps(segments):
+        first, last = stretch[0], stretch[-1]
+        parts.append(
+            ExportPart(
+                file=build_mp4(stretch, entries, open_sample_file),
+                start_90k=first.row.start_time_90k + first.desired_range_90k[0],
+                end_90k=last.row.start_time_90k + last.desired_range_90k[1],
+            )
+        )
+    return parts
+
+
+def _check_sample_file(row: RecordingRow, path: str) -> None:
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise ExportError(
+            f"sample file {path} of recording {recording_name(row)} "
+            f"({format_time(row.start_time_90k)}) is missing"
+        ) from None
+    if size != row.sample_file_bytes:
+        raise ExportError(
+            f"sample file {path} of recording {recording_name(row)} "
+            f"({format_time(row.start_time_90k)}) is {size} bytes; the database says "
+            f"{row.sample_file_bytes}"
+        )

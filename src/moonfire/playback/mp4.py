@@ -1,0 +1,465 @@
+"""``VirtualFile``: a ``.mp4`` over recorded segments, never written to disk (brief §4.2).
+
+The file is a list of *slices*; any byte range is produced on demand by a binary search over the
+slices' end offsets.  Slices are small fixed boxes (built eagerly), one slice per sample table
+(the ``stts``/``stsz``/``stss`` entries of all segments, converted on each read from just the
+segments it covers, whose decoded columns are cached) and per-segment sample data (read from the
+sample file with ``os.pread`` per request).  The size is known without decoding any index:
+interior segments take the fast path.
+
+Layout (``moov`` before ``mdat`` so players can start at once)::
+
+    ftyp  moov{mvhd trak{tkhd [edts/elst] mdia{mdhd hdlr minf{vmhd dinf
+          stbl{stsd stts stsc stsz co64 stss}}}}}  mdat(64-bit header)
+
+Choices, each a decision a reader might otherwise have to reverse-engineer:
+
+* ``stts`` has one entry per sample, as in era 1: its size is then known from the frame counts
+  without decoding interior indexes (run-length merging would need every index decoded up front).
+* One chunk per segment: ``stsc`` has one entry per segment, ``co64`` one offset per segment.
+* Each segment's last ``stts`` delta is trimmed to the desired end; ``stss`` numbers are 1-based
+  and advance by the frames each *segment* contributes (not the recording's count; af282c3).
+* Edit list: per segment skip ``desired start - actual start`` and keep the desired duration;
+  contiguous keeps merge; ``edts`` is written only when the result is not one entry at media
+  time 0.
+* **Gaps**: a ``.mp4`` covers one stretch of time without gaps.  ``build_mp4`` refuses (naming
+  the recording and the gap) a segment starting, in wall time (recording start + desired start),
+  later than the previous one ended; :func:`split_at_gaps` groups segments into such stretches,
+  one file each.  Empty edits (media time -1) could bridge a gap in one file, but FFmpeg's mov
+  demuxer mishandles edit lists with several entries (it re-emitted earlier samples when tried),
+  so the output would not play faithfully.  A segment starting earlier than the previous one
+  ended (runs overlapping by clock error, or a range repeated) is simply played next.
+* **Trailing zero**: appending a segment after one whose recording ends in a zero-duration frame
+  is refused, unless the new segment's recording starts a new run (``run_offset == 0``, or another
+  run or camera).  That zero-duration frame keeps duration 0: the next sample then shares its
+  decode time, so every frame is still demuxed and decoded, and no presentation time is invented.
+* Durations too large for 32 bits (over 13.25 hours) switch ``mvhd``/``tkhd``/``mdhd`` to
+  version 1.  ``mdhd`` holds the media duration (Σ ``stts``); ``mvhd``/``tkhd`` the presentation
+  duration (Σ desired durations).
+
+``etag`` is a strong, quoted hex SHA-1 over ``FORMAT_VERSION`` and each segment's identity
+(camera id, recording id, recording start, desired range).  Bump ``FORMAT_VERSION`` whenever
+the bytes produced for the same request change, or clients could splice ranges of two formats.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import hashlib
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+import numpy as np
+
+from moonfire.playback import mp4_boxes as boxes
+from moonfire.playback.segment import Segment, recording_name
+
+if TYPE_CHECKING:
+    from moonfire.db import RecordingRow, VideoSampleEntry
+
+#: Version of the bytes this module produces; part of every ETag.
+FORMAT_VERSION = 1
+
+#: Chunk size used by ``write_to``.
+STREAM_CHUNK_BYTES = 1 << 20
+
+#: Opens a recording's sample file for reading; ``VirtualFile`` closes what it returns (an fd or
+#: a binary file object) after each read.
+SampleFileOpener = Callable[["RecordingRow"], "int | BinaryIO"]
+
+
+class _Slice(Protocol):
+    size: int
+
+    def read(self, start: int, stop: int) -> bytes | memoryview: ...
+
+
+@dataclass(slots=True)
+class _Static:
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, start: int, stop: int) -> memoryview:
+        return memoryview(self.data)[start:stop]
+
+
+STTS, STSZ, STSS = 0, 1, 2
+
+#: Bytes per entry of each table kind.
+_ENTRY_BYTES = {STTS: 8, STSZ: 4, STSS: 4}
+
+
+class _Table:
+    """The ``stts``, ``stsz`` or ``stss`` entries (``kind``) of *all* segments, as one slice.
+
+    One slice rather than one per segment, so a read of the whole ``moov`` converts every segment
+    covered with a handful of large numpy operations (``np.concatenate`` straight into the
+    big-endian dtype) instead of several small ones per segment: a day-long export has 1440
+    segments and 2.6 M samples.  Still lazy: a read decodes and converts only the segments whose
+    entries it overlaps (``Segment.sample_tables()`` is cached per segment), so serving a small
+    range never builds every table.  Nothing big-endian is cached: each read converts just what
+    it returns, once, which is also the single copy a cache would have made.
+    """
+
+    __slots__ = ("segments", "kind", "size", "_begins", "_ends", "_first_frame_numbers")
+
+    def __init__(self, segments: Sequence[Segment], kind: int) -> None:
+        self.segments = segments
+        self.kind = kind
+        counts = [s.key_frames if kind == STSS else s.frames for s in segments]
+        entry_bytes = _ENTRY_BYTES[kind]
+        self._ends: list[int] = []
+        self._begins: list[int] = []
+        end = 0
+        for count in counts:
+            self._begins.append(end)
+            end += entry_bytes * count
+            self._ends.append(end)
+        self.size = end
+        # 1-based number, in the whole file, of each segment's first frame (for stss).
+        self._first_frame_numbers = np.cumsum([1] + [s.frames for s in segments]).tolist()
+
+    def read(self, start: int, stop: int) -> memoryview:
+        first = bisect.bisect_right(self._ends, start)
+        last = bisect.bisect_left(self._begins, stop, lo=first) - 1
+        base = self._begins[first]
+        entries = self._entries(first, last)
+        return memoryview(entries).cast("B")[start - base : stop - base]
+
+    def _entries(self, first: int, last: int) -> np.ndarray:
+        """Big-endian entries of segments ``first..last`` (inclusive), one contiguous array."""
+        tables = [self.segments[i].sample_tables() for i in range(first, last + 1)]
+        if self.kind == STSZ:
+            # Sizes and (below) durations and frame numbers are positive int32 values, so their
+            # ">i4" bytes are those of the ">u4" fields the boxes define.
+            return np.concatenate([t.sizes for t in tables], dtype=">i4")
+        if self.kind == STTS:
+            # (sample count 1, delta) pairs: the delta column written straight into the pairs.
+            pairs = np.empty((sum(len(t.durations) for t in tables), 2), dtype=">i4")
+            pairs[:, 0] = 1
+            np.concatenate([t.durations for t in tables], out=pairs[:, 1])
+            return pairs
+        is_key = np.concatenate([t.is_key for t in tables])
+        numbers = np.flatnonzero(is_key).astype(">i4")
+        numbers += self._first_frame_numbers[first]
+        return numbers
+
+
+@dataclass(slots=True)
+class _SampleData:
+    """A segment's byte range of its sample file."""
+
+    segment: Segment
+    open_sample_file: SampleFileOpener
+    size: int
+
+    def read(self, start: int, stop: int) -> bytes:
+        file_offset = self.segment.sample_byte_range[0] + start
+        wanted = stop - start
+        handle = self.open_sample_file(self.segment.row)
+        try:
+            fd = handle if isinstance(handle, int) else handle.fileno()
+            data = os.pread(fd, wanted, file_offset)
+        finally:
+            if isinstance(handle, int):
+                os.close(handle)
+            else:
+                handle.close()
+        if len(data) != wanted:
+            raise ValueError(
+                f"sample file of recording {recording_name(self.segment.row)} is too short: "
+                f"wanted {wanted} bytes at offset {file_offset}, got {len(data)}"
+            )
+        return data
+
+
+class VirtualFile:
+    """A read-only ``.mp4`` whose bytes are computed on request; build it with :func:`build_mp4`."""
+
+    def __init__(
+        self,
+        segments: Sequence[Segment],
+        stsd_entries: Sequence[VideoSampleEntry],
+        slices: list[_Slice],
+        etag: str,
+        last_modified_90k: int,
+        media_data_offset: int,
+    ) -> None:
+        self.segments = tuple(segments)
+        #: Offset of the first sample byte (just past the ``mdat`` header): the ``moov`` ends
+        #: 16 bytes before it.
+        self.media_data_offset = media_data_offset
+        self._stsd_entries = tuple(stsd_entries)
+        self._slices = slices
+        self._ends: list[int] = []
+        end = 0
+        for piece in slices:
+            end += piece.size
+            self._ends.append(end)
+        self._etag = etag
+        self._last_modified_90k = last_modified_90k
+
+    @property
+    def size(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @property
+    def etag(self) -> str:
+        return self._etag
+
+    @property
+    def last_modified(self) -> datetime.datetime:
+        """The latest segment's recording end, in UTC (whole seconds, as HTTP dates are)."""
+        seconds = self._last_modified_90k // boxes.TIMESCALE_90K
+        return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+
+    @property
+    def content_type(self) -> str:
+        """``video/mp4; codecs="avc1.PPCCLL"`` from the first sample entry's ``avcC``."""
+        data = self._stsd_entries[0].data
+        if data[4:8] == b"avc1" and data[90:94] == b"avcC" and len(data) >= 98:
+            return f'video/mp4; codecs="avc1.{data[95:98].hex()}"'
+        return "video/mp4"
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes ``[offset, offset + length)``, shorter only where the file ends."""
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid range: offset {offset}, length {length}")
+        stop = min(offset + length, self.size)
+        if offset >= stop:
+            return b""
+        parts = []
+        index = bisect.bisect_right(self._ends, offset)
+        while offset < stop:
+            piece_end = self._ends[index]
+            piece_start = piece_end - self._slices[index].size
+            chunk_stop = min(stop, piece_end)
+            parts.append(self._slices[index].read(offset - piece_start, chunk_stop - piece_start))
+            offset = chunk_stop
+            index += 1
+        return b"".join(parts)
+
+    def write_to(self, fileobj: BinaryIO, progress: Callable[[int], object] | None = None) -> None:
+        """Streams the whole file in chunks; ``progress(n)`` after each (e.g. ``tqdm.update``)."""
+        for offset in range(0, self.size, STREAM_CHUNK_BYTES):
+            chunk = self.read(offset, STREAM_CHUNK_BYTES)
+            fileobj.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
+
+    def __repr__(self) -> str:
+        return f"VirtualFile({len(self.segments)} segments, {self.size} bytes, etag {self._etag})"
+
+
+def build_mp4(
+    segments: Sequence[Segment],
+    sample_entries: dict[int, VideoSampleEntry],
+    open_sample_file: SampleFileOpener,
+) -> VirtualFile:
+    """Lays out a ``.mp4`` over ``segments`` (in order).
+
+    ``sample_entries`` maps ``video_sample_entry_id`` to the entry (at least those the segments
+    use); ``open_sample_file(row)`` returns a readable fd or binary file of the row's sample file.
+    Raises ``ValueError`` for no segments, an unknown sample entry, a gap between segments (see
+    :func:`split_at_gaps`) or a segment after a trailing zero in the same run.
+    """
+    if not segments:
+        raise ValueError("no segments: a .mp4 needs at least one recording")
+    _check_trailing_zeros(segments)
+    _check_no_gaps(segments)
+    stsd_entries, description_numbers = _distinct_sample_entries(segments, sample_entries)
+    edits, presentation_duration = _edit_list(segments)
+    media_duration = sum(segment.media_duration_90k for segment in segments)
+    last_modified_90k = max(segment.row.end_time_90k for segment in segments)
+    creation_1904 = last_modified_90k // boxes.TIMESCALE_90K + boxes.EPOCH_1904_OFFSET
+    width = max(entry.width for entry in stsd_entries)
+    height = max(entry.height for entry in stsd_entries)
+
+    frames = sum(segment.frames for segment in segments)
+    key_frames = sum(segment.key_frames for segment in segments)
+    fixed_stbl_head = boxes.stsd(entry.data for entry in stsd_entries)
+    stsc = boxes.stsc([(s.frames, d) for s, d in zip(segments, description_numbers, strict=True)])
+    # Payload lengths of the full boxes (after version/flags): count fields plus entries.
+    stts_len = 4 + 8 * frames
+    stsz_len = 8 + 4 * frames
+    co64_len = 4 + 8 * len(segments)
+    stss_len = 4 + 4 * key_frames
+    full_box_overhead = 12
+    stbl_len = (
+        len(fixed_stbl_head)
+        + len(stsc)
+        + sum(full_box_overhead + n for n in (stts_len, stsz_len, co64_len, stss_len))
+    )
+    minf_head = boxes.vmhd() + boxes.dinf()
+    minf_len = len(minf_head) + 8 + stbl_len
+    mdia_head = boxes.mdhd(creation_1904, media_duration) + boxes.hdlr_video()
+    mdia_len = len(mdia_head) + 8 + minf_len
+    trak_head = boxes.tkhd(creation_1904, 1, presentation_duration, width, height)
+    if edits is not None:
+        trak_head += boxes.edts(edits)
+    trak_len = len(trak_head) + 8 + mdia_len
+    moov_head = boxes.mvhd(creation_1904, presentation_duration)
+    moov_len = len(moov_head) + 8 + trak_len
+    ftyp = boxes.ftyp()
+    mdat_payload_start = len(ftyp) + 8 + moov_len + 16
+
+    data_lengths = np.array(
+        [end - start for start, end in (s.sample_byte_range for s in segments)], dtype=np.int64
+    )
+    chunk_offsets = mdat_payload_start + np.concatenate(([0], np.cumsum(data_lengths)[:-1]))
+
+    pieces: list[_Slice] = []
+    static = bytearray()
+
+    def add_table(header: bytes, kind: int) -> None:
+        static.extend(header)
+        pieces.append(_Static(bytes(static)))
+        static.clear()
+        pieces.append(_Table(segments, kind))
+
+    static += ftyp
+    static += boxes.box_header(b"moov", moov_len) + moov_head
+    static += boxes.box_header(b"trak", trak_len) + trak_head
+    static += boxes.box_header(b"mdia", mdia_len) + mdia_head
+    static += boxes.box_header(b"minf", minf_len) + minf_head
+    static += boxes.box_header(b"stbl", stbl_len) + fixed_stbl_head
+    add_table(
+        boxes.full_box_header(b"stts", stts_len) + struct.pack(">I", frames),
+        STTS,
+    )
+    static += stsc
+    add_table(
+        boxes.full_box_header(b"stsz", stsz_len) + struct.pack(">II", 0, frames),
+        STSZ,
+    )
+    static += boxes.full_box_header(b"co64", co64_len) + struct.pack(">I", len(segments))
+    static += chunk_offsets.astype(">u8").tobytes()
+    add_table(
+        boxes.full_box_header(b"stss", stss_len) + struct.pack(">I", key_frames),
+        STSS,
+    )
+    static += boxes.mdat_header(int(data_lengths.sum()))
+    pieces.append(_Static(bytes(static)))
+    for segment, length in zip(segments, data_lengths.tolist(), strict=True):
+        if length:
+            pieces.append(_SampleData(segment, open_sample_file, length))
+
+    return VirtualFile(
+        segments, stsd_entries, pieces, _etag(segments), last_modified_90k, mdat_payload_start
+    )
+
+
+def _check_trailing_zeros(segments: Sequence[Segment]) -> None:
+    for previous, segment in zip(segments, segments[1:], strict=False):
+        if previous.have_trailing_zero and not _starts_new_run(previous.row, segment.row):
+            raise ValueError(
+                f"unable to append recording {recording_name(segment.row)} after recording "
+                f"{recording_name(previous.row)} with trailing zero"
+            )
+
+
+def _starts_new_run(previous: RecordingRow, row: RecordingRow) -> bool:
+    if row.run_offset == 0 or row.camera_id != previous.camera_id:
+        return True
+    return row.recording_id - row.run_offset != previous.recording_id - previous.run_offset
+
+
+def _distinct_sample_entries(
+    segments: Sequence[Segment], sample_entries: dict[int, VideoSampleEntry]
+) -> tuple[list[VideoSampleEntry], list[int]]:
+    """Distinct entries in order of first use, and each segment's 1-based ``stsd`` position."""
+    positions: dict[int, int] = {}
+    entries: list[VideoSampleEntry] = []
+    numbers = []
+    for segment in segments:
+        entry_id = segment.row.video_sample_entry_id
+        if entry_id not in positions:
+            entry = sample_entries.get(entry_id)
+            if entry is None:
+                raise ValueError(
+                    f"recording {recording_name(segment.row)}: unknown video sample entry "
+                    f"{entry_id}"
+                )
+            entries.append(entry)
+            positions[entry_id] = len(entries)
+        numbers.append(positions[entry_id])
+    return entries, numbers
+
+
+#: Overlap between consecutive segments (of different runs: a run's recordings abut
+#: exactly) beyond which they start a new stretch.  Small overlaps come from each
+#: run's start being an estimate and play back to back; a large one means the
+#: NVR clock stepped back, and sorting by start time would interleave two runs.
+MAX_OVERLAP_90K = 90_000
+
+
+def split_at_gaps(segments: Sequence[Segment]) -> list[list[Segment]]:
+    """Groups consecutive segments into gap-free stretches, each acceptable to ``build_mp4``.
+
+    A gap, or an overlap over ``MAX_OVERLAP_90K``, starts a new stretch.
+    """
+    stretches: list[list[Segment]] = []
+    for previous, segment in zip([None, *segments], segments, strict=False):
+        if previous is None or not -MAX_OVERLAP_90K <= _gap_90k(previous, segment) <= 0:
+            stretches.append([])
+        stretches[-1].append(segment)
+    return stretches
+
+
+def _gap_90k(previous: Segment, segment: Segment) -> int:
+    """Wall time between the desired end of ``previous`` and the desired start of ``segment``."""
+    previous_end = previous.row.start_time_90k + previous.desired_range_90k[1]
+    return segment.row.start_time_90k + segment.desired_range_90k[0] - previous_end
+
+
+def _check_no_gaps(segments: Sequence[Segment]) -> None:
+    for previous, segment in zip(segments, segments[1:], strict=False):
+        gap = _gap_90k(previous, segment)
+        if gap > 0:
+            raise ValueError(
+                f"gap of {gap} (90 kHz units) between recording {recording_name(previous.row)} "
+                f"and recording {recording_name(segment.row)}: a .mp4 covers one stretch "
+                f"without gaps (see split_at_gaps)"
+            )
+
+
+def _edit_list(segments: Sequence[Segment]) -> tuple[list[tuple[int, int]] | None, int]:
+    """``elst`` entries (None when not needed) and the presentation duration they span.
+
+    Each segment skips ``desired start - actual start`` of its media and keeps its desired
+    duration; a keep continuing exactly where the previous entry's media ends extends it.
+    """
+    edits: list[list[int]] = []  # [segment_duration, media_time]
+    media_time = 0
+    for segment in segments:
+        start, end = segment.desired_range_90k
+        keep = end - start
+        segment_media_time = media_time + start - segment.actual_start_90k
+        if keep > 0:
+            if edits and edits[-1][0] + edits[-1][1] == segment_media_time:
+                edits[-1][0] += keep
+            else:
+                edits.append([keep, segment_media_time])
+        media_time += segment.media_duration_90k
+    presentation_duration = sum(duration for duration, _ in edits)
+    if not edits or (len(edits) == 1 and edits[0][1] == 0):
+        return None, presentation_duration
+    return [(duration, time) for duration, time in edits], presentation_duration
+
+
+def _etag(segments: Sequence[Segment]) -> str:
+    digest = hashlib.sha1(bytes([FORMAT_VERSION]))
+    for segment in segments:
+        row = segment.row
+        start, end = segment.desired_range_90k
+        digest.update(
+            struct.pack(">iiqii", row.camera_id, row.recording_id, row.start_time_90k, start, end)
+        )
+    return f'"{digest.hexdigest()}"'

@@ -1,0 +1,188 @@
+"""Check the storage invariants of ``docs/design.md`` against a database and its directory.
+
+Read-only: it opens the database read-only, does not lock the directory and
+never deletes or changes anything.  Each problem found becomes one
+``Violation``; the caller prints them and exits non-zero if there is any.
+
+1. every recording row has its playback row and its file, of the recorded size
+   (and SHA-1 with ``hash_contents``); its index re-decodes to the row's bytes,
+   samples, sync samples, duration and trailing-zero flag;
+2. no file is in the directory without a recording row or a reservation row;
+3. no reservation rows are left (true after an orderly shutdown).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from moonfire.db import Database, RecordingRow
+from moonfire.storage.dir_meta import (
+    NON_SAMPLE_NAMES,
+    DirectoryMismatchError,
+    DirMeta,
+    read_meta,
+    verify_meta,
+)
+from moonfire.storage.sample_file_dir import uuid_name
+from moonfire_core import CorruptIndexError, decode_index
+from moonfire_core.records import FLAG_TRAILING_ZERO
+
+RESERVATION_STATES = {0: "writing", 1: "deleting"}
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: int  # 1, 2 or 3 as in the module docstring; 0 for the directory binding
+    message: str
+
+    def __str__(self) -> str:
+        return f"[invariant {self.invariant}] {self.message}" if self.invariant else self.message
+
+
+def check(
+    db: Database,
+    sample_dir: str,
+    hash_contents: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Violation]:
+    """Yield every violation found; ``progress(nbytes)`` is called as files are hashed."""
+    yield from _check_binding(db, sample_dir)
+    try:
+        names = set(os.listdir(sample_dir))
+    except OSError as e:
+        yield Violation(1, f"can't list sample file directory {sample_dir}: {e}")
+        return
+    reserved = dict(db.list_reserved_sample_files())
+    seen: dict[bytes, int] = {}
+    for camera in db.list_cameras():
+        for row in db.list_recordings(camera.id):
+            yield from _check_recording(db, row, sample_dir, names, seen, hash_contents, progress)
+    for name in sorted(names - NON_SAMPLE_NAMES):
+        try:
+            sample_file_uuid = _parse_uuid(name)
+        except ValueError:
+            yield Violation(
+                2, f"unknown file {name!r} in {sample_dir} (not a sample file); left alone"
+            )
+            continue
+        if sample_file_uuid not in seen and sample_file_uuid not in reserved:
+            yield Violation(
+                2, f"sample file {name} is not used by any recording or reservation; left alone"
+            )
+    for sample_file_uuid, state in sorted(reserved.items()):
+        yield Violation(
+            3,
+            f"reservation for {uuid_name(sample_file_uuid)} (state "
+            f"{RESERVATION_STATES.get(state, state)}) remains; an orderly shutdown leaves none",
+        )
+
+
+def _parse_uuid(name: str) -> bytes:
+    parsed = uuidlib.UUID(name)
+    if str(parsed) != name:
+        raise ValueError(name)
+    return parsed.bytes
+
+
+def _check_binding(db: Database, sample_dir: str) -> Iterator[Violation]:
+    row = db.sample_file_dir()
+    try:
+        fd = os.open(sample_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        yield Violation(1, f"can't open sample file directory {sample_dir}: {e}")
+        return
+    try:
+        verify_meta(
+            read_meta(fd, sample_dir), DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid), sample_dir
+        )
+    except DirectoryMismatchError as e:
+        yield Violation(0, str(e))
+    finally:
+        os.close(fd)
+
+
+def _check_recording(
+    db: Database,
+    row: RecordingRow,
+    sample_dir: str,
+    names: set[str],
+    seen: dict[bytes, int],
+    hash_contents: bool,
+    progress: Callable[[int], None] | None,
+) -> Iterator[Violation]:
+    label = f"recording {row.camera_id}/{row.recording_id}"
+    try:
+        playback = db.get_playback(row.composite_id)
+    except LookupError:
+        yield Violation(1, f"{label} has no recording_playback row")
+        return
+    name = uuid_name(playback.sample_file_uuid)
+    other = seen.setdefault(playback.sample_file_uuid, row.composite_id)
+    if other != row.composite_id:
+        yield Violation(1, f"{label} shares sample file {name} with composite id {other}")
+    yield from _check_index(label, row, playback.video_index)
+    if name not in names:
+        yield Violation(1, f"{label}: sample file {name} is missing")
+        return
+    path = os.path.join(sample_dir, name)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        yield Violation(1, f"{label}: sample file {name} is missing")
+        return
+    if size != row.sample_file_bytes:
+        yield Violation(
+            1, f"{label}: sample file {name} has {size} bytes; the row says {row.sample_file_bytes}"
+        )
+        return
+    if hash_contents:
+        try:
+            digest = _sha1_file(path, progress)
+        except OSError as e:
+            yield Violation(1, f"{label}: can't read sample file {name}: {e}")
+            return
+        if digest != playback.sample_file_sha1:
+            yield Violation(
+                1,
+                f"{label}: sample file {name} has SHA-1 {digest.hex()}; the row says "
+                f"{playback.sample_file_sha1.hex()}",
+            )
+
+
+def _check_index(label: str, row: RecordingRow, blob: bytes) -> Iterator[Violation]:
+    try:
+        decoded = decode_index(blob)
+    except CorruptIndexError as e:
+        yield Violation(1, f"{label}: corrupt video_index: {e}")
+        return
+    expected = {
+        "sample_file_bytes": row.sample_file_bytes,
+        "video_samples": row.video_samples,
+        "video_sync_samples": row.video_sync_samples,
+        "duration_90k": row.duration_90k,
+        "trailing zero flag": bool(row.flags & FLAG_TRAILING_ZERO),
+    }
+    found = {
+        "sample_file_bytes": decoded.sample_file_bytes,
+        "video_samples": decoded.video_samples,
+        "video_sync_samples": decoded.video_sync_samples,
+        "duration_90k": decoded.total_duration_90k,
+        "trailing zero flag": bool(decoded.has_trailing_zero),
+    }
+    for field, want in expected.items():
+        if found[field] != want:
+            yield Violation(1, f"{label}: index gives {field} {found[field]}; the row says {want}")
+
+
+def _sha1_file(path: str, progress: Callable[[int], None] | None) -> bytes:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    return h.digest()

@@ -1,0 +1,90 @@
+"""A test RTSP server: GStreamer's gst-rtsp-server serving live x264 test patterns.
+
+Run with Debian's ``/usr/bin/python3`` (it has the ``gi`` bindings)::
+
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 [--user U --password P]
+
+Mount points (each a live ``videotestsrc`` encoded by x264, one key frame a
+second at 30 fps, RTP payload type 96):
+
+* ``/cam1`` and ``/cam2``: 320x240 streams with different patterns;
+* ``/audio``: an audio-only stream (no video), for the bad-input tests.
+
+With ``--user``/``--password`` every mount requires digest authentication.
+Prints ``READY`` on stdout once it is listening; runs until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+VIDEO = (
+    "( videotestsrc is-live=true pattern={pattern} "
+    "! video/x-raw,width=320,height=240,framerate=30/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=500 "
+    "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+)
+AUDIO = "( audiotestsrc is-live=true ! audioconvert ! rtpL16pay name=pay0 pt=97 )"
+MOUNTS = {
+    "/cam1": VIDEO.format(pattern="ball"),
+    "/cam2": VIDEO.format(pattern="smpte"),
+    "/audio": AUDIO,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    args = parser.parse_args()
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    if args.user:
+        auth = GstRtspServer.RTSPAuth()
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+        auth.add_digest(args.user, args.password or "", token)
+        server.set_auth(auth)
+    mounts = server.get_mount_points()
+    for path, launch in MOUNTS.items():
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(launch)
+        factory.set_shared(True)
+        if args.user:
+            permissions = GstRtspServer.RTSPPermissions()
+            permissions.add_role("user")
+            permissions.add_permission_for_role(
+                "user", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True
+            )
+            permissions.add_permission_for_role(
+                "user", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True
+            )
+            factory.set_permissions(permissions)
+        mounts.add_factory(path, factory)
+    if server.attach(None) == 0:
+        print(f"can't listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        return 1
+    loop = GLib.MainLoop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, lambda: loop.quit() or False)
+    print("READY", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
