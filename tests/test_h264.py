@@ -238,7 +238,7 @@ def test_avc1_layout_field_by_field() -> None:
 def test_real_encodes_give_their_picture_size(width, height, pix_fmt, options) -> None:
     entry = h264.sample_entry_from_extradata(x264_extradata(width, height, pix_fmt, **options))
     assert (entry.width, entry.height) == (width, height)
-    assert h264.sample_entry_from_avc1(entry.data) == h264.SampleEntry(
+    assert h264.sample_entry_from_avc1(entry.data) == h264.AvcSampleEntry(
         entry.data, width, height, entry.rfc6381_codec, need_transform=False
     )
 

@@ -23,32 +23,47 @@ SPS for that; its names are re-exported here.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from moonfire.codec.h264_sps import (
+    NAL_TYPE_AUD,
+    NAL_TYPE_IDR,
+    NAL_TYPE_NON_IDR,
+    NAL_TYPE_PPS,
+    NAL_TYPE_SEI,
     NAL_TYPE_SPS,
     BitReader,
     BitstreamError,
     H264Error,
     SpsError,
     SpsInfo,
+    nal_type,
     parse_sps,
     rbsp_from_nal,
 )
-from moonfire_core.annexb import is_annex_b, split_annex_b
+from moonfire_core.annexb import annex_b_to_avc, is_annex_b, split_annex_b
 
 __all__ = [
+    "NAL_TYPE_AUD",
+    "NAL_TYPE_IDR",
+    "NAL_TYPE_NON_IDR",
+    "NAL_TYPE_PPS",
+    "NAL_TYPE_SEI",
+    "NAL_TYPE_SPS",
     "AvcDecoderConfig",
+    "AvcSampleEntry",
     "BitReader",
     "BitstreamError",
     "DecoderConfigError",
     "H264Error",
-    "SampleEntry",
     "SampleEntryError",
+    "SampleError",
     "SpsError",
     "SpsInfo",
     "avc1_box",
     "avc_decoder_config",
+    "nal_type",
     "parse_avc_decoder_config",
     "parse_sps",
     "rbsp_from_nal",
@@ -56,7 +71,11 @@ __all__ = [
     "sample_entry_from_extradata",
 ]
 
-NAL_TYPE_PPS = 8
+#: The sample entry box type this module reads and writes.
+FOURCC = b"avc1"
+
+_PARAMETER_SET_TYPES = (NAL_TYPE_SPS, NAL_TYPE_PPS)
+_START_CODE = b"\x00\x00\x00\x01"
 
 #: Size of an ``avc1`` box without its children (brief §4.1: avc1 length = 86 + avcC length).
 AVC1_HEADER_BYTES = 86
@@ -68,6 +87,10 @@ class DecoderConfigError(H264Error):
 
 class SampleEntryError(H264Error):
     """A stored ``avc1`` box is malformed or disagrees with its own SPS."""
+
+
+class SampleError(H264Error):
+    """A sample's length-prefixed NAL units overrun the sample."""
 
 
 # --- AVCDecoderConfigurationRecord --------------------------------------------------------------
@@ -163,11 +186,12 @@ def _read_nal_list(record: bytes, offset: int, count: int, name: str) -> tuple[l
 
 
 @dataclass(frozen=True, slots=True)
-class SampleEntry:
-    """A ``video_sample_entry``: the ``avc1`` box plus what the recorder needs to know about it.
+class AvcSampleEntry:
+    """A ``video_sample_entry`` of H.264: the ``avc1`` box plus what the recorder needs to know.
 
-    ``need_transform`` is true when samples arrive in Annex B form and must be converted with
-    ``moonfire_core.annexb.annex_b_to_avc`` before they are written.
+    Implements ``moonfire.codec.base.SampleEntry`` (``box`` is ``data``, ``codec_string`` is
+    ``rfc6381_codec``).  ``need_transform`` is true when samples arrive in Annex B form and must
+    be converted (``to_sample``) before they are written.
     """
 
     data: bytes
@@ -175,6 +199,60 @@ class SampleEntry:
     height: int
     rfc6381_codec: str
     need_transform: bool
+    #: Bytes of each NAL unit's length prefix in a sample (from ``avcC``; 4 when we build it).
+    nal_length_size: int = 4
+
+    @property
+    def fourcc(self) -> bytes:
+        return FOURCC
+
+    @property
+    def box(self) -> bytes:
+        return self.data
+
+    @property
+    def codec_string(self) -> str:
+        return self.rfc6381_codec
+
+    def to_sample(self, packet: bytes) -> bytes:
+        return annex_b_to_avc(packet) if self.need_transform else packet
+
+    def is_key_frame(self, sample: bytes) -> bool:
+        """True if the sample holds a slice of an IDR picture."""
+        return any(nal and nal_type(nal) == NAL_TYPE_IDR for nal in self._nal_units(sample))
+
+    def parameter_sets(self, annex_b: bytes) -> tuple[bytes, ...]:
+        nals = split_annex_b(annex_b)
+        return tuple(dict.fromkeys(n for n in nals if n and nal_type(n) in _PARAMETER_SET_TYPES))
+
+    def extradata_from_parameter_sets(self, nals: Sequence[bytes]) -> bytes | None:
+        types = {nal_type(n) for n in nals if n}
+        if NAL_TYPE_SPS not in types or NAL_TYPE_PPS not in types:
+            return None
+        return b"".join(_START_CODE + n for n in nals)
+
+    def _nal_units(self, sample: bytes) -> list[bytes]:
+        """The NAL units of a length-prefixed sample."""
+        size = self.nal_length_size
+        view = memoryview(sample)
+        nals = []
+        offset = 0
+        while offset < len(view):
+            if offset + size > len(view):
+                raise SampleError(
+                    f"sample truncated at offset {offset}: {len(view) - offset} bytes left for a "
+                    f"{size}-byte NAL unit length"
+                )
+            length = int.from_bytes(view[offset : offset + size], "big")
+            offset += size
+            if offset + length > len(view):
+                raise SampleError(
+                    f"sample truncated at offset {offset}: NAL unit of {length} bytes, "
+                    f"{len(view) - offset} left"
+                )
+            nals.append(bytes(view[offset : offset + length]))
+            offset += length
+        return nals
 
 
 def avc1_box(avc_config_record: bytes, width: int, height: int) -> bytes:
@@ -185,7 +263,7 @@ def avc1_box(avc_config_record: bytes, width: int, height: int) -> bytes:
     header = struct.pack(
         ">I4s6xH16xHHIIIH32xHh",
         AVC1_HEADER_BYTES + len(avcc),
-        b"avc1",
+        FOURCC,
         1,  # data_reference_index
         width,
         height,
@@ -204,7 +282,7 @@ def _rfc6381_codec(sps: bytes) -> str:
     return f"avc1.{sps[1:4].hex()}"
 
 
-def sample_entry_from_extradata(extradata: bytes) -> SampleEntry:
+def sample_entry_from_extradata(extradata: bytes) -> AvcSampleEntry:
     """The sample entry for a stream, from its ffmpeg ``extradata`` (see the module docstring)."""
     extradata = bytes(extradata)
     if not extradata:
@@ -213,8 +291,8 @@ def sample_entry_from_extradata(extradata: bytes) -> SampleEntry:
         raise DecoderConfigError("camera sent no SPS/PPS in its stream setup (extradata is empty)")
     if is_annex_b(extradata):
         nals = split_annex_b(extradata)
-        sps_list = [nal for nal in nals if nal[0] & 0x1F == NAL_TYPE_SPS]
-        pps_list = [nal for nal in nals if nal[0] & 0x1F == NAL_TYPE_PPS]
+        sps_list = [nal for nal in nals if nal_type(nal) == NAL_TYPE_SPS]
+        pps_list = [nal for nal in nals if nal_type(nal) == NAL_TYPE_PPS]
         if len(sps_list) != 1:
             raise DecoderConfigError(f"extradata has {len(sps_list)} SPS NAL units; expected 1")
         if not pps_list:
@@ -222,22 +300,26 @@ def sample_entry_from_extradata(extradata: bytes) -> SampleEntry:
         sps = sps_list[0]
         record = avc_decoder_config(sps, pps_list)
         need_transform = True
+        nal_length_size = 4  # avc_decoder_config writes 0xff
     else:
-        sps = parse_avc_decoder_config(extradata).sps[0]
+        config = parse_avc_decoder_config(extradata)
+        sps = config.sps[0]
         record = extradata
         need_transform = False
+        nal_length_size = config.nal_length_size
     info = parse_sps(sps)
-    return SampleEntry(
+    return AvcSampleEntry(
         data=avc1_box(record, info.width, info.height),
         width=info.width,
         height=info.height,
         rfc6381_codec=_rfc6381_codec(sps),
         need_transform=need_transform,
+        nal_length_size=nal_length_size,
     )
 
 
-def sample_entry_from_avc1(data: bytes) -> SampleEntry:
-    """Parse a stored ``avc1`` box back into a ``SampleEntry`` (used to check stored entries).
+def sample_entry_from_avc1(data: bytes) -> AvcSampleEntry:
+    """Parse a stored ``avc1`` box back into an ``AvcSampleEntry`` (for playback and checks).
 
     The box must hold an ``avcC`` child (other children, e.g. ``pasp``, are allowed) and its
     width/height fields must match the SPS; ``need_transform`` is false because what is stored
@@ -249,26 +331,28 @@ def sample_entry_from_avc1(data: bytes) -> SampleEntry:
             f"avc1 box of {len(data)} bytes is too short; at least {AVC1_HEADER_BYTES + 8} expected"
         )
     size, box_type = struct.unpack_from(">I4s", data, 0)
-    if box_type != b"avc1":
-        raise SampleEntryError(f"box type at offset 4 is {box_type!r}; expected b'avc1'")
+    if box_type != FOURCC:
+        raise SampleEntryError(f"box type at offset 4 is {box_type!r}; expected {FOURCC!r}")
     if size != len(data):
         raise SampleEntryError(
             f"avc1 box size field is {size} at offset 0; the data is {len(data)} bytes"
         )
     width, height = struct.unpack_from(">HH", data, 32)
     record = _find_child(data, AVC1_HEADER_BYTES, b"avcC")
-    sps = parse_avc_decoder_config(record).sps[0]
+    config = parse_avc_decoder_config(record)
+    sps = config.sps[0]
     info = parse_sps(sps)
     if (info.width, info.height) != (width, height):
         raise SampleEntryError(
             f"avc1 box says {width}x{height} but its SPS gives {info.width}x{info.height}"
         )
-    return SampleEntry(
+    return AvcSampleEntry(
         data=data,
         width=width,
         height=height,
         rfc6381_codec=_rfc6381_codec(sps),
         need_transform=False,
+        nal_length_size=config.nal_length_size,
     )
 
 

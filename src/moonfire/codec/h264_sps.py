@@ -10,23 +10,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moonfire.codec.base import CodecError
+
 __all__ = [
+    "NAL_TYPE_AUD",
+    "NAL_TYPE_IDR",
+    "NAL_TYPE_NON_IDR",
+    "NAL_TYPE_PPS",
+    "NAL_TYPE_SEI",
+    "NAL_TYPE_SPS",
     "BitReader",
     "BitstreamError",
     "H264Error",
     "SpsError",
     "SpsInfo",
+    "nal_type",
     "parse_sps",
     "rbsp_from_nal",
 ]
 
+# nal_unit_type values (H.264 Table 7-1): the only place moonfire spells them out.
+NAL_TYPE_NON_IDR = 1  # coded slice of a non-IDR picture
+NAL_TYPE_IDR = 5  # coded slice of an IDR picture: a key frame
+NAL_TYPE_SEI = 6
 NAL_TYPE_SPS = 7
+NAL_TYPE_PPS = 8
+NAL_TYPE_AUD = 9  # access unit delimiter
 
 #: profile_idc values whose SPS carries chroma_format_idc, bit depths and scaling matrices.
 HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
 
-class H264Error(ValueError):
+class H264Error(CodecError):
     """Malformed H.264 configuration data; the message names what and where."""
 
 
@@ -36,6 +51,11 @@ class BitstreamError(H264Error):
 
 class SpsError(H264Error):
     """A sequence parameter set holds a value outside what the standard allows."""
+
+
+def nal_type(nal: bytes) -> int:
+    """The nal_unit_type of a NAL unit (the low 5 bits of its first byte)."""
+    return nal[0] & 0x1F
 
 
 # --- bits -------------------------------------------------------------------------------------
@@ -167,9 +187,9 @@ def parse_sps(sps: bytes) -> SpsInfo:
     """
     if not sps:
         raise SpsError("SPS NAL unit is empty")
-    nal_type = sps[0] & 0x1F
-    if nal_type != NAL_TYPE_SPS:
-        raise SpsError(f"NAL unit type is {nal_type}; an SPS has type {NAL_TYPE_SPS}")
+    found = nal_type(sps)
+    if found != NAL_TYPE_SPS:
+        raise SpsError(f"NAL unit type is {found}; an SPS has type {NAL_TYPE_SPS}")
     bits = BitReader(rbsp_from_nal(sps), "SPS")
     bits.read_bits(8)  # NAL header, checked above
     profile_idc = bits.read_bits(8)

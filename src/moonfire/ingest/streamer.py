@@ -22,12 +22,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from moonfire.codec.h264 import SampleEntry, sample_entry_from_extradata
+from moonfire.codec import SampleEntry, sample_entry_from_extradata
 from moonfire.db import Camera, Database
 from moonfire.ingest.recorder import CameraRecorder
 from moonfire.ingest.sources import Source, SourceError, open_source, redact_url
 from moonfire.storage.sample_file_dir import SampleFileDir, Syncer, SyncerStoppedError
-from moonfire_core.annexb import annex_b_to_avc, split_annex_b
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,6 @@ BACKOFF_INITIAL_SEC = 1.0
 BACKOFF_MAX_SEC = 30.0
 #: A session that lasted longer than this resets the back-off to its initial value.
 BACKOFF_RESET_AFTER_SEC = 30.0
-
-_NAL_SPS, _NAL_PPS = 7, 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +56,11 @@ class _SessionEntry:
 
     def __init__(self, db: Database, extradata: bytes) -> None:
         entry: SampleEntry = sample_entry_from_extradata(extradata)
+        self.entry = entry
         self.extradata = extradata
-        self.id = db.insert_video_sample_entry(entry.width, entry.height, entry.data)
-        self.need_transform = entry.need_transform
-        self.parameter_sets = _parameter_sets(extradata) if entry.need_transform else None
-
-
-def _parameter_sets(annex_b: bytes) -> tuple[bytes, ...]:
-    """The distinct SPS and PPS NAL units of an Annex B buffer, in first-seen order.
-
-    Cameras often repeat them before every slice of a key frame; repeats are not changes.
-    """
-    nals = split_annex_b(annex_b)
-    return tuple(dict.fromkeys(n for n in nals if n and n[0] & 0x1F in (_NAL_SPS, _NAL_PPS)))
+        self.id = db.insert_video_sample_entry(entry.width, entry.height, entry.box)
+        #: The parameter sets of Annex B extradata, to notice in-band changes (None otherwise).
+        self.parameter_sets = entry.parameter_sets(extradata) if entry.need_transform else None
 
 
 def _wall_anchor_ns() -> int:
@@ -221,7 +210,7 @@ class Streamer:
             received_ns = packet.received_ns if packet.received_ns is not None else monotonic_ns()
             # ns → 90 kHz: × 90 000 / 10⁹ = × 9 / 100 000, exact in integers.
             local_time_90k = (received_ns + anchor_ns) * 9 // 100_000
-            data = annex_b_to_avc(packet.data) if entry.need_transform else packet.data
+            data = entry.entry.to_sample(packet.data)
             recorder.write(data, local_time_90k, packet.pts_90k, packet.is_key, entry.id)
             self._frames += 1
 
@@ -239,12 +228,10 @@ class Streamer:
 
     def _check_in_band_parameter_sets(self, entry: _SessionEntry, data: bytes) -> _SessionEntry:
         """A key frame carrying SPS/PPS that differ from the entry's starts a new entry."""
-        in_band = _parameter_sets(data)
+        in_band = entry.entry.parameter_sets(data)
         if not in_band or in_band == entry.parameter_sets:
             return entry
-        if not any(n[0] & 0x1F == _NAL_SPS for n in in_band) or not any(
-            n[0] & 0x1F == _NAL_PPS for n in in_band
-        ):
+        extradata = entry.entry.extradata_from_parameter_sets(in_band)
+        if extradata is None:
             return entry  # a partial update; keep the entry we have
-        extradata = b"".join(b"\x00\x00\x00\x01" + n for n in in_band)
         return self._change_entry(entry, extradata)

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import numpy as np
 
+from moonfire.codec import CodecError, sample_entry_from_box
 from moonfire.playback import mp4_boxes as boxes
 from moonfire.playback.segment import Segment, recording_name
 
@@ -73,7 +74,8 @@ SampleFileOpener = Callable[["RecordingRow"], "int | BinaryIO"]
 
 
 class _Slice(Protocol):
-    size: int
+    @property
+    def size(self) -> int: ...
 
     def read(self, start: int, stop: int) -> bytes | memoryview: ...
 
@@ -131,7 +133,7 @@ class _Table:
         last = bisect.bisect_left(self._begins, stop, lo=first) - 1
         base = self._begins[first]
         entries = self._entries(first, last)
-        return memoryview(entries).cast("B")[start - base : stop - base]
+        return entries.data.cast("B")[start - base : stop - base]
 
     def _entries(self, first: int, last: int) -> np.ndarray:
         """Big-endian entries of segments ``first..last`` (inclusive), one contiguous array."""
@@ -222,11 +224,13 @@ class VirtualFile:
 
     @property
     def content_type(self) -> str:
-        """``video/mp4; codecs="avc1.PPCCLL"`` from the first sample entry's ``avcC``."""
-        data = self._stsd_entries[0].data
-        if data[4:8] == b"avc1" and data[90:94] == b"avcC" and len(data) >= 98:
-            return f'video/mp4; codecs="avc1.{data[95:98].hex()}"'
-        return "video/mp4"
+        """``video/mp4; codecs="…"`` with the first sample entry's RFC 6381 codec string, or
+        plain ``video/mp4`` when no codec module can read that entry."""
+        try:
+            entry = sample_entry_from_box(self._stsd_entries[0].data)
+        except CodecError:
+            return "video/mp4"
+        return f'video/mp4; codecs="{entry.codec_string}"'
 
     def read(self, offset: int, length: int) -> bytes:
         """Bytes ``[offset, offset + length)``, shorter only where the file ends."""
