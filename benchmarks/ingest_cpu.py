@@ -79,7 +79,7 @@ def bench_streamer(clip: str, work: str) -> tuple[float, float, int]:
     db, sample_dir = datadir.init(path)
     camera = db.add_camera("clip", url=clip, retain_bytes=10**12, rotate_interval_sec=60)
     syncer = sample_dir.start_syncer()
-    streamer = Streamer(camera, db, sample_dir, syncer)
+    streamer = Streamer(camera, db, syncer)
     cpu0 = time.process_time()
     streamer._session()  # one session in this thread: open, demux, convert, write, end_run
     syncer.close()
@@ -113,7 +113,7 @@ def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, 
     for i in range(streams):
         cam = db.add_camera(f"s{i}", retain_bytes=10**12, rotate_interval_sec=60)
         recorders.append(
-            CameraRecorder(sample_dir, syncer, cam.id, f"s{i}", 60, 60 * i // streams)
+            CameraRecorder(syncer, cam.id, f"s{i}", 60, 60 * i // streams)
         )
     base = 1_700_000_000 * TIME_UNITS_PER_SEC
     frame_90k = TIME_UNITS_PER_SEC // FPS

@@ -80,7 +80,7 @@ def test_full_save_engine(benchmark, engine) -> None:
         prev: list[Any] = [None]
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            writer = sample_dir.create_writer(syncer, prev[0], camera_id, entry_id)
+            writer = syncer.create_writer(prev[0], camera_id, entry_id)
             start = next(starts)
             for i, (data, key) in enumerate(PACKETS):
                 writer.write(data, start + i * FRAME_90K, i * FRAME_90K, key)

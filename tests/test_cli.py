@@ -72,7 +72,7 @@ def record_synthetic(data_dir: str, camera_name: str, seconds: int) -> None:
         camera = db.get_camera(camera_name)
         entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
         with sample_dir.start_syncer() as syncer:
-            recorder = CameraRecorder(sample_dir, syncer, camera.id, camera_name, 2)
+            recorder = CameraRecorder(syncer, camera.id, camera_name, 2)
             feed([recorder], entry_id, 0, 30 * seconds, BASE_TIME_90K)
             recorder.end_run()
     finally:
@@ -360,7 +360,7 @@ def test_lowering_the_budget_while_recording_applies_at_the_recorders_next_save(
             assert sample_files(data_dir) == files
             camera = db.get_camera("front")
             entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-            recorder = CameraRecorder(sample_dir, syncer, camera.id, "front", 2)
+            recorder = CameraRecorder(syncer, camera.id, "front", 2)
             feed([recorder], entry_id, 0, 30, BASE_TIME_90K + 3600 * 90000)
             recorder.end_run()
             syncer.flush()

@@ -78,7 +78,7 @@ def record_checking_history(db, sample_dir, camera_id, entry_id, count, before_f
     that the only ones that vanished are older than every survivor."""
     seen: dict[int, bytes] = {}
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, camera_id, rotate_interval_sec=1)
+        recorder = CameraRecorder(syncer, camera_id, rotate_interval_sec=1)
         for f in frames(0, count, BASE_TIME_90K):
             if before_frame is not None:
                 before_frame(f.number)

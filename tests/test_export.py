@@ -2,7 +2,7 @@
 
 Recordings are made the way the daemon makes them: real H.264 (the camera clip of
 ``testdata/clip.mp4``, and a test pattern encoded here with libx264) is written through
-``SampleFileDir.create_writer`` or ``CameraRecorder`` into a data directory on disk.  The export is
+``Syncer.create_writer`` or ``CameraRecorder`` into a data directory on disk.  The export is
 then demuxed and decoded by FFmpeg and compared with the source packets and with the index.
 """
 
@@ -130,7 +130,7 @@ def add_camera(db, name: str, source: Source) -> tuple[int, int]:
 
 def record_run(sample_dir, syncer, camera_id, entry_id, packets, base_90k) -> None:
     """A run through ``CameraRecorder`` (rotation every 60 s); each packet arrives as it ends."""
-    recorder = CameraRecorder(sample_dir, syncer, camera_id, rotate_interval_sec=60)
+    recorder = CameraRecorder(syncer, camera_id, rotate_interval_sec=60)
     for p in packets:
         recorder.write(p.data, base_90k + p.pts_90k + FRAME_90K, p.pts_90k, p.is_key, entry_id)
     recorder.end_run()
@@ -138,7 +138,7 @@ def record_run(sample_dir, syncer, camera_id, entry_id, packets, base_90k) -> No
 
 def record_clip(sample_dir, syncer, camera_id, entry_id, clip: Source, base_90k: int) -> None:
     """One recording through the Writer itself: local time = base + pts."""
-    writer = sample_dir.create_writer(syncer, None, camera_id, entry_id)
+    writer = syncer.create_writer(None, camera_id, entry_id)
     first = clip.packets[0].pts_90k
     for p in clip.packets:
         writer.write(p.data, base_90k + p.pts_90k - first, p.pts_90k, p.is_key)

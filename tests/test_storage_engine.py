@@ -20,7 +20,8 @@ from moonfire.ingest.recorder import CameraRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import DirectoryMismatchError
 from moonfire.storage.invariants import check
-from moonfire.storage.sample_file_dir import SampleFileDir, SyncerStoppedError, uuid_name
+from moonfire.storage.sample_file_dir import SampleFileDir, uuid_name
+from moonfire.storage.syncer import SyncerStoppedError
 from moonfire_core import RecordingAbandonedError
 from moonfire_core._fault_hook import set_fault_hook
 from tests.support.synthetic_stream import FRAME_90K, feed, frames, make_packet, verify_recording
@@ -62,7 +63,7 @@ def test_write_close_rotate_gives_a_run_of_abutting_recordings(engine):
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=2)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=2)
         record(recorder, entry_id, 30 * 9)  # 9 s of video
         recorder.end_run()
     rows = db.list_recordings(cam.id)
@@ -85,7 +86,7 @@ def test_recordings_start_with_a_key_frame_and_early_packets_are_dropped(engine)
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=2)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=2)
         record(recorder, entry_id, 100, start_frame=5)  # frames 5..29 aren't after a key frame
         recorder.end_run()
     recs = read_recordings(db, sample_dir.path, cam.id)
@@ -96,7 +97,7 @@ def test_abandoned_writer_leaves_no_row_no_file_and_no_reservation(engine):
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
-        writer = sample_dir.create_writer(syncer, None, cam.id, entry_id)
+        writer = syncer.create_writer(None, cam.id, entry_id)
         with pytest.raises(RecordingAbandonedError):
             writer.close()
         syncer.flush()
@@ -111,7 +112,7 @@ def test_retention_rotates_each_camera_within_its_own_budget(engine):
     large = db.add_camera("large", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
         recorders = [
-            CameraRecorder(sample_dir, syncer, c.id, rotate_interval_sec=1) for c in (small, large)
+            CameraRecorder(syncer, c.id, rotate_interval_sec=1) for c in (small, large)
         ]
         feed(recorders, entry_id, 0, 30 * 12, BASE_TIME_90K)
         for r in recorders:
@@ -133,7 +134,7 @@ def test_lowered_budget_deletes_oldest_at_enforce_and_at_restart(engine, tmp_pat
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 10)
         recorder.end_run()
         syncer.flush()
@@ -154,7 +155,7 @@ def test_budget_smaller_than_one_recording_logs_and_goes_on(engine, caplog):
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=1)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 6)
         recorder.end_run()
     assert len(db.list_recordings(cam.id)) == 1  # only the newest is kept
@@ -172,7 +173,7 @@ def test_orderly_shutdown_leaves_no_reservations_even_after_a_crash(engine):
     os.close(fd)
     with sample_dir.start_syncer() as syncer:
         assert uuid_name(leftover) not in sample_dir.directory.list_names()
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 4)
         recorder.end_run()
     assert db.list_reserved_sample_files() == []
@@ -219,7 +220,7 @@ def test_eio_on_write_abandons_that_recording_only(engine, caplog):
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 4)  # rotates at frame 90; 90..119 are buffered
         set_fault_hook(_inject("write", errno.EIO))
         record(recorder, entry_id, 30 * 3, start_frame=120)
@@ -242,7 +243,7 @@ def test_eio_on_file_fsync_abandons_the_recording(engine, caplog):
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_dir.start_syncer() as syncer:
         set_fault_hook(_inject("fsync", errno.EIO))
-        writer = sample_dir.create_writer(syncer, None, cam.id, entry_id)
+        writer = syncer.create_writer(None, cam.id, entry_id)
         for f in frames(0, 10, BASE_TIME_90K):
             writer.write(
                 make_packet(cam.id, f.number, f.is_key), f.local_time_90k, f.pts_90k, f.is_key
@@ -262,7 +263,7 @@ def test_failed_directory_fsync_stops_the_syncer_and_reports(engine):
     fatal = []
     syncer = sample_dir.start_syncer(on_fatal=fatal.append)
     set_fault_hook(_inject("fsync_dir", errno.EIO))
-    writer = sample_dir.create_writer(syncer, None, cam.id, entry_id)
+    writer = syncer.create_writer(None, cam.id, entry_id)
     writer.write(make_packet(cam.id, 0, True), BASE_TIME_90K, 0, True)
     writer.close()
     with pytest.raises(SyncerStoppedError):
@@ -285,7 +286,7 @@ def test_perfect_clock_four_hours_sums_exactly(engine):
     n = 4 * 3600 * 30
     packet = b"\x00\x00\x00\x01x"
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=60)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=60)
         for i in range(n):
             pts = i * FRAME_90K
             recorder.write(packet, BASE_TIME_90K + pts + FRAME_90K, pts, i % 30 == 0, entry_id)
@@ -322,7 +323,7 @@ def test_long_rotation_intervals_never_make_a_recording_the_database_rejects(eng
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**12, rotate_interval_sec=200)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=200)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=200)
         record_ticks(recorder, entry_id, 30 * 60 * 15)
         recorder.end_run()
         syncer.flush()
@@ -336,7 +337,7 @@ def test_camera_without_key_frames_ends_the_run_before_five_minutes(engine, capl
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**12)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=60)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=60)
         record_ticks(recorder, entry_id, 30 * 60 * 7, key_every=30 * 60 * 6)  # one key in 6 min
         recorder.end_run()
     rows = db.list_recordings(cam.id)
@@ -350,7 +351,7 @@ def test_pts_going_backwards_at_a_rotation_ends_the_run_and_keeps_the_recording(
     db, sample_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**12)
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
         record_ticks(recorder, entry_id, 100)
         # The camera restarts its clock: pts jump back at a key frame past the boundary.
         record_ticks(recorder, entry_id, 60, start=120, pts_offset=-120 * FRAME_90K)
@@ -373,7 +374,7 @@ def test_a_file_that_cannot_be_unlinked_is_retried_and_recording_goes_on(engine,
             raise OSError(errno.EACCES, "Permission denied (injected)", path)
 
     with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, cam.id, rotate_interval_sec=1)
+        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
         set_fault_hook(refuse_first_unlink)
         record(recorder, entry_id, 30 * 8)
         syncer.flush()

@@ -28,11 +28,11 @@ def main() -> None:
     syncer = sample_dir.start_syncer()
     cameras = db.list_cameras()
     try:
-        sample_dir.create_writer(syncer, None, cameras[0].id, entry_id).close()
+        syncer.create_writer(None, cameras[0].id, entry_id).close()
     except RecordingAbandonedError:
         pass
     recorders = [
-        CameraRecorder(sample_dir, syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
+        CameraRecorder(syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
     ]
     feed(recorders, entry_id, run * 100_000, count, BASE_TIME_90K)
     for r in recorders:

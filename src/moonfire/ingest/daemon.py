@@ -34,7 +34,8 @@ from moonfire.db import Camera, Database
 from moonfire.ingest.sources import Source, open_source
 from moonfire.ingest.streamer import CameraStatus, Streamer
 from moonfire.storage.data_dir import open_for_recording
-from moonfire.storage.sample_file_dir import SampleFileDir, Syncer, SyncerStoppedError
+from moonfire.storage.sample_file_dir import SampleFileDir
+from moonfire.storage.syncer import Syncer, SyncerStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,6 @@ def start_daemon(
                 Streamer(
                     camera,
                     db,
-                    sample_dir,
                     daemon.syncer,
                     rotate_offset_sec=camera.rotate_interval_sec * i // len(recordable),
                     source_factory=source_factory,
