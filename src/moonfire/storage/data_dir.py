@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 
 from moonfire.db import Database
+from moonfire.errors import MoonfireError
 from moonfire.storage.sample_file_dir import SampleFileDir
 
 DB_NAME = "db"
 SAMPLE_DIR_NAME = "sample"
 
 
-class DataDirError(Exception):
+class DataDirError(MoonfireError):
     """The data directory is missing or not set up."""
 
 
