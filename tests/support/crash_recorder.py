@@ -23,9 +23,9 @@ ENTRY = bytes(range(90))
 
 def main() -> None:
     data_dir, run, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    db, sample_dir = datadir.open_for_recording(data_dir)
+    db, sample_file_dir = datadir.open_for_recording(data_dir)
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    syncer = sample_dir.start_syncer()
+    syncer = sample_file_dir.start_syncer()
     cameras = db.list_cameras()
     try:
         syncer.create_writer(None, cameras[0].id, entry_id).close()
@@ -38,7 +38,7 @@ def main() -> None:
     for r in recorders:
         r.end_run()
     syncer.close()
-    sample_dir.close()
+    sample_file_dir.close()
     db.close()
     print("clean exit")
 
