@@ -76,10 +76,10 @@ def encode_clip(path: str, seconds: int) -> None:
 def bench_streamer(clip: str, work: str) -> tuple[float, float, int]:
     """(cpu seconds, video seconds, bytes) for one full-speed session over ``clip``."""
     path = os.path.join(work, "a")
-    db, sample_dir = datadir.init(path)
+    db, sample_file_dir = datadir.init(path)
     camera = db.add_camera("clip", url=clip, retain_bytes=10**12, rotate_interval_sec=60)
-    syncer = sample_dir.start_syncer()
-    streamer = Streamer(camera, db, sample_dir, syncer)
+    syncer = sample_file_dir.start_syncer()
+    streamer = Streamer(camera, db, syncer)
     cpu0 = time.process_time()
     streamer._session()  # one session in this thread: open, demux, convert, write, end_run
     syncer.close()
@@ -87,7 +87,7 @@ def bench_streamer(clip: str, work: str) -> tuple[float, float, int]:
     rows = db.list_recordings(camera.id)
     video_sec = sum(r.duration_90k for r in rows) / TIME_UNITS_PER_SEC
     total = sum(r.sample_file_bytes for r in rows)
-    sample_dir.close()
+    sample_file_dir.close()
     db.close()
     return cpu, video_sec, total
 
@@ -105,15 +105,15 @@ def synthetic_gop() -> list[tuple[bytes, bool]]:
 def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, int]:
     """(cpu seconds, stream-seconds recorded, bytes) for ``streams`` interleaved recorders."""
     path = os.path.join(work, "b")
-    db, sample_dir = datadir.init(path)
+    db, sample_file_dir = datadir.init(path)
     entry = db.insert_video_sample_entry(WIDTH, HEIGHT, bytes(range(90)))
     gop = synthetic_gop()
-    syncer = sample_dir.start_syncer()
+    syncer = sample_file_dir.start_syncer()
     recorders = []
     for i in range(streams):
         cam = db.add_camera(f"s{i}", retain_bytes=10**12, rotate_interval_sec=60)
         recorders.append(
-            CameraRecorder(sample_dir, syncer, cam.id, f"s{i}", 60, 60 * i // streams)
+            CameraRecorder(syncer, cam.id, f"s{i}", 60, 60 * i // streams)
         )
     base = 1_700_000_000 * TIME_UNITS_PER_SEC
     frame_90k = TIME_UNITS_PER_SEC // FPS
@@ -131,7 +131,7 @@ def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, 
     total = sum(
         r.sample_file_bytes for c in db.list_cameras() for r in db.list_recordings(c.id)
     )
-    sample_dir.close()
+    sample_file_dir.close()
     db.close()
     return cpu, streams * seconds, total
 

@@ -63,24 +63,24 @@ PACKET_BYTES = sum(len(p) for p, _ in PACKETS)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[tuple[Database, SampleFileDir, int, int]]:
-    db, sample_dir = datadir.init(str(tmp_path / "data"))
+    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
     camera_id = db.add_camera("front", retain_bytes=1 << 40).id
-    yield db, sample_dir, camera_id, entry_id
-    sample_dir.close()
+    yield db, sample_file_dir, camera_id, entry_id
+    sample_file_dir.close()
     db.close()
 
 
 @pytest.mark.benchmark(group="save")
 def test_full_save_engine(benchmark, engine) -> None:
     """``Writer.close`` (final buffer flush + hand-over) + ``syncer.flush()``, per recording."""
-    db, sample_dir, camera_id, entry_id = engine
-    with sample_dir.start_syncer() as syncer:
+    db, sample_file_dir, camera_id, entry_id = engine
+    with sample_file_dir.start_syncer() as syncer:
         starts = iter(range(T0_90K, T0_90K + 10**6 * MINUTE_90K, MINUTE_90K))
         prev: list[Any] = [None]
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            writer = sample_dir.create_writer(syncer, prev[0], camera_id, entry_id)
+            writer = syncer.create_writer(prev[0], camera_id, entry_id)
             start = next(starts)
             for i, (data, key) in enumerate(PACKETS):
                 writer.write(data, start + i * FRAME_90K, i * FRAME_90K, key)
@@ -109,9 +109,9 @@ def test_full_save_baseline_bare_syscalls_and_sql(benchmark, tmp_path: Path) -> 
     assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
     conn.execute("pragma synchronous = full")
     conn.execute("pragma foreign_keys = on")
-    sample_dir = tmp_path / "sample"
-    sample_dir.mkdir()
-    dir_fd = os.open(sample_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    sample_file_dir_path = tmp_path / "sample"
+    sample_file_dir_path.mkdir()
+    dir_fd = os.open(sample_file_dir_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     contents = b"".join(p for p, _ in PACKETS)
     video_index = random.Random(1).randbytes(3 * len(PACKETS))  # ~ a real index's size
     sha1 = b"\x11" * 20
@@ -121,7 +121,7 @@ def test_full_save_baseline_bare_syscalls_and_sql(benchmark, tmp_path: Path) -> 
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         uuid = reserved.pop()
-        fd = os.open(sample_dir / uuid_name(uuid),
+        fd = os.open(sample_file_dir_path / uuid_name(uuid),
                      os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         os.write(fd, contents)
         return (fd, uuid), {}
@@ -169,8 +169,8 @@ def data_dir_100k(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
     this a 500 MB database); startup never reads them.
     """
     data_dir = str(tmp_path_factory.mktemp("startup100k") / "data")
-    db, sample_dir = datadir.init(data_dir)
-    sample_dir.close()
+    db, sample_file_dir = datadir.init(data_dir)
+    sample_file_dir.close()
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
     camera_id = db.add_camera("front", retain_bytes=RECORDINGS * RECORDING_BYTES).id
     with db.transaction() as tx:  # bulk load: one transaction, raw statements
@@ -204,11 +204,11 @@ def leave_reservations(data_dir: str) -> list[str]:
 
 
 def start_and_stop(data_dir: str) -> None:
-    db, sample_dir = datadir.open_for_recording(data_dir)
+    db, sample_file_dir = datadir.open_for_recording(data_dir)
     try:
-        sample_dir.start_syncer().close()
+        sample_file_dir.start_syncer().close()
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
 
 

@@ -11,24 +11,24 @@ from moonfire.storage.sample_file_dir import uuid_name
 
 def test_check_refuses_while_a_recorder_holds_the_directory(tmp_path, capsys):
     data_dir = str(tmp_path / "data")
-    db, sample_dir = datadir.init(data_dir)  # holds the exclusive lock, like `moonfire run`
+    db, sample_file_dir = datadir.init(data_dir)  # holds the exclusive lock, like `moonfire run`
     try:
         assert cli.main(["check", "--data-dir", data_dir]) == 1
         assert "in use by a running moonfire; stop it before checking" in capsys.readouterr().err
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
     assert cli.main(["check", "--data-dir", data_dir]) == 0
 
 
 def test_check_reports_each_broken_invariant_and_deletes_nothing(tmp_path, capsys):
     data_dir = str(tmp_path / "data")
-    db, sample_dir = datadir.init(data_dir)
+    db, sample_file_dir = datadir.init(data_dir)
     with db.transaction() as tx:
         reserved = tx.reserve_sample_file()
-    stray = os.path.join(sample_dir.path, "00000000-0000-4000-8000-000000000000")
+    stray = os.path.join(sample_file_dir.path, "00000000-0000-4000-8000-000000000000")
     open(stray, "wb").write(b"not ours")
-    sample_dir.close()
+    sample_file_dir.close()
     db.close()
     assert cli.main(["check", "--data-dir", data_dir]) == 1
     out = capsys.readouterr().out

@@ -67,16 +67,16 @@ def add_camera(capsys, data_dir: str, name: str, *extra: str) -> None:
 
 def record_synthetic(data_dir: str, camera_name: str, seconds: int) -> None:
     """Record synthetic packets through the storage engine, rotating every 2 s."""
-    db, sample_dir = datadir.open_for_recording(data_dir)
+    db, sample_file_dir = datadir.open_for_recording(data_dir)
     try:
         camera = db.get_camera(camera_name)
         entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-        with sample_dir.start_syncer() as syncer:
-            recorder = CameraRecorder(sample_dir, syncer, camera.id, camera_name, 2)
+        with sample_file_dir.start_syncer() as syncer:
+            recorder = CameraRecorder(syncer, camera.id, camera_name, 2)
             feed([recorder], entry_id, 0, 30 * seconds, BASE_TIME_90K)
             recorder.end_run()
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
 
 
@@ -316,11 +316,11 @@ def test_remove_with_delete_recordings_leaves_no_rows_or_files(data_dir, capsys)
 
 def test_remove_is_refused_while_the_recorder_holds_the_directory(data_dir, capsys):
     add_camera(capsys, data_dir, "front")
-    db, sample_dir = datadir.open_for_recording(data_dir)  # as `moonfire run` would
+    db, sample_file_dir = datadir.open_for_recording(data_dir)  # as `moonfire run` would
     try:
         code, _out, err = moonfire(capsys, "camera", "remove", "front", "--data-dir", data_dir)
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
     assert_one_line_error(code, err, "while `moonfire run` is recording")
     with datadir.open_db(data_dir, read_only=True) as db:
@@ -350,9 +350,9 @@ def test_lowering_the_budget_while_recording_applies_at_the_recorders_next_save(
     add_camera(capsys, data_dir, "front")
     record_synthetic(data_dir, "front", seconds=5)
     files = sample_files(data_dir)
-    db, sample_dir = datadir.open_for_recording(data_dir)
+    db, sample_file_dir = datadir.open_for_recording(data_dir)
     try:
-        with sample_dir.start_syncer() as syncer:  # the running recorder's syncer
+        with sample_file_dir.start_syncer() as syncer:  # the running recorder's syncer
             code, out, _ = moonfire(
                 capsys, "camera", "edit", "front", "--retain", "0", "--data-dir", data_dir
             )
@@ -360,14 +360,14 @@ def test_lowering_the_budget_while_recording_applies_at_the_recorders_next_save(
             assert sample_files(data_dir) == files
             camera = db.get_camera("front")
             entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-            recorder = CameraRecorder(sample_dir, syncer, camera.id, "front", 2)
+            recorder = CameraRecorder(syncer, camera.id, "front", 2)
             feed([recorder], entry_id, 0, 30, BASE_TIME_90K + 3600 * 90000)
             recorder.end_run()
             syncer.flush()
             [new] = db.list_recordings(camera.id)  # only the one just saved is left
             new_file = uuid_name(db.get_playback(new.composite_id).sample_file_uuid)
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
     assert sample_files(data_dir) == {new_file}
     assert_storage_consistent(data_dir)

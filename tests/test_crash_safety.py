@@ -96,9 +96,9 @@ class CrashHarness:
             assert crash_state == [], [str(v) for v in crash_state]
         if not recover:
             return
-        db, sample_dir = datadir.open_for_recording(self.data_dir)
+        db, sample_file_dir = datadir.open_for_recording(self.data_dir)
         try:
-            sample_dir.start_syncer().close()
+            sample_file_dir.start_syncer().close()
             problems = [str(v) for v in check(db, sample_path, hash_contents=True)]
             assert problems == []
             now: dict[int, bytes] = {}
@@ -117,16 +117,16 @@ class CrashHarness:
                 assert self.committed.get(i, digest) == digest, f"recording {i} changed"
             self.committed = now
         finally:
-            sample_dir.close()
+            sample_file_dir.close()
             db.close()
 
 
 @pytest.fixture
 def harness(tmp_path):
-    db, sample_dir = datadir.init(str(tmp_path / "data"))
+    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
     db.add_camera("front", retain_bytes=BUDGET)
     db.add_camera("back", retain_bytes=BUDGET)
-    sample_dir.close()
+    sample_file_dir.close()
     db.close()
     return CrashHarness(str(tmp_path / "data"))
 

@@ -73,12 +73,12 @@ def fill_disk(path: Path) -> None:
         os.close(fd)
 
 
-def record_checking_history(db, sample_dir, camera_id, entry_id, count, before_frame=None):
+def record_checking_history(db, sample_file_dir, camera_id, entry_id, count, before_frame=None):
     """Record ``count`` frames; every 5 s assert that committed recordings are intact and
     that the only ones that vanished are older than every survivor."""
     seen: dict[int, bytes] = {}
-    with sample_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(sample_dir, syncer, camera_id, rotate_interval_sec=1)
+    with sample_file_dir.start_syncer() as syncer:
+        recorder = CameraRecorder(syncer, camera_id, rotate_interval_sec=1)
         for f in frames(0, count, BASE_TIME_90K):
             if before_frame is not None:
                 before_frame(f.number)
@@ -86,60 +86,62 @@ def record_checking_history(db, sample_dir, camera_id, entry_id, count, before_f
             recorder.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
             if f.number % 150 == 0:
                 syncer.flush()
-                now = snapshot(db, sample_dir.path, camera_id)
+                now = snapshot(db, sample_file_dir.path, camera_id)
                 lost = [i for i in seen if i not in now]
                 assert not now or all(i < min(now) for i in lost), "a newer recording vanished"
                 assert all(now[i] == seen.get(i, now[i]) for i in now), "a recording changed"
                 seen = now
         recorder.end_run()
-    assert [str(v) for v in check(db, sample_dir.path, hash_contents=True)] == []
+    assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
     assert db.list_reserved_sample_files() == []
 
 
-def last_frame_recorded(db, sample_dir, camera_id) -> int:
+def last_frame_recorded(db, sample_file_dir, camera_id) -> int:
     last = db.list_recordings(camera_id)[-1]
     playback = db.get_playback(last.composite_id)
-    data = Path(sample_dir.path, uuid_name(playback.sample_file_uuid)).read_bytes()
+    data = Path(sample_file_dir.path, uuid_name(playback.sample_file_uuid)).read_bytes()
     return verify_recording(data, playback.video_index, camera_id)[-1]
 
 
 @pytest.fixture
 def engine_on_tmpfs(tmp_path, small_tmpfs):
-    db, sample_dir = datadir.init(str(tmp_path / "data"), sample_dir=str(small_tmpfs / "sample"))
+    db, sample_file_dir = datadir.init(
+        str(tmp_path / "data"), sample_file_dir_path=str(small_tmpfs / "sample")
+    )
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
     camera_id = db.add_camera("front", retain_bytes=10**9).id
     try:
-        yield db, sample_dir, camera_id, entry_id
+        yield db, sample_file_dir, camera_id, entry_id
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
 
 
 def test_budget_larger_than_the_disk_keeps_room_and_loses_no_frame(engine_on_tmpfs, caplog):
-    db, sample_dir, camera_id, entry_id = engine_on_tmpfs
+    db, sample_file_dir, camera_id, entry_id = engine_on_tmpfs
     count = 30 * 90  # ~3x what the disk holds
-    record_checking_history(db, sample_dir, camera_id, entry_id, count)
+    record_checking_history(db, sample_file_dir, camera_id, entry_id, count)
     assert "No space left on device" not in caplog.text
     assert "bytes free: deleting" in caplog.text
     rows = db.list_recordings(camera_id)
     assert sum(r.sample_file_bytes for r in rows) <= TMPFS_BYTES
     assert len({r.composite_id - r.run_offset for r in rows}) == 1  # never interrupted
-    assert last_frame_recorded(db, sample_dir, camera_id) == count - 1
+    assert last_frame_recorded(db, sample_file_dir, camera_id) == count - 1
 
 
 def test_disk_filled_by_another_program_ends_the_run_and_recording_goes_on(
     engine_on_tmpfs, small_tmpfs, caplog
 ):
-    db, sample_dir, camera_id, entry_id = engine_on_tmpfs
+    db, sample_file_dir, camera_id, entry_id = engine_on_tmpfs
     count = 30 * 60
 
     def fill_at_20_seconds(frame: int) -> None:
         if frame == 30 * 20 + 7:
             fill_disk(small_tmpfs / "ballast")
 
-    record_checking_history(db, sample_dir, camera_id, entry_id, count, fill_at_20_seconds)
+    record_checking_history(db, sample_file_dir, camera_id, entry_id, count, fill_at_20_seconds)
     assert "No space left on device" in caplog.text
     assert "is full before the camera reached its budget" in caplog.text
     # Recording went on to the end.  (The recording the full disk hit may have
     # been cut short or abandoned: that video was never committed.)
-    assert last_frame_recorded(db, sample_dir, camera_id) == count - 1
+    assert last_frame_recorded(db, sample_file_dir, camera_id) == count - 1

@@ -2,7 +2,7 @@
 
 Recordings are made the way the daemon makes them: real H.264 (the camera clip of
 ``testdata/clip.mp4``, and a test pattern encoded here with libx264) is written through
-``SampleFileDir.create_writer`` or ``CameraRecorder`` into a data directory on disk.  The export is
+``Syncer.create_writer`` or ``CameraRecorder`` into a data directory on disk.  The export is
 then demuxed and decoded by FFmpeg and compared with the source packets and with the index.
 """
 
@@ -128,17 +128,17 @@ def add_camera(db, name: str, source: Source) -> tuple[int, int]:
     return camera.id, db.insert_video_sample_entry(entry.width, entry.height, entry.data)
 
 
-def record_run(sample_dir, syncer, camera_id, entry_id, packets, base_90k) -> None:
+def record_run(sample_file_dir, syncer, camera_id, entry_id, packets, base_90k) -> None:
     """A run through ``CameraRecorder`` (rotation every 60 s); each packet arrives as it ends."""
-    recorder = CameraRecorder(sample_dir, syncer, camera_id, rotate_interval_sec=60)
+    recorder = CameraRecorder(syncer, camera_id, rotate_interval_sec=60)
     for p in packets:
         recorder.write(p.data, base_90k + p.pts_90k + FRAME_90K, p.pts_90k, p.is_key, entry_id)
     recorder.end_run()
 
 
-def record_clip(sample_dir, syncer, camera_id, entry_id, clip: Source, base_90k: int) -> None:
+def record_clip(sample_file_dir, syncer, camera_id, entry_id, clip: Source, base_90k: int) -> None:
     """One recording through the Writer itself: local time = base + pts."""
-    writer = sample_dir.create_writer(syncer, None, camera_id, entry_id)
+    writer = syncer.create_writer(None, camera_id, entry_id)
     first = clip.packets[0].pts_90k
     for p in clip.packets:
         writer.write(p.data, base_90k + p.pts_90k - first, p.pts_90k, p.is_key)
@@ -150,18 +150,18 @@ def library(tmp_path_factory, clip, pattern) -> str:
     """A data dir: camera ``clip`` (one recording of clip.mp4), ``loop`` (one 3-minute run),
     ``gappy`` (two 10 s runs, 5 s apart)."""
     data_dir = str(tmp_path_factory.mktemp("export") / "data")
-    db, sample_dir = datadir.init(data_dir)
-    with db, sample_dir, sample_dir.start_syncer() as syncer:
+    db, sample_file_dir = datadir.init(data_dir)
+    with db, sample_file_dir, sample_file_dir.start_syncer() as syncer:
         camera_id, entry_id = add_camera(db, "clip", clip)
-        record_clip(sample_dir, syncer, camera_id, entry_id, clip, RUN_START_90K)
+        record_clip(sample_file_dir, syncer, camera_id, entry_id, clip, RUN_START_90K)
         camera_id, entry_id = add_camera(db, "loop", pattern)
         packets = looped(pattern, RUN_SECONDS)
-        record_run(sample_dir, syncer, camera_id, entry_id, packets, RUN_START_90K)
+        record_run(sample_file_dir, syncer, camera_id, entry_id, packets, RUN_START_90K)
         camera_id, entry_id = add_camera(db, "gappy", pattern)
         packets = looped(pattern, GAP_RUN_SECONDS)
-        record_run(sample_dir, syncer, camera_id, entry_id, packets, GAP_RUN_START_90K)
+        record_run(sample_file_dir, syncer, camera_id, entry_id, packets, GAP_RUN_START_90K)
         second_start = GAP_RUN_START_90K + (GAP_RUN_SECONDS + GAP_SECONDS) * 90_000
-        record_run(sample_dir, syncer, camera_id, entry_id, packets, second_start)
+        record_run(sample_file_dir, syncer, camera_id, entry_id, packets, second_start)
         syncer.flush()
     return data_dir
 
@@ -333,10 +333,10 @@ def test_bad_requests_exit_1_with_a_message_and_no_file(
 @pytest.fixture
 def clip_data_dir(tmp_path, clip) -> str:
     data_dir = str(tmp_path / "data")
-    db, sample_dir = datadir.init(data_dir)
-    with db, sample_dir, sample_dir.start_syncer() as syncer:
+    db, sample_file_dir = datadir.init(data_dir)
+    with db, sample_file_dir, sample_file_dir.start_syncer() as syncer:
         camera_id, entry_id = add_camera(db, "clip", clip)
-        record_clip(sample_dir, syncer, camera_id, entry_id, clip, RUN_START_90K)
+        record_clip(sample_file_dir, syncer, camera_id, entry_id, clip, RUN_START_90K)
         syncer.flush()
     return data_dir
 
@@ -350,8 +350,8 @@ def test_damaged_sample_file_is_named_and_nothing_is_written(
     clip_data_dir, capsys, tmp_path, damage, fragment
 ):
     ((row, playback),) = recordings(clip_data_dir, "clip")
-    sample_dir = os.path.join(clip_data_dir, datadir.SAMPLE_DIR_NAME)
-    path = os.path.join(sample_dir, uuid_name(playback.sample_file_uuid))
+    sample_file_dir_path = os.path.join(clip_data_dir, datadir.SAMPLE_DIR_NAME)
+    path = os.path.join(sample_file_dir_path, uuid_name(playback.sample_file_uuid))
     damage(path)
     out_dir = tmp_path / "out"
     out_dir.mkdir()

@@ -121,8 +121,8 @@ def rtsp_auth_server():
 @pytest.fixture
 def data_dir(tmp_path) -> str:
     path = str(tmp_path / "data")
-    db, sample_dir = datadir.init(path)
-    sample_dir.close()
+    db, sample_file_dir = datadir.init(path)
+    sample_file_dir.close()
     db.close()
     return path
 
@@ -347,13 +347,13 @@ def test_synthetic_camera_recordings_decode(data_dir):
     decoded = 0
     samples = 0
     with datadir.open_db(data_dir, read_only=True) as db:
-        sample_dir = db.sample_file_dir().path
+        sample_file_dir_path = db.sample_file_dir().path
         for row in grouped[0]:
             entry = db.get_video_sample_entry(row.video_sample_entry_id)
             decoder = av.CodecContext.create("h264", "r")
             decoder.extradata = entry.data[86 + 8 :]  # avc1's fixed part, then the avcC box
             playback = db.get_playback(row.composite_id)
-            data = Path(sample_dir, uuid_name(playback.sample_file_uuid)).read_bytes()
+            data = Path(sample_file_dir_path, uuid_name(playback.sample_file_uuid)).read_bytes()
             index = decode_index(playback.video_index)
             for pos, size in zip(index.positions, index.sizes, strict=True):
                 packet = av.Packet(data[int(pos) : int(pos) + int(size)])
@@ -434,6 +434,6 @@ def test_stuck_streamer_leaves_storage_open_and_shutdown_fails(
         release.set()
         assert daemon.streamers[0].join(10)
         daemon.syncer.close()
-        daemon.sample_dir.close()
+        daemon.sample_file_dir.close()
         daemon.db.close()
     assert_orderly(data_dir)

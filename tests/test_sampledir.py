@@ -61,14 +61,14 @@ def try_lock_in_subprocess(impl, path: Path) -> str:
 
 
 def test_lock_excludes_a_second_process_until_closed(impl, tmp_path: Path) -> None:
-    sample_dir = impl.sampledir.SampleDirectory(str(tmp_path))
+    directory = impl.sampledir.SampleDirectory(str(tmp_path))
     try:
         assert try_lock_in_subprocess(impl, tmp_path) == (
             f"BlockingIOError {errno.EWOULDBLOCK} "
             f"sample file directory {tmp_path} is in use by another process"
         )
     finally:
-        sample_dir.close()
+        directory.close()
     assert try_lock_in_subprocess(impl, tmp_path) == "locked"
 
 
@@ -96,31 +96,31 @@ def test_a_regular_file_is_not_a_directory(impl, tmp_path: Path) -> None:
 
 
 def test_create_file_makes_a_private_file_writable_through_the_fd(impl, tmp_path: Path) -> None:
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
-        fd = sample_dir.create_file("rec")
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
+        fd = directory.create_file("rec")
         try:
             os.write(fd, b"hello")
         finally:
             impl.sampledir.close_fd(fd)
         assert (tmp_path / "rec").read_bytes() == b"hello"
         assert stat.S_IMODE((tmp_path / "rec").stat().st_mode) == 0o600
-        assert sample_dir.file_size("rec") == 5
-        assert sample_dir.list_names() == ["rec"]
+        assert directory.file_size("rec") == 5
+        assert directory.list_names() == ["rec"]
 
 
 def test_create_file_refuses_an_existing_name_naming_the_file(impl, tmp_path: Path) -> None:
     (tmp_path / "rec").write_bytes(b"keep me")
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
         with pytest.raises(FileExistsError) as info:
-            sample_dir.create_file("rec")
+            directory.create_file("rec")
     assert (info.value.errno, info.value.filename) == (errno.EEXIST, str(tmp_path / "rec"))
     assert (tmp_path / "rec").read_bytes() == b"keep me"
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../escape", "a/b", "nul\0byte"])
 def test_names_that_leave_the_directory_are_refused(impl, tmp_path: Path, name: str) -> None:
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
-        for operation in (sample_dir.create_file, sample_dir.unlink, sample_dir.file_size):
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
+        for operation in (directory.create_file, directory.unlink, directory.file_size):
             with pytest.raises(ValueError, match="invalid sample file name"):
                 operation(name)
     assert list(tmp_path.iterdir()) == []
@@ -128,33 +128,33 @@ def test_names_that_leave_the_directory_are_refused(impl, tmp_path: Path, name: 
 
 def test_unlink_reports_whether_the_file_existed(impl, tmp_path: Path) -> None:
     (tmp_path / "rec").write_bytes(b"x")
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
-        assert sample_dir.unlink("rec") is True
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
+        assert directory.unlink("rec") is True
         assert not (tmp_path / "rec").exists()
-        assert sample_dir.unlink("rec") is False
+        assert directory.unlink("rec") is False
 
 
 def test_unlink_of_a_directory_is_an_error_naming_it(impl, tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
         with pytest.raises(IsADirectoryError) as info:
-            sample_dir.unlink("sub")
+            directory.unlink("sub")
     assert info.value.filename == str(tmp_path / "sub")
 
 
 def test_file_size_of_a_missing_file_names_the_file(impl, tmp_path: Path) -> None:
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
         with pytest.raises(FileNotFoundError) as info:
-            sample_dir.file_size("gone")
+            directory.file_size("gone")
         with pytest.raises(FileNotFoundError) as open_info:
-            sample_dir.open_file("gone")
+            directory.open_file("gone")
     assert info.value.filename == open_info.value.filename == str(tmp_path / "gone")
 
 
 def test_open_file_reads_what_was_written(impl, tmp_path: Path) -> None:
     (tmp_path / "rec").write_bytes(b"sample bytes")
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
-        fd = sample_dir.open_file("rec")
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
+        fd = directory.open_file("rec")
         try:
             assert os.read(fd, 100) == b"sample bytes"
             with pytest.raises(OSError):
@@ -176,27 +176,27 @@ def test_sync_errors_carry_errno_and_name(impl, tmp_path: Path) -> None:
 
 
 def test_close_is_idempotent_and_later_use_is_refused(impl, tmp_path: Path) -> None:
-    sample_dir = impl.sampledir.SampleDirectory(str(tmp_path))
-    sample_dir.close()
-    sample_dir.close()
+    directory = impl.sampledir.SampleDirectory(str(tmp_path))
+    directory.close()
+    directory.close()
     with pytest.raises(ValueError, match=f"sample file directory {tmp_path} is closed"):
-        sample_dir.create_file("rec")
+        directory.create_file("rec")
     with pytest.raises(ValueError, match="is closed"):
-        sample_dir.fileno()
+        directory.fileno()
 
 
 def test_fault_hook_sees_every_mutating_syscall_with_its_path(
     impl, tmp_path: Path, hook_calls: list[tuple[str, str]]
 ) -> None:
     rec = str(tmp_path / "rec")
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
-        fd = sample_dir.create_file("rec")
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
+        fd = directory.create_file("rec")
         impl.sampledir.fsync(fd, rec)
         impl.sampledir.fdatasync(fd, rec)
         impl.sampledir.close_fd(fd)
-        sample_dir.sync()
-        sample_dir.file_size("rec")
-        sample_dir.unlink("rec")
+        directory.sync()
+        directory.file_size("rec")
+        directory.unlink("rec")
     assert hook_calls == [
         ("create", rec),
         ("fsync", rec),
@@ -212,12 +212,12 @@ def test_fault_hook_error_propagates_as_the_syscall_error(
 ) -> None:
     rec = str(tmp_path / "rec")
     (tmp_path / "existing").write_bytes(b"x")
-    with impl.sampledir.SampleDirectory(str(tmp_path)) as sample_dir:
+    with impl.sampledir.SampleDirectory(str(tmp_path)) as directory:
         fd = os.open(tmp_path / "existing", os.O_RDONLY)
         actions = {
-            "create": lambda: sample_dir.create_file("rec"),
-            "unlink": lambda: sample_dir.unlink("existing"),
-            "fsync_dir": sample_dir.sync,
+            "create": lambda: directory.create_file("rec"),
+            "unlink": lambda: directory.unlink("existing"),
+            "fsync_dir": directory.sync,
             "fsync": lambda: impl.sampledir.fsync(fd, rec),
             "fdatasync": lambda: impl.sampledir.fdatasync(fd, rec),
         }
@@ -236,8 +236,8 @@ def test_fault_hook_error_propagates_as_the_syscall_error(
 
 
 def test_a_path_like_is_accepted_and_reported_as_str(impl, tmp_path: Path) -> None:
-    with impl.sampledir.SampleDirectory(tmp_path) as sample_dir:
-        assert sample_dir.path == str(tmp_path)
+    with impl.sampledir.SampleDirectory(tmp_path) as directory:
+        assert directory.path == str(tmp_path)
     with pytest.raises(TypeError, match="must be str, not bytes"):
         impl.sampledir.SampleDirectory(bytes(tmp_path))
 

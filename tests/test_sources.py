@@ -85,11 +85,11 @@ def test_streamer_stamps_packets_with_their_receipt_time_not_the_hand_over_time(
     received_at = time.monotonic_ns() - 10 * 10**9
     received: list[int | None] = [received_at + i * PACKET_SPACING_NS for i in range(5)]
     received.append(None)  # a source that yields at once: stamped on arrival
-    db, sample_dir = datadir.init(str(tmp_path / "data"))
+    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
     try:
         camera = db.add_camera("front", url="fake://", retain_bytes=10**9, rotate_interval_sec=60)
         streamer = Streamer(
-            camera, db, sample_dir, syncer=None,  # the stand-in recorder never reaches it
+            camera, db, syncer=None,  # the stand-in recorder never reaches it
             source_factory=lambda *_: _HeldBackSource(avcc, received),
         )
         writes = streamer.recorder = _RecordedWrites()
@@ -98,7 +98,7 @@ def test_streamer_stamps_packets_with_their_receipt_time_not_the_hand_over_time(
         streamer.stop()
         assert streamer.join(10)
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
     times = writes.local_times_90k[: len(received)]
     assert [b - a for a, b in zip(times, times[1:4], strict=False)] == [900] * 3

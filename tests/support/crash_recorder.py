@@ -23,22 +23,22 @@ ENTRY = bytes(range(90))
 
 def main() -> None:
     data_dir, run, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    db, sample_dir = datadir.open_for_recording(data_dir)
+    db, sample_file_dir = datadir.open_for_recording(data_dir)
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    syncer = sample_dir.start_syncer()
+    syncer = sample_file_dir.start_syncer()
     cameras = db.list_cameras()
     try:
-        sample_dir.create_writer(syncer, None, cameras[0].id, entry_id).close()
+        syncer.create_writer(None, cameras[0].id, entry_id).close()
     except RecordingAbandonedError:
         pass
     recorders = [
-        CameraRecorder(sample_dir, syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
+        CameraRecorder(syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
     ]
     feed(recorders, entry_id, run * 100_000, count, BASE_TIME_90K)
     for r in recorders:
         r.end_run()
     syncer.close()
-    sample_dir.close()
+    sample_file_dir.close()
     db.close()
     print("clean exit")
 

@@ -235,17 +235,17 @@ def _apply_lowered_budget(db: Database, camera: Camera) -> None:
     recordings, usage, _ = db.camera_usage(camera.id)
     if usage <= camera.retain_bytes:
         return
-    sample_dir = _open_unless_recording(db)
-    if sample_dir is None:
+    sample_file_dir = _open_unless_recording(db)
+    if sample_file_dir is None:
         print(
             f"the recorder is running: the budget of {format_size(camera.retain_bytes)} "
             f"(now using {format_size(usage)}) takes effect when it next saves a recording"
         )
         return
     try:
-        _rotate_now(sample_dir)
+        _rotate_now(sample_file_dir)
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
     after, after_usage, _ = db.camera_usage(camera.id)
     print(
         f"deleted {recordings - after} of {camera.short_name!r}'s oldest recordings "
@@ -263,8 +263,8 @@ def remove_camera(args: argparse.Namespace) -> int:
                 f"camera {camera.short_name!r} has {recordings} recordings "
                 f"({format_size(usage)}); give --delete-recordings to delete them too"
             )
-        sample_dir = _open_unless_recording(db)
-        if sample_dir is None:
+        sample_file_dir = _open_unless_recording(db)
+        if sample_file_dir is None:
             raise CommandError(
                 f"can't remove camera {camera.short_name!r} while `moonfire run` is recording "
                 f"from {args.data_dir}; stop it first"
@@ -274,10 +274,10 @@ def remove_camera(args: argparse.Namespace) -> int:
                 # If this is interrupted, the camera is left with a zero budget and fewer
                 # recordings, never with a row lacking its file; running remove again finishes.
                 db.update_camera(camera.id, retain_bytes=0)
-                _rotate_now(sample_dir)
+                _rotate_now(sample_file_dir)
             db.delete_camera(camera.id)
         finally:
-            sample_dir.close()
+            sample_file_dir.close()
     deleted = f" and its {recordings} recordings ({format_size(usage)})" if recordings else ""
     print(f"removed camera {camera.short_name!r}{deleted}")
     return 0
@@ -291,6 +291,6 @@ def _open_unless_recording(db: Database) -> SampleFileDir | None:
         return None
 
 
-def _rotate_now(sample_dir: SampleFileDir) -> None:
+def _rotate_now(sample_file_dir: SampleFileDir) -> None:
     """Bring every camera within its budget: a syncer's start is exactly that rotation."""
-    sample_dir.start_syncer().close()
+    sample_file_dir.start_syncer().close()

@@ -54,14 +54,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with open_db(args.data_dir, read_only=True) as db, _recorder_stopped(db):
-        sample_dir = db.sample_file_dir().path
+        sample_file_dir_path = db.sample_file_dir().path
         bar = None
         if args.hash:
             total = sum(db.camera_usage(c.id)[1] for c in db.list_cameras())
             bar = tqdm(total=total, unit="B", unit_scale=True, desc="hashing", leave=False)
         try:
             violations = list(
-                checker.check(db, sample_dir, args.hash, bar.update if bar is not None else None)
+                checker.check(
+                    db, sample_file_dir_path, args.hash, bar.update if bar is not None else None
+                )
             )
         finally:
             if bar is not None:

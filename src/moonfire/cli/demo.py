@@ -85,8 +85,8 @@ def prepare_data_dir(data_dir: str) -> None:
     if os.path.exists(datadir.db_path(data_dir)):
         print(f"using the existing data directory {data_dir}")
         return
-    db, sample_dir = datadir.init(data_dir)
-    sample_dir.close()
+    db, sample_file_dir = datadir.init(data_dir)
+    sample_file_dir.close()
     db.close()
     print(f"created data directory {data_dir}")
 

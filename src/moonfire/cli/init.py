@@ -32,13 +32,13 @@ def run(args: argparse.Namespace) -> int:
             f"{args.data_dir} is already a moonfire data directory "
             f"({datadir.db_path(args.data_dir)} exists); refusing to initialize it again"
         )
-    db, sample_dir = datadir.init(args.data_dir, args.sample_dir)
+    db, sample_file_dir = datadir.init(args.data_dir, args.sample_dir)
     try:
         print(f"created {db.path}")
-        print(f"sample files go to {sample_dir.path}")
+        print(f"sample files go to {sample_file_dir.path}")
         data_dir = shlex.quote(args.data_dir)
         print(f"next: moonfire camera add NAME --url URL --retain 10GiB --data-dir {data_dir}")
     finally:
-        sample_dir.close()
+        sample_file_dir.close()
         db.close()
     return 0

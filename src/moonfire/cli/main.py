@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_facing(e: Exception) -> bool:
     """Errors whose message is the whole story; anything else is a bug worth naming."""
-    from moonfire.storage.data_dir import DataDirError
     from moonfire.db import DatabaseError
+    from moonfire.storage.data_dir import DataDirError
     from moonfire.storage.dir_meta import DirectoryMismatchError
 
     return isinstance(

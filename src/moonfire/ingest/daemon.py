@@ -34,7 +34,8 @@ from moonfire.db import Camera, Database
 from moonfire.ingest.sources import Source, open_source
 from moonfire.ingest.streamer import CameraStatus, Streamer
 from moonfire.storage.data_dir import open_for_recording
-from moonfire.storage.sample_file_dir import SampleFileDir, Syncer, SyncerStoppedError
+from moonfire.storage.sample_file_dir import SampleFileDir
+from moonfire.storage.syncer import Syncer, SyncerStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ class Daemon:
     def __init__(
         self,
         db: Database,
-        sample_dir: SampleFileDir,
+        sample_file_dir: SampleFileDir,
         stop: threading.Event,
     ) -> None:
         self.db = db
-        self.sample_dir = sample_dir
+        self.sample_file_dir = sample_file_dir
         self.stop_event = stop
         self.syncer: Syncer | None = None
         self.streamers: list[Streamer] = []
@@ -113,7 +114,7 @@ class Daemon:
                 except SyncerStoppedError as e:
                     self.fatal_error = self.fatal_error or e
         finally:
-            self.sample_dir.close()
+            self.sample_file_dir.close()
             self.db.close()
         log.info("stopped")
         return self._exit_code()
@@ -144,11 +145,11 @@ def start_daemon(
     Raises (having released everything) if the directory is missing, locked by
     another recorder, or a named camera does not exist.
     """
-    db, sample_dir = open_for_recording(data_dir)
-    daemon = Daemon(db, sample_dir, stop or threading.Event())
+    db, sample_file_dir = open_for_recording(data_dir)
+    daemon = Daemon(db, sample_file_dir, stop or threading.Event())
     try:
         cameras = _select_cameras(db, camera_names)
-        daemon.syncer = sample_dir.start_syncer(on_fatal=daemon._on_fatal)
+        daemon.syncer = sample_file_dir.start_syncer(on_fatal=daemon._on_fatal)
         recordable = [c for c in cameras if c.url]
         for camera in cameras:
             if not camera.url:
@@ -160,7 +161,6 @@ def start_daemon(
                 Streamer(
                     camera,
                     db,
-                    sample_dir,
                     daemon.syncer,
                     rotate_offset_sec=camera.rotate_interval_sec * i // len(recordable),
                     source_factory=source_factory,

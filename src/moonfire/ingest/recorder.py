@@ -38,7 +38,7 @@ from moonfire_core.records import PreviousWriter
 from moonfire_core.writer import Writer
 
 if TYPE_CHECKING:
-    from moonfire.storage.sample_file_dir import SampleFileDir, Syncer
+    from moonfire.storage.syncer import Syncer
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,12 @@ class CameraRecorder:
 
     def __init__(
         self,
-        sample_dir: SampleFileDir,
         syncer: Syncer,
         camera_id: int,
         camera_name: str = "",
         rotate_interval_sec: int = 60,
         rotate_offset_sec: int = 0,
     ) -> None:
-        self._sample_dir = sample_dir
         self._syncer = syncer
         self.camera_id = camera_id
         self.camera_name = camera_name or str(camera_id)
@@ -154,8 +152,8 @@ class CameraRecorder:
 
     def _start_writer(self, local_time_90k: int, pts_90k: int, video_sample_entry_id: int) -> None:
         first_in_run = self._prev is None
-        self._writer = self._sample_dir.create_writer(
-            self._syncer, self._prev, self.camera_id, video_sample_entry_id
+        self._writer = self._syncer.create_writer(
+            self._prev, self.camera_id, video_sample_entry_id
         )
         self._writer_entry_id = video_sample_entry_id
         self._writer_start_pts = pts_90k

@@ -26,7 +26,7 @@ from moonfire.codec import SampleEntry, sample_entry_from_extradata
 from moonfire.db import Camera, Database
 from moonfire.ingest.recorder import CameraRecorder
 from moonfire.ingest.sources import Source, SourceError, open_source, redact_url
-from moonfire.storage.sample_file_dir import SampleFileDir, Syncer, SyncerStoppedError
+from moonfire.storage.syncer import Syncer, SyncerStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,6 @@ class Streamer:
         self,
         camera: Camera,
         db: Database,
-        sample_dir: SampleFileDir,
         syncer: Syncer,
         *,
         rotate_offset_sec: int = 0,
@@ -87,7 +86,6 @@ class Streamer:
         self._syncer = syncer
         self._open_source = source_factory
         self.recorder = CameraRecorder(
-            sample_dir,
             syncer,
             camera.id,
             camera_name=camera.short_name,

@@ -9,6 +9,9 @@ database and the page cache of *this process* are concerned.
 
 The list of points is ``CRASH_POINTS``; the crash tests iterate over it, so a
 new point added to the engine without being listed fails those tests.
+
+``observe(callback)`` lets an in-process test see every point reached (for
+instance, that ``recovery.*`` points are reached only while recovering).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 ENV_VAR = "MOONFIRE_CRASH_AT"
 
@@ -47,11 +52,25 @@ def _parse(spec: str | None) -> tuple[str | None, int]:
 
 _target, _remaining = _parse(os.environ.get(ENV_VAR))
 _lock = threading.Lock()
+_observer: Callable[[str], None] | None = None
+
+
+@contextmanager
+def observe(callback: Callable[[str], None]) -> Iterator[None]:
+    """Call ``callback(name)`` at every crash point reached (any thread) while inside."""
+    global _observer
+    previous, _observer = _observer, callback
+    try:
+        yield
+    finally:
+        _observer = previous
 
 
 def crash_point(name: str) -> None:
     """SIGKILL this process if ``MOONFIRE_CRASH_AT`` names this point (and hit count)."""
     global _remaining
+    if _observer is not None:
+        _observer(name)
     if _target is None or name != _target:
         return
     with _lock:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 
 from moonfire.db import Database
+from moonfire.errors import MoonfireError
 from moonfire.storage.sample_file_dir import SampleFileDir
 
 DB_NAME = "db"
 SAMPLE_DIR_NAME = "sample"
 
 
-class DataDirError(Exception):
+class DataDirError(MoonfireError):
     """The data directory is missing or not set up."""
 
 
@@ -25,16 +26,18 @@ def db_path(data_dir: str) -> str:
     return os.path.join(data_dir, DB_NAME)
 
 
-def init(data_dir: str, sample_dir: str | None = None) -> tuple[Database, SampleFileDir]:
+def init(data_dir: str, sample_file_dir_path: str | None = None) -> tuple[Database, SampleFileDir]:
     """Create the database and bind a new sample file directory to it."""
-    sample_dir = os.path.abspath(sample_dir or os.path.join(data_dir, SAMPLE_DIR_NAME))
+    sample_file_dir_path = os.path.abspath(
+        sample_file_dir_path or os.path.join(data_dir, SAMPLE_DIR_NAME)
+    )
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     path = db_path(data_dir)
     if os.path.exists(path):
         raise DataDirError(f"{data_dir} already has a moonfire database ({path})")
-    db = Database.create(path, sample_dir)
+    db = Database.create(path, sample_file_dir_path)
     try:
-        return db, SampleFileDir.create(sample_dir, db)
+        return db, SampleFileDir.create(sample_file_dir_path, db)
     except BaseException:
         db.close()
         for suffix in ("", "-wal", "-shm"):

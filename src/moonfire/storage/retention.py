@@ -1,0 +1,129 @@
+"""Which recordings to delete: pure functions over rows, budgets and free space.
+
+Nothing here touches the disk, the database or a clock; the syncer asks the
+questions (a camera's usage and budget, the bytes free, the rows oldest
+first) and carries out the answer durably.  Every rule deletes a camera's
+*oldest* recordings first and stops as soon as enough bytes are freed:
+
+* **budget** (``to_fit_budget``): the camera's bytes, plus a recording about
+  to be committed, must fit its ``retain_bytes``;
+* **free space** (``for_free_space``): a save keeps room on the disk for
+  ``FREE_SPACE_RECORDINGS`` recordings the size of the one saved, because
+  budgets are set by hand and the disk may be shared;
+* **full disk** (``to_make_room``): a write failed with ENOSPC; at least one
+  recording and at least the bytes the lost recording had reached go.
+
+``rows_oldest_first`` may be a lazy iterator (``Database.list_oldest_recordings``
+is one): it is read only as far as needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+#: Free space a save keeps in the sample file directory, in recordings the
+#: size of the one just saved: the next recording is being written while its
+#: predecessor's deletions wait for the next save, so one is not enough.
+FREE_SPACE_RECORDINGS = 3
+
+
+class Row(Protocol):
+    """What retention needs of a recording (``moonfire.db.RecordingRow`` has it)."""
+
+    @property
+    def composite_id(self) -> int: ...
+
+    @property
+    def camera_id(self) -> int: ...
+
+    @property
+    def sample_file_bytes(self) -> int: ...
+
+
+R = TypeVar("R", bound=Row)
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion(Generic[R]):
+    """The oldest rows chosen to free ``bytes_needed`` (nothing when that is ≤ 0)."""
+
+    rows: list[R] = field(default_factory=list)
+    #: Bytes the rule asked for; ≤ 0 means nothing had to go.
+    bytes_needed: int = 0
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(r.sample_file_bytes for r in self.rows)
+
+    @property
+    def needed(self) -> bool:
+        """The rule asked for something to be deleted."""
+        return self.bytes_needed > 0
+
+    @property
+    def short(self) -> bool:
+        """Deleting every row offered still frees less than asked."""
+        return self.bytes_freed < self.bytes_needed
+
+
+def oldest_first(
+    rows_oldest_first: Iterable[R], bytes_needed: int, skip: Collection[int] = ()
+) -> list[R]:
+    """The shortest prefix of the rows (less those in ``skip``) freeing ``bytes_needed``.
+
+    ``skip`` holds composite ids already chosen by another rule.  Nothing when
+    ``bytes_needed`` ≤ 0; every row when even all of them free too little.
+    """
+    chosen: list[R] = []
+    freed = 0
+    for row in rows_oldest_first:
+        if freed >= bytes_needed:
+            break
+        if row.composite_id in skip:
+            continue
+        chosen.append(row)
+        freed += row.sample_file_bytes
+    return chosen
+
+
+def to_fit_budget(
+    rows_oldest_first: Iterable[R], usage_bytes: int, retain_bytes: int, incoming_bytes: int = 0
+) -> Deletion[R]:
+    """Oldest rows to delete so ``usage_bytes + incoming_bytes`` fits ``retain_bytes``."""
+    needed = usage_bytes + incoming_bytes - retain_bytes
+    if needed <= 0:
+        return Deletion([], needed)
+    return Deletion(oldest_first(rows_oldest_first, needed), needed)
+
+
+@dataclass(frozen=True, slots=True)
+class FreeSpaceDeletion(Deletion[R]):
+    #: Bytes that will be free once the budget's deletions are done too.
+    free_bytes: int = 0
+
+
+def for_free_space(
+    rows_oldest_first: Iterable[R],
+    free_bytes: int,
+    recording_bytes: int,
+    already_chosen: Collection[R] = (),
+) -> FreeSpaceDeletion[R]:
+    """More oldest rows when the disk would keep less than ``FREE_SPACE_RECORDINGS`` free.
+
+    ``free_bytes`` is what the filesystem reports; the rows ``already_chosen``
+    (by the budget) count as freed and are not chosen again.
+    """
+    free = free_bytes + sum(r.sample_file_bytes for r in already_chosen)
+    needed = FREE_SPACE_RECORDINGS * recording_bytes - free
+    if needed <= 0:
+        return FreeSpaceDeletion([], needed, free)
+    skip = {r.composite_id for r in already_chosen}
+    return FreeSpaceDeletion(oldest_first(rows_oldest_first, needed, skip), needed, free)
+
+
+def to_make_room(rows_oldest_first: Iterable[R], bytes_wanted: int) -> Deletion[R]:
+    """After ENOSPC: at least one row, and at least ``bytes_wanted`` bytes of them."""
+    needed = max(bytes_wanted, 1)
+    return Deletion(oldest_first(rows_oldest_first, needed), needed)

@@ -1,0 +1,190 @@
+"""Retention policy without a disk: which of a camera's rows go, oldest first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from moonfire.db import RecordingRow
+from moonfire.storage import retention
+from moonfire.storage.retention import (
+    FREE_SPACE_RECORDINGS,
+    for_free_space,
+    oldest_first,
+    to_fit_budget,
+    to_make_room,
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    composite_id: int
+    camera_id: int
+    sample_file_bytes: int
+
+
+def rows(camera_id: int, *sizes: int) -> list[Row]:
+    """A camera's rows oldest first, recording ids 1, 2, ..."""
+    return [Row((camera_id << 32) | (i + 1), camera_id, size) for i, size in enumerate(sizes)]
+
+
+def ids(chosen) -> list[int]:
+    return [r.composite_id & 0xFFFFFFFF for r in chosen]
+
+
+class Counting:
+    """An iterator that counts how many rows were taken from it (the db's is lazy)."""
+
+    def __init__(self, items: list[Row]) -> None:
+        self.items = items
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[Row]:
+        for item in self.items:
+            self.taken += 1
+            yield item
+
+
+def test_free_space_floor_is_three_recordings() -> None:
+    assert FREE_SPACE_RECORDINGS == 3
+
+
+def test_within_budget_deletes_nothing_and_reads_no_row() -> None:
+    source = Counting(rows(1, 100, 100, 100))
+    deletion = to_fit_budget(source, usage_bytes=300, retain_bytes=1000)
+    assert deletion.rows == []
+    assert not deletion.needed
+    assert not deletion.short
+    assert deletion.bytes_freed == 0
+    assert source.taken == 0
+
+
+def test_exactly_at_budget_deletes_nothing() -> None:
+    assert to_fit_budget(rows(1, 100, 200), usage_bytes=300, retain_bytes=300).rows == []
+
+
+def test_over_budget_deletes_the_oldest_first_and_no_more_than_needed() -> None:
+    source = Counting(rows(1, 100, 200, 300, 400))
+    deletion = to_fit_budget(source, usage_bytes=1000, retain_bytes=750)
+    assert ids(deletion.rows) == [1, 2]  # 300 bytes freed >= 250 needed
+    assert deletion.bytes_needed == 250
+    assert deletion.bytes_freed == 300
+    assert deletion.needed and not deletion.short
+    assert source.taken <= 3  # stopped once enough was freed
+
+
+def test_one_byte_over_costs_the_oldest_recording_only() -> None:
+    deletion = to_fit_budget(rows(1, 50, 60), usage_bytes=110, retain_bytes=109)
+    assert ids(deletion.rows) == [1]
+
+
+def test_incoming_recording_counts_against_the_budget() -> None:
+    existing = rows(1, 100, 100, 100)
+    assert to_fit_budget(existing, 300, 400).rows == []
+    deletion = to_fit_budget(existing, 300, 400, incoming_bytes=150)
+    assert ids(deletion.rows) == [1]
+    assert deletion.bytes_needed == 50
+
+
+def test_budgets_are_per_camera() -> None:
+    front, back = rows(1, 100, 100, 100, 100), rows(2, 100, 100, 100, 100)
+    front_deletion = to_fit_budget(front, usage_bytes=400, retain_bytes=300)
+    back_deletion = to_fit_budget(back, usage_bytes=400, retain_bytes=100)
+    assert ids(front_deletion.rows) == [1]
+    assert ids(back_deletion.rows) == [1, 2, 3]
+    assert {r.camera_id for r in front_deletion.rows} == {1}
+    assert {r.camera_id for r in back_deletion.rows} == {2}
+
+
+def test_budget_beyond_reach_deletes_every_row_and_says_it_is_short() -> None:
+    # Usage counts bytes the rows offered don't cover (say, a recording being saved).
+    deletion = to_fit_budget(rows(1, 100, 100), usage_bytes=500, retain_bytes=100)
+    assert ids(deletion.rows) == [1, 2]
+    assert deletion.short
+    assert deletion.bytes_needed == 400
+
+
+def test_no_rows_at_all() -> None:
+    assert to_fit_budget([], usage_bytes=500, retain_bytes=0).rows == []
+    assert to_make_room([], 1000).rows == []
+    assert for_free_space([], free_bytes=0, recording_bytes=100).rows == []
+
+
+def test_zero_budget_deletes_everything() -> None:
+    assert ids(to_fit_budget(rows(1, 1, 2, 3), 6, 0).rows) == [1, 2, 3]
+
+
+def test_enough_free_space_deletes_nothing() -> None:
+    deletion = for_free_space(rows(1, 100), free_bytes=3 * 100, recording_bytes=100)
+    assert deletion.rows == [] and not deletion.needed
+    assert deletion.free_bytes == 300
+
+
+def test_free_space_keeps_room_for_three_recordings() -> None:
+    deletion = for_free_space(rows(1, 40, 40, 40, 40), free_bytes=200, recording_bytes=100)
+    assert deletion.bytes_needed == FREE_SPACE_RECORDINGS * 100 - 200
+    assert ids(deletion.rows) == [1, 2, 3]  # 120 >= 100
+    assert deletion.free_bytes == 200
+
+
+def test_free_space_counts_and_skips_the_rows_the_budget_chose() -> None:
+    camera = rows(1, 50, 50, 50, 50)
+    chosen = camera[:1]
+    deletion = for_free_space(camera, free_bytes=180, recording_bytes=100, already_chosen=chosen)
+    # 180 free + 50 being deleted anyway = 230; 70 more are needed.
+    assert deletion.free_bytes == 230
+    assert deletion.bytes_needed == 70
+    assert ids(deletion.rows) == [2, 3]
+
+
+def test_free_space_satisfied_by_the_budgets_deletions_alone() -> None:
+    camera = rows(1, 200, 50)
+    deletion = for_free_space(
+        camera, free_bytes=100, recording_bytes=100, already_chosen=camera[:1]
+    )
+    assert deletion.rows == [] and not deletion.needed
+
+
+def test_free_space_short_when_the_camera_has_too_little() -> None:
+    deletion = for_free_space(rows(1, 10), free_bytes=0, recording_bytes=100)
+    assert ids(deletion.rows) == [1]
+    assert deletion.short
+
+
+def test_make_room_deletes_at_least_one_recording() -> None:
+    assert ids(to_make_room(rows(1, 100, 100), bytes_wanted=0).rows) == [1]
+    assert ids(to_make_room(rows(1, 100, 100), bytes_wanted=1).rows) == [1]
+
+
+def test_make_room_frees_at_least_what_the_lost_recording_reached() -> None:
+    deletion = to_make_room(rows(1, 30, 30, 30, 30), bytes_wanted=70)
+    assert ids(deletion.rows) == [1, 2, 3]
+    assert deletion.bytes_freed == 90
+
+
+def test_oldest_first_needs_nothing() -> None:
+    source = Counting(rows(1, 1, 2))
+    assert oldest_first(source, 0) == []
+    assert oldest_first(source, -5) == []
+
+
+def test_recording_rows_satisfy_the_policy() -> None:
+    def row(recording_id: int, size: int) -> RecordingRow:
+        return RecordingRow(
+            composite_id=(7 << 32) | recording_id,
+            camera_id=7,
+            run_offset=0,
+            flags=0,
+            sample_file_bytes=size,
+            start_time_90k=recording_id * 90000,
+            duration_90k=90000,
+            local_time_delta_90k=0,
+            video_samples=30,
+            video_sync_samples=1,
+            video_sample_entry_id=1,
+        )
+
+    deletion: retention.Deletion[RecordingRow] = to_fit_budget(
+        [row(1, 10), row(2, 10), row(3, 10)], usage_bytes=30, retain_bytes=15
+    )
+    assert [r.recording_id for r in deletion.rows] == [1, 2]
