@@ -257,6 +257,61 @@ def test_run_without_cameras_is_refused(data_dir, capsys):
     assert_one_line_error(code, err, "no cameras to record")
 
 
+def test_a_moonfire_error_prints_one_line(data_dir, capsys, monkeypatch):
+    from moonfire.cli import camera
+    from moonfire.errors import MoonfireError
+
+    def refuse(args):
+        raise MoonfireError("the camera's budget is too small for one recording")
+
+    monkeypatch.setattr(camera, "list_cameras", refuse)
+    code, _out, err = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
+    assert_one_line_error(code, err, "moonfire: the camera's budget is too small")
+
+
+def test_a_core_user_error_prints_one_line(data_dir, capsys, monkeypatch):
+    from moonfire.cli import camera
+    from moonfire_core import CorruptIndexError
+
+    def corrupt(args):
+        raise CorruptIndexError("video_index byte 3: varint runs past the end")
+
+    monkeypatch.setattr(camera, "list_cameras", corrupt)
+    code, _out, err = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
+    assert_one_line_error(code, err, "moonfire: video_index byte 3")
+
+
+@pytest.mark.parametrize(
+    ("bug", "message"),
+    [
+        (lambda: {}["short_name"], "(KeyError): 'short_name'"),
+        (lambda: int("x"), "(ValueError): invalid literal for int() with base 10: 'x'"),
+    ],
+    ids=["KeyError", "ValueError"],
+)
+def test_a_bug_prints_as_an_internal_error_with_the_hint(
+    data_dir, capsys, monkeypatch, bug, message
+):
+    from moonfire.cli import camera
+
+    monkeypatch.setattr(camera, "list_cameras", lambda args: bug())
+    code, _out, err = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines() == [
+        f"moonfire: internal error {message}",
+        "moonfire: rerun with --verbose for the traceback",
+    ]
+    with pytest.raises((KeyError, ValueError)):
+        cli.main(["--verbose", "camera", "list", "--data-dir", data_dir])
+
+
+def test_an_os_error_names_its_file(tmp_path, capsys):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    code, _out, err = moonfire(capsys, "init", "--data-dir", str(not_a_dir / "data"))
+    assert_one_line_error(code, err, "Not a directory", str(not_a_dir / "data"))
+
+
 HELP_ARGV = [[name] for name in cli.COMMANDS] + [
     ["camera", action] for action in ("add", "list", "edit", "remove")
 ]

@@ -20,6 +20,8 @@ import time as _time
 from operator import index
 from typing import Any
 
+from moonfire.errors import MoonfireError
+
 TIME_UNITS_PER_SEC = 90_000
 
 _SECONDS_PER_DAY = 86_400
@@ -192,6 +194,12 @@ _TIMESTAMP = re.compile(
     r"(?::(?P<fraction>[0-9]{5}))?"
     r"(?P<zone>Z|(?P<sign>[+-])(?P<zone_hour>[0-9]{2}):(?P<zone_minute>[0-9]{2}))?"
 )
+
+
+class TimeParseError(MoonfireError, ValueError):
+    """Text that is not a time ``parse_time`` reads; the message quotes it and names the field."""
+
+
 _FORMAT_HINT = "expected 90 kHz units or YYYY-MM-DDTHH:MM:SS[:FFFFF][Z|+hh:mm|-hh:mm]"
 
 
@@ -202,22 +210,22 @@ def parse_time(s: str) -> Time:
     zone the time is local to this process (``TZ``); see ``_local_wall_to_unix`` for how DST
     gaps and overlaps are read.  Years 0000-9999 are accepted.
 
-    :raises ValueError: quoting ``s`` and naming the field that is wrong.
+    :raises TimeParseError: (a ``ValueError``) quoting ``s`` and naming the field that is wrong.
     """
     if not isinstance(s, str):
         raise TypeError(f"parse_time expects a str, got {type(s).__name__}")
     if _INTEGER.fullmatch(s):
         value = int(s)
         if not _I64_MIN <= value <= _I64_MAX:
-            raise ValueError(f"unparseable time {s!r}: {value} is out of the 64-bit range")
+            raise TimeParseError(f"unparseable time {s!r}: {value} is out of the 64-bit range")
         return Time(value)
     match = _TIMESTAMP.fullmatch(s)
     if match is None:
-        raise ValueError(f"unparseable time {s!r}: {_FORMAT_HINT}")
+        raise TimeParseError(f"unparseable time {s!r}: {_FORMAT_HINT}")
     field = {k: int(v) for k, v in match.groupdict().items() if v is not None and v.isdigit()}
     problem = _field_problem(field)
     if problem:
-        raise ValueError(f"unparseable time {s!r}: {problem}")
+        raise TimeParseError(f"unparseable time {s!r}: {problem}")
     wall = (
         _days_from_civil(field["year"], field["month"], field["day"]) * _SECONDS_PER_DAY
         + field["hour"] * 3600

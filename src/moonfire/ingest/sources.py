@@ -30,6 +30,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from moonfire.errors import MoonfireError
 from moonfire.time import TIME_UNITS_PER_SEC
 
 #: Seconds to wait for the camera to answer when connecting, and between packets.
@@ -40,7 +41,7 @@ TESTSRC_SCHEME = "testsrc"
 _TESTSRC_DEFAULTS = {"size": "1280x720", "fps": "30", "bitrate": "2M", "gop": "30"}
 
 
-class SourceError(Exception):
+class SourceError(MoonfireError):
     """A camera could not be opened or read; ``url`` never contains a password."""
 
     def __init__(self, url: str, reason: str) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moonfire.errors import MoonfireError
 from moonfire_core import CorruptIndexError, DecodedIndex, decode_index
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ class SampleTables:
     durations: np.ndarray  # int32, 90 kHz units
     sizes: np.ndarray  # int32, bytes
     is_key: np.ndarray  # bool
+
+
+class SegmentError(MoonfireError, ValueError):
+    """A recording's row or index can't give the segment asked for (a bad range, an index that
+    disagrees with its row); the message names the recording."""
 
 
 def recording_name(row: RecordingRow) -> str:
@@ -76,7 +82,7 @@ class Segment:
     ) -> None:
         start, end = desired_range_90k
         if start < 0 or start > end or end > row.duration_90k:
-            raise ValueError(
+            raise SegmentError(
                 f"recording {recording_name(row)}: desired range [{start}, {end}) is not within "
                 f"its duration [0, {row.duration_90k})"
             )
@@ -105,9 +111,9 @@ class Segment:
         name = recording_name(self.row)
         count = len(decoded.durations)
         if count == 0:
-            raise ValueError(f"recording {name}: video_index has no frames")
+            raise SegmentError(f"recording {name}: video_index has no frames")
         if not decoded.is_key[0]:
-            raise ValueError(f"recording {name}: first frame is not a key frame")
+            raise SegmentError(f"recording {name}: first frame is not a key frame")
         starts = decoded.starts
         # First frame starting at or after the desired end; when the end is the recording's end,
         # everything (a trailing zero-duration frame too), consistent with the fast path.
@@ -164,7 +170,7 @@ class Segment:
             )
         else:
             return
-        raise ValueError(f"recording {recording_name(row)}: {problem}")
+        raise SegmentError(f"recording {recording_name(row)}: {problem}")
 
     @property
     def media_duration_90k(self) -> int:
