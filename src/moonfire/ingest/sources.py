@@ -9,7 +9,8 @@ at 0, so the streamer never sees a stream's own time base or epoch:
   challenge itself;
 * file paths and any other URL FFmpeg understands are read as they are (a file
   at full speed, which is what the ingest benchmark wants);
-* ``testsrc://?size=1280x720&fps=30&bitrate=2M&gop=30`` is a synthetic camera:
+* ``testsrc://?size=1280x720&fps=30&bitrate=2M&gop=30`` is a synthetic camera
+  (``bitrate`` in bits per second, read like a size: ``300k``, ``2M``):
   an H.264 test pattern encoded by PyAV and paced in real time, so the whole
   system runs with no camera at all (``moonfire demo``, the tests).
 
@@ -31,6 +32,7 @@ import av
 import numpy as np
 
 from moonfire.errors import MoonfireError
+from moonfire.sizes import parse_size
 from moonfire.time import TIME_UNITS_PER_SEC
 
 #: Seconds to wait for the camera to answer when connecting, and between packets.
@@ -275,14 +277,6 @@ def merge_same_pts(pieces: Iterable[SourcePacket]) -> Iterator[SourcePacket]:
 # ---- the synthetic camera --------------------------------------------------------------
 
 
-def _parse_bitrate(text: str) -> int:
-    multipliers = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
-    suffix = text[-1:].lower()
-    if suffix in multipliers:
-        return int(float(text[:-1]) * multipliers[suffix])
-    return int(text)
-
-
 @dataclass(frozen=True)
 class TestPatternSettings:
     width: int
@@ -303,7 +297,7 @@ class TestPatternSettings:
         try:
             width, height = (int(v) for v in query["size"].lower().split("x"))
             settings = cls(
-                width, height, int(query["fps"]), _parse_bitrate(query["bitrate"]),
+                width, height, int(query["fps"]), parse_size(query["bitrate"]),
                 int(query["gop"]),
             )
         except ValueError:

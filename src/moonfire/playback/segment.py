@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moonfire.db.rows import index_mismatches
 from moonfire.errors import MoonfireError
 from moonfire_core import CorruptIndexError, DecodedIndex, decode_index
 
@@ -151,26 +152,9 @@ class Segment:
         Runs for every segment of an export, so the recording's name is formatted only for an
         error.
         """
-        row = self.row
-        found = len(decoded.durations)
-        keys = int(decoded.video_sync_samples)
-        if found != row.video_samples:
-            only = " only" if found < row.video_samples else ""
-            problem = f"expected {row.video_samples} frames, found{only} {found}"
-        elif keys != row.video_sync_samples:
-            problem = f"expected {row.video_sync_samples} key frames, found {keys}"
-        elif decoded.sample_file_bytes != row.sample_file_bytes:
-            problem = (
-                f"expected {row.sample_file_bytes} sample file bytes, "
-                f"index sums to {decoded.sample_file_bytes}"
-            )
-        elif decoded.total_duration_90k != row.duration_90k:
-            problem = (
-                f"expected duration {row.duration_90k}, index sums to {decoded.total_duration_90k}"
-            )
-        else:
-            return
-        raise SegmentError(f"recording {recording_name(row)}: {problem}")
+        problems = index_mismatches(self.row, decoded)
+        if problems:
+            raise SegmentError(f"recording {recording_name(self.row)}: {problems[0]}")
 
     @property
     def media_duration_90k(self) -> int:
