@@ -41,35 +41,35 @@ class Duration(int):
     def __str__(self) -> str:
         return format_duration(self)
 
-    def __add__(self, other: object) -> Duration:
+    def __add__(self, other: Any) -> Duration:
         if isinstance(other, Time):
             return NotImplemented  # Time.__radd__ makes it a Time
         return _typed(Duration, int.__add__(self, other))
 
     __radd__ = __add__
 
-    def __sub__(self, other: object) -> Duration:
+    def __sub__(self, other: Any) -> Duration:
         if isinstance(other, Time):
             return NotImplemented
         return _typed(Duration, int.__sub__(self, other))
 
-    def __rsub__(self, other: object) -> Duration:
+    def __rsub__(self, other: Any) -> Duration:
         return _typed(Duration, int.__rsub__(self, other))
 
-    def __mul__(self, other: object) -> Duration:
+    def __mul__(self, other: Any) -> Duration:
         if isinstance(other, (Duration, Time)):
             return NotImplemented  # units squared mean nothing
         return _typed(Duration, int.__mul__(self, other))
 
     __rmul__ = __mul__
 
-    def __floordiv__(self, other: object) -> Duration | int:
+    def __floordiv__(self, other: Any) -> Duration | int:
         result = int.__floordiv__(self, other)
         if isinstance(other, Duration):
             return result  # a ratio of two spans is a plain number
         return _typed(Duration, result)
 
-    def __mod__(self, other: object) -> Duration:
+    def __mod__(self, other: Any) -> Duration:
         return _typed(Duration, int.__mod__(self, other))
 
     def __neg__(self) -> Duration:
@@ -93,14 +93,14 @@ class Time(int):
     def __str__(self) -> str:
         return format_time(self)
 
-    def __add__(self, other: object) -> Time:
+    def __add__(self, other: Any) -> Time:
         if isinstance(other, Time):
             return NotImplemented  # Time + Time -> TypeError
         return _typed(Time, int.__add__(self, other))
 
     __radd__ = __add__
 
-    def __sub__(self, other: object) -> Time | Duration:
+    def __sub__(self, other: Any) -> Time | Duration:
         return _typed(Duration if isinstance(other, Time) else Time, int.__sub__(self, other))
 
 

@@ -27,6 +27,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
@@ -336,7 +337,7 @@ class TestPatternSource(Source):
         self.width, self.height = s.width, s.height
         self._stop = threading.Event()
         name = _h264_encoder_name()
-        ctx = av.CodecContext.create(name, "w")
+        ctx = cast(av.VideoCodecContext, av.CodecContext.create(name, "w"))
         ctx.width, ctx.height, ctx.pix_fmt = s.width, s.height, "yuv420p"
         ctx.time_base = Fraction(1, s.fps)
         ctx.framerate = Fraction(s.fps)
@@ -386,8 +387,10 @@ class TestPatternSource(Source):
             if delay > 0 and self._stop.wait(delay):
                 return
             for packet in self._encoder.encode(self._frame(number)):
+                # Every frame sent has a pts, so every packet the encoder gives back has one.
+                pts = packet.pts if packet.pts is not None else number
                 yield SourcePacket(
-                    bytes(packet), packet.pts * TIME_UNITS_PER_SEC // fps, packet.is_keyframe
+                    bytes(packet), pts * TIME_UNITS_PER_SEC // fps, packet.is_keyframe
                 )
             number += 1
 
