@@ -20,12 +20,14 @@ import pytest
 
 from moonfire.cli import main as cli
 from moonfire.cli.demo import DEMO_ROTATE_SEC
+from moonfire.errors import MoonfireError
 from moonfire.ingest.recorder import CameraRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import NON_SAMPLE_NAMES
 from moonfire.storage.invariants import check
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import parse_time
+from moonfire_core import CorruptIndexError
 from tests.support.synthetic_stream import feed
 
 BASE_TIME_90K = 1_700_000_000 * 90000
@@ -257,28 +259,24 @@ def test_run_without_cameras_is_refused(data_dir, capsys):
     assert_one_line_error(code, err, "no cameras to record")
 
 
-def test_a_moonfire_error_prints_one_line(data_dir, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        MoonfireError("the camera's budget is too small for one recording"),
+        CorruptIndexError("video_index byte 3: varint runs past the end"),  # CORE_USER_ERRORS
+    ],
+    ids=["MoonfireError", "CorruptIndexError"],
+)
+def test_a_user_facing_error_prints_one_line(data_dir, capsys, monkeypatch, error):
     from moonfire.cli import camera
-    from moonfire.errors import MoonfireError
 
     def refuse(args):
-        raise MoonfireError("the camera's budget is too small for one recording")
+        raise error
 
     monkeypatch.setattr(camera, "list_cameras", refuse)
     code, _out, err = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
-    assert_one_line_error(code, err, "moonfire: the camera's budget is too small")
-
-
-def test_a_core_user_error_prints_one_line(data_dir, capsys, monkeypatch):
-    from moonfire.cli import camera
-    from moonfire_core import CorruptIndexError
-
-    def corrupt(args):
-        raise CorruptIndexError("video_index byte 3: varint runs past the end")
-
-    monkeypatch.setattr(camera, "list_cameras", corrupt)
-    code, _out, err = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
-    assert_one_line_error(code, err, "moonfire: video_index byte 3")
+    assert_one_line_error(code, err)
+    assert err == f"moonfire: {error}\n"
 
 
 @pytest.mark.parametrize(
