@@ -20,12 +20,14 @@ import pytest
 
 from moonfire.cli import main as cli
 from moonfire.cli.demo import DEMO_ROTATE_SEC
+from moonfire.errors import MoonfireError
 from moonfire.ingest.recorder import CameraRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import NON_SAMPLE_NAMES
 from moonfire.storage.invariants import check
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import parse_time
+from moonfire_core import CorruptIndexError
 from tests.support.synthetic_stream import feed
 
 BASE_TIME_90K = 1_700_000_000 * 90000
@@ -255,6 +257,57 @@ def test_missing_data_dir_says_to_run_init(tmp_path, capsys, argv):
 def test_run_without_cameras_is_refused(data_dir, capsys):
     code, _out, err = moonfire(capsys, "run", "--for", "1", "--data-dir", data_dir)
     assert_one_line_error(code, err, "no cameras to record")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MoonfireError("the camera's budget is too small for one recording"),
+        CorruptIndexError("video_index byte 3: varint runs past the end"),  # CORE_USER_ERRORS
+    ],
+    ids=["MoonfireError", "CorruptIndexError"],
+)
+def test_a_user_facing_error_prints_one_line(data_dir, capsys, monkeypatch, error):
+    from moonfire.cli import camera
+
+    def refuse(args):
+        raise error
+
+    monkeypatch.setattr(camera, "list_cameras", refuse)
+    code, _out, err = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
+    assert_one_line_error(code, err)
+    assert err == f"moonfire: {error}\n"
+
+
+@pytest.mark.parametrize(
+    ("bug", "message"),
+    [
+        (lambda: {}["short_name"], "(KeyError): 'short_name'"),
+        (lambda: int("x"), "(ValueError): invalid literal for int() with base 10: 'x'"),
+    ],
+    ids=["KeyError", "ValueError"],
+)
+def test_a_bug_prints_as_an_internal_error_with_the_hint(
+    data_dir, capsys, monkeypatch, bug, message
+):
+    from moonfire.cli import camera
+
+    monkeypatch.setattr(camera, "list_cameras", lambda args: bug())
+    code, _out, err = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines() == [
+        f"moonfire: internal error {message}",
+        "moonfire: rerun with --verbose for the traceback",
+    ]
+    with pytest.raises((KeyError, ValueError)):
+        cli.main(["--verbose", "camera", "list", "--data-dir", data_dir])
+
+
+def test_an_os_error_names_its_file(tmp_path, capsys):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    code, _out, err = moonfire(capsys, "init", "--data-dir", str(not_a_dir / "data"))
+    assert_one_line_error(code, err, "Not a directory", str(not_a_dir / "data"))
 
 
 HELP_ARGV = [[name] for name in cli.COMMANDS] + [

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from moonfire.errors import MoonfireError
+
 _PREFIX_EXPONENT = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _SIZE = re.compile(
     r"\s*(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))\s*"
@@ -23,25 +25,31 @@ _SIZE = re.compile(
     re.IGNORECASE,
 )
 _IEC_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+class SizeError(MoonfireError, ValueError):
+    """Text that does not name a byte count (or names a negative one); the message quotes it."""
+
+
 _FORMS = "expected bytes or a number with a suffix such as 500MB, 10GiB or 1.5T"
 
 
 def parse_size(text: str) -> int:
     """The number of bytes ``text`` names.
 
-    :raises ValueError: quoting ``text`` when it is not a size or is negative.
+    :raises SizeError: quoting ``text`` when it is not a size or is negative.
     """
     match = _SIZE.fullmatch(text)
     if match is None or (match["iec"] and not match["prefix"]):
-        raise ValueError(f"unparseable size {text!r}: {_FORMS}")
+        raise SizeError(f"unparseable size {text!r}: {_FORMS}")
     try:
         number = Decimal(match["number"])
     except InvalidOperation as e:  # pragma: no cover - the regex admits only decimals
-        raise ValueError(f"unparseable size {text!r}: {_FORMS}") from e
+        raise SizeError(f"unparseable size {text!r}: {_FORMS}") from e
     if number < 0:
-        raise ValueError(f"size {text!r} is negative; a budget must be 0 or more bytes")
+        raise SizeError(f"size {text!r} is negative; a budget must be 0 or more bytes")
     if not match["prefix"] and number != number.to_integral_value():
-        raise ValueError(f"size {text!r} is a fraction of a byte; {_FORMS}")
+        raise SizeError(f"size {text!r} is a fraction of a byte; {_FORMS}")
     base = 1024 if match["iec"] else 1000
     return int(number * base ** _PREFIX_EXPONENT[match["prefix"].lower()])
 

@@ -15,10 +15,14 @@ number.
 
 from __future__ import annotations
 
+import calendar
 import re
 import time as _time
+from datetime import datetime, timedelta
 from operator import index
 from typing import Any
+
+from moonfire.errors import MoonfireError
 
 TIME_UNITS_PER_SEC = 90_000
 
@@ -37,35 +41,35 @@ class Duration(int):
     def __str__(self) -> str:
         return format_duration(self)
 
-    def __add__(self, other: object) -> Duration:
+    def __add__(self, other: Any) -> Duration:
         if isinstance(other, Time):
             return NotImplemented  # Time.__radd__ makes it a Time
         return _typed(Duration, int.__add__(self, other))
 
     __radd__ = __add__
 
-    def __sub__(self, other: object) -> Duration:
+    def __sub__(self, other: Any) -> Duration:
         if isinstance(other, Time):
             return NotImplemented
         return _typed(Duration, int.__sub__(self, other))
 
-    def __rsub__(self, other: object) -> Duration:
+    def __rsub__(self, other: Any) -> Duration:
         return _typed(Duration, int.__rsub__(self, other))
 
-    def __mul__(self, other: object) -> Duration:
+    def __mul__(self, other: Any) -> Duration:
         if isinstance(other, (Duration, Time)):
             return NotImplemented  # units squared mean nothing
         return _typed(Duration, int.__mul__(self, other))
 
     __rmul__ = __mul__
 
-    def __floordiv__(self, other: object) -> Duration | int:
+    def __floordiv__(self, other: Any) -> Duration | int:
         result = int.__floordiv__(self, other)
         if isinstance(other, Duration):
             return result  # a ratio of two spans is a plain number
         return _typed(Duration, result)
 
-    def __mod__(self, other: object) -> Duration:
+    def __mod__(self, other: Any) -> Duration:
         return _typed(Duration, int.__mod__(self, other))
 
     def __neg__(self) -> Duration:
@@ -89,14 +93,14 @@ class Time(int):
     def __str__(self) -> str:
         return format_time(self)
 
-    def __add__(self, other: object) -> Time:
+    def __add__(self, other: Any) -> Time:
         if isinstance(other, Time):
             return NotImplemented  # Time + Time -> TypeError
         return _typed(Time, int.__add__(self, other))
 
     __radd__ = __add__
 
-    def __sub__(self, other: object) -> Time | Duration:
+    def __sub__(self, other: Any) -> Time | Duration:
         return _typed(Duration if isinstance(other, Time) else Time, int.__sub__(self, other))
 
 
@@ -124,32 +128,24 @@ def now() -> Time:
     return from_timespec(*divmod(_time.time_ns(), 1_000_000_000))
 
 
-# -- calendar arithmetic (proleptic Gregorian, any year; H. Hinnant's civil-days algorithms) --
+# -- calendar arithmetic (``datetime``; the process's zone through ``time.localtime``) --------
+
+_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
+#: The Gregorian calendar repeats every 400 years, exactly 146 097 days: ``datetime`` starts at
+#: year 1, so a year-0 reading is shifted by one cycle there and back.  (Every zone keeps its
+#: local mean time that far back, so the shifted instant has the same offset.)
+_CYCLE_YEARS = 400
+_CYCLE_SEC = 146_097 * _SECONDS_PER_DAY
+_YEAR_1_SEC = (datetime(1, 1, 1) - _EPOCH) // _SECOND
 
 
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    year -= month <= 2
-    era, year_of_era = divmod(year, 400)
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146_097 + day_of_era - 719_468
-
-
-def _civil_from_days(days: int) -> tuple[int, int, int]:
-    era, day_of_era = divmod(days + 719_468, 146_097)
-    year_of_era = (
-        day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096
-    ) // 365
-    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
-    shifted_month = (5 * day_of_year + 2) // 153
-    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
-    month = shifted_month + (3 if shifted_month < 10 else -9)
-    return era * 400 + year_of_era + (month <= 2), month, day
-
-
-def _days_in_month(year: int, month: int) -> int:
-    next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return _days_from_civil(next_year, next_month, 1) - _days_from_civil(year, month, 1)
+def _wall_clock(wall_sec: int) -> tuple[int, datetime]:
+    """``(year, reading)`` of a clock showing ``wall_sec`` (counted as if in UTC); ``reading``
+    is shifted a cycle (400 years) later for year 0, so use ``year``, not ``reading.year``."""
+    cycles = 1 if wall_sec < _YEAR_1_SEC else 0
+    reading = _EPOCH + timedelta(seconds=wall_sec + cycles * _CYCLE_SEC)
+    return reading.year - cycles * _CYCLE_YEARS, reading
 
 
 def _utc_offset(unix_sec: int) -> int:
@@ -157,30 +153,15 @@ def _utc_offset(unix_sec: int) -> int:
     return _time.localtime(unix_sec).tm_gmtoff
 
 
-def _local_wall_to_unix(wall: int) -> int:
-    """The instant at which local clocks read ``wall`` (seconds, counted as if in UTC).
+def _local_reading_to_unix(reading: datetime) -> int:
+    """The instant at which local clocks show the naive ``reading``, by ``datetime.timestamp``.
 
-    The PEP 495 ``fold=0`` rule, as CPython's ``datetime`` applies it: a reading that occurs
-    twice (the hour repeated when daylight time ends) means the first occurrence; a reading that
-    never occurs (the hour skipped when it starts) is read with the offset in force before the
-    gap, so ``02:30`` becomes ``03:30`` daylight time.
+    The PEP 495 ``fold=0`` rule: a reading that occurs twice (the hour repeated when daylight
+    time ends) means the first occurrence; a reading that never occurs (the hour skipped when it
+    starts) is read with the offset in force before the gap, so ``02:30`` becomes ``03:30``
+    daylight time.
     """
-    first_guess = _utc_offset(wall)
-    u1 = wall - first_guess
-    t1 = u1 + _utc_offset(u1)
-    if t1 == wall:
-        # One solution; an earlier one exists only if the offset a day before differs.
-        earlier_offset = _utc_offset(u1 - _SECONDS_PER_DAY)
-        if earlier_offset == first_guess:
-            return u1
-    else:
-        earlier_offset = t1 - u1
-    u2 = wall - earlier_offset
-    if u2 + _utc_offset(u2) == wall:
-        return u2
-    if t1 == wall:
-        return u1
-    return max(u1, u2)  # in the gap
+    return int(reading.timestamp())
 
 
 # -- parse / format --------------------------------------------------------------------------
@@ -192,6 +173,12 @@ _TIMESTAMP = re.compile(
     r"(?::(?P<fraction>[0-9]{5}))?"
     r"(?P<zone>Z|(?P<sign>[+-])(?P<zone_hour>[0-9]{2}):(?P<zone_minute>[0-9]{2}))?"
 )
+
+
+class TimeParseError(MoonfireError, ValueError):
+    """Text that is not a time ``parse_time`` reads; the message quotes it and names the field."""
+
+
 _FORMAT_HINT = "expected 90 kHz units or YYYY-MM-DDTHH:MM:SS[:FFFFF][Z|+hh:mm|-hh:mm]"
 
 
@@ -199,36 +186,37 @@ def parse_time(s: str) -> Time:
     """Parse a bare integer of 90 kHz units or ``YYYY-MM-DDTHH:MM:SS[:FFFFF][Z|±hh:mm]``.
 
     ``FFFFF`` is five digits of 90 kHz units (00000-89999), not a decimal fraction.  Without a
-    zone the time is local to this process (``TZ``); see ``_local_wall_to_unix`` for how DST
+    zone the time is local to this process (``TZ``); see ``_local_reading_to_unix`` for how DST
     gaps and overlaps are read.  Years 0000-9999 are accepted.
 
-    :raises ValueError: quoting ``s`` and naming the field that is wrong.
+    :raises TimeParseError: (a ``ValueError``) quoting ``s`` and naming the field that is wrong.
     """
     if not isinstance(s, str):
         raise TypeError(f"parse_time expects a str, got {type(s).__name__}")
     if _INTEGER.fullmatch(s):
         value = int(s)
         if not _I64_MIN <= value <= _I64_MAX:
-            raise ValueError(f"unparseable time {s!r}: {value} is out of the 64-bit range")
+            raise TimeParseError(f"unparseable time {s!r}: {value} is out of the 64-bit range")
         return Time(value)
     match = _TIMESTAMP.fullmatch(s)
     if match is None:
-        raise ValueError(f"unparseable time {s!r}: {_FORMAT_HINT}")
+        raise TimeParseError(f"unparseable time {s!r}: {_FORMAT_HINT}")
     field = {k: int(v) for k, v in match.groupdict().items() if v is not None and v.isdigit()}
     problem = _field_problem(field)
     if problem:
-        raise ValueError(f"unparseable time {s!r}: {problem}")
-    wall = (
-        _days_from_civil(field["year"], field["month"], field["day"]) * _SECONDS_PER_DAY
-        + field["hour"] * 3600
-        + field["minute"] * 60
-        + field["second"]
+        raise TimeParseError(f"unparseable time {s!r}: {problem}")
+    cycles = 1 if field["year"] < 1 else 0  # see _CYCLE_YEARS
+    reading = datetime(
+        field["year"] + cycles * _CYCLE_YEARS, field["month"], field["day"],
+        field["hour"], field["minute"], field["second"],
     )
     if match["zone"] is None:
-        unix_sec = _local_wall_to_unix(wall)
+        unix_sec = _local_reading_to_unix(reading)
     else:
         zone_sec = field.get("zone_hour", 0) * 3600 + field.get("zone_minute", 0) * 60
+        wall = (reading - _EPOCH) // _SECOND
         unix_sec = wall + zone_sec if match["sign"] == "-" else wall - zone_sec
+    unix_sec -= cycles * _CYCLE_SEC
     return Time(unix_sec * TIME_UNITS_PER_SEC + field.get("fraction", 0))
 
 
@@ -237,7 +225,7 @@ def _field_problem(field: dict[str, int]) -> str | None:
     year, month = field["year"], field["month"]
     if not 1 <= month <= 12:
         return f"month {month} out of range"
-    if not 1 <= field["day"] <= _days_in_month(year, month):
+    if not 1 <= field["day"] <= calendar.monthrange(year, month)[1]:
         return f"day {field['day']} out of range for {year:04d}-{month:02d}"
     for name, limit in (("hour", 23), ("minute", 59), ("second", 59)):
         if field[name] > limit:
@@ -261,14 +249,11 @@ def format_time(t: int) -> str:
     unix_sec, fraction = divmod(index(t), TIME_UNITS_PER_SEC)
     offset_sec = _utc_offset(unix_sec)
     offset_min = abs(offset_sec) // 60 * (1 if offset_sec >= 0 else -1)
-    days, sec_of_day = divmod(unix_sec + offset_min * 60, _SECONDS_PER_DAY)
-    year, month, day = _civil_from_days(days)
-    hour, rem = divmod(sec_of_day, 3600)
-    minute, second = divmod(rem, 60)
+    year, reading = _wall_clock(unix_sec + offset_min * 60)
     sign = "-" if offset_min < 0 else "+"
     zone_hour, zone_minute = divmod(abs(offset_min), 60)
     return (
-        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}:{fraction:05d}"
+        f"{year:04d}-{reading:%m-%dT%H:%M:%S}:{fraction:05d}"
         f"{sign}{zone_hour:02d}:{zone_minute:02d}"
     )
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.parse
 from typing import Any
 
 from moonfire.cli.main import CommandError, add_data_dir_argument
 from moonfire.db import Camera, Database
+from moonfire.ingest.sources import redact_url
 from moonfire.sizes import format_size, parse_size
 from moonfire.storage.data_dir import open_db
 from moonfire.storage.sample_file_dir import SampleFileDir
@@ -176,16 +176,6 @@ def budget_holds_90k(retain_bytes: int, usage_bytes: int, duration_90k: int) -> 
     if usage_bytes <= 0 or duration_90k <= 0:
         return None
     return retain_bytes * duration_90k // usage_bytes
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password in its userinfo replaced by ``***``."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{parts.username}:***@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def edit_camera(args: argparse.Namespace) -> int:

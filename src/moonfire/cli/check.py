@@ -6,7 +6,8 @@ import argparse
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from tqdm import tqdm
 
@@ -42,6 +43,17 @@ def _recorder_stopped(db: Database) -> Iterator[None]:
         os.close(fd)
 
 
+def _progress(bar: tqdm[Any] | None) -> Callable[[int], None] | None:
+    """The checker's ``progress(nbytes)`` callback advancing ``bar``, if there is one."""
+    if bar is None:
+        return None
+
+    def advance(nbytes: int) -> None:
+        bar.update(nbytes)
+
+    return advance
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "check",
@@ -61,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
             bar = tqdm(total=total, unit="B", unit_scale=True, desc="hashing", leave=False)
         try:
             violations = list(
-                checker.check(
-                    db, sample_file_dir_path, args.hash, bar.update if bar is not None else None
-                )
+                checker.check(db, sample_file_dir_path, args.hash, _progress(bar))
             )
         finally:
             if bar is not None:

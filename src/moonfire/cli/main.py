@@ -2,10 +2,18 @@
 
 Each module in ``moonfire.cli`` named in ``COMMANDS`` provides
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-taking the parsed arguments and returning the exit code.  Errors derived from
-Errors are printed as one line without a traceback unless ``--verbose`` is
-given; errors that are not one of the known user-facing kinds are labelled as
-internal errors so a bug is never mistaken for bad input.
+taking the parsed arguments and returning the exit code.
+
+What escapes a subcommand is printed without a traceback (unless ``--verbose``,
+which re-raises) and the exit code is 1:
+
+* a ``MoonfireError`` or one of ``CORE_USER_ERRORS``: ``moonfire: <message>``;
+* an ``OSError`` (the machine: permission denied, disk full, a missing file):
+  ``moonfire: <message>`` naming the file; one that names no file gets the
+  ``--verbose`` hint too, since only the traceback says which file it was;
+* anything else is a bug: ``moonfire: internal error (TypeName): <message>``
+  and a second line ``moonfire: rerun with --verbose for the traceback``, so a
+  bug is never mistaken for bad input.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import logging
 import os
 import sys
 
+from moonfire.errors import CORE_USER_ERRORS, MoonfireError
+
 COMMANDS = ["init", "camera", "run", "recordings", "demo", "check", "export"]
 
 #: Exit codes shared by every subcommand.
@@ -23,8 +33,10 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+VERBOSE_HINT = "rerun with --verbose for the traceback"
 
-class CommandError(Exception):
+
+class CommandError(MoonfireError):
     """A user-facing failure: printed as ``moonfire: <message>`` and exit code 1."""
 
 
@@ -67,18 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's job is to report, not crash
         if args.verbose:
             raise
-        kind = "" if _is_user_facing(e) else f"internal error ({type(e).__name__}): "
-        print(f"moonfire: {kind}{e}", file=sys.stderr)
+        for line in describe_error(e):
+            print(f"moonfire: {line}", file=sys.stderr)
         return EXIT_FAILURE
 
 
-def _is_user_facing(e: Exception) -> bool:
-    """Errors whose message is the whole story; anything else is a bug worth naming."""
-    from moonfire.db import DatabaseError
-    from moonfire.storage.data_dir import DataDirError
-    from moonfire.storage.dir_meta import DirectoryMismatchError
+def describe_error(e: Exception) -> list[str]:
+    """The lines (without the ``moonfire: `` prefix) that report ``e`` to the person."""
+    if isinstance(e, (MoonfireError, *CORE_USER_ERRORS)):
+        return [str(e)]
+    if isinstance(e, OSError):
+        if e.filename is None:
+            return [str(e), VERBOSE_HINT]
+        return [str(e)]  # "[Errno 13] Permission denied: '/path'"
+    return [f"internal error ({type(e).__name__}): {e}", VERBOSE_HINT]
 
-    return isinstance(
-        e,
-        CommandError | OSError | ValueError | DatabaseError | DataDirError | DirectoryMismatchError,
-    )

@@ -229,11 +229,12 @@ class Database:
             _refuse_duplicate_name(tx.conn, short_name, except_id=None)
             columns = ", ".join(settings)
             marks = ", ".join("?" * len(settings))
-            camera_id = tx.conn.execute(
+            cursor = tx.conn.execute(
                 f"insert into camera (uuid, next_recording_id, {columns})"
                 f" values (?, 1, {marks})",
                 (uuidlib.uuid4().bytes, *settings.values()),
-            ).lastrowid
+            )
+            camera_id = _inserted_rowid(cursor, "camera")
         return self.get_camera(camera_id)
 
     def get_camera(self, id_or_name: int | str) -> Camera:
@@ -315,16 +316,17 @@ class Database:
                     )
                 return entry_id
             try:
-                return tx.conn.execute(
+                cursor = tx.conn.execute(
                     "insert into video_sample_entry (sha1, width, height, data)"
                     " values (?, ?, ?, ?)",
                     (sha1, width, height, data),
-                ).lastrowid
+                )
             except sqlite3.IntegrityError as e:
                 raise InvalidConfigError(
                     f"invalid video sample entry {width}x{height} of {len(data)} bytes "
                     f"(dimensions must be > 0, data longer than 86 bytes): {e}"
                 ) from e
+            return _inserted_rowid(cursor, "video_sample_entry")
 
     def get_video_sample_entry(self, entry_id: int) -> VideoSampleEntry:
         with self._lock:
@@ -446,6 +448,13 @@ def _upgrade(conn: sqlite3.Connection, path: Path, sample_dir_path: str) -> None
     except BaseException:
         conn.execute("rollback")
         raise
+
+
+def _inserted_rowid(cursor: sqlite3.Cursor, table: str) -> int:
+    """The rowid of the row an ``insert`` just made; ``None`` there would be a bug here."""
+    if cursor.lastrowid is None:
+        raise RuntimeError(f"insert into {table} gave no rowid; nothing was inserted")
+    return cursor.lastrowid
 
 
 def _refuse_duplicate_name(conn: sqlite3.Connection, name: str, except_id: int | None) -> None:

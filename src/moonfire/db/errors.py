@@ -5,8 +5,10 @@ a database from a newer moonfire) derives from ``DatabaseError``, so the CLI can
 print one line without a traceback.  ``sqlite3`` errors that escape mean a bug.
 """
 
+from moonfire.errors import MoonfireError
 
-class DatabaseError(Exception):
+
+class DatabaseError(MoonfireError):
     """Base class for user-facing failures of the metadata database."""
 
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from moonfire_core.records import FLAG_TRAILING_ZERO
+
+if TYPE_CHECKING:
+    from moonfire_core import DecodedIndex
 
 #: The low 32 bits of a composite id are the per-camera recording id.
 RECORDING_ID_MASK = 0xFFFF_FFFF
@@ -80,6 +84,39 @@ class RecordingRow:
     def has_trailing_zero(self) -> bool:
         """The last sample has duration 0: the stream ended before its successor arrived."""
         return bool(self.flags & FLAG_TRAILING_ZERO)
+
+
+def index_mismatches(row: RecordingRow, decoded: DecodedIndex) -> list[str]:
+    """How a recording's decoded ``video_index`` disagrees with its row; empty if it doesn't.
+
+    The index must describe the row's file, else a ``.mp4`` would point at the wrong bytes:
+    frames, key frames, sample file bytes, duration and the trailing-zero flag, one phrase each
+    (``"expected 7 frames, found only 5"``), in that order.  Used by ``Segment`` (which refuses
+    the first) and by ``moonfire check`` (which reports them all).
+    """
+    problems = []
+    found = len(decoded.durations)
+    if found != row.video_samples:
+        only = " only" if found < row.video_samples else ""
+        problems.append(f"expected {row.video_samples} frames, found{only} {found}")
+    keys = int(decoded.video_sync_samples)
+    if keys != row.video_sync_samples:
+        problems.append(f"expected {row.video_sync_samples} key frames, found {keys}")
+    if decoded.sample_file_bytes != row.sample_file_bytes:
+        problems.append(
+            f"expected {row.sample_file_bytes} sample file bytes, "
+            f"index sums to {decoded.sample_file_bytes}"
+        )
+    if decoded.total_duration_90k != row.duration_90k:
+        problems.append(
+            f"expected duration {row.duration_90k}, index sums to {decoded.total_duration_90k}"
+        )
+    if bool(decoded.has_trailing_zero) != row.has_trailing_zero:
+        problems.append(
+            f"the row's trailing zero flag is {row.has_trailing_zero}, "
+            f"the index's {bool(decoded.has_trailing_zero)}"
+        )
+    return problems
 
 
 #: Every one of these is in the ``recording_cover`` index (composite_id is the rowid).

@@ -144,9 +144,14 @@ def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -
     _record_version(conn, 2, "upgrade from version 1")
 
 
+#: The sample file directory's name inside a data directory (design.md), unless ``init`` is told
+#: otherwise; ``moonfire.storage.data_dir`` uses it too.
+SAMPLE_DIR_NAME = "sample"
+
+
 def default_sample_dir_path(db_path: Path) -> str:
     """``<data-dir>/sample`` next to ``<data-dir>/db`` (design.md), for upgraded databases."""
-    return os.path.join(os.path.dirname(os.path.abspath(db_path)), "sample")
+    return os.path.join(os.path.dirname(os.path.abspath(db_path)), SAMPLE_DIR_NAME)
 
 
 def read_version(conn: sqlite3.Connection, path: Path) -> int:

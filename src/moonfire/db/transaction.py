@@ -32,7 +32,8 @@ STATE_DELETING = 1
 
 
 class HasCompositeId(Protocol):
-    composite_id: int
+    @property
+    def composite_id(self) -> int: ...  # read-only, so frozen rows (``RecordingRow``) qualify
 
 
 class Transaction:

@@ -129,8 +129,7 @@ def _select_cameras(db: Database, camera_names: list[str] | None) -> list[Camera
     if camera_names is None:
         return db.list_cameras()
     cameras = [db.get_camera(name) for name in camera_names]  # unknown names raise here
-    seen: set[int] = set()
-    return [c for c in cameras if not (c.id in seen or seen.add(c.id))]
+    return list({c.id: c for c in cameras}.values())  # a camera named twice is recorded once
 
 
 def start_daemon(

@@ -9,7 +9,8 @@ at 0, so the streamer never sees a stream's own time base or epoch:
   challenge itself;
 * file paths and any other URL FFmpeg understands are read as they are (a file
   at full speed, which is what the ingest benchmark wants);
-* ``testsrc://?size=1280x720&fps=30&bitrate=2M&gop=30`` is a synthetic camera:
+* ``testsrc://?size=1280x720&fps=30&bitrate=2M&gop=30`` is a synthetic camera
+  (``bitrate`` in bits per second, read like a size: ``300k``, ``2M``):
   an H.264 test pattern encoded by PyAV and paced in real time, so the whole
   system runs with no camera at all (``moonfire demo``, the tests).
 
@@ -26,10 +27,13 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
 
+from moonfire.errors import MoonfireError
+from moonfire.sizes import parse_size
 from moonfire.time import TIME_UNITS_PER_SEC
 
 #: Seconds to wait for the camera to answer when connecting, and between packets.
@@ -40,7 +44,7 @@ TESTSRC_SCHEME = "testsrc"
 _TESTSRC_DEFAULTS = {"size": "1280x720", "fps": "30", "bitrate": "2M", "gop": "30"}
 
 
-class SourceError(Exception):
+class SourceError(MoonfireError):
     """A camera could not be opened or read; ``url`` never contains a password."""
 
     def __init__(self, url: str, reason: str) -> None:
@@ -274,14 +278,6 @@ def merge_same_pts(pieces: Iterable[SourcePacket]) -> Iterator[SourcePacket]:
 # ---- the synthetic camera --------------------------------------------------------------
 
 
-def _parse_bitrate(text: str) -> int:
-    multipliers = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
-    suffix = text[-1:].lower()
-    if suffix in multipliers:
-        return int(float(text[:-1]) * multipliers[suffix])
-    return int(text)
-
-
 @dataclass(frozen=True)
 class TestPatternSettings:
     width: int
@@ -302,7 +298,7 @@ class TestPatternSettings:
         try:
             width, height = (int(v) for v in query["size"].lower().split("x"))
             settings = cls(
-                width, height, int(query["fps"]), _parse_bitrate(query["bitrate"]),
+                width, height, int(query["fps"]), parse_size(query["bitrate"]),
                 int(query["gop"]),
             )
         except ValueError:
@@ -341,7 +337,7 @@ class TestPatternSource(Source):
         self.width, self.height = s.width, s.height
         self._stop = threading.Event()
         name = _h264_encoder_name()
-        ctx = av.CodecContext.create(name, "w")
+        ctx = cast(av.VideoCodecContext, av.CodecContext.create(name, "w"))
         ctx.width, ctx.height, ctx.pix_fmt = s.width, s.height, "yuv420p"
         ctx.time_base = Fraction(1, s.fps)
         ctx.framerate = Fraction(s.fps)
@@ -391,8 +387,10 @@ class TestPatternSource(Source):
             if delay > 0 and self._stop.wait(delay):
                 return
             for packet in self._encoder.encode(self._frame(number)):
+                # Every frame sent has a pts, so every packet the encoder gives back has one.
+                pts = packet.pts if packet.pts is not None else number
                 yield SourcePacket(
-                    bytes(packet), packet.pts * TIME_UNITS_PER_SEC // fps, packet.is_keyframe
+                    bytes(packet), pts * TIME_UNITS_PER_SEC // fps, packet.is_keyframe
                 )
             number += 1
 

@@ -14,13 +14,14 @@ import os
 from dataclasses import dataclass
 
 from moonfire.db import Database, RecordingRow
+from moonfire.errors import MoonfireError
 from moonfire.playback.mp4 import VirtualFile, build_mp4, split_at_gaps
 from moonfire.playback.segment import Segment, recording_name
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import format_time
 
 
-class ExportError(Exception):
+class ExportError(MoonfireError):
     """The requested export cannot be produced (bad range, no recordings, bad sample file)."""
 
 

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moonfire.db.rows import index_mismatches
+from moonfire.errors import MoonfireError
 from moonfire_core import CorruptIndexError, DecodedIndex, decode_index
 
 if TYPE_CHECKING:
@@ -41,6 +43,11 @@ class SampleTables:
     durations: np.ndarray  # int32, 90 kHz units
     sizes: np.ndarray  # int32, bytes
     is_key: np.ndarray  # bool
+
+
+class SegmentError(MoonfireError, ValueError):
+    """A recording's row or index can't give the segment asked for (a bad range, an index that
+    disagrees with its row); the message names the recording."""
 
 
 def recording_name(row: RecordingRow) -> str:
@@ -76,7 +83,7 @@ class Segment:
     ) -> None:
         start, end = desired_range_90k
         if start < 0 or start > end or end > row.duration_90k:
-            raise ValueError(
+            raise SegmentError(
                 f"recording {recording_name(row)}: desired range [{start}, {end}) is not within "
                 f"its duration [0, {row.duration_90k})"
             )
@@ -105,9 +112,9 @@ class Segment:
         name = recording_name(self.row)
         count = len(decoded.durations)
         if count == 0:
-            raise ValueError(f"recording {name}: video_index has no frames")
+            raise SegmentError(f"recording {name}: video_index has no frames")
         if not decoded.is_key[0]:
-            raise ValueError(f"recording {name}: first frame is not a key frame")
+            raise SegmentError(f"recording {name}: first frame is not a key frame")
         starts = decoded.starts
         # First frame starting at or after the desired end; when the end is the recording's end,
         # everything (a trailing zero-duration frame too), consistent with the fast path.
@@ -145,26 +152,9 @@ class Segment:
         Runs for every segment of an export, so the recording's name is formatted only for an
         error.
         """
-        row = self.row
-        found = len(decoded.durations)
-        keys = int(decoded.video_sync_samples)
-        if found != row.video_samples:
-            only = " only" if found < row.video_samples else ""
-            problem = f"expected {row.video_samples} frames, found{only} {found}"
-        elif keys != row.video_sync_samples:
-            problem = f"expected {row.video_sync_samples} key frames, found {keys}"
-        elif decoded.sample_file_bytes != row.sample_file_bytes:
-            problem = (
-                f"expected {row.sample_file_bytes} sample file bytes, "
-                f"index sums to {decoded.sample_file_bytes}"
-            )
-        elif decoded.total_duration_90k != row.duration_90k:
-            problem = (
-                f"expected duration {row.duration_90k}, index sums to {decoded.total_duration_90k}"
-            )
-        else:
-            return
-        raise ValueError(f"recording {recording_name(row)}: {problem}")
+        problems = index_mismatches(self.row, decoded)
+        if problems:
+            raise SegmentError(f"recording {recording_name(self.row)}: {problems[0]}")
 
     @property
     def media_duration_90k(self) -> int:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 
 from moonfire.db import Database
+from moonfire.db.schema import SAMPLE_DIR_NAME
 from moonfire.errors import MoonfireError
 from moonfire.storage.sample_file_dir import SampleFileDir
 
 DB_NAME = "db"
-SAMPLE_DIR_NAME = "sample"
 
 
 class DataDirError(MoonfireError):

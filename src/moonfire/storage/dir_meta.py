@@ -18,13 +18,15 @@ import os
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from moonfire.errors import MoonfireError
+
 META_NAME = "meta"
 META_TMP_NAME = "meta.tmp"
 #: Names in a sample file directory that are not sample files.
 NON_SAMPLE_NAMES = frozenset({META_NAME, META_TMP_NAME})
 
 
-class DirectoryMismatchError(Exception):
+class DirectoryMismatchError(MoonfireError):
     """The directory does not belong to this database; nothing was touched."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from moonfire.db import Database, RecordingRow
+from moonfire.db.rows import index_mismatches
 from moonfire.storage.dir_meta import (
     NON_SAMPLE_NAMES,
     DirectoryMismatchError,
@@ -29,7 +30,6 @@ from moonfire.storage.dir_meta import (
 )
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire_core import CorruptIndexError, decode_index
-from moonfire_core.records import FLAG_TRAILING_ZERO
 
 RESERVATION_STATES = {0: "writing", 1: "deleting"}
 
@@ -159,23 +159,8 @@ def _check_index(label: str, row: RecordingRow, blob: bytes) -> Iterator[Violati
     except CorruptIndexError as e:
         yield Violation(1, f"{label}: corrupt video_index: {e}")
         return
-    expected = {
-        "sample_file_bytes": row.sample_file_bytes,
-        "video_samples": row.video_samples,
-        "video_sync_samples": row.video_sync_samples,
-        "duration_90k": row.duration_90k,
-        "trailing zero flag": bool(row.flags & FLAG_TRAILING_ZERO),
-    }
-    found = {
-        "sample_file_bytes": decoded.sample_file_bytes,
-        "video_samples": decoded.video_samples,
-        "video_sync_samples": decoded.video_sync_samples,
-        "duration_90k": decoded.total_duration_90k,
-        "trailing zero flag": bool(decoded.has_trailing_zero),
-    }
-    for field, want in expected.items():
-        if found[field] != want:
-            yield Violation(1, f"{label}: index gives {field} {found[field]}; the row says {want}")
+    for problem in index_mismatches(row, decoded):
+        yield Violation(1, f"{label}: video_index disagrees with the row: {problem}")
 
 
 def _sha1_file(path: str, progress: Callable[[int], None] | None) -> bytes:
