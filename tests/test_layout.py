@@ -98,3 +98,32 @@ def test_every_part_of_the_map_exists() -> None:
     """A part renamed or removed must leave the map (and docs/design.md) too."""
     present = {_part(_module_name(p)) for p in MODULES}
     assert set(ALLOWED) == present
+
+
+def _error_classes() -> list[tuple[str, type]]:
+    import importlib
+    import inspect
+
+    found = []
+    for path in MODULES:
+        if path.name == "__main__.py":  # importing it runs the command
+            continue
+        module = importlib.import_module(_module_name(path))
+        for name, value in vars(module).items():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+            ):
+                found.append((f"{module.__name__}.{name}", value))
+    return found
+
+
+def test_every_error_moonfire_defines_derives_from_moonfire_error() -> None:
+    """The CLI prints a ``MoonfireError`` as bad input and anything else as a bug."""
+    from moonfire.errors import MoonfireError
+
+    classes = _error_classes()
+    assert len(classes) > 20
+    wrong = [name for name, cls in classes if not issubclass(cls, MoonfireError)]
+    assert not wrong, f"not under MoonfireError: {wrong}"

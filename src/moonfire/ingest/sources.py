@@ -310,7 +310,7 @@ class TestPatternSettings:
         return settings
 
 
-def _h264_encoder_name() -> str:
+def _h264_encoder_name(url: str) -> str:
     for name in ("libx264", "libopenh264", "h264"):
         if name in av.codecs_available:
             try:
@@ -318,7 +318,7 @@ def _h264_encoder_name() -> str:
                     return name
             except (av.FFmpegError, ValueError):
                 continue
-    raise RuntimeError("this PyAV has no H.264 encoder; testsrc:// needs one (libx264)")
+    raise SourceError(url, "this PyAV has no H.264 encoder; testsrc:// needs one (libx264)")
 
 
 class TestPatternSource(Source):
@@ -336,7 +336,7 @@ class TestPatternSource(Source):
         s = self.settings = TestPatternSettings.from_url(url)
         self.width, self.height = s.width, s.height
         self._stop = threading.Event()
-        name = _h264_encoder_name()
+        name = _h264_encoder_name(url)
         ctx = cast(av.VideoCodecContext, av.CodecContext.create(name, "w"))
         ctx.width, ctx.height, ctx.pix_fmt = s.width, s.height, "yuv420p"
         ctx.time_base = Fraction(1, s.fps)
