@@ -15,9 +15,13 @@ names are plain ``str``.
 import os
 from typing import Any
 
+from .records import PreviousWriter
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
+#: Largest ``Writer`` ``buffer_bytes`` (the compiled twin allocates the whole buffer up front).
+MAX_BUFFER_BYTES = 1 << 30
 
 
 def _type_name(value: object) -> str:
@@ -47,7 +51,7 @@ def non_negative_int64(value: Any, name: str, where: str) -> int:
     return result
 
 
-def fd(value: Any, where: str) -> int:
+def fd_arg(value: Any, where: str) -> int:
     """A file descriptor: an integer in the C ``int`` range (a negative one fails as EBADF)."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise TypeError(f"fd must be an integer, not {_type_name(value)}, for {where}")
@@ -64,7 +68,7 @@ def boolean(value: Any, name: str, where: str) -> bool:
     return value
 
 
-def path(value: Any, what: str) -> str:
+def path_arg(value: Any, what: str) -> str:
     """A ``str`` or ``os.PathLike[str]`` path as ``str``; ``bytes`` paths are refused."""
     if isinstance(value, str):
         result = value
@@ -100,3 +104,72 @@ def lock(value: Any) -> str:
     if value not in LOCKS:
         raise ValueError(f"lock must be one of {', '.join(LOCKS)}; got {value!r}")
     return value
+
+
+def byte_view(packet: Any, path: str) -> memoryview:
+    """``packet`` as a flat byte view, without copying when it is already one."""
+    try:
+        view = memoryview(packet)
+    except TypeError:
+        raise TypeError(
+            f"packet must be a bytes-like object, not {type(packet).__name__}, for {path}"
+        ) from None
+    if not view.c_contiguous:
+        raise BufferError(f"packet for {path} is not a C-contiguous buffer")
+    if view.ndim == 1 and view.format == "B":
+        return view
+    try:
+        return view.cast("B")
+    except TypeError:  # a struct format cast() refuses: copy the bytes
+        return memoryview(view.tobytes())
+
+
+def writer_init(
+    sink: Any,
+    fd: Any,
+    path: Any,
+    sample_file_uuid: Any,
+    camera_id: Any,
+    video_sample_entry_id: Any,
+    prev: Any,
+    buffer_bytes: Any,
+) -> tuple[str, int, int, int, int]:
+    """Check ``Writer``'s arguments (both twins call this); the checked values."""
+    path = path_arg(path, "path")
+    if not isinstance(sample_file_uuid, bytes):
+        raise TypeError(
+            f"sample_file_uuid must be bytes, not {type(sample_file_uuid).__name__}, for {path}"
+        )
+    if len(sample_file_uuid) != 16:
+        raise ValueError(
+            f"sample_file_uuid must be 16 bytes, got {len(sample_file_uuid)} for {path}"
+        )
+    buffer_bytes = int64(buffer_bytes, "buffer_bytes", path)
+    if buffer_bytes <= 0:
+        raise ValueError(f"buffer_bytes must be positive, got {buffer_bytes} for {path}")
+    if buffer_bytes > MAX_BUFFER_BYTES:
+        raise ValueError(
+            f"buffer_bytes must be at most {MAX_BUFFER_BYTES}, got {buffer_bytes} for {path}"
+        )
+    for method in ("save", "abandon"):
+        if not callable(getattr(sink, method, None)):
+            raise TypeError(
+                f"sink must have save() and abandon() methods, not {type(sink).__name__}, "
+                f"for {path}"
+            )
+    fd = fd_arg(fd, path)
+    if fd < 0:
+        raise ValueError(f"fd must not be negative, got {fd}, for {path}")
+    camera_id = int64(camera_id, "camera_id", path)
+    video_sample_entry_id = int64(video_sample_entry_id, "video_sample_entry_id", path)
+    if prev is not None:
+        if not isinstance(prev, PreviousWriter):
+            raise TypeError(
+                f"prev must be a PreviousWriter or None, not {type(prev).__name__}, for {path}"
+            )
+        non_negative_int64(prev.end_time_90k, "prev.end_time_90k", path)
+        int64(prev.local_time_delta_90k, "prev.local_time_delta_90k", path)
+        run_offset = non_negative_int64(prev.run_offset, "prev.run_offset", path)
+        if run_offset == INT64_MAX:
+            raise OverflowError(f"prev.run_offset {run_offset} has no successor, for {path}")
+    return path, fd, camera_id, video_sample_entry_id, buffer_bytes

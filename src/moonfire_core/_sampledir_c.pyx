@@ -82,7 +82,7 @@ cdef class SampleDirectory:
     def __init__(self, path, lock="exclusive"):
         cdef int fd, ret, err, operation
         self._lock = _args.lock(lock)
-        path = _args.path(path, "sample file directory path")
+        path = _args.path_arg(path, "sample file directory path")
         cdef bytes c_path = os.fsencode(path)
         self._path = path
         fd = _open_at(AT_FDCWD, c_path, _DIR_FLAGS, 0, path)
@@ -238,8 +238,8 @@ cdef class SampleDirectory:
 
 def fsync(fd, name) -> None:
     """``fsync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
-    name = _args.path(name, "name")
-    cdef int c_fd = _args.fd(fd, name)
+    name = _args.path_arg(name, "name")
+    cdef int c_fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fsync", name)
     _fsync_fd(c_fd, False, name)
@@ -247,8 +247,8 @@ def fsync(fd, name) -> None:
 
 def fdatasync(fd, name) -> None:
     """``fdatasync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
-    name = _args.path(name, "name")
-    cdef int c_fd = _args.fd(fd, name)
+    name = _args.path_arg(name, "name")
+    cdef int c_fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fdatasync", name)
     _fsync_fd(c_fd, True, name)
@@ -256,7 +256,7 @@ def fdatasync(fd, name) -> None:
 
 def close_fd(fd) -> None:
     """``close(fd)``, never retried: on Linux the fd is released even when close fails."""
-    cdef int c_fd = _args.fd(fd, "close_fd")
+    cdef int c_fd = _args.fd_arg(fd, "close_fd")
     cdef int ret, err
     with nogil:
         ret = close(c_fd)

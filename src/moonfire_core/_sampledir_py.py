@@ -53,7 +53,7 @@ class SampleDirectory:
         self._fd = -1
         self._path = "?"
         self._lock = _args.lock(lock)
-        path = _args.path(path, "sample file directory path")
+        path = _args.path_arg(path, "sample file directory path")
         self._path = path
         try:
             fd = os.open(path, _DIR_FLAGS)
@@ -193,8 +193,8 @@ class SampleDirectory:
 
 def fsync(fd: int, name: "str | os.PathLike[str]") -> None:
     """``fsync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
-    name = _args.path(name, "name")
-    fd = _args.fd(fd, name)
+    name = _args.path_arg(name, "name")
+    fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fsync", name)
     try:
@@ -205,8 +205,8 @@ def fsync(fd: int, name: "str | os.PathLike[str]") -> None:
 
 def fdatasync(fd: int, name: "str | os.PathLike[str]") -> None:
     """``fdatasync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
-    name = _args.path(name, "name")
-    fd = _args.fd(fd, name)
+    name = _args.path_arg(name, "name")
+    fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fdatasync", name)
     try:
@@ -217,7 +217,7 @@ def fdatasync(fd: int, name: "str | os.PathLike[str]") -> None:
 
 def close_fd(fd: int) -> None:
     """``close(fd)``, never retried: on Linux the fd is released even when close fails."""
-    fd = _args.fd(fd, "close_fd")
+    fd = _args.fd_arg(fd, "close_fd")
     try:
         os.close(fd)
     except OSError as e:
