@@ -52,12 +52,14 @@ def non_negative_int64(value: Any, name: str, where: str) -> int:
 
 
 def fd_arg(value: Any, where: str) -> int:
-    """A file descriptor: an integer in the C ``int`` range (a negative one fails as EBADF)."""
+    """A file descriptor: a non-negative integer in the C ``int`` range."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise TypeError(f"fd must be an integer, not {_type_name(value)}, for {where}")
     result = int(value.__index__())
-    if not -INT_MAX - 1 <= result <= INT_MAX:
+    if result > INT_MAX:
         raise OverflowError(f"fd {result} is out of range, for {where}")
+    if result < 0:
+        raise ValueError(f"fd must not be negative, got {result}, for {where}")
     return result
 
 
@@ -158,8 +160,6 @@ def writer_init(
                 f"for {path}"
             )
     fd = fd_arg(fd, path)
-    if fd < 0:
-        raise ValueError(f"fd must not be negative, got {fd}, for {path}")
     camera_id = int64(camera_id, "camera_id", path)
     video_sample_entry_id = int64(video_sample_entry_id, "video_sample_entry_id", path)
     if prev is not None:

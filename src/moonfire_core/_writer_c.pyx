@@ -173,7 +173,7 @@ cdef class Writer:
             key = _args.boolean(is_key, "is_key", self._path)
         try:
             PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
-        except (TypeError, BufferError):
+        except Exception:  # TypeError, BufferError; NumPy raises ValueError
             packet = _args.byte_view(packet, self._path)  # raises the twin's error, or copes
             PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
         try:
