@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import os
 from collections.abc import Iterator
 
 from tqdm import tqdm
@@ -14,6 +12,7 @@ from moonfire.cli.main import CommandError, add_data_dir_argument
 from moonfire.db import Database
 from moonfire.storage import invariants as checker
 from moonfire.storage.data_dir import open_db
+from moonfire_core.sampledir import SampleDirectory
 
 
 @contextlib.contextmanager
@@ -25,21 +24,17 @@ def _recorder_stopped(db: Database) -> Iterator[None]:
     """
     path = db.sample_file_dir().path
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        directory = SampleDirectory(path, lock="shared")
     except FileNotFoundError:
         yield  # check reports the missing directory itself
         return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CommandError(
-                f"sample file directory {path} is in use by a running moonfire; "
-                "stop it before checking"
-            ) from None
+    except BlockingIOError:
+        raise CommandError(
+            f"sample file directory {path} is in use by a running moonfire; "
+            "stop it before checking"
+        ) from None
+    with directory:
         yield
-    finally:
-        os.close(fd)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
