@@ -21,6 +21,7 @@ Splitting rules, shared by both twins:
 """
 
 import re
+from typing import Any
 
 __all__ = ["annex_b_to_avc", "is_annex_b", "split_annex_b"]
 
@@ -63,7 +64,7 @@ def annex_b_to_avc(data: _BytesLike) -> bytes:
     return b"".join(pieces)
 
 
-def _view(data: object) -> memoryview:
+def _view(data: Any) -> memoryview:
     """A byte view of ``data``, or the errors both twins raise for non-buffers and strided ones."""
     try:
         view = memoryview(data)

@@ -1,8 +1,9 @@
 """Fault injection for the file layer, shared by both twins of ``sampledir`` and ``writer``.
 
 Tests (and the crash points of ``moonfire.storage.crash_points``) need to make a syscall fail on
-demand without a broken disk.  Before each of the syscalls named in ``OPERATIONS`` the file
-layer calls ``hook(op, path)`` if a hook is set; an ``OSError`` the hook raises propagates
+demand without a broken disk.  Before each of these syscalls the file layer calls
+``hook(op, path)`` if a hook is set (``op`` is one of ``create``, ``write``, ``truncate``,
+``fsync``, ``fdatasync``, ``fsync_dir``, ``unlink``); an ``OSError`` the hook raises propagates
 exactly as if the syscall itself had failed, so the caller's error handling runs.
 
 The hot paths must not pay for this when no hook is set.  Each module that calls hooks
@@ -14,11 +15,6 @@ comparison per syscall instead of a module attribute lookup.
 from collections.abc import Callable
 
 FaultHook = Callable[[str, str], None]
-
-#: The operation names passed to the hook, one per kind of syscall.
-OPERATIONS = frozenset(
-    {"create", "write", "truncate", "fsync", "fdatasync", "fsync_dir", "unlink"}
-)
 
 _hook: FaultHook | None = None
 _listeners: list[Callable[[FaultHook | None], None]] = []
@@ -36,11 +32,6 @@ def set_fault_hook(hook: FaultHook | None) -> None:
     _hook = hook
     for listener in _listeners:
         listener(hook)
-
-
-def get_fault_hook() -> FaultHook | None:
-    """Return the hook currently installed, or ``None``."""
-    return _hook
 
 
 def subscribe(listener: Callable[[FaultHook | None], None]) -> None:

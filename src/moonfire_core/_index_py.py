@@ -297,7 +297,7 @@ class SampleIndexIterator:
 
 
 def _read_only(values: list[Any], dtype: type) -> npt.NDArray[Any]:
-    array = np.array(values, dtype=dtype)
+    array: npt.NDArray[Any] = np.array(values, dtype=dtype)
     array.flags.writeable = False
     return array
 

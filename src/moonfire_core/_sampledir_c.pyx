@@ -12,9 +12,9 @@ from posix.fcntl cimport AT_FDCWD, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_RD
 from posix.stat cimport fstatat, struct_stat
 from posix.unistd cimport close, fdatasync as c_fdatasync, fsync as c_fsync
 
-from moonfire_core._includes.posix_extra cimport LOCK_EX, LOCK_NB, flock, unlinkat
+from moonfire_core._includes.posix_extra cimport LOCK_EX, LOCK_NB, LOCK_SH, flock, unlinkat
 
-from . import _fault_hook
+from . import _args, _fault_hook
 
 cdef object _hook = None
 
@@ -67,34 +67,32 @@ cdef int _fsync_fd(int fd, bint data_only, object path) except -1:
         PyErr_CheckSignals()
 
 
-def _check_name(dir_path: str, name: str) -> None:
-    """Refuse names that would leave the directory: a sample file is one flat entry."""
-    if not name or "/" in name or "\0" in name or name in (".", ".."):
-        raise ValueError(f"invalid sample file name {name!r} in {dir_path}")
-
-
 cdef class SampleDirectory:
     """An open, exclusively locked sample file directory (see ``_sampledir_py``)."""
 
     cdef int _fd
     cdef str _path
+    cdef str _lock
 
     def __cinit__(self):
         self._fd = -1
+        self._path = "?"
+        self._lock = "exclusive"
 
-    def __init__(self, path):
-        cdef int fd, ret, err
-        path = os.fspath(path)
-        if not isinstance(path, str):
-            raise TypeError(f"sample file directory path must be str, not {type(path).__name__}")
-        if "\0" in path:  # C would silently cut the path at the NUL
-            raise ValueError(f"sample file directory path has an embedded null byte: {path!r}")
+    def __init__(self, path, lock="exclusive"):
+        cdef int fd, ret, err, operation
+        self._lock = _args.lock(lock)
+        path = _args.path_arg(path, "sample file directory path")
         cdef bytes c_path = os.fsencode(path)
         self._path = path
         fd = _open_at(AT_FDCWD, c_path, _DIR_FLAGS, 0, path)
+        if self._lock == "none":
+            self._fd = fd
+            return
+        operation = (LOCK_EX if self._lock == "exclusive" else LOCK_SH) | LOCK_NB
         while True:
             with nogil:
-                ret = flock(fd, LOCK_EX | LOCK_NB)
+                ret = flock(fd, operation)
                 err = errno if ret < 0 else 0
             if ret == 0:
                 break
@@ -120,36 +118,50 @@ cdef class SampleDirectory:
         """The path the directory was opened with."""
         return self._path
 
+    @property
+    def lock(self) -> str:
+        """The lock held: ``"exclusive"``, ``"shared"`` or ``"none"``."""
+        return self._lock
+
     cdef int _checked_fd(self) except -1:
         if self._fd < 0:
             raise ValueError(f"sample file directory {self._path} is closed")
         return self._fd
 
+    cdef int _writable_fd(self) except -1:
+        cdef int fd = self._checked_fd()
+        if self._lock != "exclusive":
+            raise ValueError(
+                f"sample file directory {self._path} is open read-only (lock {self._lock!r}); "
+                "only the holder of the exclusive lock creates or unlinks sample files"
+            )
+        return fd
+
     def fileno(self) -> int:
         """The directory fd (for ``*at`` syscalls and ``os.listdir``)."""
         return self._checked_fd()
 
-    def create_file(self, str name) -> int:
+    def create_file(self, name) -> int:
         """Create ``name`` with ``O_EXCL`` and mode 0600 and return a write-only fd."""
-        cdef int dirfd = self._checked_fd()
-        _check_name(self._path, name)
+        cdef int dirfd = self._writable_fd()
+        _args.sample_file_name(name, self._path)
         full = os.path.join(self._path, name)
         if _hook is not None:
             _hook("create", full)
         return _open_at(dirfd, os.fsencode(name), _CREATE_FLAGS, 0o600, full)
 
-    def open_file(self, str name) -> int:
+    def open_file(self, name) -> int:
         """Open ``name`` read-only (for readers) and return the fd."""
         cdef int dirfd = self._checked_fd()
-        _check_name(self._path, name)
+        _args.sample_file_name(name, self._path)
         return _open_at(dirfd, os.fsencode(name), _READ_FLAGS, 0,
                         os.path.join(self._path, name))
 
-    def unlink(self, str name) -> bool:
+    def unlink(self, name) -> bool:
         """Unlink ``name``; ``False`` if it was already gone (the caller warns), else ``True``."""
-        cdef int dirfd = self._checked_fd()
+        cdef int dirfd = self._writable_fd()
         cdef int ret, err
-        _check_name(self._path, name)
+        _args.sample_file_name(name, self._path)
         full = os.path.join(self._path, name)
         if _hook is not None:
             _hook("unlink", full)
@@ -167,12 +179,12 @@ cdef class SampleDirectory:
                 _raise_errno(err, full)
             PyErr_CheckSignals()
 
-    def file_size(self, str name) -> int:
+    def file_size(self, name) -> int:
         """The size in bytes of ``name`` (``fstatat``)."""
         cdef int dirfd = self._checked_fd()
         cdef int ret, err
         cdef struct_stat st
-        _check_name(self._path, name)
+        _args.sample_file_name(name, self._path)
         cdef bytes b_name = os.fsencode(name)
         cdef const char* c_name = b_name
         while True:
@@ -198,7 +210,7 @@ cdef class SampleDirectory:
         try:
             return os.listdir(dirfd)
         except OSError as e:
-            raise OSError(e.errno, os.strerror(e.errno), self._path) from None
+            _raise_errno(e.errno if e.errno is not None else errno_codes.EIO, self._path)
 
     def close(self) -> None:
         """Close the directory fd, which releases the lock.  Idempotent."""
@@ -224,25 +236,30 @@ cdef class SampleDirectory:
         return f"<SampleDirectory {self._path!r} {state}>"
 
 
-def fsync(int fd, str name) -> None:
+def fsync(fd, name) -> None:
     """``fsync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
+    name = _args.path_arg(name, "name")
+    cdef int c_fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fsync", name)
-    _fsync_fd(fd, False, name)
+    _fsync_fd(c_fd, False, name)
 
 
-def fdatasync(int fd, str name) -> None:
+def fdatasync(fd, name) -> None:
     """``fdatasync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
+    name = _args.path_arg(name, "name")
+    cdef int c_fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fdatasync", name)
-    _fsync_fd(fd, True, name)
+    _fsync_fd(c_fd, True, name)
 
 
-def close_fd(int fd) -> None:
+def close_fd(fd) -> None:
     """``close(fd)``, never retried: on Linux the fd is released even when close fails."""
+    cdef int c_fd = _args.fd_arg(fd, "close_fd")
     cdef int ret, err
     with nogil:
-        ret = close(fd)
+        ret = close(c_fd)
         err = errno if ret < 0 else 0
     if ret < 0:
         _raise_errno(err, None)

@@ -10,7 +10,7 @@ import errno
 import fcntl
 import os
 
-from . import _fault_hook
+from . import _args, _fault_hook
 
 _hook: _fault_hook.FaultHook | None = None
 
@@ -27,40 +27,44 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
 
-def _os_error(err: OSError, path: str) -> OSError:
+def _os_error(err: OSError, path: str | None) -> OSError:
     """Rebuild ``err`` so it names ``path`` (os.* functions name only the relative name)."""
-    return OSError(err.errno, os.strerror(err.errno), path)
-
-
-def _check_name(dir_path: str, name: str) -> None:
-    """Refuse names that would leave the directory: a sample file is one flat entry."""
-    if not name or "/" in name or "\0" in name or name in (".", ".."):
-        raise ValueError(f"invalid sample file name {name!r} in {dir_path}")
+    code = err.errno if err.errno is not None else errno.EIO
+    if path is None:
+        return OSError(code, os.strerror(code))
+    return OSError(code, os.strerror(code), path)
 
 
 class SampleDirectory:
-    """An open, exclusively locked sample file directory.
+    """An open sample file directory, locked exclusively by default.
 
     The lock (``flock(LOCK_EX|LOCK_NB)`` on the directory itself) keeps two processes from
     writing and deleting in the same directory; it is held until ``close``.  Files are created,
     opened, measured and unlinked relative to the directory fd, so a directory renamed or
     remounted under us can never make us touch another directory's files.
+
+    :param lock: ``"exclusive"`` (the recorder), ``"shared"`` (``moonfire check``: refused
+        while a recorder runs, and keeps one from starting) or ``"none"`` (readers such as
+        ``moonfire export``, which may run beside a recorder).  Without the exclusive lock the
+        directory is read-only: ``create_file`` and ``unlink`` are refused.
     """
 
-    def __init__(self, path: "str | os.PathLike[str]") -> None:
+    def __init__(self, path: "str | os.PathLike[str]", lock: str = "exclusive") -> None:
         self._fd = -1
-        path = os.fspath(path)
-        if not isinstance(path, str):
-            raise TypeError(f"sample file directory path must be str, not {type(path).__name__}")
-        if "\0" in path:  # C would silently cut the path at the NUL
-            raise ValueError(f"sample file directory path has an embedded null byte: {path!r}")
+        self._path = "?"
+        self._lock = _args.lock(lock)
+        path = _args.path_arg(path, "sample file directory path")
         self._path = path
         try:
             fd = os.open(path, _DIR_FLAGS)
         except OSError as e:
             raise _os_error(e, path) from None
+        if self._lock == "none":
+            self._fd = fd
+            return
+        operation = fcntl.LOCK_EX if self._lock == "exclusive" else fcntl.LOCK_SH
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
@@ -77,10 +81,24 @@ class SampleDirectory:
         """The path the directory was opened with."""
         return self._path
 
+    @property
+    def lock(self) -> str:
+        """The lock held: ``"exclusive"``, ``"shared"`` or ``"none"``."""
+        return self._lock
+
     def _checked_fd(self) -> int:
         if self._fd < 0:
             raise ValueError(f"sample file directory {self._path} is closed")
         return self._fd
+
+    def _writable_fd(self) -> int:
+        fd = self._checked_fd()
+        if self._lock != "exclusive":
+            raise ValueError(
+                f"sample file directory {self._path} is open read-only (lock {self._lock!r}); "
+                "only the holder of the exclusive lock creates or unlinks sample files"
+            )
+        return fd
 
     def fileno(self) -> int:
         """The directory fd (for ``*at`` syscalls and ``os.listdir``)."""
@@ -91,8 +109,8 @@ class SampleDirectory:
 
         ``EEXIST`` is a hard error: it would mean a UUID was not unique (brief §1.5).
         """
-        dirfd = self._checked_fd()
-        _check_name(self._path, name)
+        dirfd = self._writable_fd()
+        _args.sample_file_name(name, self._path)
         full = os.path.join(self._path, name)
         if _hook is not None:
             _hook("create", full)
@@ -104,7 +122,7 @@ class SampleDirectory:
     def open_file(self, name: str) -> int:
         """Open ``name`` read-only (for readers) and return the fd."""
         dirfd = self._checked_fd()
-        _check_name(self._path, name)
+        _args.sample_file_name(name, self._path)
         try:
             return os.open(name, _READ_FLAGS, dir_fd=dirfd)
         except OSError as e:
@@ -112,8 +130,8 @@ class SampleDirectory:
 
     def unlink(self, name: str) -> bool:
         """Unlink ``name``; ``False`` if it was already gone (the caller warns), else ``True``."""
-        dirfd = self._checked_fd()
-        _check_name(self._path, name)
+        dirfd = self._writable_fd()
+        _args.sample_file_name(name, self._path)
         full = os.path.join(self._path, name)
         if _hook is not None:
             _hook("unlink", full)
@@ -128,7 +146,7 @@ class SampleDirectory:
     def file_size(self, name: str) -> int:
         """The size in bytes of ``name`` (``fstatat``)."""
         dirfd = self._checked_fd()
-        _check_name(self._path, name)
+        _args.sample_file_name(name, self._path)
         try:
             return os.stat(name, dir_fd=dirfd).st_size
         except OSError as e:
@@ -173,8 +191,10 @@ class SampleDirectory:
         return f"<SampleDirectory {self._path!r} {state}>"
 
 
-def fsync(fd: int, name: str) -> None:
+def fsync(fd: int, name: "str | os.PathLike[str]") -> None:
     """``fsync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
+    name = _args.path_arg(name, "name")
+    fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fsync", name)
     try:
@@ -183,8 +203,10 @@ def fsync(fd: int, name: str) -> None:
         raise _os_error(e, name) from None
 
 
-def fdatasync(fd: int, name: str) -> None:
+def fdatasync(fd: int, name: "str | os.PathLike[str]") -> None:
     """``fdatasync(fd)``; ``name`` (the file's path) is only for the hook and error messages."""
+    name = _args.path_arg(name, "name")
+    fd = _args.fd_arg(fd, name)
     if _hook is not None:
         _hook("fdatasync", name)
     try:
@@ -195,7 +217,8 @@ def fdatasync(fd: int, name: str) -> None:
 
 def close_fd(fd: int) -> None:
     """``close(fd)``, never retried: on Linux the fd is released even when close fails."""
+    fd = _args.fd_arg(fd, "close_fd")
     try:
         os.close(fd)
     except OSError as e:
-        raise OSError(e.errno, os.strerror(e.errno)) from None
+        raise _os_error(e, None) from None

@@ -14,7 +14,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.errno cimport EINTR, errno
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 from posix.types cimport off_t
 from posix.unistd cimport ftruncate, pwrite
@@ -24,7 +24,7 @@ from moonfire_core._clock_c cimport ClockAdjuster
 import hashlib
 import os
 
-from moonfire_core import _fault_hook
+from moonfire_core import _args, _fault_hook
 from moonfire_core._errors import RecordingAbandonedError
 from moonfire_core._index_c import SampleIndexEncoder
 from moonfire_core.records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
@@ -41,6 +41,16 @@ def _set_hook(hook):
 
 
 _fault_hook.subscribe(_set_hook)
+
+
+cdef inline int64_t _int64(object value, str name, str path) except? -1:
+    """``value`` as int64: an exact in-range ``int`` in C, anything else via ``_args``."""
+    if type(value) is int:
+        try:
+            return value
+        except OverflowError:
+            pass
+    return _args.int64(value, name, path)
 
 
 @cython.final
@@ -87,20 +97,17 @@ cdef class Writer:
     def __init__(
         self,
         sink,
-        int fd,
-        str path,
+        fd,
+        path,
         sample_file_uuid,
         camera_id,
         video_sample_entry_id,
         prev=None,
-        Py_ssize_t buffer_bytes=1 << 16,
+        buffer_bytes=1 << 16,
     ):
-        if len(sample_file_uuid) != 16:
-            raise ValueError(
-                f"sample_file_uuid must be 16 bytes, got {len(sample_file_uuid)} for {path}"
-            )
-        if buffer_bytes <= 0:
-            raise ValueError(f"buffer_bytes must be positive, got {buffer_bytes} for {path}")
+        path, fd, camera_id, video_sample_entry_id, buffer_bytes = _args.writer_init(
+            sink, fd, path, sample_file_uuid, camera_id, video_sample_entry_id, prev, buffer_bytes
+        )
         self._buffer = <char*>PyMem_Malloc(buffer_bytes)
         if self._buffer == NULL:
             raise MemoryError()
@@ -142,9 +149,11 @@ cdef class Writer:
     def closed(self):
         return self._closed
 
-    def write(self, packet, int64_t local_time_90k, int64_t pts_90k, bint is_key):
+    def write(self, packet, local_time_90k, pts_90k, is_key):
         """Append one sample: index the previous one, then buffer or write this one."""
         cdef Py_buffer view
+        cdef int64_t local_time, pts
+        cdef bint key
         if self._closed:
             raise ValueError(f"writer for {self._path} is closed")
         if self._error is not None:
@@ -152,21 +161,35 @@ cdef class Writer:
                 f"writer for {self._path} is corrupt after an earlier write error; "
                 "close it to abandon the recording"
             ) from self._error
-        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        local_time = _int64(local_time_90k, "local_time_90k", self._path)
+        if local_time < 0:
+            _args.non_negative_int64(local_time, "local_time_90k", self._path)
+        pts = _int64(pts_90k, "pts_90k", self._path)
+        if is_key is True:
+            key = True
+        elif is_key is False:
+            key = False
+        else:
+            key = _args.boolean(is_key, "is_key", self._path)
+        try:
+            PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        except Exception:  # TypeError, BufferError; NumPy raises ValueError
+            packet = _args.byte_view(packet, self._path)  # raises the twin's error, or copes
+            PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
         try:
             if view.len == 0:
-                raise ValueError(f"empty packet for {self._path} at pts {pts_90k}")
+                raise ValueError(f"empty packet for {self._path} at pts {pts}")
             if self._has_unflushed:
-                self._index_unflushed(self._duration_until(pts_90k))
+                self._index_unflushed(self._duration_until(pts))
             self._append(<const char*>view.buf, view.len)
             self._hash_update(packet)
             self._unflushed_bytes = view.len
         finally:
             PyBuffer_Release(&view)
         self._has_unflushed = True
-        self._unflushed_local_time = local_time_90k
-        self._unflushed_pts = pts_90k
-        self._unflushed_is_key = is_key
+        self._unflushed_local_time = local_time
+        self._unflushed_pts = pts
+        self._unflushed_is_key = key
 
     def close(self, next_pts=None):
         """Index the last sample, flush, and hand the file to the sink.
@@ -175,16 +198,20 @@ cdef class Writer:
         :raises RecordingAbandonedError: the writer was corrupt or had no samples.
         """
         cdef int64_t last_duration = 0
+        cdef int64_t pts
         if self._closed:
             raise ValueError(f"writer for {self._path} is already closed")
-        if next_pts is not None and self._has_unflushed:
-            last_duration = self._duration_until(next_pts)
+        if next_pts is not None:
+            pts = _int64(next_pts, "next_pts", self._path)
+            if self._has_unflushed:
+                last_duration = self._duration_until(pts)
         self._closed = True
         if self._error is None and self._has_unflushed:
+            # The fd must still go to the sink exactly once; see the twin.
             try:
                 self._index_unflushed(last_duration)
                 self._flush()
-            except Exception as e:  # the fd must still go to the sink exactly once
+            except (OSError, ValueError) as e:
                 self._error = e
         if self._error is not None:
             self._sink.abandon(self._uuid, self._fd, self._error)
@@ -196,9 +223,10 @@ cdef class Writer:
         if index.video_samples == 0:
             self._sink.abandon(self._uuid, self._fd, None)
             raise RecordingAbandonedError(f"recording {self._path} abandoned: no samples written")
-        cdef int64_t start = self._prev_end if self._has_prev_end else self._local_start
+        # Python ints: local start minus a previous end can leave 64 bits.
+        start = self._prev_end if self._has_prev_end else self._local_start
         duration = index.total_duration_90k
-        cdef int64_t local_time_delta = self._local_start - start
+        local_time_delta = self._local_start - start
         self._sink.save(
             RecordingToSave(
                 camera_id=self._camera_id,
@@ -221,8 +249,9 @@ cdef class Writer:
 
     cdef int64_t _duration_until(self, int64_t pts_90k) except? -1:
         """The unflushed sample's duration if the next sample starts at ``pts_90k``."""
-        cdef int64_t duration = pts_90k - self._unflushed_pts
-        if duration <= 0:
+        # Unsigned: the difference of two int64s can exceed int64 (the twin prints it whole).
+        cdef uint64_t duration = <uint64_t>pts_90k - <uint64_t>self._unflushed_pts
+        if pts_90k <= self._unflushed_pts:
             raise ValueError(
                 f"{self._path}: pts not monotonically increasing; "
                 f"got {self._unflushed_pts} then {pts_90k}"
@@ -232,7 +261,7 @@ cdef class Writer:
                 f"{self._path}: pts jumps from {self._unflushed_pts} to {pts_90k}; "
                 f"a sample duration of {duration} exceeds {MAX_DURATION_90K}"
             )
-        return duration
+        return <int64_t>duration
 
     cdef int _index_unflushed(self, int64_t duration) except -1:
         """Add the unflushed sample to the index; fold its arrival into the local start."""

@@ -16,11 +16,12 @@ file.  ``close`` hands the still-open fd to ``sink.save`` (the syncer fsyncs and
 to ``sink.abandon`` (the syncer unlinks and closes it); it never does both.
 """
 
+import errno
 import hashlib
 import os
 from typing import Any, Protocol
 
-from . import _fault_hook
+from . import _args, _fault_hook
 from ._clock_py import ClockAdjuster
 from ._errors import RecordingAbandonedError
 from ._index_py import SampleIndexEncoder
@@ -50,6 +51,11 @@ class _RecordingSink(Protocol):
     ) -> None: ...
 
 
+def _os_error(err: OSError, path: str) -> OSError:
+    code = err.errno if err.errno is not None else errno.EIO
+    return OSError(code, os.strerror(code), path)
+
+
 class Writer:
     """Writes the samples of one recording to an open sample file and indexes them.
 
@@ -66,7 +72,7 @@ class Writer:
         self,
         sink: _RecordingSink,
         fd: int,
-        path: str,
+        path: "str | os.PathLike[str]",
         sample_file_uuid: bytes,
         camera_id: int,
         video_sample_entry_id: int,
@@ -74,12 +80,10 @@ class Writer:
         buffer_bytes: int = 1 << 16,
     ) -> None:
         self._closed = True  # until fully constructed, so __del__ leaves a half-built one alone
-        if len(sample_file_uuid) != 16:
-            raise ValueError(
-                f"sample_file_uuid must be 16 bytes, got {len(sample_file_uuid)} for {path}"
-            )
-        if buffer_bytes <= 0:
-            raise ValueError(f"buffer_bytes must be positive, got {buffer_bytes} for {path}")
+        checked = _args.writer_init(
+            sink, fd, path, sample_file_uuid, camera_id, video_sample_entry_id, prev, buffer_bytes
+        )
+        path, fd, camera_id, video_sample_entry_id, buffer_bytes = checked
         self._sink = sink
         self._fd = fd
         self._path = path
@@ -125,9 +129,18 @@ class Writer:
     def write(self, packet: Any, local_time_90k: int, pts_90k: int, is_key: bool) -> None:
         """Append one sample: index the previous one, then buffer or write this one.
 
-        :param packet: the sample's bytes (any contiguous bytes-like object).
-        :param local_time_90k: when it was received, on the local (monotonic-derived) clock.
-        :param pts_90k: its presentation time; must increase from packet to packet.
+        :param packet: the sample's bytes (any C-contiguous bytes-like object).
+        :param local_time_90k: when it was received, on the local (monotonic-derived) clock;
+            a non-negative 64-bit integer.
+        :param pts_90k: its presentation time, a 64-bit integer; must increase from packet to
+            packet.
+        :param is_key: a ``bool``.
+        :raises TypeError: an argument of the wrong type (nothing is written).
+        :raises BufferError: ``packet`` is not C-contiguous.
+        :raises OverflowError: an integer outside 64 bits.
+        :raises ValueError: closed or corrupt writer, empty packet, negative local time, pts not
+            increasing or jumping too far.
+        :raises OSError: the write failed (see the failure model above).
         """
         if self._closed:
             raise ValueError(f"writer for {self._path} is closed")
@@ -136,7 +149,11 @@ class Writer:
                 f"writer for {self._path} is corrupt after an earlier write error; "
                 "close it to abandon the recording"
             ) from self._error
-        data = memoryview(packet).cast("B")
+        path = self._path
+        local_time_90k = _args.non_negative_int64(local_time_90k, "local_time_90k", path)
+        pts_90k = _args.int64(pts_90k, "pts_90k", path)
+        is_key = _args.boolean(is_key, "is_key", path)
+        data = _args.byte_view(packet, path)
         size = len(data)
         if size == 0:
             raise ValueError(f"empty packet for {self._path} at pts {pts_90k}")
@@ -148,7 +165,7 @@ class Writer:
         self._unflushed_local_time = local_time_90k
         self._unflushed_pts = pts_90k
         self._unflushed_bytes = size
-        self._unflushed_is_key = bool(is_key)
+        self._unflushed_is_key = is_key
 
     def close(self, next_pts: int | None = None) -> PreviousWriter:
         """Index the last sample, flush, and hand the file to the sink.
@@ -156,20 +173,27 @@ class Writer:
         :param next_pts: the pts of the next recording's first sample (exact last duration);
             ``None`` when the run ends, which records a trailing zero.
         :returns: what the next writer of this run needs.
-        :raises RecordingAbandonedError: the writer was corrupt or had no samples; the file
-            went to ``sink.abandon``.
+        :raises TypeError, OverflowError, ValueError: a bad ``next_pts`` (not an integer, or not
+            after the last pts); the writer stays open and nothing went to the sink.
+        :raises RecordingAbandonedError: the writer was corrupt, the final flush failed or it
+            had no samples; the file went to ``sink.abandon``.
         """
         if self._closed:
             raise ValueError(f"writer for {self._path} is already closed")
         last_duration = 0
-        if next_pts is not None and self._has_unflushed:
-            last_duration = self._duration_until(next_pts)
+        if next_pts is not None:
+            next_pts = _args.int64(next_pts, "next_pts", self._path)
+            if self._has_unflushed:
+                last_duration = self._duration_until(next_pts)
         self._closed = True
         if self._error is None and self._has_unflushed:
+            # The fd must still go to the sink exactly once.  Only a failed write (OSError) or
+            # a last sample the index cannot hold (ValueError) abandons the recording; the
+            # arguments were checked above, so anything else is a bug and propagates.
             try:
                 self._index_unflushed(last_duration)
                 self._flush()
-            except Exception as e:  # the fd must still go to the sink exactly once
+            except (OSError, ValueError) as e:
                 self._error = e
         if self._error is not None:
             self._sink.abandon(self._uuid, self._fd, self._error)
@@ -276,7 +300,7 @@ class Writer:
         try:
             os.ftruncate(self._fd, size)
         except OSError as e:
-            raise OSError(e.errno, os.strerror(e.errno), self._path) from None
+            raise _os_error(e, self._path) from None
         self._file_bytes = size
 
     def _write_all(self, data: Any) -> None:
@@ -288,7 +312,7 @@ class Writer:
             try:
                 written = os.pwrite(self._fd, view, self._file_bytes)
             except OSError as e:
-                raise OSError(e.errno, os.strerror(e.errno), self._path) from None
+                raise _os_error(e, self._path) from None
             self._file_bytes += written
             view = view[written:]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +13,7 @@ from moonfire.cli.main import CommandError, add_data_dir_argument
 from moonfire.db import Database
 from moonfire.storage import invariants as checker
 from moonfire.storage.data_dir import open_db
+from moonfire_core.sampledir import SampleDirectory
 
 
 @contextlib.contextmanager
@@ -26,21 +25,17 @@ def _recorder_stopped(db: Database) -> Iterator[None]:
     """
     path = db.sample_file_dir().path
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        directory = SampleDirectory(path, lock="shared")
     except FileNotFoundError:
         yield  # check reports the missing directory itself
         return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CommandError(
-                f"sample file directory {path} is in use by a running moonfire; "
-                "stop it before checking"
-            ) from None
+    except BlockingIOError:
+        raise CommandError(
+            f"sample file directory {path} is in use by a running moonfire; "
+            "stop it before checking"
+        ) from None
+    with directory:
         yield
-    finally:
-        os.close(fd)
 
 
 def _progress(bar: tqdm[Any] | None) -> Callable[[int], None] | None:

@@ -19,6 +19,7 @@ from moonfire.playback.mp4 import VirtualFile, build_mp4, split_at_gaps
 from moonfire.playback.segment import Segment, recording_name
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import format_time
+from moonfire_core.sampledir import SampleDirectory
 
 
 class ExportError(MoonfireError):
@@ -71,13 +72,19 @@ def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -
             f"{format_time(end_90k)}"
         )
     sample_dir = db.sample_file_dir().path
-    paths: dict[int, str] = {}
+    try:
+        # No lock: an export reads committed recordings and may run beside the recorder.  The
+        # handle stays open as long as the returned files can read from it.
+        directory = SampleDirectory(sample_dir, lock="none")
+    except OSError as e:
+        raise ExportError(f"can't open sample file directory {sample_dir}: {e}") from None
+    names: dict[int, str] = {}
     segments = []
     for row in rows:
         playback = db.get_playback(row.composite_id)
-        path = os.path.join(sample_dir, uuid_name(playback.sample_file_uuid))
-        _check_sample_file(row, path)
-        paths[row.composite_id] = path
+        name = uuid_name(playback.sample_file_uuid)
+        _check_sample_file(row, directory, name)
+        names[row.composite_id] = name
         segments.append(Segment(row, playback.video_index, clip_to_range(row, start_90k, end_90k)))
     entries = {
         entry_id: db.get_video_sample_entry(entry_id)
@@ -85,7 +92,7 @@ def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -
     }
 
     def open_sample_file(row: RecordingRow) -> int:
-        return os.open(paths[row.composite_id], os.O_RDONLY | os.O_CLOEXEC)
+        return directory.open_file(names[row.composite_id])
 
     parts = []
     for stretch in split_at_gaps(segments):
@@ -100,9 +107,10 @@ def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -
     return parts
 
 
-def _check_sample_file(row: RecordingRow, path: str) -> None:
+def _check_sample_file(row: RecordingRow, directory: SampleDirectory, name: str) -> None:
+    path = os.path.join(directory.path, name)
     try:
-        size = os.stat(path).st_size
+        size = directory.file_size(name)
     except FileNotFoundError:
         raise ExportError(
             f"sample file {path} of recording {recording_name(row)} "

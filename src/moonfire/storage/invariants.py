@@ -1,7 +1,9 @@
 """Check the storage invariants of ``docs/design.md`` against a database and its directory.
 
-Read-only: it opens the database read-only, does not lock the directory and
-never deletes or changes anything.  Each problem found becomes one
+Read-only: it opens the database read-only, opens the directory through
+``moonfire_core.sampledir.SampleDirectory`` without a lock (``lock="none"``; the
+caller, ``moonfire check``, holds a shared one) and never deletes or changes
+anything.  Each problem found becomes one
 ``Violation``; the caller prints them and exits non-zero if there is any.
 
 1. every recording row has its playback row and its file, of the recorded size
@@ -30,6 +32,7 @@ from moonfire.storage.dir_meta import (
 )
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire_core import CorruptIndexError, decode_index
+from moonfire_core.sampledir import SampleDirectory
 
 RESERVATION_STATES = {0: "writing", 1: "deleting"}
 
@@ -50,9 +53,26 @@ def check(
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[Violation]:
     """Yield every violation found; ``progress(nbytes)`` is called as files are hashed."""
-    yield from _check_binding(db, sample_dir)
     try:
-        names = set(os.listdir(sample_dir))
+        directory = SampleDirectory(sample_dir, lock="none")
+    except OSError as e:
+        yield Violation(1, f"can't open sample file directory {sample_dir}: {e}")
+        yield Violation(1, f"can't list sample file directory {sample_dir}: {e}")
+        return
+    with directory:
+        yield from _check_directory(db, directory, hash_contents, progress)
+
+
+def _check_directory(
+    db: Database,
+    directory: SampleDirectory,
+    hash_contents: bool,
+    progress: Callable[[int], None] | None,
+) -> Iterator[Violation]:
+    sample_dir = directory.path
+    yield from _check_binding(db, directory)
+    try:
+        names = set(directory.list_names())
     except OSError as e:
         yield Violation(1, f"can't list sample file directory {sample_dir}: {e}")
         return
@@ -60,7 +80,7 @@ def check(
     seen: dict[bytes, int] = {}
     for camera in db.list_cameras():
         for row in db.list_recordings(camera.id):
-            yield from _check_recording(db, row, sample_dir, names, seen, hash_contents, progress)
+            yield from _check_recording(db, row, directory, names, seen, hash_contents, progress)
     for name in sorted(names - NON_SAMPLE_NAMES):
         try:
             sample_file_uuid = _parse_uuid(name)
@@ -88,27 +108,23 @@ def _parse_uuid(name: str) -> bytes:
     return parsed.bytes
 
 
-def _check_binding(db: Database, sample_dir: str) -> Iterator[Violation]:
+def _check_binding(db: Database, directory: SampleDirectory) -> Iterator[Violation]:
     row = db.sample_file_dir()
-    try:
-        fd = os.open(sample_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        yield Violation(1, f"can't open sample file directory {sample_dir}: {e}")
-        return
+    sample_dir = directory.path
     try:
         verify_meta(
-            read_meta(fd, sample_dir), DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid), sample_dir
+            read_meta(directory.fileno(), sample_dir),
+            DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid),
+            sample_dir,
         )
     except DirectoryMismatchError as e:
         yield Violation(0, str(e))
-    finally:
-        os.close(fd)
 
 
 def _check_recording(
     db: Database,
     row: RecordingRow,
-    sample_dir: str,
+    directory: SampleDirectory,
     names: set[str],
     seen: dict[bytes, int],
     hash_contents: bool,
@@ -128,9 +144,8 @@ def _check_recording(
     if name not in names:
         yield Violation(1, f"{label}: sample file {name} is missing")
         return
-    path = os.path.join(sample_dir, name)
     try:
-        size = os.stat(path).st_size
+        size = directory.file_size(name)
     except FileNotFoundError:
         yield Violation(1, f"{label}: sample file {name} is missing")
         return
@@ -141,7 +156,7 @@ def _check_recording(
         return
     if hash_contents:
         try:
-            digest = _sha1_file(path, progress)
+            digest = _sha1_file(directory, name, progress)
         except OSError as e:
             yield Violation(1, f"{label}: can't read sample file {name}: {e}")
             return
@@ -163,11 +178,16 @@ def _check_index(label: str, row: RecordingRow, blob: bytes) -> Iterator[Violati
         yield Violation(1, f"{label}: video_index disagrees with the row: {problem}")
 
 
-def _sha1_file(path: str, progress: Callable[[int], None] | None) -> bytes:
+def _sha1_file(
+    directory: SampleDirectory, name: str, progress: Callable[[int], None] | None
+) -> bytes:
     h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
+    fd = directory.open_file(name)
+    try:
+        while chunk := os.read(fd, 1 << 20):
             h.update(chunk)
             if progress is not None:
                 progress(len(chunk))
+    finally:
+        os.close(fd)
     return h.digest()

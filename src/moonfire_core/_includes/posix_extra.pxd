@@ -10,5 +10,4 @@ cdef extern from "<sys/file.h>" nogil:
         LOCK_SH
         LOCK_EX
         LOCK_NB
-        LOCK_UN
     int flock(int fd, int operation)
