@@ -30,4 +30,5 @@ fi
 env -u MOONFIRE_NO_EXTENSIONS python3 -m pip install -q ".[test]"
 
 python3 -m ruff check src tests benchmarks
+python3 -m mypy src
 python3 -m pytest "$@"

@@ -133,8 +133,8 @@ class Database:
                         f"{path}: database schema version {version} must be upgraded to "
                         f"{schema.SCHEMA_VERSION}; open it read-write once"
                     )
-                sample_dir = upgrade_sample_dir_path or schema.default_sample_dir_path(path)
-                _upgrade(conn, path, os.path.abspath(sample_dir))
+                dir_path = upgrade_sample_dir_path or schema.default_sample_dir_path(path)
+                _upgrade(conn, path, os.path.abspath(dir_path))
             (meta_rows,) = conn.execute("select count(*) from meta").fetchone()
             if meta_rows != 1:
                 raise ConsistencyError(f"{path}: table meta has {meta_rows} rows; expected 1")

@@ -71,13 +71,13 @@ def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -
             f"camera {cam.short_name!r} has no recordings between {format_time(start_90k)} and "
             f"{format_time(end_90k)}"
         )
-    sample_dir = db.sample_file_dir().path
+    sample_file_dir_path = db.sample_file_dir().path
     try:
         # No lock: an export reads committed recordings and may run beside the recorder.  The
         # handle stays open as long as the returned files can read from it.
-        directory = SampleDirectory(sample_dir, lock="none")
+        directory = SampleDirectory(sample_file_dir_path, lock="none")
     except OSError as e:
-        raise ExportError(f"can't open sample file directory {sample_dir}: {e}") from None
+        raise ExportError(f"can't open sample file directory {sample_file_dir_path}: {e}") from None
     names: dict[int, str] = {}
     segments = []
     for row in rows:

@@ -48,16 +48,16 @@ class Violation:
 
 def check(
     db: Database,
-    sample_dir: str,
+    sample_file_dir_path: str,
     hash_contents: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[Violation]:
     """Yield every violation found; ``progress(nbytes)`` is called as files are hashed."""
     try:
-        directory = SampleDirectory(sample_dir, lock="none")
+        directory = SampleDirectory(sample_file_dir_path, lock="none")
     except OSError as e:
-        yield Violation(1, f"can't open sample file directory {sample_dir}: {e}")
-        yield Violation(1, f"can't list sample file directory {sample_dir}: {e}")
+        yield Violation(1, f"can't open sample file directory {sample_file_dir_path}: {e}")
+        yield Violation(1, f"can't list sample file directory {sample_file_dir_path}: {e}")
         return
     with directory:
         yield from _check_directory(db, directory, hash_contents, progress)
@@ -69,12 +69,12 @@ def _check_directory(
     hash_contents: bool,
     progress: Callable[[int], None] | None,
 ) -> Iterator[Violation]:
-    sample_dir = directory.path
+    sample_file_dir_path = directory.path
     yield from _check_binding(db, directory)
     try:
         names = set(directory.list_names())
     except OSError as e:
-        yield Violation(1, f"can't list sample file directory {sample_dir}: {e}")
+        yield Violation(1, f"can't list sample file directory {sample_file_dir_path}: {e}")
         return
     reserved = dict(db.list_reserved_sample_files())
     seen: dict[bytes, int] = {}
@@ -86,7 +86,8 @@ def _check_directory(
             sample_file_uuid = _parse_uuid(name)
         except ValueError:
             yield Violation(
-                2, f"unknown file {name!r} in {sample_dir} (not a sample file); left alone"
+                2,
+                f"unknown file {name!r} in {sample_file_dir_path} (not a sample file); left alone",
             )
             continue
         if sample_file_uuid not in seen and sample_file_uuid not in reserved:
@@ -110,12 +111,12 @@ def _parse_uuid(name: str) -> bytes:
 
 def _check_binding(db: Database, directory: SampleDirectory) -> Iterator[Violation]:
     row = db.sample_file_dir()
-    sample_dir = directory.path
+    sample_file_dir_path = directory.path
     try:
         verify_meta(
-            read_meta(directory.fileno(), sample_dir),
+            read_meta(directory.fileno(), sample_file_dir_path),
             DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid),
-            sample_dir,
+            sample_file_dir_path,
         )
     except DirectoryMismatchError as e:
         yield Violation(0, str(e))
