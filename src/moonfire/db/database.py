@@ -65,6 +65,9 @@ class Database:
         self._lock = threading.RLock()
         self.path = path
         self.read_only = read_only
+        #: A read-only open's relocation of the sample file directory (see
+        #: ``set_sample_file_dir_path``); None to use the stored path.
+        self._relocated_dir_path: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -76,8 +79,10 @@ class Database:
 
         ``sample_dir_path`` defaults to ``sample`` next to the database file.
 
-        The sample directory path is stored absolute, so the daemon finds it from any
-        working directory.  Refuses to touch an existing non-empty file.
+        A sample directory inside the database's folder is stored relative to that folder,
+        so a copied data directory works on its own files (not the original's); one
+        elsewhere (another disk) is stored absolute.  Refuses to touch an existing non-empty
+        file.
         """
         path = Path(path)
         if sample_dir_path is None:
@@ -95,7 +100,7 @@ class Database:
             _configure(conn, read_only=False)
             conn.execute("begin immediate")
             try:
-                schema.create(conn, os.path.abspath(sample_dir_path))
+                schema.create(conn, stored_dir_path(path, sample_dir_path))
                 conn.execute("commit")
             except BaseException:
                 conn.execute("rollback")
@@ -134,7 +139,7 @@ class Database:
                         f"{schema.SCHEMA_VERSION}; open it read-write once"
                     )
                 dir_path = upgrade_sample_dir_path or schema.default_sample_dir_path(path)
-                _upgrade(conn, path, os.path.abspath(dir_path))
+                _upgrade(conn, path, stored_dir_path(path, dir_path))
             (meta_rows,) = conn.execute("select count(*) from meta").fetchone()
             if meta_rows != 1:
                 raise ConsistencyError(f"{path}: table meta has {meta_rows} rows; expected 1")
@@ -197,13 +202,41 @@ class Database:
     # ---- sample file directory -------------------------------------------------------
 
     def sample_file_dir(self) -> SampleFileDirRow:
+        """The sample file directory, its path made absolute (a stored relative path is
+        relative to the database's folder)."""
         with self._lock:
             row = self._conn.execute(
                 "select d.path, d.uuid, m.db_uuid from sample_file_dir d, meta m"
             ).fetchone()
         if row is None:
             raise ConsistencyError(f"{self.path}: table sample_file_dir is empty")
-        return SampleFileDirRow(*row)
+        stored, uuid, db_uuid = row
+        path = self._relocated_dir_path or self._absolute(stored)
+        return SampleFileDirRow(path, uuid, db_uuid)
+
+    def stored_sample_file_dir_path(self) -> str:
+        """The sample file directory's path exactly as stored: relative or absolute."""
+        with self._lock:
+            row = self._conn.execute("select path from sample_file_dir").fetchone()
+        if row is None:
+            raise ConsistencyError(f"{self.path}: table sample_file_dir is empty")
+        return str(row[0])
+
+    def set_sample_file_dir_path(self, sample_dir_path: str) -> None:
+        """Record a new path for the same sample file directory (moved, or copied along with
+        the database); a read-only open uses it until closed without storing it."""
+        if self.read_only:
+            self._relocated_dir_path = os.path.abspath(sample_dir_path)
+            return
+        stored = stored_dir_path(self.path, sample_dir_path)
+        with self._lock:
+            with self._conn:
+                self._conn.execute("update sample_file_dir set path = ?", (stored,))
+
+    def _absolute(self, stored: str) -> str:
+        if os.path.isabs(stored):
+            return stored
+        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(self.path)), stored))
 
     # ---- cameras ---------------------------------------------------------------------
 
@@ -414,6 +447,16 @@ class Database:
             return dict(
                 self._conn.execute("select sample_file_uuid, composite_id from recording_playback")
             )
+
+
+def stored_dir_path(db_path: str | os.PathLike[str], sample_dir_path: str) -> str:
+    """How a sample directory's path is stored: relative to the database's folder when it
+    lies inside it (``sample``), else absolute."""
+    absolute = os.path.abspath(sample_dir_path)
+    base = os.path.dirname(os.path.abspath(db_path))
+    if absolute != base and os.path.commonpath([absolute, base]) == base:
+        return os.path.relpath(absolute, base)
+    return absolute
 
 
 def _connect(path: Path, mode: str) -> sqlite3.Connection:

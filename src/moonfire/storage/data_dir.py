@@ -3,19 +3,31 @@
 A data directory holds the SQLite database ``db`` and, unless ``init`` was
 told otherwise (say, a directory on another disk), the sample file directory
 ``sample``.  The database records the sample directory's path, so every other
-command needs only ``--data-dir``.
+command needs only ``--data-dir``: relative to the data directory when it lies
+inside it, so that a copy (``cp -a``) or a restored backup of the whole data
+directory works on its own files, never on the original's.
+
+Databases written before that stored the absolute path.  ``open_db`` moves such a
+path to the relative form, and when the stored path lies outside the data
+directory but the data directory holds a ``sample`` directory whose ``meta``
+names the same directory and database, it takes that one: the data directory
+was copied or moved, and the files beside the database are its own.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from moonfire.db import Database
 from moonfire.db.schema import SAMPLE_DIR_NAME
 from moonfire.errors import MoonfireError
+from moonfire.storage.dir_meta import DirectoryMismatchError, DirMeta, read_meta
 from moonfire.storage.sample_file_dir import SampleFileDir
 
 DB_NAME = "db"
+
+log = logging.getLogger(__name__)
 
 
 class DataDirError(MoonfireError):
@@ -52,7 +64,54 @@ def open_db(data_dir: str, read_only: bool = False) -> Database:
         raise DataDirError(
             f"no moonfire database at {path}; run `moonfire init --data-dir {data_dir}`"
         )
-    return Database.open(path, read_only=read_only)
+    db = Database.open(path, read_only=read_only)
+    try:
+        _adopt_own_sample_dir(db, data_dir)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _adopt_own_sample_dir(db: Database, data_dir: str) -> None:
+    """Point a database that stores an absolute sample-directory path (an older release)
+    at the sample directory inside its own data directory, when that is the one it means."""
+    stored = db.stored_sample_file_dir_path()
+    if not os.path.isabs(stored):
+        return
+    data_dir = os.path.abspath(data_dir)
+    if os.path.commonpath([stored, data_dir]) == data_dir and stored != data_dir:
+        if not db.read_only:
+            db.set_sample_file_dir_path(stored)  # the same place, now stored relative
+        return
+    local = os.path.join(data_dir, SAMPLE_DIR_NAME)
+    found = _read_meta_at(local)
+    row = db.sample_file_dir()
+    if found is None or (found.db_uuid, found.dir_uuid) != (row.db_uuid, row.uuid):
+        return  # a sample directory elsewhere (another disk): the stored path is right
+    log.warning(
+        "%s names sample file directory %s, but its data directory holds that directory's "
+        "own copy at %s (the data directory was copied or moved); using %s",
+        db.path,
+        stored,
+        local,
+        local,
+    )
+    db.set_sample_file_dir_path(local)
+
+
+def _read_meta_at(path: str) -> DirMeta | None:
+    """The ``meta`` of the directory at ``path``; None if there is none or it can't be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return read_meta(fd, path)
+    except (OSError, DirectoryMismatchError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def open_for_recording(data_dir: str) -> tuple[Database, SampleFileDir]:

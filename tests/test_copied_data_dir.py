@@ -1,0 +1,168 @@
+"""A copied, moved or restored data directory works on its own files, never on the original's.
+
+Tried as a user would: ``cp -a`` of a data directory, then lowering a camera's budget on the
+copy.  With the sample directory stored by absolute path this deleted the *original's*
+recordings.  It is now stored relative to the data directory, and a database written by the
+release that stored absolute paths (``tests/data/schema-v2``) adopts the sample directory of
+its own data directory when that is the one its ``meta`` names.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import av
+
+from moonfire.storage import data_dir as datadir
+from moonfire.time import Time, format_time
+from tests.test_cli import (
+    add_camera,
+    assert_storage_consistent,
+    moonfire,
+    record_synthetic,
+    sample_files,
+)
+
+FIXTURE_V2 = Path(__file__).resolve().parent / "data" / "schema-v2"
+
+
+def stored_path(data_dir: str) -> str:
+    with sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME)) as conn:
+        return conn.execute("select path from sample_file_dir").fetchone()[0]
+
+
+def store_absolute_path(data_dir: str) -> None:
+    """Make the database look as the schema-2 release wrote it: an absolute path."""
+    absolute = os.path.abspath(os.path.join(data_dir, datadir.SAMPLE_DIR_NAME))
+    with sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME)) as conn:
+        conn.execute("update sample_file_dir set path = ?", (absolute,))
+
+
+def recorded(tmp_path: Path, capsys, seconds: int = 9) -> str:
+    original = str(tmp_path / "original")
+    assert moonfire(capsys, "init", "--data-dir", original)[0] == 0
+    add_camera(capsys, original, "front")
+    record_synthetic(original, "front", seconds=seconds)
+    return original
+
+
+def lower_budget_to_one_recording(capsys, data_dir: str) -> None:
+    with datadir.open_db(data_dir, read_only=True) as db:
+        newest = db.list_recordings(db.get_camera("front").id)[-1]
+    code, out, err = moonfire(
+        capsys, "camera", "edit", "front", "--retain", str(newest.sample_file_bytes),
+        "--data-dir", data_dir,
+    )
+    assert code == 0, err
+    assert "deleted" in out
+
+
+def test_init_stores_the_sample_dir_relative_to_the_data_dir(tmp_path, capsys):
+    data_dir = str(tmp_path / "data")
+    assert moonfire(capsys, "init", "--data-dir", data_dir)[0] == 0
+    assert stored_path(data_dir) == datadir.SAMPLE_DIR_NAME
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert db.sample_file_dir().path == os.path.join(os.path.abspath(data_dir), "sample")
+
+
+def test_a_sample_dir_on_another_disk_stays_absolute(tmp_path, capsys):
+    elsewhere = str(tmp_path / "disk2" / "video")
+    data_dir = str(tmp_path / "data")
+    assert moonfire(capsys, "init", "--data-dir", data_dir, "--sample-dir", elsewhere)[0] == 0
+    assert stored_path(data_dir) == elsewhere
+
+
+def test_budget_lowered_on_a_copy_deletes_only_the_copys_files(tmp_path, capsys):
+    original = recorded(tmp_path, capsys)
+    before = sample_files(original)
+    assert len(before) > 2
+    copy = str(tmp_path / "copy")
+    shutil.copytree(original, copy, symlinks=True)
+
+    lower_budget_to_one_recording(capsys, copy)
+
+    assert sample_files(original) == before
+    assert_storage_consistent(original)
+    assert len(sample_files(copy)) == 1
+    assert_storage_consistent(copy)
+
+
+def test_a_copy_of_a_database_that_stored_an_absolute_path_uses_its_own_files(
+    tmp_path, capsys, caplog
+):
+    original = recorded(tmp_path, capsys)
+    store_absolute_path(original)
+    before = sample_files(original)
+    copy = str(tmp_path / "copy")
+    shutil.copytree(original, copy, symlinks=True)
+
+    lower_budget_to_one_recording(capsys, copy)
+
+    assert sample_files(original) == before
+    assert_storage_consistent(original)
+    assert len(sample_files(copy)) == 1
+    assert_storage_consistent(copy)
+    assert stored_path(copy) == datadir.SAMPLE_DIR_NAME  # adopted and stored relative
+    assert any("was copied or moved" in r.getMessage() for r in caplog.records)
+
+
+def test_an_absolute_path_inside_the_data_dir_becomes_relative_on_a_read_write_open(
+    tmp_path, capsys
+):
+    data_dir = recorded(tmp_path, capsys, seconds=3)
+    store_absolute_path(data_dir)
+    with datadir.open_db(data_dir, read_only=True):
+        pass
+    assert os.path.isabs(stored_path(data_dir))  # a read-only open changes nothing
+    datadir.open_db(data_dir).close()
+    assert stored_path(data_dir) == datadir.SAMPLE_DIR_NAME
+
+
+def test_a_foreign_sample_dir_beside_the_database_is_not_adopted(tmp_path, capsys):
+    """A stale ``sample`` of another database next to ours: the stored path stays."""
+    elsewhere = str(tmp_path / "disk2" / "video")
+    data_dir = str(tmp_path / "data")
+    assert moonfire(capsys, "init", "--data-dir", data_dir, "--sample-dir", elsewhere)[0] == 0
+    other = str(tmp_path / "other")
+    assert moonfire(capsys, "init", "--data-dir", other)[0] == 0
+    shutil.copytree(os.path.join(other, "sample"), os.path.join(data_dir, "sample"))
+    with datadir.open_db(data_dir) as db:
+        assert db.sample_file_dir().path == elsewhere
+    assert stored_path(data_dir) == elsewhere
+
+
+def test_the_schema_2_fixture_copied_elsewhere_checks_lists_and_exports(tmp_path, capsys):
+    """What the previous release wrote, moved to a new place: every recording still plays."""
+    data_dir = str(tmp_path / "restored")
+    shutil.copytree(FIXTURE_V2, data_dir)
+    assert not os.path.exists(stored_path(data_dir))  # the path the fixture was made at
+
+    code, out, err = moonfire(capsys, "check", "--hash", "--data-dir", data_dir)
+    assert code == 0, err
+    assert out.startswith("ok")
+    code, out, _ = moonfire(capsys, "recordings", "front", "--json", "--data-dir", data_dir)
+    assert code == 0
+    with datadir.open_db(data_dir, read_only=True) as db:
+        rows = db.list_recordings(db.get_camera("front").id)
+    assert len(rows) == 5
+
+    clip = str(tmp_path / "front.mp4")
+    code, _, err = moonfire(
+        capsys, "export", "front", "--start", _cli_time(rows[0].start_time_90k),
+        "--end", _cli_time(rows[1].start_time_90k + rows[1].duration_90k),
+        "-o", clip, "--data-dir", data_dir,
+    )
+    assert code == 0, err
+    with av.open(clip) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == rows[0].video_samples + rows[1].video_samples
+
+    datadir.open_db(data_dir).close()  # a read-write open stores the path it adopted
+    assert stored_path(data_dir) == datadir.SAMPLE_DIR_NAME
+
+
+def _cli_time(time_90k: int) -> str:
+    return format_time(Time(time_90k))
