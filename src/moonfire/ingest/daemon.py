@@ -77,6 +77,21 @@ class Daemon:
         """The latest status of every camera, in camera order."""
         return [s.status() for s in self.streamers]
 
+    def no_camera_can_record(self) -> bool:
+        """Every streamer has stopped on its own (storage failed under it): time to exit 1.
+
+        A streamer only ends without being told to when its syncer stopped, so
+        ``moonfire run`` then exits non-zero for a service manager to restart it.
+        """
+        if not self.streamers or self.stop_event.is_set():
+            return False
+        if any(s.running for s in self.streamers):
+            return False
+        log.error("no camera can record any more; exiting")
+        if self.fatal_error is None:
+            self.fatal_error = SyncerStoppedError("every camera stopped recording")
+        return True
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until stopped (or ``timeout`` seconds); True if the stop event is set."""
         return self.stop_event.wait(timeout)
@@ -196,6 +211,8 @@ def run_cameras(
             if remaining <= 0:
                 break
             daemon.wait(remaining)
+            if daemon.no_camera_can_record():
+                break
     finally:
         code = daemon.shutdown()
     return code

@@ -119,6 +119,11 @@ class Streamer:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @property
+    def running(self) -> bool:
+        """The thread is still recording or retrying."""
+        return self._thread.is_alive()
+
     def status(self) -> CameraStatus:
         return CameraStatus(
             camera=self.name,
