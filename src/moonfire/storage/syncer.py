@@ -359,16 +359,42 @@ class Syncer:
         deletion = retention.for_free_space(
             self._oldest(camera_id), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
         )
+        rows: list[RecordingRow] = []
+        if deletion.needed:
+            log.warning(
+                "sample file directory %s has only %d bytes free: deleting %d more of camera "
+                "%d's oldest recordings (%d bytes) than its budget asks; lower the budget to fit "
+                "the disk",
+                self.path,
+                deletion.free_bytes,
+                len(deletion.rows),
+                camera_id,
+                deletion.bytes_freed,
+            )
+            rows = deletion.rows
+        return rows + self._free_inode_deletion(camera_id, chosen + rows)
+
+    def _free_inode_deletion(
+        self, camera_id: int, chosen: list[RecordingRow]
+    ) -> list[RecordingRow]:
+        """More of the camera's oldest rows when the filesystem is nearly out of inodes."""
+        stat = os.fstatvfs(self._directory.fileno())
+        deletion = retention.for_free_inodes(
+            self._oldest(camera_id), stat.f_favail, stat.f_files, len(self._usage), chosen
+        )
         if not deletion.needed:
             return []
         log.warning(
-            "sample file directory %s has only %d bytes free: deleting %d more of camera %d's "
-            "oldest recordings (%d bytes) than its budget asks; lower the budget to fit the disk",
+            "sample file directory %s has only %d inodes free: deleting %d more of camera %d's "
+            "oldest recordings (%d bytes) than its budget asks; camera %d's budget doesn't fit "
+            "the disk's inodes (%d in all), lower it",
             self.path,
-            deletion.free_bytes,
+            deletion.free_inodes,
             len(deletion.rows),
             camera_id,
             deletion.bytes_freed,
+            camera_id,
+            stat.f_files,
         )
         return deletion.rows
 
