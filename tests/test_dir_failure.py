@@ -161,3 +161,66 @@ def test_swapped_sample_dir_commits_nothing_after_and_exits_1(tmp_path, capsys):
     assert os.listdir(sample_dir) == [META_NAME]  # nothing written to, or deleted from, the new one
     code, _out, err = moonfire(capsys, "run", "--for", "1", "--data-dir", data_dir)
     assert code == 1 and "different sample file directory" in err, err
+
+
+# ---- moonfire status ----------------------------------------------------------------------
+
+
+def wait_for_status(data_dir: str, proc: subprocess.Popen, fragment: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(
+            [sys.executable, "-m", "moonfire", "status", "--data-dir", data_dir],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        if fragment in result.stdout:
+            return result.stdout
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, result.stdout
+        time.sleep(0.5)
+
+
+def test_status_of_a_running_daemon_and_after_it_stopped(tmp_path, capsys):
+    data_dir = init(capsys, tmp_path)
+    code, out, _err = moonfire(capsys, "status", "--data-dir", data_dir)
+    assert (code, out) == (0, "not running\ncam: not running; no recordings\n")
+    proc = start_run(data_dir)
+    try:
+        wait_for_rows(data_dir, proc, 1)
+        out = wait_for_status(data_dir, proc, "cam: recording; last recording ends ")
+        assert out.startswith(f"running (pid {proc.pid},")
+    finally:
+        proc.terminate()
+        code, err, _took = wait_for_exit(proc)
+    assert code == 0, err
+    code, out, _err = moonfire(capsys, "status", "--data-dir", data_dir)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("not running (last seen ") and "stopped" in lines[0]
+    assert lines[1].startswith("cam: not running; last recording ends ")
+
+
+def test_status_says_failed_with_the_reason(tmp_path, capsys):
+    data_dir = init(capsys, tmp_path)
+    sample_dir = os.path.join(data_dir, datadir.SAMPLE_DIR_NAME)
+    proc = start_run(data_dir)
+    wait_for_rows(data_dir, proc, 1)
+    shutil.rmtree(sample_dir)
+    code, err, _took = wait_for_exit(proc)
+    assert code == 1, err
+    doc = json.loads(Path(data_dir, "status.json").read_text())
+    [camera] = doc["cameras"]
+    assert camera["state"] == "failed" and sample_dir in camera["reason"]
+    code, out, _err = moonfire(capsys, "status", "--data-dir", data_dir)
+    assert "storage had failed: " in out and sample_dir in out
+    assert "cam: not running; last recording ends " in out
+
+
+def test_a_stale_status_file_is_not_a_running_daemon(tmp_path, capsys):
+    data_dir = init(capsys, tmp_path)
+    Path(data_dir, "status.json").write_text(json.dumps({
+        "pid": os.getpid(), "updated": time.time() - 3600, "running": True, "cameras": [],
+        "storage_error": None,
+    }))
+    code, out, _err = moonfire(capsys, "status", "--data-dir", data_dir)
+    assert out.startswith("not running (last seen ") and "stale status file" in out
