@@ -145,3 +145,51 @@ def test_disk_filled_by_another_program_ends_the_run_and_recording_goes_on(
     # Recording went on to the end.  (The recording the full disk hit may have
     # been cut short or abandoned: that video was never committed.)
     assert last_frame_recorded(db, sample_file_dir, camera_id) == count - 1
+
+
+#: Inodes of the few-inodes tmpfs: its root, the sample dir and ``meta`` take 3.
+TMPFS_INODES = 16
+
+
+@pytest.fixture
+def few_inodes_engine(tmp_path):
+    mountpoint = tmp_path / "tmpfs"
+    mountpoint.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size=64m,nr_inodes={TMPFS_INODES},mode=0700", "tmpfs",
+         str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        message = f"can't mount a tmpfs (needs root): {proc.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        db, sample_file_dir = datadir.init(
+            str(tmp_path / "data"), sample_file_dir_path=str(mountpoint / "sample")
+        )
+        entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
+        camera_id = db.add_camera("front", retain_bytes=10**9).id
+        try:
+            yield db, sample_file_dir, camera_id, entry_id
+        finally:
+            sample_file_dir.close()
+            db.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+def test_few_inodes_delete_the_oldest_and_recording_goes_on(few_inodes_engine, caplog):
+    """Files run out before bytes: the inode floor deletes the oldest, so no create fails."""
+    db, sample_file_dir, camera_id, entry_id = few_inodes_engine
+    count = 30 * 45  # ~45 one-second recordings, 3x the inodes (it used to stop at ~13)
+    record_checking_history(db, sample_file_dir, camera_id, entry_id, count)
+    assert "No space left on device" not in caplog.text
+    assert "inodes free: deleting" in caplog.text and "camera 1's budget" in caplog.text
+    rows = db.list_recordings(camera_id)
+    assert 1 < len(rows) < TMPFS_INODES
+    assert rows[0].composite_id & 0xFFFFFFFF > 1  # the oldest went
+    assert len({r.composite_id - r.run_offset for r in rows}) == 1  # never interrupted
+    assert last_frame_recorded(db, sample_file_dir, camera_id) == count - 1

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from moonfire.db import RecordingRow
 from moonfire.storage import retention
 from moonfire.storage.retention import (
+    FREE_INODES_PER_CAMERA,
     FREE_SPACE_RECORDINGS,
+    for_free_inodes,
     for_free_space,
     oldest_first,
     to_fit_budget,
@@ -188,3 +190,43 @@ def test_recording_rows_satisfy_the_policy() -> None:
         [row(1, 10), row(2, 10), row(3, 10)], usage_bytes=30, retain_bytes=15
     )
     assert [r.recording_id for r in deletion.rows] == [1, 2]
+
+
+# ---- the inode floor ------------------------------------------------------------------
+
+
+def test_enough_free_inodes_deletes_nothing():
+    d = for_free_inodes(rows(1, 10, 10), FREE_INODES_PER_CAMERA * 2, 1000, cameras=2)
+    assert (d.rows, d.needed) == ([], False)
+
+
+def test_few_free_inodes_delete_the_oldest_one_per_inode_missing():
+    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_CAMERA - 2, 1000, cameras=1)
+    assert (ids(d.rows), d.inodes_needed, d.bytes_freed, d.short) == ([1, 2], 2, 30, False)
+
+
+def test_the_inode_floor_grows_with_the_cameras():
+    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_CAMERA, 1000, cameras=2)
+    assert ids(d.rows) == [1, 2, 3, 4][:FREE_INODES_PER_CAMERA]
+
+
+def test_rows_already_chosen_are_skipped_not_counted_as_free():
+    all_rows = rows(1, 10, 20, 30, 40)
+    d = for_free_inodes(all_rows, FREE_INODES_PER_CAMERA - 1, 1000, 1, already_chosen=all_rows[:1])
+    assert ids(d.rows) == [2]
+
+
+def test_too_few_rows_for_the_inode_floor_is_short():
+    d = for_free_inodes(rows(1, 10), 0, 1000, cameras=1)
+    assert (ids(d.rows), d.short) == ([1], True)
+
+
+def test_a_filesystem_without_an_inode_count_has_no_inode_floor():
+    d = for_free_inodes(rows(1, 10, 20), 0, 0, cameras=1)  # btrfs reports f_files = 0
+    assert (d.rows, d.needed) == ([], False)
+
+
+def test_the_inode_floor_reads_only_as_far_as_needed():
+    source = Counting(rows(1, *([10] * 100)))
+    for_free_inodes(source, FREE_INODES_PER_CAMERA - 2, 1000, cameras=1)
+    assert source.taken <= 3

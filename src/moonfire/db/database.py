@@ -416,6 +416,16 @@ class Database:
             ).fetchall()
         return [RecordingRow(*row) for row in rows]
 
+    def last_recording(self, camera_id: int) -> RecordingRow | None:
+        """The camera's latest recording by start time, or None (for ``moonfire status``)."""
+        with self._lock:
+            row = self._conn.execute(
+                f"select {RECORDING_COLUMNS} from recording where camera_id = ?"
+                " order by start_time_90k desc limit 1",
+                (camera_id,),
+            ).fetchone()
+        return None if row is None else RecordingRow(*row)
+
     def get_recording(self, composite_id: int) -> RecordingRow:
         with self._lock:
             row = self._conn.execute(

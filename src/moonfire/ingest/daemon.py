@@ -26,11 +26,14 @@ threads are daemons); the next start recovers whatever it left half done.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from moonfire.db import Camera, Database
+from moonfire.ingest import status_file
 from moonfire.ingest.sources import Source, open_source
 from moonfire.ingest.streamer import CameraStatus, Streamer
 from moonfire.storage.data_dir import open_for_recording
@@ -57,8 +60,10 @@ class Daemon:
         db: Database,
         sample_file_dir: SampleFileDir,
         stop: threading.Event,
+        data_dir: str | None = None,
     ) -> None:
         self.db = db
+        self.data_dir = data_dir
         self.sample_file_dir = sample_file_dir
         self.stop_event = stop
         self.syncer: Syncer | None = None
@@ -67,15 +72,65 @@ class Daemon:
         #: Names of cameras whose streamer was still running when shutdown gave up on it.
         self.stuck_streamers: list[str] = []
         self._closed = False
+        self._publisher: _StatusPublisher | None = None
 
     def _on_fatal(self, error: BaseException) -> None:
         self.fatal_error = error
         log.critical("storage failed, shutting down: %s", error)
+        if self._publisher is not None:
+            self._publisher.publish()  # at once: "failed" is visible before shutdown starts
         self.stop_event.set()
+
+    def status_doc(self, running: bool) -> dict[str, Any]:
+        """What ``moonfire status`` reads (see ``moonfire.ingest.status_file``)."""
+        fatal = None if self.fatal_error is None else str(self.fatal_error)
+        cameras = []
+        for s in self.statuses():
+            state, reason = s.state, s.reason
+            if fatal is not None:
+                state, reason = status_file.FAILED, fatal
+            cameras.append(
+                {
+                    "name": s.camera,
+                    "state": state,
+                    "reason": reason,
+                    "recordings": s.recordings,
+                    "errors": s.errors,
+                }
+            )
+        return {
+            "pid": os.getpid(),
+            "updated": time.time(),
+            "running": running,
+            "publish_every_sec": status_file.PUBLISH_EVERY_SEC,
+            "sample_file_dir": self.sample_file_dir.path,
+            "storage_error": fatal,
+            "cameras": cameras,
+        }
+
+    def start_publishing(self) -> None:
+        if self.data_dir is not None:
+            self._publisher = _StatusPublisher(self, self.data_dir)
+            self._publisher.start()
 
     def statuses(self) -> list[CameraStatus]:
         """The latest status of every camera, in camera order."""
         return [s.status() for s in self.streamers]
+
+    def no_camera_can_record(self) -> bool:
+        """Every streamer has stopped on its own (storage failed under it): time to exit 1.
+
+        A streamer only ends without being told to when its syncer stopped, so
+        ``moonfire run`` then exits non-zero for a service manager to restart it.
+        """
+        if not self.streamers or self.stop_event.is_set():
+            return False
+        if any(s.running for s in self.streamers):
+            return False
+        log.error("no camera can record any more; exiting")
+        if self.fatal_error is None:
+            self.fatal_error = SyncerStoppedError("every camera stopped recording")
+        return True
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until stopped (or ``timeout`` seconds); True if the stop event is set."""
@@ -91,6 +146,13 @@ class Daemon:
             return self._exit_code()
         self._closed = True
         self.stop_event.set()
+        try:
+            return self._shutdown()
+        finally:
+            if self._publisher is not None:
+                self._publisher.stop()
+
+    def _shutdown(self) -> int:
         for streamer in self.streamers:
             streamer.stop()
         deadline = time.monotonic() + STREAMER_JOIN_TIMEOUT_SEC  # shared: N stuck cameras
@@ -125,6 +187,54 @@ class Daemon:
         return EXIT_STREAMER_STUCK if self.stuck_streamers else EXIT_OK
 
 
+class _StatusPublisher:
+    """Writes the daemon's status file every few seconds and soon after any change."""
+
+    def __init__(self, daemon: Daemon, data_dir: str) -> None:
+        self._daemon = daemon
+        self._data_dir = data_dir
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._last_states: object = None
+        self._last_write = 0.0
+        self._warned = False
+        self._thread = threading.Thread(target=self._run, name="status", daemon=True)
+
+    def start(self) -> None:
+        self.publish()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.publish(running=False)
+
+    def publish(self, running: bool = True) -> None:
+        with self._lock:
+            doc = self._daemon.status_doc(running)
+            try:
+                status_file.write_status(self._data_dir, doc)
+            except OSError as e:
+                if not self._warned:
+                    log.warning("can't write the status file for `moonfire status`: %s", e)
+                    self._warned = True
+                return
+            self._last_states = _states(doc)
+            self._last_write = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            doc = self._daemon.status_doc(True)
+            due = time.monotonic() - self._last_write >= status_file.PUBLISH_EVERY_SEC
+            if due or _states(doc) != self._last_states:
+                self.publish()
+
+
+def _states(doc: dict[str, Any]) -> object:
+    """The part of a status whose change is published at once."""
+    return (doc["storage_error"], [(c["name"], c["state"], c["reason"]) for c in doc["cameras"]])
+
+
 def _select_cameras(db: Database, camera_names: list[str] | None) -> list[Camera]:
     if camera_names is None:
         return db.list_cameras()
@@ -145,7 +255,7 @@ def start_daemon(
     another recorder, or a named camera does not exist.
     """
     db, sample_file_dir = open_for_recording(data_dir)
-    daemon = Daemon(db, sample_file_dir, stop or threading.Event())
+    daemon = Daemon(db, sample_file_dir, stop or threading.Event(), data_dir=data_dir)
     try:
         cameras = _select_cameras(db, camera_names)
         daemon.syncer = sample_file_dir.start_syncer(on_fatal=daemon._on_fatal)
@@ -167,6 +277,7 @@ def start_daemon(
             )
         for streamer in daemon.streamers:
             streamer.start()
+        daemon.start_publishing()
     except BaseException:
         daemon.shutdown()
         raise
@@ -196,6 +307,8 @@ def run_cameras(
             if remaining <= 0:
                 break
             daemon.wait(remaining)
+            if daemon.no_camera_can_record():
+                break
     finally:
         code = daemon.shutdown()
     return code

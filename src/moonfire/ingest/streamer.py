@@ -26,6 +26,7 @@ from moonfire.codec import SampleEntry, sample_entry_from_extradata
 from moonfire.db import Camera, Database
 from moonfire.ingest.recorder import CameraRecorder
 from moonfire.ingest.sources import Source, SourceError, open_source, redact_url
+from moonfire.ingest.status_file import FAILED, RECORDING, RETRYING
 from moonfire.storage.syncer import Syncer, SyncerStoppedError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class CameraStatus:
     last_error: str | None
     #: Wall time (``time.time()``) of ``last_error``.
     last_error_time: float | None
+    #: ``recording``, ``retrying`` or ``failed`` (see ``moonfire.ingest.status_file``).
+    state: str = RETRYING
+    #: Why it is retrying or failed (None while recording).
+    reason: str | None = None
 
 
 class _SessionEntry:
@@ -100,6 +105,8 @@ class Streamer:
         self._errors = 0
         self._last_error: str | None = None
         self._last_error_time: float | None = None
+        #: Why the thread ended on its own (its storage stopped); None while it can record.
+        self._failed: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"streamer-{self.name}", daemon=True)
 
     # ---- control (any thread) ----
@@ -119,7 +126,18 @@ class Streamer:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @property
+    def running(self) -> bool:
+        """The thread is still recording or retrying."""
+        return self._thread.is_alive()
+
     def status(self) -> CameraStatus:
+        if self._failed is not None:
+            state, reason = FAILED, self._failed
+        elif self._connected:
+            state, reason = RECORDING, None
+        else:
+            state, reason = RETRYING, self._last_error or "connecting"
         return CameraStatus(
             camera=self.name,
             connected=self._connected,
@@ -128,6 +146,8 @@ class Streamer:
             errors=self._errors,
             last_error=self._last_error,
             last_error_time=self._last_error_time,
+            state=state,
+            reason=reason,
         )
 
     # ---- the thread ----
@@ -146,6 +166,7 @@ class Streamer:
                 # Storage is gone; the daemon's on_fatal handler is shutting everything down.
                 log.error("camera %s: stopping: %s", self.name, e)
                 self._record_error(str(e))
+                self._failed = str(e)
                 return
             except SourceError as e:
                 error = str(e)

@@ -10,6 +10,9 @@ first) and carries out the answer durably.  Every rule deletes a camera's
 * **free space** (``for_free_space``): a save keeps room on the disk for
   ``FREE_SPACE_RECORDINGS`` recordings the size of the one saved, because
   budgets are set by hand and the disk may be shared;
+* **free inodes** (``for_free_inodes``): each recording is one file, so a
+  filesystem with few inodes fills up by count before bytes; a save keeps
+  ``FREE_INODES_PER_CAMERA`` inodes free per camera;
 * **full disk** (``to_make_room``): a write failed with ENOSPC; at least one
   recording and at least the bytes the lost recording had reached go.
 
@@ -27,6 +30,11 @@ from typing import Generic, Protocol, TypeVar
 #: size of the one just saved: the next recording is being written while its
 #: predecessor's deletions wait for the next save, so one is not enough.
 FREE_SPACE_RECORDINGS = 3
+
+#: Free inodes a save keeps in the sample file directory, per camera: each
+#: camera holds one file being written and may start the next before the
+#: deletions chosen by this save are unlinked (at the next save).
+FREE_INODES_PER_CAMERA = 4
 
 
 class Row(Protocol):
@@ -127,3 +135,55 @@ def to_make_room(rows_oldest_first: Iterable[R], bytes_wanted: int) -> Deletion[
     """After ENOSPC: at least one row, and at least ``bytes_wanted`` bytes of them."""
     needed = max(bytes_wanted, 1)
     return Deletion(oldest_first(rows_oldest_first, needed), needed)
+
+
+@dataclass(frozen=True, slots=True)
+class InodeDeletion(Generic[R]):
+    """The oldest rows chosen to free ``inodes_needed`` files (nothing when that is ≤ 0)."""
+
+    rows: list[R] = field(default_factory=list)
+    inodes_needed: int = 0
+    #: Inodes the filesystem reported free.
+    free_inodes: int = 0
+
+    @property
+    def needed(self) -> bool:
+        return self.inodes_needed > 0
+
+    @property
+    def short(self) -> bool:
+        return len(self.rows) < self.inodes_needed
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(r.sample_file_bytes for r in self.rows)
+
+
+def for_free_inodes(
+    rows_oldest_first: Iterable[R],
+    free_inodes: int,
+    total_inodes: int,
+    cameras: int,
+    already_chosen: Collection[R] = (),
+) -> InodeDeletion[R]:
+    """Oldest rows to delete so ``FREE_INODES_PER_CAMERA`` inodes per camera stay free.
+
+    ``free_inodes`` and ``total_inodes`` are ``statvfs``'s ``f_favail`` and
+    ``f_files``; a filesystem reporting no inodes at all (``f_files`` 0, as
+    btrfs does) has no such limit.  The rows ``already_chosen`` (by the other
+    rules) are skipped but not counted as free: their files are unlinked only
+    at the next save, after the next recording's file was created.
+    """
+    if total_inodes <= 0:
+        return InodeDeletion([], 0, free_inodes)
+    needed = FREE_INODES_PER_CAMERA * max(cameras, 1) - free_inodes
+    if needed <= 0:
+        return InodeDeletion([], needed, free_inodes)
+    skip = {r.composite_id for r in already_chosen}
+    chosen: list[R] = []
+    for row in rows_oldest_first:
+        if len(chosen) >= needed:
+            break
+        if row.composite_id not in skip:
+            chosen.append(row)
+    return InodeDeletion(chosen, needed, free_inodes)

@@ -33,6 +33,17 @@ A failed file fsync abandons that one recording.  A failed directory fsync is
 fatal: the kernel may already have dropped the dirty pages, so retrying could
 report success for data that is gone.  The syncer stops, records the error
 and calls ``on_fatal`` so the daemon exits non-zero.
+
+A sample file directory that fails is never a silent stop either
+(``_check_directory``): a writer's file that can't be created because the
+directory is gone, read-only or its disk failed (``DIRECTORY_FAILURE_ERRNOS``),
+or a save finding that the directory's path no longer leads to the directory
+it holds (removed, renamed away, replaced, lazily unmounted) or that its
+``meta`` file is not the one it opened, stops the syncer the same way.  The
+recording being saved is not committed: a row for a file on a detached
+filesystem would name a file the user can't reach.  Once stopped, an ERROR
+naming the directory and the reason is logged every minute while the process
+lives.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -52,6 +64,7 @@ from moonfire.db.transaction import HasCompositeId
 from moonfire.errors import MoonfireError
 from moonfire.storage import retention
 from moonfire.storage.crash_points import crash_point
+from moonfire.storage.dir_meta import META_NAME
 from moonfire_core import sampledir
 from moonfire_core.records import PreviousWriter, RecordingToSave
 from moonfire_core.sampledir import SampleDirectory
@@ -62,6 +75,20 @@ log = logging.getLogger(__name__)
 
 class SyncerStoppedError(MoonfireError, RuntimeError):
     """The syncer is closed or was stopped by a fatal error; nothing more can be saved."""
+
+
+class SampleDirectoryFailedError(MoonfireError):
+    """The sample file directory is gone, replaced, detached or failing; it names the path."""
+
+
+#: A sample file that can't be created with one of these means the directory itself failed
+#: (removed, read-only, a stale NFS handle, a dead or removed disk): fatal, not retried.
+DIRECTORY_FAILURE_ERRNOS = frozenset(
+    {errno.ENOENT, errno.EROFS, errno.ESTALE, errno.EIO, errno.ENODEV}
+)
+
+#: While a stopped syncer's process lives, its ERROR is repeated this often.
+FATAL_REMINDER_SEC = 60.0
 
 
 @dataclass
@@ -93,6 +120,13 @@ class _Barrier:
 @dataclass
 class _EnforceRetention:
     done: threading.Event
+
+
+@dataclass
+class _DirectoryFailed:
+    """A writer found the directory failed: the syncer thread stops on it."""
+
+    error: BaseException
 
 
 @dataclass
@@ -139,6 +173,7 @@ class Syncer:
         self._usage: dict[int, int] = {}
         self.fatal_error: BaseException | None = None
         self._closed = False
+        self._identity = self._directory_identity()
         self._recover()
         self._thread = threading.Thread(
             target=self._run, name=f"syncer-{directory.path}", daemon=True
@@ -159,8 +194,9 @@ class Syncer:
         name = uuid_name(sample_file_uuid)
         try:
             fd = self._directory.create_file(name)
-        except BaseException:
+        except BaseException as e:
             self._put_back_uuid(sample_file_uuid)
+            self._on_create_failed(camera_id, e)
             raise
         try:
             return Writer(
@@ -323,16 +359,42 @@ class Syncer:
         deletion = retention.for_free_space(
             self._oldest(camera_id), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
         )
+        rows: list[RecordingRow] = []
+        if deletion.needed:
+            log.warning(
+                "sample file directory %s has only %d bytes free: deleting %d more of camera "
+                "%d's oldest recordings (%d bytes) than its budget asks; lower the budget to fit "
+                "the disk",
+                self.path,
+                deletion.free_bytes,
+                len(deletion.rows),
+                camera_id,
+                deletion.bytes_freed,
+            )
+            rows = deletion.rows
+        return rows + self._free_inode_deletion(camera_id, chosen + rows)
+
+    def _free_inode_deletion(
+        self, camera_id: int, chosen: list[RecordingRow]
+    ) -> list[RecordingRow]:
+        """More of the camera's oldest rows when the filesystem is nearly out of inodes."""
+        stat = os.fstatvfs(self._directory.fileno())
+        deletion = retention.for_free_inodes(
+            self._oldest(camera_id), stat.f_favail, stat.f_files, len(self._usage), chosen
+        )
         if not deletion.needed:
             return []
         log.warning(
-            "sample file directory %s has only %d bytes free: deleting %d more of camera %d's "
-            "oldest recordings (%d bytes) than its budget asks; lower the budget to fit the disk",
+            "sample file directory %s has only %d inodes free: deleting %d more of camera %d's "
+            "oldest recordings (%d bytes) than its budget asks; camera %d's budget doesn't fit "
+            "the disk's inodes (%d in all), lower it",
             self.path,
-            deletion.free_bytes,
+            deletion.free_inodes,
             len(deletion.rows),
             camera_id,
             deletion.bytes_freed,
+            camera_id,
+            stat.f_files,
         )
         return deletion.rows
 
@@ -410,6 +472,8 @@ class Syncer:
                     self._abandon(command)
                 elif isinstance(command, _Unused):
                     self._to_mark_deleted.append(command.sample_file_uuid)
+                elif isinstance(command, _DirectoryFailed):
+                    raise command.error
                 elif isinstance(command, _MakeRoom):
                     self._make_room(command.camera_id, command.bytes_wanted)
                 elif isinstance(command, _EnforceRetention):
@@ -422,7 +486,15 @@ class Syncer:
 
     def _fail(self, error: BaseException) -> None:
         self.fatal_error = error
-        log.critical("syncer for %s stopped: %s", self.path, error, exc_info=error)
+        log.error(
+            "sample file directory %s: syncer stopped, its cameras stop recording: %s",
+            self.path,
+            error,
+            # The message says it all for a failed directory; anything else may be a bug.
+            exc_info=None if isinstance(error, SampleDirectoryFailedError) else error,
+        )
+        if self._on_fatal is not None:  # before waking the waiters: they may look for it
+            self._on_fatal(error)
         # Wake up anyone waiting on a flush; their commands will never run.
         while True:
             try:
@@ -436,8 +508,7 @@ class Syncer:
             done = getattr(command, "done", None)
             if done is not None:
                 done.set()
-        if self._on_fatal is not None:
-            self._on_fatal(error)
+        self._start_fatal_reminder(error)
 
     def _save(self, rec: RecordingToSave) -> None:
         name = uuid_name(rec.sample_file_uuid)
@@ -462,6 +533,7 @@ class Syncer:
         crash_point("save.after_file_fsync")
         self._directory.sync()  # failure is fatal: raises out of _run
         crash_point("save.after_dir_fsync")
+        self._check_directory()  # a mismatch raises: the recording is never committed
         rows = self._budget_deletion(rec.camera_id, incoming_bytes=rec.sample_file_bytes).rows
         rows += self._free_space_deletion(rec.camera_id, rec.sample_file_bytes, rows)
         with self._uuid_lock:
@@ -566,6 +638,87 @@ class Syncer:
         crash_point("shutdown.after_commit")
         if self._to_unlink:
             log.error("%d sample files could not be unlinked at shutdown", len(self._to_unlink))
+
+    # ---- a failed directory (any thread) ----
+
+    def _directory_identity(self) -> tuple[tuple[int, int], tuple[int, int] | None, bytes | None]:
+        """(dev, ino) of the held directory, and of its ``meta`` file with its contents."""
+        held = os.fstat(self._directory.fileno())
+        try:
+            fd = os.open(META_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._directory.fileno())
+        except FileNotFoundError:  # a bare SampleDirectory (tests): only the path is checked
+            return (held.st_dev, held.st_ino), None, None
+        try:
+            meta = os.fstat(fd)
+            return (held.st_dev, held.st_ino), (meta.st_dev, meta.st_ino), os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+
+    def _directory_mismatch(self) -> str | None:
+        """Why the path no longer leads to the directory (and meta) opened; None if it does."""
+        held, meta_id, meta_data = self._identity
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            return f"can no longer be reached at its path ({e.strerror}): removed or unmounted?"
+        if (st.st_dev, st.st_ino) != held:
+            return (
+                "no longer leads to the directory opened at start: renamed, replaced or "
+                "unmounted?"
+            )
+        if meta_id is None:
+            return None
+        meta_path = os.path.join(self.path, META_NAME)
+        try:
+            fd = os.open(meta_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            return f"has lost its {META_NAME} file ({e.strerror})"
+        try:
+            st = os.fstat(fd)
+            data = os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+        if (st.st_dev, st.st_ino) != meta_id or data != meta_data:
+            return f"has a {META_NAME} file other than the one opened at start"
+        return None
+
+    def _check_directory(self) -> None:
+        """Raise ``SampleDirectoryFailedError`` unless the path still leads to our directory."""
+        reason = self._directory_mismatch()
+        if reason is not None:
+            raise SampleDirectoryFailedError(
+                f"sample file directory {self.path} {reason}; not committing recordings to it"
+            )
+
+    def _on_create_failed(self, camera_id: int, error: BaseException) -> None:
+        """A writer's file couldn't be created: a failed directory stops the syncer."""
+        if not isinstance(error, OSError):
+            return
+        if error.errno == errno.ENOSPC:  # out of space or inodes: make room for the next try
+            self.make_room(camera_id)
+            return
+        if error.errno not in DIRECTORY_FAILURE_ERRNOS or self.fatal_error is not None:
+            return
+        reason = self._directory_mismatch() or "can't be written to"
+        failed = SampleDirectoryFailedError(f"sample file directory {self.path} {reason}: {error}")
+        log.error("%s", failed)
+        self._queue.put(_DirectoryFailed(failed))
+        raise SyncerStoppedError(f"syncer stopping: {failed}") from failed
+
+    def _start_fatal_reminder(self, error: BaseException) -> None:
+        """Repeat the ERROR every minute while the process lives: never a silent stop."""
+
+        def remind() -> None:
+            while True:
+                time.sleep(FATAL_REMINDER_SEC)
+                log.error(
+                    "sample file directory %s: syncer stopped, nothing is being recorded: %s",
+                    self.path,
+                    error,
+                )
+
+        threading.Thread(target=remind, name=f"syncer-failed-{self.path}", daemon=True).start()
+
 
 
 def _close_quietly(fd: int) -> None:

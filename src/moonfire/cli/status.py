@@ -1,0 +1,77 @@
+"""``moonfire status``: is the recorder running, and is each camera recording?
+
+Reads the status file the running daemon publishes (``moonfire.ingest.status_file``)
+and the database (read-only) for each camera's last recording.  One line per
+camera: ``recording``, ``retrying`` or ``failed`` with the reason, and the time
+its last recording ends.  Without a live daemon (no status file, a stale one,
+or one written at shutdown) it says ``not running`` and still lists each
+camera's last recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from moonfire.cli.main import add_data_dir_argument
+from moonfire.ingest import status_file
+from moonfire.storage.data_dir import open_db
+from moonfire.time import format_time
+
+NOT_RUNNING = "not running"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="say whether the recorder runs and what each camera is doing",
+        description="One line per camera: recording, retrying or failed (with the reason) and "
+        "when its last recording ends. Says 'not running' when no recorder is publishing its "
+        "status.",
+    )
+    add_data_dir_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for line in status_lines(args.data_dir):
+        print(line)
+    return 0
+
+
+def status_lines(data_dir: str, now: float | None = None) -> list[str]:
+    now = time.time() if now is None else now
+    doc = status_file.read_status(data_dir)
+    live = status_file.is_live(doc, now)
+    published: dict[str, dict[str, Any]] = {}
+    if live and doc is not None:
+        lines = [f"running (pid {doc['pid']}, status of {now - float(doc['updated']):.0f} s ago)"]
+        if doc.get("storage_error"):
+            lines.append(f"storage failed: {doc['storage_error']}")
+        published = {c["name"]: c for c in doc.get("cameras", [])}
+    elif doc is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(doc.get("updated", 0))))
+        how = "stopped" if not doc.get("running") else "stale status file"
+        lines = [f"{NOT_RUNNING} (last seen {when}: {how})"]
+        if doc.get("storage_error"):
+            lines.append(f"storage had failed: {doc['storage_error']}")
+    else:
+        lines = [NOT_RUNNING]
+    with open_db(data_dir, read_only=True) as db:
+        for camera in db.list_cameras():
+            last = db.last_recording(camera.id)
+            last_text = "no recordings"
+            if last is not None:
+                last_text = f"last recording ends {format_time(last.end_time_90k)}"
+            entry = published.get(camera.short_name)
+            if not live:
+                state = NOT_RUNNING
+            elif entry is None:
+                state = "not recorded by this daemon"
+            elif entry.get("reason"):
+                state = f"{entry['state']}: {entry['reason']}"
+            else:
+                state = str(entry["state"])
+            lines.append(f"{camera.short_name}: {state}; {last_text}")
+    return lines
