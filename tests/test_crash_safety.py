@@ -32,7 +32,7 @@ from tests.support.synthetic_stream import verify_recording
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORDER_MODULE = "tests.support.crash_recorder"
 BUDGET = 150_000  # about five one-second recordings per camera
-FRAMES_PER_RUN = 30 * 8
+FRAMES_PER_RUN = 30 * 16  # enough rotations for several batches of saves per run
 RANDOM_RUN_FRAMES = 30 * 1200  # ~20 minutes of media: random kills land mid-run
 MIN_RANDOM_KILLS = 30
 MIN_KILLS = 55
