@@ -6,6 +6,8 @@ Every camera in the database records ``FRAMES`` frames of a synthetic 30 fps
 stream, rotating every second, with frame numbers starting at
 ``RUN_NUMBER * 100000`` so every packet ever written is unique.  It first
 abandons one empty writer (to reach the abandon crash point), then records,
+abandons another (so the shutdown has a deletion to finish and reaches the
+``shutdown.*`` points: the pool's unused reservations alone need no unlink),
 then shuts down in order.  ``MOONFIRE_CRASH_AT`` makes it SIGKILL itself at a
 named step of the storage engine.
 
@@ -36,6 +38,13 @@ def slow_disk(operation: str, path: str) -> None:
         time.sleep(SLOW_DIR_FSYNC)
 
 
+def abandon_one(syncer, camera_id: int, entry_id: int) -> None:
+    try:
+        syncer.create_writer(None, camera_id, entry_id).close()
+    except RecordingAbandonedError:
+        pass
+
+
 def main() -> None:
     data_dir, run, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     set_fault_hook(slow_disk)
@@ -43,10 +52,7 @@ def main() -> None:
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
     syncer = sample_file_dir.start_syncer()
     cameras = db.list_cameras()
-    try:
-        syncer.create_writer(None, cameras[0].id, entry_id).close()
-    except RecordingAbandonedError:
-        pass
+    abandon_one(syncer, cameras[0].id, entry_id)
     recorders = [
         CameraRecorder(syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
     ]
@@ -57,6 +63,7 @@ def main() -> None:
         time.sleep(FRAME_PAUSE)
     for r in recorders:
         r.end_run()
+    abandon_one(syncer, cameras[0].id, entry_id)
     syncer.close()
     sample_file_dir.close()
     db.close()
