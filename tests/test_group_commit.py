@@ -215,7 +215,12 @@ def test_an_empty_pool_falls_back_to_a_counted_synchronous_reservation(engine, c
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
-        writers = [syncer.create_writer(None, cam.id, entry_id) for _ in range(pool_target(1) + 2)]
+        # Holding the database's lock keeps the syncer thread from refilling the pool
+        # (the fallback runs on this thread, so it may take the lock again).
+        with db._lock:
+            writers = [
+                syncer.create_writer(None, cam.id, entry_id) for _ in range(pool_target(1) + 2)
+            ]
         assert syncer.stats.sync_reservations == 2
         assert "reserving synchronously" in caplog.text
         for w in writers:
@@ -223,6 +228,19 @@ def test_an_empty_pool_falls_back_to_a_counted_synchronous_reservation(engine, c
                 w.close()  # no samples
     assert db.list_reserved_sample_files() == []
     assert sample_file_dir.directory.list_names() == ["meta"]
+
+
+def test_a_low_pool_is_refilled_before_the_next_rotation(engine):
+    db, sample_file_dir, entry_id = engine
+    cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(40)]
+    with sample_file_dir.start_syncer() as syncer:
+        writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+        syncer.flush()  # no save yet: the low pool asked for a refill by itself
+        assert len(db.list_reserved_sample_files()) == len(cameras) + pool_target(40)
+        for w, c in zip(writers, cameras, strict=True):
+            write_frames(w, c.id)
+            w.close()
+    assert db.list_reserved_sample_files() == []
 
 
 def test_orderly_close_leaves_no_reservation_and_reaches_no_crash_point(engine):

@@ -133,6 +133,11 @@ class _EnforceRetention:
 
 
 @dataclass
+class _Refill:
+    """The pool fell below one UUID per stream between saves: reserve more now."""
+
+
+@dataclass
 class _MakeRoom:
     camera_id: int
     bytes_wanted: int
@@ -173,6 +178,7 @@ class Syncer:
         self._streams: set[int] = set()
         self.stats = SyncerStats()
         self._fsync_pool: ThreadPoolExecutor | None = None
+        self._refill_queued = False
         #: A command taken from the queue to end a batch, to run next.
         self._pending: Any = None
         #: UUIDs handed to writers and not yet saved or abandoned -> camera id.
@@ -277,6 +283,13 @@ class Syncer:
         with self._uuid_lock:
             self._streams.add(camera_id)
             sample_file_uuid = self._pool.pop() if self._pool else None
+            # Below one per stream (e.g. right after the start's writers took
+            # theirs): ask the syncer thread to refill before the next rotation.
+            refill = len(self._pool) < len(self._streams) and not self._refill_queued
+            if refill:
+                self._refill_queued = True
+        if refill:
+            self._queue.put(_Refill())
         if sample_file_uuid is None:
             self.stats.sync_reservations += 1
             count = self.stats.sync_reservations
@@ -308,8 +321,11 @@ class Syncer:
             self._pool.extend(uuids)
 
     def _fill_pool(self) -> None:
-        """The start's fill, after recovery and before any writer (one transaction)."""
-        self._streams.update(self._usage)
+        """Bring the pool to its target in one transaction: at the start (after recovery,
+        before any writer) and when ``create_writer`` found it low (syncer thread)."""
+        with self._uuid_lock:
+            self._refill_queued = False
+            self._streams.update(self._usage)
         shortfall = self._pool_shortfall()
         if shortfall:
             with self._db.transaction() as tx:
@@ -478,6 +494,8 @@ class Syncer:
                     self._save_batch(self._take_batch(command))
                 elif isinstance(command, _Abandon):
                     self._abandon(command)
+                elif isinstance(command, _Refill):
+                    self._fill_pool()
                 elif isinstance(command, _MakeRoom):
                     self._make_room(command.camera_id, command.bytes_wanted)
                 elif isinstance(command, _EnforceRetention):
