@@ -190,6 +190,42 @@ def test_create_writer_runs_no_sql(engine, monkeypatch):
     assert db.list_reserved_sample_files() == []
 
 
+def test_after_the_first_rotation_create_writer_makes_no_file_syscall(engine):
+    db, sample_file_dir, entry_id = engine
+    cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(10)]
+    caller = threading.current_thread()
+    from_caller: list[str] = []
+
+    def hook(operation: str, path: str) -> None:
+        if threading.current_thread() is caller:
+            from_caller.append(operation)
+
+    with sample_file_dir.start_syncer() as syncer:
+        writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+        syncer.flush()  # the low pool's refill also creates the next files ahead
+        set_fault_hook(hook)
+        for _round in range(3):
+            for n, c in enumerate(cameras):
+                write_frames(writers[n], c.id, start=_round * 3000)
+                writers[n].close()
+                writers[n] = syncer.create_writer(None, c.id, entry_id)
+            syncer.flush()
+        assert "create" not in from_caller
+        set_fault_hook(None)
+        for w in writers:
+            with pytest.raises(RecordingAbandonedError):
+                w.close()
+    assert db.list_reserved_sample_files() == []
+    committed = {
+        uuid_name(db.get_playback(r.composite_id).sample_file_uuid)
+        for c in cameras
+        for r in db.list_recordings(c.id)
+    }
+    assert len(committed) == 30
+    # The files made ahead and never written were unlinked by the orderly close.
+    assert set(sample_file_dir.directory.list_names()) == committed | {"meta"}
+
+
 def test_pool_is_refilled_to_at_least_the_streams(engine):
     db, sample_file_dir, entry_id = engine
     cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(12)]

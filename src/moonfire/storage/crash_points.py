@@ -35,6 +35,7 @@ CRASH_POINTS = (
     "save.after_dir_fsync",
     "save.after_commit",
     "save.after_unlink",
+    "save.after_creating_files",
     "abandon.after_unlink",
     "shutdown.after_unlink",
     "shutdown.after_dir_fsync",

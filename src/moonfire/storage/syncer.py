@@ -174,6 +174,8 @@ class Syncer:
         self._uuid_lock = threading.Lock()
         #: Reserved UUIDs (state writing) whose files were never created.
         self._pool: list[bytes] = []
+        #: Reserved UUIDs whose (empty) files the syncer thread created ahead, with their fds.
+        self._ready: list[tuple[bytes, int]] = []
         #: Camera ids the pool is sized for: the database's cameras, plus any a writer named.
         self._streams: set[int] = set()
         self.stats = SyncerStats()
@@ -206,13 +208,14 @@ class Syncer:
         self, prev: PreviousWriter | None, camera_id: int, video_sample_entry_id: int
     ) -> Writer:
         """A writer for the next recording of ``camera_id``, named by a reserved UUID."""
-        sample_file_uuid = self._take_uuid(camera_id)
+        sample_file_uuid, fd = self._take_uuid(camera_id)
         name = uuid_name(sample_file_uuid)
-        try:
-            fd = self._directory.create_file(name)
-        except BaseException:
-            self._put_back_uuid(sample_file_uuid)
-            raise
+        if fd is None:  # no file made ahead by the syncer thread: create it here
+            try:
+                fd = self._directory.create_file(name)
+            except BaseException:
+                self._put_back_uuid(sample_file_uuid)
+                raise
         try:
             return Writer(
                 self,
@@ -277,15 +280,26 @@ class Syncer:
 
     # ---- the pool of reserved UUIDs (any thread; no SQL unless it ran dry) ----
 
-    def _take_uuid(self, camera_id: int) -> bytes:
-        """A reserved UUID for a new sample file: from the pool, else a new reservation."""
+    def _take_uuid(self, camera_id: int) -> tuple[bytes, int | None]:
+        """A reserved UUID for a new sample file, with its created file's fd if made ahead.
+
+        From the files the syncer thread created ahead (no syscall at all), else
+        from the pool of reservations, else (counted and logged) a new
+        reservation in a transaction of its own.
+        """
         self._check_running()
+        fd: int | None = None
+        sample_file_uuid: bytes | None = None
         with self._uuid_lock:
             self._streams.add(camera_id)
-            sample_file_uuid = self._pool.pop() if self._pool else None
+            if self._ready:
+                sample_file_uuid, fd = self._ready.pop()
+            elif self._pool:
+                sample_file_uuid = self._pool.pop()
             # Below one per stream (e.g. right after the start's writers took
             # theirs): ask the syncer thread to refill before the next rotation.
-            refill = len(self._pool) < len(self._streams) and not self._refill_queued
+            left = len(self._pool) + len(self._ready)
+            refill = left < len(self._streams) and not self._refill_queued
             if refill:
                 self._refill_queued = True
         if refill:
@@ -303,7 +317,7 @@ class Syncer:
                 sample_file_uuid = tx.reserve_sample_file()
         with self._uuid_lock:
             self._writing[sample_file_uuid] = camera_id
-        return sample_file_uuid
+        return sample_file_uuid, fd
 
     def _put_back_uuid(self, sample_file_uuid: bytes) -> None:
         """Return a UUID whose file could not be created to the pool, for the next writer."""
@@ -314,7 +328,8 @@ class Syncer:
     def _pool_shortfall(self) -> int:
         """How many reservations a transaction should add to bring the pool to its target."""
         with self._uuid_lock:
-            return max(0, pool_target(len(self._streams)) - len(self._pool))
+            target = pool_target(len(self._streams))
+            return max(0, target - len(self._pool) - len(self._ready))
 
     def _add_to_pool(self, uuids: list[bytes]) -> None:
         with self._uuid_lock:
@@ -331,6 +346,29 @@ class Syncer:
             with self._db.transaction() as tx:
                 uuids = [tx.reserve_sample_file() for _ in range(shortfall)]
             self._add_to_pool(uuids)
+
+    def _create_files_ahead(self) -> None:
+        """Create the pool's files now (syncer thread), so ``create_writer`` makes no syscall.
+
+        Creating a file needs the filesystem's journal, which a busy disk's
+        fsyncs can hold for milliseconds; here that costs the syncer, not a
+        streamer.  The reservations are committed, so the files may exist
+        (invariant 2); a crash leaves them for recovery to unlink.  A failure
+        only leaves the rest to ``create_writer``.
+        """
+        while True:
+            with self._uuid_lock:
+                if not self._pool:
+                    return
+                sample_file_uuid = self._pool.pop()
+            try:
+                fd = self._directory.create_file(uuid_name(sample_file_uuid))
+            except OSError as e:
+                log.warning("creating sample files ahead in %s: %s", self.path, e)
+                self._add_to_pool([sample_file_uuid])
+                return
+            with self._uuid_lock:
+                self._ready.append((sample_file_uuid, fd))
 
     # ---- internals (syncer thread, or the constructor before it starts) ----
 
@@ -496,6 +534,7 @@ class Syncer:
                     self._abandon(command)
                 elif isinstance(command, _Refill):
                     self._fill_pool()
+                    self._create_files_ahead()
                 elif isinstance(command, _MakeRoom):
                     self._make_room(command.camera_id, command.bytes_wanted)
                 elif isinstance(command, _EnforceRetention):
@@ -573,6 +612,8 @@ class Syncer:
         # every save; unlike the 2017 code, they don't cost the new recording.
         self._try_unlink()
         crash_point("save.after_unlink")
+        self._create_files_ahead()
+        crash_point("save.after_creating_files")
         now = time.monotonic()
         self.stats.batches += 1
         self.stats.saved += len(committed)
@@ -728,11 +769,14 @@ class Syncer:
     def _shutdown(self) -> None:
         """Leave no reservation rows: drop the pool's UUIDs and finish pending deletions."""
         with self._uuid_lock:
-            # No file was ever created under a pooled name (create_writer takes
-            # it out of the pool before creating), so there is nothing to
-            # unlink: the reservation rows just go.
+            # The pool's names have no file (create_writer and the files made
+            # ahead take them out of it first), so their rows just go.
             unused, self._pool = self._pool, []
+            ready, self._ready = self._ready, []
             still_writing = dict(self._writing)
+        for sample_file_uuid, fd in ready:  # created ahead, never written
+            _close_quietly(fd)
+            self._to_unlink.append(sample_file_uuid)
         if still_writing:
             log.warning(
                 "shutting down with %d writers still open; their files stay reserved until the "
