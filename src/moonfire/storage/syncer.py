@@ -27,7 +27,8 @@ reservation cache never leaves this module.  The dependency is one way:
 A *pool* of reserved UUIDs, sized to the directory's streams plus a margin
 and refilled in every save's transaction, lets ``create_writer`` start a
 writer without touching the database (streams that rotate together would
-otherwise each wait for a synchronous transaction).  An orderly ``close``
+otherwise each wait for a synchronous transaction); the syncer thread also
+creates the pool's files ahead, so starting a writer makes no syscall either.  An orderly ``close``
 drains the queue and then removes the pool's reservations and every pending
 deletion, leaving no reservation rows (invariant 3; the 2017 code left some).
 
