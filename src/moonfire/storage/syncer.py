@@ -606,6 +606,7 @@ class Syncer:
         committed: list[_Save] = []
         for group in _one_per_camera(durable):
             committed += self._commit(group)
+        committed_at = time.monotonic()
         # The files this batch's transaction deleted (and any left from before)
         # go now; their reservations are dropped by the next transaction, which
         # follows the next dir fsync.  Files that could not be unlinked (logged
@@ -615,11 +616,10 @@ class Syncer:
         crash_point("save.after_unlink")
         self._create_files_ahead()
         crash_point("save.after_creating_files")
-        now = time.monotonic()
         self.stats.batches += 1
         self.stats.saved += len(committed)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        self.stats.save_latencies.extend(now - save.queued_at for save in committed)
+        self.stats.save_latencies.extend(committed_at - save.queued_at for save in committed)
 
     def _fsync_files(self, batch: list[_Save]) -> list[_Save]:
         """Fsync and close every file; those whose fsync failed are discarded, the rest returned."""
