@@ -32,7 +32,7 @@ from tests.support.synthetic_stream import verify_recording
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORDER_MODULE = "tests.support.crash_recorder"
 BUDGET = 150_000  # about five one-second recordings per camera
-FRAMES_PER_RUN = 30 * 8
+FRAMES_PER_RUN = 30 * 16  # enough rotations for several batches of saves per run
 RANDOM_RUN_FRAMES = 30 * 1200  # ~20 minutes of media: random kills land mid-run
 MIN_RANDOM_KILLS = 30
 MIN_KILLS = 55
@@ -138,8 +138,8 @@ def test_sigkill_at_every_crash_point_and_at_random_moments_loses_nothing(harnes
         # Save points are reached many times per run; the others once.
         for hit in (1, 3) if point.startswith("save.") else (1,):
             if point.startswith("recovery."):
-                # Leave work for recovery: a half-written file, a cached
-                # reservation, and rows over a lowered budget.
+                # Leave work for recovery: a half-written file, pooled
+                # reservations, and rows over a lowered budget.
                 harness.run_to_crash_point("save.after_file_fsync:3")
                 harness.verify(recover=False)
                 with datadir.open_db(harness.data_dir) as db:

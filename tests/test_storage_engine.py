@@ -379,7 +379,7 @@ def test_a_file_that_cannot_be_unlinked_is_retried_and_recording_goes_on(engine,
         record(recorder, entry_id, 30 * 8)
         syncer.flush()
         assert "Permission denied (injected)" in caplog.text
-        assert len(db.list_reserved_sample_files()) >= 2  # the stuck one, and the cached one
+        assert len(db.list_reserved_sample_files()) >= 2  # the stuck one, and the pool
         # Saves went on while the file was stuck (the 2017 code discarded them).
         assert read_recordings(db, sample_file_dir.path, cam.id)[-1][-1] >= 200
         set_fault_hook(None)

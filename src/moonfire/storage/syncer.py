@@ -3,9 +3,9 @@
 It does so in one fixed order so that a crash at any instant leaves the three
 invariants of ``docs/design.md`` true:
 
-* save:    unlink files deleted last time → fsync(file) → fsync(dir) → one
-           transaction (mark those unlinks done, turn rotated rows into
-           "deleting" reservations, reserve the next UUID, insert the row);
+* save:    fsync(file) → fsync(dir) → one transaction (mark the last unlinks
+           done, turn rotated rows into "deleting" reservations, refill the
+           pool of reserved UUIDs, insert the row) → unlink the rotated files;
 * delete:  row → reservation (transaction) → unlink → fsync(dir) → drop the
            reservation (in the *next* save's transaction, which follows a dir
            fsync);
@@ -24,15 +24,28 @@ reservation cache never leaves this module.  The dependency is one way:
 ``ingest`` → ``storage.sample_file_dir`` → ``storage.syncer`` →
 ``storage.retention``, ``moonfire.db``, ``moonfire_core``.
 
-One pre-reserved UUID is kept cached so that a save costs exactly one file
-fsync, one directory fsync and one transaction.  An orderly ``close`` drains
-the queue and then removes the cached reservation and every pending deletion,
-leaving no reservation rows (invariant 3; the 2017 code left some).
+A *pool* of reserved UUIDs, sized to the directory's streams plus a margin
+and refilled in every save's transaction, lets ``create_writer`` start a
+writer without touching the database (streams that rotate together would
+otherwise each wait for a synchronous transaction); the syncer thread also
+creates the pool's files ahead, so starting a writer makes no syscall either.  An orderly ``close``
+drains the queue and then removes the pool's reservations and every pending
+deletion, leaving no reservation rows (invariant 3; the 2017 code left some).
 
-A failed file fsync abandons that one recording.  A failed directory fsync is
-fatal: the kernel may already have dropped the dirty pages, so retrying could
-report success for data that is gone.  The syncer stops, records the error
-and calls ``on_fatal`` so the daemon exits non-zero.
+*Group commit*: when the thread wakes it takes every save queued at that
+moment (at most ``MAX_BATCH``), fsyncs each file (``FSYNC_THREADS`` at a time),
+then does ONE directory fsync and ONE transaction for all of them.  The order
+per recording is unchanged (file fsync → dir fsync → transaction).  Only when
+the syncer is behind does a batch hold two saves of one camera; the later one
+then goes in a second transaction (after the same dir fsync), so that the
+budget may delete the earlier one as a save of its own would.
+
+A failed file fsync abandons that one recording; a row the database rejects
+discards that one recording and the rest of the batch is committed without it.
+A failed directory fsync is fatal: the kernel may already have dropped the
+dirty pages, so retrying could report success for data that is gone.  The
+syncer stops, records the error and calls ``on_fatal`` so the daemon exits
+non-zero.
 
 A sample file directory that fails is never a silent stop either
 (``_check_directory``): a writer's file that can't be created because the
@@ -54,8 +67,10 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from moonfire.db import Database, RecordingRejectedError, RecordingRow
@@ -71,6 +86,34 @@ from moonfire_core.sampledir import SampleDirectory
 from moonfire_core.writer import Writer
 
 log = logging.getLogger(__name__)
+
+#: Most saves committed by one directory fsync and one transaction.
+MAX_BATCH = 64
+#: Threads fsyncing the files of one batch (the kernel merges their journal commits).
+FSYNC_THREADS = 4
+#: Reserved UUIDs kept beyond one per stream: a stream may rotate again before
+#: the batch holding its last save refills the pool.
+POOL_MARGIN_MIN = 4
+
+
+def pool_target(streams: int) -> int:
+    """How many reserved UUIDs the pool is refilled to for ``streams`` streams."""
+    return streams + max(POOL_MARGIN_MIN, streams // 4)
+
+
+@dataclass
+class SyncerStats:
+    """Counters of the syncer's work, for tests, benchmarks and logs (no locking: advisory)."""
+
+    batches: int = 0
+    saved: int = 0
+    largest_batch: int = 0
+    #: Saves waiting in the queue when a batch was taken, at most.
+    max_queue_depth: int = 0
+    #: ``create_writer`` calls that found the pool empty and reserved synchronously.
+    sync_reservations: int = 0
+    #: Seconds from ``save`` to its commit, for the most recent saves.
+    save_latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 class SyncerStoppedError(MoonfireError, RuntimeError):
@@ -94,6 +137,7 @@ FATAL_REMINDER_SEC = 60.0
 @dataclass
 class _Save:
     recording: RecordingToSave
+    queued_at: float = 0.0
 
 
 @dataclass
@@ -101,13 +145,6 @@ class _Abandon:
     sample_file_uuid: bytes
     fd: int | None
     error: BaseException | None
-
-
-@dataclass
-class _Unused:
-    """A reserved UUID whose file was never created: only its row needs to go."""
-
-    sample_file_uuid: bytes
 
 
 @dataclass
@@ -127,6 +164,11 @@ class _DirectoryFailed:
     """A writer found the directory failed: the syncer thread stops on it."""
 
     error: BaseException
+
+
+@dataclass
+class _Refill:
+    """The pool fell below one UUID per stream between saves: reserve more now."""
 
 
 @dataclass
@@ -164,7 +206,17 @@ class Syncer:
         self._on_fatal = on_fatal
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._uuid_lock = threading.Lock()
-        self._next_uuid: bytes | None = None
+        #: Reserved UUIDs (state writing) whose files were never created.
+        self._pool: list[bytes] = []
+        #: Reserved UUIDs whose (empty) files the syncer thread created ahead, with their fds.
+        self._ready: list[tuple[bytes, int]] = []
+        #: Camera ids the pool is sized for: the database's cameras, plus any a writer named.
+        self._streams: set[int] = set()
+        self.stats = SyncerStats()
+        self._fsync_pool: ThreadPoolExecutor | None = None
+        self._refill_queued = False
+        #: A command taken from the queue to end a batch, to run next.
+        self._pending: Any = None
         #: UUIDs handed to writers and not yet saved or abandoned -> camera id.
         self._writing: dict[bytes, int] = {}
         self._to_unlink: list[bytes] = []
@@ -175,6 +227,7 @@ class Syncer:
         self._closed = False
         self._identity = self._directory_identity()
         self._recover()
+        self._fill_pool()
         self._thread = threading.Thread(
             target=self._run, name=f"syncer-{directory.path}", daemon=True
         )
@@ -190,14 +243,15 @@ class Syncer:
         self, prev: PreviousWriter | None, camera_id: int, video_sample_entry_id: int
     ) -> Writer:
         """A writer for the next recording of ``camera_id``, named by a reserved UUID."""
-        sample_file_uuid = self._take_uuid(camera_id)
+        sample_file_uuid, fd = self._take_uuid(camera_id)
         name = uuid_name(sample_file_uuid)
-        try:
-            fd = self._directory.create_file(name)
-        except BaseException as e:
-            self._put_back_uuid(sample_file_uuid)
-            self._on_create_failed(camera_id, e)
-            raise
+        if fd is None:  # no file made ahead by the syncer thread: create it here
+            try:
+                fd = self._directory.create_file(name)
+            except BaseException as e:
+                self._put_back_uuid(sample_file_uuid)
+                self._on_create_failed(camera_id, e)
+                raise
         try:
             return Writer(
                 self,
@@ -220,7 +274,7 @@ class Syncer:
             # Its reservation stays, so the next start deletes the file.
             _close_quietly(recording.fd)
             raise
-        self._queue.put(_Save(recording))
+        self._queue.put(_Save(recording, time.monotonic()))
 
     def abandon(
         self, sample_file_uuid: bytes, fd: int | None, error: BaseException | None = None
@@ -260,29 +314,102 @@ class Syncer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- the UUID reservation cache (any thread) ----
+    # ---- the pool of reserved UUIDs (any thread; no SQL unless it ran dry) ----
 
-    def _take_uuid(self, camera_id: int) -> bytes:
-        """A reserved UUID for a new sample file: the cached one, else a new reservation."""
+    def _take_uuid(self, camera_id: int) -> tuple[bytes, int | None]:
+        """A reserved UUID for a new sample file, with its created file's fd if made ahead.
+
+        From the files the syncer thread created ahead (no syscall at all), else
+        from the pool of reservations, else (counted and logged) a new
+        reservation in a transaction of its own.
+        """
         self._check_running()
+        fd: int | None = None
+        sample_file_uuid: bytes | None = None
         with self._uuid_lock:
-            sample_file_uuid, self._next_uuid = self._next_uuid, None
+            self._streams.add(camera_id)
+            if self._ready:
+                sample_file_uuid, fd = self._ready.pop()
+            elif self._pool:
+                sample_file_uuid = self._pool.pop()
+            # Below one per stream (e.g. right after the start's writers took
+            # theirs): ask the syncer thread to refill before the next rotation.
+            left = len(self._pool) + len(self._ready)
+            refill = left < len(self._streams) and not self._refill_queued
+            if refill:
+                self._refill_queued = True
+        if refill:
+            self._queue.put(_Refill())
         if sample_file_uuid is None:
-            log.debug("committing extra transaction because there's no cached uuid")
+            self.stats.sync_reservations += 1
+            count = self.stats.sync_reservations
+            (log.warning if count & (count - 1) == 0 else log.debug)(
+                "pool of reserved sample file uuids for %s is empty: reserving synchronously "
+                "(%d times so far); the syncer is behind",
+                self.path,
+                count,
+            )
             with self._db.transaction() as tx:
                 sample_file_uuid = tx.reserve_sample_file()
         with self._uuid_lock:
             self._writing[sample_file_uuid] = camera_id
-        return sample_file_uuid
+        return sample_file_uuid, fd
 
     def _put_back_uuid(self, sample_file_uuid: bytes) -> None:
-        """Return a UUID whose file could not be created, for the next writer."""
+        """Return a UUID whose file could not be created to the pool, for the next writer."""
         with self._uuid_lock:
             self._writing.pop(sample_file_uuid, None)
-            if self._next_uuid is None:
-                self._next_uuid = sample_file_uuid
+            self._pool.append(sample_file_uuid)
+
+    def _pool_shortfall(self) -> int:
+        """How many reservations a transaction should add to bring the pool to its target."""
+        with self._uuid_lock:
+            target = pool_target(len(self._streams))
+            return max(0, target - len(self._pool) - len(self._ready))
+
+    def _add_to_pool(self, uuids: list[bytes]) -> None:
+        with self._uuid_lock:
+            self._pool.extend(uuids)
+
+    def _fill_pool(self) -> None:
+        """Bring the pool to its target in one transaction: at the start (after recovery,
+        before any writer) and when ``create_writer`` found it low (syncer thread)."""
+        with self._uuid_lock:
+            self._refill_queued = False
+            self._streams.update(self._usage)
+        shortfall = self._pool_shortfall()
+        if shortfall:
+            with self._db.transaction() as tx:
+                uuids = [tx.reserve_sample_file() for _ in range(shortfall)]
+            self._add_to_pool(uuids)
+
+    def _create_files_ahead(self) -> None:
+        """Create the pool's files now (syncer thread), so ``create_writer`` makes no syscall.
+
+        Creating a file needs the filesystem's journal, which a busy disk's
+        fsyncs can hold for milliseconds; here that costs the syncer, not a
+        streamer.  The reservations are committed, so the files may exist
+        (invariant 2); a crash leaves them for recovery to unlink.  A failure
+        only leaves the rest to ``create_writer``.
+        """
+        while True:
+            with self._uuid_lock:
+                if not self._pool:
+                    return
+                sample_file_uuid = self._pool.pop()
+            try:
+                fd = self._directory.create_file(uuid_name(sample_file_uuid))
+            except OSError as e:
+                self._add_to_pool([sample_file_uuid])
+                if e.errno in DIRECTORY_FAILURE_ERRNOS:
+                    reason = self._directory_mismatch() or "can't be written to"
+                    raise SampleDirectoryFailedError(
+                        f"sample file directory {self.path} {reason}: {e}"
+                    ) from e
+                log.warning("creating sample files ahead in %s: %s", self.path, e)
                 return
-        self._queue.put(_Unused(sample_file_uuid))
+            with self._uuid_lock:
+                self._ready.append((sample_file_uuid, fd))
 
     # ---- internals (syncer thread, or the constructor before it starts) ----
 
@@ -462,18 +589,21 @@ class Syncer:
     def _run(self) -> None:
         try:
             while True:
-                command = self._queue.get()
+                command, self._pending = self._pending, None
+                if command is None:
+                    command = self._queue.get()
                 if command is _STOP:
                     self._shutdown()
                     return
                 if isinstance(command, _Save):
-                    self._save(command.recording)
+                    self._save_batch(self._take_batch(command))
                 elif isinstance(command, _Abandon):
                     self._abandon(command)
-                elif isinstance(command, _Unused):
-                    self._to_mark_deleted.append(command.sample_file_uuid)
                 elif isinstance(command, _DirectoryFailed):
                     raise command.error
+                elif isinstance(command, _Refill):
+                    self._fill_pool()
+                    self._create_files_ahead()
                 elif isinstance(command, _MakeRoom):
                     self._make_room(command.camera_id, command.bytes_wanted)
                 elif isinstance(command, _EnforceRetention):
@@ -483,6 +613,9 @@ class Syncer:
                     command.done.set()
         except BaseException as e:  # noqa: BLE001 - any failure here stops recording
             self._fail(e)
+        finally:
+            if self._fsync_pool is not None:
+                self._fsync_pool.shutdown(wait=True)
 
     def _fail(self, error: BaseException) -> None:
         self.fatal_error = error
@@ -496,11 +629,13 @@ class Syncer:
         if self._on_fatal is not None:  # before waking the waiters: they may look for it
             self._on_fatal(error)
         # Wake up anyone waiting on a flush; their commands will never run.
+        command, self._pending = self._pending, None
         while True:
-            try:
-                command = self._queue.get_nowait()
-            except queue.Empty:
-                break
+            if command is None:
+                try:
+                    command = self._queue.get_nowait()
+                except queue.Empty:
+                    break
             if isinstance(command, _Save):
                 _close_quietly(command.recording.fd)
             elif isinstance(command, _Abandon) and command.fd is not None:
@@ -508,60 +643,158 @@ class Syncer:
             done = getattr(command, "done", None)
             if done is not None:
                 done.set()
+            command = None
         self._start_fatal_reminder(error)
 
-    def _save(self, rec: RecordingToSave) -> None:
-        name = uuid_name(rec.sample_file_uuid)
+    # ---- group commit (syncer thread) ----
+
+    def _take_batch(self, first: _Save) -> list[_Save]:
+        """``first`` and every save queued right behind it, up to ``MAX_BATCH``.
+
+        Another command ends the batch; it runs next (``_pending``), so the
+        queue's order is kept.
+        """
+        self.stats.max_queue_depth = max(self.stats.max_queue_depth, self._queue.qsize() + 1)
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                command = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(command, _Save):
+                self._pending = command
+                break
+            batch.append(command)
+        return batch
+
+    def _save_batch(self, batch: list[_Save]) -> None:
+        """Make a batch durable: file fsyncs → ONE dir fsync → ONE transaction."""
         with self._uuid_lock:
-            self._writing.pop(rec.sample_file_uuid, None)
-        self._try_unlink()
-        crash_point("save.after_unlink")
-        # Files that could not be unlinked (logged by _try_unlink) keep their
-        # "deleting" reservations and are retried at every save; unlike the 2017
-        # code, they don't cost the new recording, so recording goes on.
-        try:
-            sampledir.fsync(rec.fd, os.path.join(self.path, name))
-        except OSError as e:
-            # fsyncgate: after a failed fsync the kernel may have dropped the
-            # pages, so the file's contents are unknown.  Never commit it.
-            log.error("will discard recording %s due to error while saving: %s", name, e)
-            _close_quietly(rec.fd)
-            self._to_unlink.append(rec.sample_file_uuid)
-            self._try_unlink()
+            for save in batch:
+                self._writing.pop(save.recording.sample_file_uuid, None)
+        durable = self._fsync_files(batch)
+        if not durable:
             return
-        _close_quietly(rec.fd)
         crash_point("save.after_file_fsync")
         self._directory.sync()  # failure is fatal: raises out of _run
         crash_point("save.after_dir_fsync")
-        self._check_directory()  # a mismatch raises: the recording is never committed
-        rows = self._budget_deletion(rec.camera_id, incoming_bytes=rec.sample_file_bytes).rows
-        rows += self._free_space_deletion(rec.camera_id, rec.sample_file_bytes, rows)
-        with self._uuid_lock:
-            need_uuid = self._next_uuid is None
-        try:
-            with self._db.transaction() as tx:
-                tx.mark_sample_files_deleted(self._to_mark_deleted)
-                deleted = tx.delete_recordings(_deletable(rows))
-                new_uuid = tx.reserve_sample_file() if need_uuid else None
-                tx.insert_recording(rec)
-        except RecordingRejectedError as e:
-            # Rolled back whole: the deletions and marks are simply retried later.
-            log.error("will discard recording %s: %s", name, e)
-            self._to_unlink.append(rec.sample_file_uuid)
-            return
-        crash_point("save.after_commit")
-        self._to_mark_deleted = []
-        self._to_unlink.extend(deleted)
-        for row in rows:
-            self._usage[row.camera_id] -= row.sample_file_bytes
-        self._usage[rec.camera_id] = self._usage.get(rec.camera_id, 0) + rec.sample_file_bytes
-        if new_uuid is not None:
-            with self._uuid_lock:
-                if self._next_uuid is None:
-                    self._next_uuid = new_uuid
-                    new_uuid = None
-            if new_uuid is not None:  # a writer reserved one meanwhile; keep only one cached
-                self._to_mark_deleted.append(new_uuid)
+        self._check_directory()  # a mismatch raises: nothing of the batch is committed
+        committed: list[_Save] = []
+        for group in _one_per_camera(durable):
+            committed += self._commit(group)
+        committed_at = time.monotonic()
+        # The files this batch's transaction deleted (and any left from before)
+        # go now; their reservations are dropped by the next transaction, which
+        # follows the next dir fsync.  Files that could not be unlinked (logged
+        # by _try_unlink) keep their "deleting" reservations and are retried at
+        # every save; unlike the 2017 code, they don't cost the new recording.
+        self._try_unlink()
+        crash_point("save.after_unlink")
+        self._create_files_ahead()
+        crash_point("save.after_creating_files")
+        self.stats.batches += 1
+        self.stats.saved += len(committed)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self.stats.save_latencies.extend(committed_at - save.queued_at for save in committed)
+
+    def _fsync_files(self, batch: list[_Save]) -> list[_Save]:
+        """Fsync and close every file; those whose fsync failed are discarded, the rest returned."""
+
+        def fsync(save: _Save) -> OSError | None:
+            rec = save.recording
+            try:
+                sampledir.fsync(rec.fd, os.path.join(self.path, uuid_name(rec.sample_file_uuid)))
+            except OSError as e:
+                return e
+            finally:
+                _close_quietly(rec.fd)
+            return None
+
+        errors: dict[int, OSError | None] = {}
+        if len(batch) == 1:
+            errors[0] = fsync(batch[0])
+        else:
+            if self._fsync_pool is None:
+                self._fsync_pool = ThreadPoolExecutor(
+                    FSYNC_THREADS, thread_name_prefix=f"syncer-fsync-{self.path}"
+                )
+            futures: dict[Future[OSError | None], int] = {
+                self._fsync_pool.submit(fsync, save): i for i, save in enumerate(batch)
+            }
+            for future in as_completed(futures):
+                errors[futures[future]] = future.result()
+                if len(errors) == 1:
+                    crash_point("save.after_some_file_fsyncs")
+        durable = []
+        for i, save in enumerate(batch):
+            error = errors[i]
+            if error is None:
+                durable.append(save)
+                continue
+            # fsyncgate: after a failed fsync the kernel may have dropped the
+            # pages, so the file's contents are unknown.  Never commit it.
+            log.error(
+                "will discard recording %s due to error while saving: %s",
+                uuid_name(save.recording.sample_file_uuid),
+                error,
+            )
+            self._to_unlink.append(save.recording.sample_file_uuid)
+        if len(durable) < len(batch):
+            self._try_unlink()
+        return durable
+
+    def _plan_deletions(self, batch: list[_Save]) -> list[RecordingRow]:
+        """The rows the batch's transaction deletes: each camera's budget, then free space."""
+        incoming: dict[int, list[int]] = {}
+        for save in batch:
+            incoming.setdefault(save.recording.camera_id, []).append(
+                save.recording.sample_file_bytes
+            )
+        rows: list[RecordingRow] = []
+        for camera_id, sizes in incoming.items():
+            rows += self._budget_deletion(camera_id, incoming_bytes=sum(sizes)).rows
+        for camera_id, sizes in incoming.items():
+            # ``rows`` so far count as freed (other cameras' too) and aren't chosen again.
+            rows += self._free_space_deletion(camera_id, max(sizes), rows)
+        return rows
+
+    def _commit(self, batch: list[_Save]) -> list[_Save]:
+        """ONE transaction for the batch; a rejected row is dropped and the rest retried.
+
+        The transaction marks done the unlinks since the last one, turns the
+        rotated rows into "deleting" reservations, refills the UUID pool and
+        inserts every recording.  Returns the saves committed.
+        """
+        while batch:
+            rows = self._plan_deletions(batch)
+            refill = self._pool_shortfall()
+            current: _Save | None = None
+            try:
+                with self._db.transaction() as tx:
+                    tx.mark_sample_files_deleted(self._to_mark_deleted)
+                    deleted = tx.delete_recordings(_deletable(rows))
+                    new_uuids = [tx.reserve_sample_file() for _ in range(refill)]
+                    for current in batch:
+                        tx.insert_recording(current.recording)
+            except RecordingRejectedError as e:
+                # Rolled back whole: retried without it (deletions are planned again).
+                assert current is not None
+                name = uuid_name(current.recording.sample_file_uuid)
+                log.error("will discard recording %s: %s", name, e)
+                self._to_unlink.append(current.recording.sample_file_uuid)
+                batch = [save for save in batch if save is not current]
+                continue
+            crash_point("save.after_commit")
+            self._to_mark_deleted = []
+            self._to_unlink.extend(deleted)
+            self._add_to_pool(new_uuids)
+            for row in rows:
+                self._usage[row.camera_id] -= row.sample_file_bytes
+            for save in batch:
+                camera_id, size = save.recording.camera_id, save.recording.sample_file_bytes
+                self._usage[camera_id] = self._usage.get(camera_id, 0) + size
+            return batch
+        return []
 
     def _abandon(self, command: _Abandon) -> None:
         with self._uuid_lock:
@@ -611,15 +844,16 @@ class Syncer:
         self._rotate(deletion.rows, recovering=False)
 
     def _shutdown(self) -> None:
-        """Leave no reservation rows: drop the cached UUID and finish pending deletions."""
+        """Leave no reservation rows: drop the pool's UUIDs and finish pending deletions."""
         with self._uuid_lock:
-            if self._next_uuid is not None:
-                # No file was ever created under the cached name (create_writer
-                # takes it out of the cache before creating), so there is
-                # nothing to unlink: the reservation row just goes.
-                self._to_mark_deleted.append(self._next_uuid)
-                self._next_uuid = None
+            # The pool's names have no file (create_writer and the files made
+            # ahead take them out of it first), so their rows just go.
+            unused, self._pool = self._pool, []
+            ready, self._ready = self._ready, []
             still_writing = dict(self._writing)
+        for sample_file_uuid, fd in ready:  # created ahead, never written
+            _close_quietly(fd)
+            self._to_unlink.append(sample_file_uuid)
         if still_writing:
             log.warning(
                 "shutting down with %d writers still open; their files stay reserved until the "
@@ -627,13 +861,16 @@ class Syncer:
                 len(still_writing),
             )
         if not self._to_unlink and not self._to_mark_deleted:
+            if unused:  # no file to unlink, so no directory fsync to wait for
+                with self._db.transaction() as tx:
+                    tx.mark_sample_files_deleted(unused)
             return
         self._try_unlink()
         crash_point("shutdown.after_unlink")
         self._directory.sync()
         crash_point("shutdown.after_dir_fsync")
         with self._db.transaction() as tx:
-            tx.mark_sample_files_deleted(self._to_mark_deleted)
+            tx.mark_sample_files_deleted(self._to_mark_deleted + unused)
         self._to_mark_deleted = []
         crash_point("shutdown.after_commit")
         if self._to_unlink:
@@ -719,6 +956,22 @@ class Syncer:
 
         threading.Thread(target=remind, name=f"syncer-failed-{self.path}", daemon=True).start()
 
+
+
+def _one_per_camera(batch: list[_Save]) -> list[list[_Save]]:
+    """The batch split into groups holding at most one save per camera, in order.
+
+    Usually one group; a camera's n-th save in the batch goes in the n-th.
+    """
+    groups: list[list[_Save]] = []
+    seen: dict[int, int] = {}
+    for save in batch:
+        n = seen.get(save.recording.camera_id, 0)
+        seen[save.recording.camera_id] = n + 1
+        if n == len(groups):
+            groups.append([])
+        groups[n].append(save)
+    return groups
 
 
 def _close_quietly(fd: int) -> None:
