@@ -94,6 +94,9 @@ def test_recovery_points_are_reached_only_by_the_starts_recovery(engine):
     assert [n for n in normal if n.startswith("recovery.")] == []
     assert {"save.after_unlink", "save.after_file_fsync", "save.after_dir_fsync",
             "save.after_commit"} <= set(normal)
+    # enforce_retention and make_room are rotations outside a save: their own points.
+    assert {"rotation.after_delete_transaction", "rotation.after_unlink",
+            "rotation.after_dir_fsync", "rotation.after_mark_transaction"} <= set(normal)
     assert [n for n in at_shutdown if not n.startswith("shutdown.")] == []
 
 

@@ -116,6 +116,10 @@ class CrashHarness:
             for i, digest in now.items():
                 assert self.committed.get(i, digest) == digest, f"recording {i} changed"
             self.committed = now
+            # A kill between the recorder's lowering of the budgets and their restoring
+            # (``lower_budgets_for_a_moment``) leaves them lowered: restore them here.
+            for camera in db.list_cameras():
+                db.update_camera(camera.id, retain_bytes=BUDGET)
         finally:
             sample_file_dir.close()
             db.close()

@@ -45,6 +45,17 @@ def abandon_one(syncer, camera_id: int, entry_id: int) -> None:
         pass
 
 
+def lower_budgets_for_a_moment(db, syncer) -> None:
+    """``camera edit --retain`` while recording: a rotation outside any save (``rotation.*``)."""
+    budgets = {c.id: c.retain_bytes for c in db.list_cameras()}
+    for camera_id in budgets:
+        _recordings, used_bytes, _duration = db.camera_usage(camera_id)
+        db.update_camera(camera_id, retain_bytes=used_bytes // 2)  # at least one row goes
+    syncer.enforce_retention()
+    for camera_id, budget in budgets.items():
+        db.update_camera(camera_id, retain_bytes=budget)
+
+
 def main() -> None:
     data_dir, run, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     set_fault_hook(slow_disk)
@@ -56,10 +67,12 @@ def main() -> None:
     recorders = [
         CameraRecorder(syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
     ]
-    for f in frames(run * 100_000, count, BASE_TIME_90K):
+    for i, f in enumerate(frames(run * 100_000, count, BASE_TIME_90K)):
         for r in recorders:
             r.write(make_packet(r.camera_id, f.number, f.is_key), f.local_time_90k, f.pts_90k,
                     f.is_key, entry_id)
+        if i == count // 2:
+            lower_budgets_for_a_moment(db, syncer)
         time.sleep(FRAME_PAUSE)
     for r in recorders:
         r.end_run()

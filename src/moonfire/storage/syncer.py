@@ -531,14 +531,14 @@ class Syncer:
         ``recovering`` is true only for the start's recovery: it alone reaches
         the ``recovery.*`` crash points, expects files to be missing, and a file
         that can't be unlinked aborts the start (recovery must finish before
-        recording).  Later rotations (``enforce_retention``, ``make_room``) only
-        log such a file and retry it at the next save, as a save does, so one
-        stuck file doesn't stop every camera.
+        recording).  Later rotations (``enforce_retention``, ``make_room``)
+        reach the ``rotation.*`` points instead, and only log such a file and
+        retry it at the next save, as a save does, so one stuck file doesn't
+        stop every camera.
         """
 
         def reached(step: str) -> None:
-            if recovering:
-                crash_point(f"recovery.{step}")
+            crash_point(f"{'recovery' if recovering else 'rotation'}.{step}")
 
         if rows:
             with self._db.transaction() as tx:
