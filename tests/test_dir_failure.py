@@ -224,3 +224,74 @@ def test_a_stale_status_file_is_not_a_running_daemon(tmp_path, capsys):
     }))
     code, out, _err = moonfire(capsys, "status", "--data-dir", data_dir)
     assert out.startswith("not running (last seen ") and "stale status file" in out
+
+
+def test_a_failed_directory_closes_the_pools_files_made_ahead(tmp_path):
+    """Their fds would keep a removed or unmounted filesystem pinned; the files stay."""
+    from moonfire.storage.syncer import SyncerStoppedError
+    from tests.test_group_commit import ENTRY, write_frames
+
+    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
+    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
+    cameras = [db.add_camera(f"cam{i}", retain_bytes=10**12) for i in range(3)]
+    path = sample_file_dir.path
+
+    def open_sample_file_fds() -> list[str]:
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith((path + "/", path + ".moved/")):
+                found.append(target)
+        return found
+
+    syncer = sample_file_dir.start_syncer()
+    for camera in cameras:
+        writer = syncer.create_writer(None, camera.id, entry_id)
+        write_frames(writer, camera.id)
+        writer.close()
+    syncer.flush()
+    assert len(open_sample_file_fds()) >= 3  # the pool's files made ahead
+    writer = syncer.create_writer(None, cameras[0].id, entry_id)
+    write_frames(writer, cameras[0].id, start=3000)
+    os.rename(path, path + ".moved")
+    writer.close()
+    with pytest.raises(SyncerStoppedError):
+        syncer.flush()
+    with pytest.raises(SyncerStoppedError):
+        syncer.close()
+    sample_file_dir.close()
+    db.close()
+    assert open_sample_file_fds() == []
+
+
+def test_a_passing_emfile_in_the_directory_check_does_not_stop_recording(tmp_path, monkeypatch):
+    """Only errors that mean the directory is gone stop it; EMFILE says nothing about it."""
+    import errno
+
+    from tests.test_group_commit import ENTRY, write_frames
+
+    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
+    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
+    camera = db.add_camera("cam", retain_bytes=10**12)
+    path = sample_file_dir.path
+    real_stat = os.stat
+
+    def stat(target, *args, **kwargs):
+        if os.fspath(target) == path:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), target)
+        return real_stat(target, *args, **kwargs)
+
+    with sample_file_dir.start_syncer() as syncer:
+        monkeypatch.setattr(os, "stat", stat)
+        writer = syncer.create_writer(None, camera.id, entry_id)
+        write_frames(writer, camera.id)
+        writer.close()
+        syncer.flush()
+        monkeypatch.undo()
+        assert syncer.fatal_error is None
+    assert len(db.list_recordings(camera.id)) == 1
+    sample_file_dir.close()
+    db.close()

@@ -79,7 +79,7 @@ from moonfire.db.transaction import HasCompositeId
 from moonfire.errors import MoonfireError
 from moonfire.storage import retention
 from moonfire.storage.crash_points import crash_point
-from moonfire.storage.dir_meta import META_NAME
+from moonfire.storage.dir_meta import META_NAME, DirectoryMismatchError, DirMeta, read_meta
 from moonfire_core import sampledir
 from moonfire_core.records import PreviousWriter, RecordingToSave
 from moonfire_core.sampledir import SampleDirectory
@@ -129,6 +129,9 @@ class SampleDirectoryFailedError(MoonfireError):
 DIRECTORY_FAILURE_ERRNOS = frozenset(
     {errno.ENOENT, errno.EROFS, errno.ESTALE, errno.EIO, errno.ENODEV}
 )
+#: A ``stat`` of the directory's path (or its meta) failing with one of these means the
+#: directory is gone from there; any other error (EMFILE, EACCES...) says nothing about it.
+PATH_GONE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ESTALE, errno.ENODEV, errno.EIO})
 
 #: While a stopped syncer's process lives, its ERROR is repeated this often.
 FATAL_REMINDER_SEC = 60.0
@@ -627,7 +630,10 @@ class Syncer:
             exc_info=None if isinstance(error, SampleDirectoryFailedError) else error,
         )
         if self._on_fatal is not None:  # before waking the waiters: they may look for it
-            self._on_fatal(error)
+            try:
+                self._on_fatal(error)
+            except Exception:  # noqa: BLE001 - the cleanup below must happen regardless
+                log.exception("sample file directory %s: on_fatal failed", self.path)
         # Wake up anyone waiting on a flush; their commands will never run.
         command, self._pending = self._pending, None
         while True:
@@ -644,6 +650,12 @@ class Syncer:
             if done is not None:
                 done.set()
             command = None
+        # The pool's files made ahead stay on disk with their reservations, for the
+        # next start's recovery; their fds must not keep a failed filesystem pinned.
+        with self._uuid_lock:
+            ready, self._ready = self._ready, []
+        for _uuid, fd in ready:
+            _close_quietly(fd)
         self._start_fatal_reminder(error)
 
     # ---- group commit (syncer thread) ----
@@ -878,44 +890,51 @@ class Syncer:
 
     # ---- a failed directory (any thread) ----
 
-    def _directory_identity(self) -> tuple[tuple[int, int], tuple[int, int] | None, bytes | None]:
-        """(dev, ino) of the held directory, and of its ``meta`` file with its contents."""
+    def _directory_identity(self) -> tuple[tuple[int, int], DirMeta | None]:
+        """(dev, ino) of the held directory, and the UUIDs its ``meta`` file names."""
         held = os.fstat(self._directory.fileno())
-        try:
-            fd = os.open(META_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._directory.fileno())
-        except FileNotFoundError:  # a bare SampleDirectory (tests): only the path is checked
-            return (held.st_dev, held.st_ino), None, None
-        try:
-            meta = os.fstat(fd)
-            return (held.st_dev, held.st_ino), (meta.st_dev, meta.st_ino), os.read(fd, 1 << 16)
-        finally:
-            os.close(fd)
+        # None for a bare SampleDirectory (tests): then only the path is checked.
+        meta = read_meta(self._directory.fileno(), self.path)
+        return (held.st_dev, held.st_ino), meta
 
     def _directory_mismatch(self) -> str | None:
-        """Why the path no longer leads to the directory (and meta) opened; None if it does."""
-        held, meta_id, meta_data = self._identity
+        """Why the path no longer leads to the directory (and meta) opened; None if it does.
+
+        Only errors that mean the directory is gone count (``PATH_GONE_ERRNOS``): a
+        passing EMFILE, ENOMEM or EACCES says nothing about the directory, and stopping
+        every camera on it would be a failure of our own making.  The meta file is
+        compared by the UUIDs it names, not by inode (network and FUSE filesystems may
+        renumber inodes), and read through the held fd once the path is known to lead
+        to it, so the check needs no new fd.
+        """
+        held, meta = self._identity
         try:
             st = os.stat(self.path)
         except OSError as e:
+            if e.errno not in PATH_GONE_ERRNOS:
+                log.warning("sample file directory %s: can't check its path: %s", self.path, e)
+                return None
             return f"can no longer be reached at its path ({e.strerror}): removed or unmounted?"
         if (st.st_dev, st.st_ino) != held:
             return (
                 "no longer leads to the directory opened at start: renamed, replaced or "
                 "unmounted?"
             )
-        if meta_id is None:
+        if meta is None:
             return None
-        meta_path = os.path.join(self.path, META_NAME)
         try:
-            fd = os.open(meta_path, os.O_RDONLY | os.O_CLOEXEC)
+            found = read_meta(self._directory.fileno(), self.path)
+        except DirectoryMismatchError as e:  # unparseable
+            return f"has a {META_NAME} file other than the one opened at start ({e})"
         except OSError as e:
+            if e.errno not in PATH_GONE_ERRNOS:
+                log.warning("sample file directory %s: can't read its %s: %s", self.path,
+                            META_NAME, e)
+                return None
             return f"has lost its {META_NAME} file ({e.strerror})"
-        try:
-            st = os.fstat(fd)
-            data = os.read(fd, 1 << 16)
-        finally:
-            os.close(fd)
-        if (st.st_dev, st.st_ino) != meta_id or data != meta_data:
+        if found is None:
+            return f"has lost its {META_NAME} file"
+        if found != meta:
             return f"has a {META_NAME} file other than the one opened at start"
         return None
 
@@ -938,8 +957,7 @@ class Syncer:
             return
         reason = self._directory_mismatch() or "can't be written to"
         failed = SampleDirectoryFailedError(f"sample file directory {self.path} {reason}: {error}")
-        log.error("%s", failed)
-        self._queue.put(_DirectoryFailed(failed))
+        self._queue.put(_DirectoryFailed(failed))  # ``_fail`` logs it, on the syncer thread
         raise SyncerStoppedError(f"syncer stopping: {failed}") from failed
 
     def _start_fatal_reminder(self, error: BaseException) -> None:
