@@ -166,3 +166,44 @@ def test_the_schema_2_fixture_copied_elsewhere_checks_lists_and_exports(tmp_path
 
 def _cli_time(time_90k: int) -> str:
     return format_time(Time(time_90k))
+
+
+def test_a_copy_into_a_parent_of_the_original_uses_its_own_files(tmp_path, capsys):
+    """Original at ``nvr/data``, copied to ``nvr``: the stored ``nvr/data/sample`` lies inside
+    the copy's data directory, yet it is the original's."""
+    nvr = tmp_path / "nvr"
+    nvr.mkdir()
+    original = recorded(nvr, capsys)
+    store_absolute_path(original)
+    before = sample_files(original)
+    for name in ("db", "sample"):
+        src = os.path.join(original, name)
+        (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, nvr / name)
+    copy = str(nvr)
+
+    lower_budget_to_one_recording(capsys, copy)
+
+    assert sample_files(original) == before
+    assert_storage_consistent(original)
+    assert len(sample_files(copy)) == 1
+    assert stored_path(copy) == datadir.SAMPLE_DIR_NAME
+
+
+def test_two_live_copies_of_the_sample_dir_are_refused_naming_both(tmp_path, capsys):
+    """The sample dir copied to another disk and the path changed, the old copy left behind:
+    moonfire can't tell which is stale, so it refuses and deletes nothing."""
+    data_dir = recorded(tmp_path, capsys)
+    local = os.path.join(data_dir, datadir.SAMPLE_DIR_NAME)
+    moved = str(tmp_path / "bigdisk" / "video")
+    shutil.copytree(local, moved)
+    with sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME)) as conn:
+        conn.execute("update sample_file_dir set path = ?", (moved,))
+    before_local, before_moved = set(os.listdir(local)), set(os.listdir(moved))
+
+    code, _out, err = moonfire(capsys, "camera", "edit", "front", "--retain", "1",
+                               "--data-dir", data_dir)
+
+    assert code == 1
+    assert moved in err and local in err and "refusing to choose" in err
+    assert set(os.listdir(local)) == before_local
+    assert set(os.listdir(moved)) == before_moved

@@ -75,20 +75,37 @@ def open_db(data_dir: str, read_only: bool = False) -> Database:
 
 def _adopt_own_sample_dir(db: Database, data_dir: str) -> None:
     """Point a database that stores an absolute sample-directory path (an older release)
-    at the sample directory inside its own data directory, when that is the one it means."""
+    at the sample directory inside its own data directory, when that is the one it means.
+
+    The data directory's own ``sample`` is taken when its ``meta`` names the database's
+    directory and the stored path is gone or is another data directory's own (``sample``
+    beside a ``db``: the original this one was copied from).  When both exist and neither
+    is another's, the start is refused naming both: moonfire can't tell which is stale.
+    """
     stored = db.stored_sample_file_dir_path()
     if not os.path.isabs(stored):
         return
     data_dir = os.path.abspath(data_dir)
-    if os.path.commonpath([stored, data_dir]) == data_dir and stored != data_dir:
+    local = os.path.join(data_dir, SAMPLE_DIR_NAME)
+    inside = os.path.commonpath([stored, data_dir]) == data_dir and stored != data_dir
+    if inside and (stored == local or not _is_a_data_dirs_own(stored, data_dir)):
         if not db.read_only:
             db.set_sample_file_dir_path(stored)  # the same place, now stored relative
         return
-    local = os.path.join(data_dir, SAMPLE_DIR_NAME)
     found = _read_meta_at(local)
     row = db.sample_file_dir()
     if found is None or (found.db_uuid, found.dir_uuid) != (row.db_uuid, row.uuid):
         return  # a sample directory elsewhere (another disk): the stored path is right
+    if os.path.exists(stored) and os.path.samefile(stored, local):
+        if not db.read_only:
+            db.set_sample_file_dir_path(local)  # one directory, reached another way
+        return
+    if os.path.exists(stored) and not _is_a_data_dirs_own(stored, data_dir):
+        raise DataDirError(
+            f"{db.path} names sample file directory {stored}, but its data directory also "
+            f"holds a copy of that directory at {local}; refusing to choose between them. "
+            "Remove or rename the stale copy; nothing was deleted"
+        )
     log.warning(
         "%s names sample file directory %s, but its data directory holds that directory's "
         "own copy at %s (the data directory was copied or moved); using %s",
@@ -98,6 +115,16 @@ def _adopt_own_sample_dir(db: Database, data_dir: str) -> None:
         local,
     )
     db.set_sample_file_dir_path(local)
+
+
+def _is_a_data_dirs_own(sample_dir_path: str, data_dir: str) -> bool:
+    """``sample_dir_path`` is the ``sample`` of another data directory (one with a ``db``)."""
+    parent = os.path.dirname(sample_dir_path)
+    return (
+        os.path.basename(sample_dir_path) == SAMPLE_DIR_NAME
+        and parent != data_dir
+        and os.path.exists(os.path.join(parent, DB_NAME))
+    )
 
 
 def _read_meta_at(path: str) -> DirMeta | None:
