@@ -76,10 +76,10 @@ class Daemon:
 
     def _on_fatal(self, error: BaseException) -> None:
         self.fatal_error = error
+        self.stop_event.set()  # first: nothing below may keep the daemon from stopping
         log.critical("storage failed, shutting down: %s", error)
         if self._publisher is not None:
-            self._publisher.publish()  # at once: "failed" is visible before shutdown starts
-        self.stop_event.set()
+            self._publisher.publish()  # at once: "failed" is visible before shutdown ends
 
     def status_doc(self, running: bool) -> dict[str, Any]:
         """What ``moonfire status`` reads (see ``moonfire.ingest.status_file``)."""
