@@ -12,7 +12,9 @@ it inside that save's directory fsync (a fault hook that waits), then close the 
 from __future__ import annotations
 
 import errno
+import os
 import threading
+from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +23,7 @@ import pytest
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.crash_points import observe
 from moonfire.storage.invariants import check
+from moonfire.storage.retention import FREE_INODES_PER_CAMERA
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.storage.syncer import MAX_BATCH, Syncer, pool_target
 from moonfire_core import RecordingAbandonedError
@@ -372,5 +375,82 @@ def test_two_saves_of_one_camera_in_a_batch_keep_its_budget(engine):
         set_fault_hook(None)
     (row,) = db.list_recordings(cam.id)  # the newest only: each save deleted the older
     assert recorded_frames(db, sample_file_dir, cam.id, row)[0] == 9000
+    assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
+    assert db.list_reserved_sample_files() == []
+
+
+FakeStatvfs = namedtuple("FakeStatvfs", "f_bavail f_frsize f_favail f_files")
+
+
+class HoldInUnlink:
+    """A fault hook that holds the syncer in its next unlink (an abandoned writer's file)."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, operation: str, path: str) -> None:
+        if operation == "unlink" and not self.held.is_set():
+            self.held.set()
+            assert self.release.wait(30)
+
+
+@pytest.mark.parametrize(
+    "saving", [[0, 1, 2, 3], [0, 0]], ids=["four cameras in one group", "one camera twice"]
+)
+def test_the_inode_floor_deletes_the_shortfall_once_per_batch(engine, monkeypatch, saving):
+    """One statvfs reading for a batch: the floor deletes what's missing, not once per save.
+
+    The directory is on a fake filesystem with one inode per file, two short of the floor
+    when the batch is planned.  Saved one by one, that costs two recordings; it used to cost
+    two per camera in a batch (8 for four cameras), and two per group for a camera saved
+    twice (the second group saw the same reading: the first group's files weren't unlinked).
+    """
+    db, sample_file_dir, entry_id = engine
+    cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(4)]
+    path = sample_file_dir.path
+    inodes: list[int] = []  # the fake filesystem's inodes; none yet: plenty free
+
+    def fstatvfs(fd: int) -> FakeStatvfs:
+        free = inodes[0] - len(os.listdir(path)) if inodes else 10**6
+        return FakeStatvfs(f_bavail=10**6, f_frsize=4096, f_favail=free, f_files=10**6)
+
+    monkeypatch.setattr("moonfire.storage.syncer.os.fstatvfs", fstatvfs)
+    hook = HoldInUnlink()
+    with sample_file_dir.start_syncer() as syncer:
+        for r in range(5):
+            for c in cameras:
+                w = syncer.create_writer(None, c.id, entry_id)
+                write_frames(w, c.id, start=r * 3000)
+                w.close()
+                syncer.flush()
+        writers = []
+        for i, c in enumerate(cameras[n] for n in saving):
+            w = syncer.create_writer(None, c.id, entry_id)
+            write_frames(w, c.id, start=(5 + i) * 3000)
+            writers.append(w)
+        holder = syncer.create_writer(None, cameras[0].id, entry_id)
+        syncer.flush()  # the pool's refill and its files made ahead are done
+        before = sum(len(db.list_recordings(c.id)) for c in cameras)
+        set_fault_hook(hook)
+        with pytest.raises(RecordingAbandonedError):
+            holder.close()  # no samples: abandoned, its file unlinked (held there)
+        assert hook.held.wait(30)
+        for w in writers:
+            w.close()
+        # Once the holder's file is gone, the batch finds 2 inodes fewer free than the floor.
+        inodes.append(len(os.listdir(path)) - 1 + len(cameras) * FREE_INODES_PER_CAMERA - 2)
+        hook.release.set()
+        syncer.flush()
+        set_fault_hook(None)
+        assert syncer.stats.largest_batch == len(saving)
+        after = sum(len(db.list_recordings(c.id)) for c in cameras)
+        assert before + len(saving) - after == 2
+        # The deleted files are unlinked, their "deleting" reservations dropped only by a
+        # transaction after the next dir fsync (not by the second group's).
+        deleting = [u for u, state in db.list_reserved_sample_files() if state == 1]
+        assert len(deleting) == 2
+        assert not any(os.path.exists(os.path.join(path, uuid_name(u))) for u in deleting)
+        assert fstatvfs(-1).f_favail >= len(cameras) * FREE_INODES_PER_CAMERA - len(cameras)
     assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
     assert db.list_reserved_sample_files() == []

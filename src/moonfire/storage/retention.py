@@ -13,6 +13,12 @@ first) and carries out the answer durably.  Every rule deletes a camera's
 * **free inodes** (``for_free_inodes``): each recording is one file, so a
   filesystem with few inodes fills up by count before bytes; a save keeps
   ``FREE_INODES_PER_CAMERA`` inodes free per camera;
+* both floors are met once per transaction, however many cameras it saves:
+  the syncer reads ``statvfs`` once, passes every row already chosen in that
+  transaction (they count as freed: their files are unlinked right after the
+  commit) and the saving cameras' rows merged oldest first
+  (``oldest_across_cameras``), so the floor deletes what's missing once, not
+  once per camera;
 * **full disk** (``to_make_room``): a write failed with ENOSPC; at least one
   recording and at least the bytes the lost recording had reached go.
 
@@ -22,18 +28,26 @@ is one): it is read only as far as needed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import heapq
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-#: Free space a save keeps in the sample file directory, in recordings the
-#: size of the one just saved: the next recording is being written while its
-#: predecessor's deletions wait for the next save, so one is not enough.
+#: Free space a transaction keeps in the sample file directory, in recordings
+#: the size of the largest one it saves.  Its deletions are unlinked right
+#: after the commit, but every camera's next recording is already being
+#: written and grows until the next save plans again (possibly a longer
+#: recording, several cameras at once, another program on the same disk), so
+#: one is not enough.
 FREE_SPACE_RECORDINGS = 3
 
-#: Free inodes a save keeps in the sample file directory, per camera: each
-#: camera holds one file being written and may start the next before the
-#: deletions chosen by this save are unlinked (at the next save).
+#: Free inodes a transaction keeps in the sample file directory, per camera.
+#: Its deletions are unlinked right after the commit, and each camera's next
+#: file already exists (the pool's files are made ahead), but after the
+#: commit the pool is refilled by up to about one new file per camera plus
+#: ``syncer.POOL_MARGIN_MIN``, and a camera may rotate again, or a writer fall
+#: back to creating its own file, before the next save plans; four per camera
+#: covers that with room to spare.
 FREE_INODES_PER_CAMERA = 4
 
 
@@ -48,6 +62,9 @@ class Row(Protocol):
 
     @property
     def sample_file_bytes(self) -> int: ...
+
+    @property
+    def start_time_90k(self) -> int: ...
 
 
 R = TypeVar("R", bound=Row)
@@ -96,6 +113,18 @@ def oldest_first(
     return chosen
 
 
+def oldest_across_cameras(rows_oldest_first_by_camera: Iterable[Iterable[R]]) -> Iterator[R]:
+    """Several cameras' rows (each oldest first) merged into one, oldest start first.
+
+    The floors take the oldest recordings of the cameras being saved, wherever
+    they are: the camera holding the oldest footage, the one whose budget is
+    the largest for the disk, loses it first.  Lazy, like its inputs: each
+    camera's rows are read only as far as the merge needs them (at least its
+    first once the merge is read at all); ties go to the camera listed first.
+    """
+    return heapq.merge(*rows_oldest_first_by_camera, key=lambda row: row.start_time_90k)
+
+
 def to_fit_budget(
     rows_oldest_first: Iterable[R], usage_bytes: int, retain_bytes: int, incoming_bytes: int = 0
 ) -> Deletion[R]:
@@ -121,7 +150,9 @@ def for_free_space(
     """More oldest rows when the disk would keep less than ``FREE_SPACE_RECORDINGS`` free.
 
     ``free_bytes`` is what the filesystem reports; the rows ``already_chosen``
-    (by the budget) count as freed and are not chosen again.
+    (by the budget, for every camera of the transaction) count as freed and
+    are not chosen again.  The syncer asks once per transaction, with the
+    largest recording it saves as ``recording_bytes``.
     """
     free = free_bytes + sum(r.sample_file_bytes for r in already_chosen)
     needed = FREE_SPACE_RECORDINGS * recording_bytes - free
@@ -143,7 +174,7 @@ class InodeDeletion(Generic[R]):
 
     rows: list[R] = field(default_factory=list)
     inodes_needed: int = 0
-    #: Inodes the filesystem reported free.
+    #: Inodes that will be free once the rows already chosen are unlinked too.
     free_inodes: int = 0
 
     @property
@@ -170,15 +201,20 @@ def for_free_inodes(
 
     ``free_inodes`` and ``total_inodes`` are ``statvfs``'s ``f_favail`` and
     ``f_files``; a filesystem reporting no inodes at all (``f_files`` 0, as
-    btrfs does) has no such limit.  The rows ``already_chosen`` (by the other
-    rules) are skipped but not counted as free: their files are unlinked only
-    at the next save, after the next recording's file was created.
+    btrfs does) has no such limit.  ``cameras`` is every camera of the
+    directory (the floor is per camera, the reading one for the whole
+    directory), so the syncer asks once per transaction, not once per camera
+    saved.  The rows ``already_chosen`` (by the other rules, for every camera
+    of the transaction) count as freed, one inode each, and are not chosen
+    again: the syncer unlinks their files right after the commit, before
+    planning the next transaction and before refilling its pool of files.
     """
     if total_inodes <= 0:
         return InodeDeletion([], 0, free_inodes)
-    needed = FREE_INODES_PER_CAMERA * max(cameras, 1) - free_inodes
+    free = free_inodes + len(already_chosen)
+    needed = FREE_INODES_PER_CAMERA * max(cameras, 1) - free
     if needed <= 0:
-        return InodeDeletion([], needed, free_inodes)
+        return InodeDeletion([], needed, free)
     skip = {r.composite_id for r in already_chosen}
     chosen: list[R] = []
     for row in rows_oldest_first:
@@ -186,4 +222,4 @@ def for_free_inodes(
             break
         if row.composite_id not in skip:
             chosen.append(row)
-    return InodeDeletion(chosen, needed, free_inodes)
+    return InodeDeletion(chosen, needed, free)

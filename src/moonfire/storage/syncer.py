@@ -38,7 +38,10 @@ then does ONE directory fsync and ONE transaction for all of them.  The order
 per recording is unchanged (file fsync → dir fsync → transaction).  Only when
 the syncer is behind does a batch hold two saves of one camera; the later one
 then goes in a second transaction (after the same dir fsync), so that the
-budget may delete the earlier one as a save of its own would.
+budget may delete the earlier one as a save of its own would; the files the
+first deleted are unlinked before the second is planned, so its ``statvfs``
+sees them gone.  The free-space and inode floors are met once per
+transaction, not once per camera saved (``_floor_deletion``).
 
 A failed file fsync abandons that one recording; a row the database rejects
 discards that one recording and the rest of the batch is committed without it.
@@ -476,57 +479,60 @@ class Syncer:
             )
         return deletion
 
-    def _free_space_deletion(
-        self, camera_id: int, recording_bytes: int, chosen: list[RecordingRow]
+    def _floor_deletion(
+        self, camera_ids: list[int], recording_bytes: int, chosen: list[RecordingRow]
     ) -> list[RecordingRow]:
-        """More of the camera's oldest rows when the disk is nearly full.
+        """More of the saving cameras' oldest rows when the disk is nearly full of bytes or files.
 
         Budgets are set by hand and the disk may be shared, so the budget alone
-        can't keep writes from failing with ENOSPC (which costs the recording
-        being written).
+        can't keep writes (or the next file's creation) from failing with
+        ENOSPC, which costs the recording being written.  ONE ``statvfs``
+        reading serves the whole group, and the shortfall is met once: by the
+        oldest recordings of the cameras saved (merged oldest first), counting
+        the rows already ``chosen`` (the budgets') as freed, bytes and inodes,
+        since the group's deletions are unlinked right after its commit.
         """
         stat = os.fstatvfs(self._directory.fileno())
-        deletion = retention.for_free_space(
-            self._oldest(camera_id), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
+        space = retention.for_free_space(
+            self._oldest_across(camera_ids), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
         )
-        rows: list[RecordingRow] = []
-        if deletion.needed:
-            log.warning(
-                "sample file directory %s has only %d bytes free: deleting %d more of camera "
-                "%d's oldest recordings (%d bytes) than its budget asks; lower the budget to fit "
-                "the disk",
-                self.path,
-                deletion.free_bytes,
-                len(deletion.rows),
-                camera_id,
-                deletion.bytes_freed,
-            )
-            rows = deletion.rows
-        return rows + self._free_inode_deletion(camera_id, chosen + rows)
-
-    def _free_inode_deletion(
-        self, camera_id: int, chosen: list[RecordingRow]
-    ) -> list[RecordingRow]:
-        """More of the camera's oldest rows when the filesystem is nearly out of inodes."""
-        stat = os.fstatvfs(self._directory.fileno())
-        deletion = retention.for_free_inodes(
-            self._oldest(camera_id), stat.f_favail, stat.f_files, len(self._usage), chosen
-        )
-        if not deletion.needed:
-            return []
-        log.warning(
-            "sample file directory %s has only %d inodes free: deleting %d more of camera %d's "
-            "oldest recordings (%d bytes) than its budget asks; camera %d's budget doesn't fit "
-            "the disk's inodes (%d in all), lower it",
-            self.path,
-            deletion.free_inodes,
-            len(deletion.rows),
-            camera_id,
-            deletion.bytes_freed,
-            camera_id,
+        if space.needed:
+            for camera_id, rows in _by_camera(space.rows, camera_ids).items():
+                log.warning(
+                    "sample file directory %s has only %d bytes free: deleting %d more of camera "
+                    "%d's oldest recordings (%d bytes) than its budget asks; lower the budget to "
+                    "fit the disk",
+                    self.path,
+                    space.free_bytes,
+                    len(rows),
+                    camera_id,
+                    sum(r.sample_file_bytes for r in rows),
+                )
+        inodes = retention.for_free_inodes(
+            self._oldest_across(camera_ids),
+            stat.f_favail,
             stat.f_files,
+            len(self._usage),
+            chosen + space.rows,
         )
-        return deletion.rows
+        if inodes.needed:
+            for camera_id, rows in _by_camera(inodes.rows, camera_ids).items():
+                log.warning(
+                    "sample file directory %s has only %d inodes free: deleting %d more of camera "
+                    "%d's oldest recordings (%d bytes) than its budget asks; camera %d's budget "
+                    "doesn't fit the disk's inodes (%d in all), lower it",
+                    self.path,
+                    inodes.free_inodes,
+                    len(rows),
+                    camera_id,
+                    sum(r.sample_file_bytes for r in rows),
+                    camera_id,
+                    stat.f_files,
+                )
+        return space.rows + inodes.rows
+
+    def _oldest_across(self, camera_ids: list[int]) -> Iterator[RecordingRow]:
+        return retention.oldest_across_cameras([self._oldest(c) for c in camera_ids])
 
     def _rotate(self, rows: list[RecordingRow], recovering: bool) -> None:
         """Delete ``rows`` and everything in ``to_unlink`` durably (brief's do_rotation).
@@ -692,8 +698,13 @@ class Syncer:
         crash_point("save.after_dir_fsync")
         self._check_directory()  # a mismatch raises: nothing of the batch is committed
         committed: list[_Save] = []
-        for group in _one_per_camera(durable):
+        groups = _one_per_camera(durable)
+        unlinked: list[bytes] = []
+        for i, group in enumerate(groups):
             committed += self._commit(group)
+            if i + 1 < len(groups):
+                unlinked += self._unlink_before_next_group()
+        self._to_mark_deleted += unlinked
         committed_at = time.monotonic()
         # The files this batch's transaction deleted (and any left from before)
         # go now; their reservations are dropped by the next transaction, which
@@ -708,6 +719,21 @@ class Syncer:
         self.stats.saved += len(committed)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         self.stats.save_latencies.extend(committed_at - save.queued_at for save in committed)
+
+    def _unlink_before_next_group(self) -> list[bytes]:
+        """Unlink the files a group's transaction deleted, before the next group plans.
+
+        So the next group's ``statvfs`` counts them as free, as a save of its
+        own would (without this the next group of the same camera found the
+        same shortfall and deleted it again).  Their "deleting" reservations
+        are committed; they are returned, kept out of ``_to_mark_deleted`` so
+        that the next group's transaction doesn't drop them: that waits for a
+        transaction after the next directory fsync, as for every unlink.
+        """
+        kept, self._to_mark_deleted = self._to_mark_deleted, []
+        self._try_unlink()
+        unlinked, self._to_mark_deleted = self._to_mark_deleted, kept
+        return unlinked
 
     def _fsync_files(self, batch: list[_Save]) -> list[_Save]:
         """Fsync and close every file; those whose fsync failed are discarded, the rest returned."""
@@ -755,20 +781,18 @@ class Syncer:
             self._try_unlink()
         return durable
 
-    def _plan_deletions(self, batch: list[_Save]) -> list[RecordingRow]:
-        """The rows the batch's transaction deletes: each camera's budget, then free space."""
-        incoming: dict[int, list[int]] = {}
-        for save in batch:
-            incoming.setdefault(save.recording.camera_id, []).append(
-                save.recording.sample_file_bytes
-            )
+    def _plan_deletions(self, group: list[_Save]) -> list[RecordingRow]:
+        """The rows a group's transaction deletes: each camera's budget, then the floors.
+
+        A group holds one save per camera (``_one_per_camera``).  The floors
+        (free bytes, free inodes) are met once for the whole group.
+        """
+        incoming = {save.recording.camera_id: save.recording.sample_file_bytes for save in group}
+        assert len(incoming) == len(group), "a group holds one save per camera"
         rows: list[RecordingRow] = []
-        for camera_id, sizes in incoming.items():
-            rows += self._budget_deletion(camera_id, incoming_bytes=sum(sizes)).rows
-        for camera_id, sizes in incoming.items():
-            # ``rows`` so far count as freed (other cameras' too) and aren't chosen again.
-            rows += self._free_space_deletion(camera_id, max(sizes), rows)
-        return rows
+        for camera_id, size in incoming.items():
+            rows += self._budget_deletion(camera_id, incoming_bytes=size).rows
+        return rows + self._floor_deletion(list(incoming), max(incoming.values()), rows)
 
     def _commit(self, batch: list[_Save]) -> list[_Save]:
         """ONE transaction for the batch; a rejected row is dropped and the rest retried.
@@ -990,6 +1014,14 @@ def _one_per_camera(batch: list[_Save]) -> list[list[_Save]]:
             groups.append([])
         groups[n].append(save)
     return groups
+
+
+def _by_camera(rows: list[RecordingRow], camera_ids: list[int]) -> dict[int, list[RecordingRow]]:
+    """``rows`` by camera, for the log; a camera with none is listed only if all have none."""
+    out: dict[int, list[RecordingRow]] = {}
+    for row in rows:
+        out.setdefault(row.camera_id, []).append(row)
+    return out or {camera_id: [] for camera_id in camera_ids}
 
 
 def _close_quietly(fd: int) -> None:
