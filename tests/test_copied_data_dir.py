@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import av
+import pytest
 
 from moonfire.storage import data_dir as datadir
 from moonfire.time import Time, format_time
@@ -75,8 +76,15 @@ def test_a_sample_dir_on_another_disk_stays_absolute(tmp_path, capsys):
     assert stored_path(data_dir) == elsewhere
 
 
-def test_budget_lowered_on_a_copy_deletes_only_the_copys_files(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "stored_as", ["relative", "absolute"], ids=["this-release", "schema-2-release"]
+)
+def test_budget_lowered_on_a_copy_deletes_only_the_copys_files(
+    tmp_path, capsys, caplog, stored_as
+):
     original = recorded(tmp_path, capsys)
+    if stored_as == "absolute":
+        store_absolute_path(original)  # as the previous release wrote it
     before = sample_files(original)
     assert len(before) > 2
     copy = str(tmp_path / "copy")
@@ -88,25 +96,9 @@ def test_budget_lowered_on_a_copy_deletes_only_the_copys_files(tmp_path, capsys)
     assert_storage_consistent(original)
     assert len(sample_files(copy)) == 1
     assert_storage_consistent(copy)
-
-
-def test_a_copy_of_a_database_that_stored_an_absolute_path_uses_its_own_files(
-    tmp_path, capsys, caplog
-):
-    original = recorded(tmp_path, capsys)
-    store_absolute_path(original)
-    before = sample_files(original)
-    copy = str(tmp_path / "copy")
-    shutil.copytree(original, copy, symlinks=True)
-
-    lower_budget_to_one_recording(capsys, copy)
-
-    assert sample_files(original) == before
-    assert_storage_consistent(original)
-    assert len(sample_files(copy)) == 1
-    assert_storage_consistent(copy)
-    assert stored_path(copy) == datadir.SAMPLE_DIR_NAME  # adopted and stored relative
-    assert any("was copied or moved" in r.getMessage() for r in caplog.records)
+    assert stored_path(copy) == datadir.SAMPLE_DIR_NAME  # adopted, and stored relative
+    copied = any("was copied or moved" in r.getMessage() for r in caplog.records)
+    assert copied == (stored_as == "absolute")
 
 
 def test_an_absolute_path_inside_the_data_dir_becomes_relative_on_a_read_write_open(

@@ -24,6 +24,7 @@ from moonfire.cli import main as cli
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import META_NAME
 from moonfire.time import TIME_UNITS_PER_SEC
+from tests.support.tmpfs import mounted_tmpfs
 
 TESTSRC_URL = "testsrc://?size=160x120&fps=15&bitrate=100k&gop=15"
 EXIT_WITHIN_SEC = 60
@@ -109,22 +110,8 @@ def test_removed_sample_dir_stops_run_with_an_error_and_exit_1(tmp_path, capsys)
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        message = f"can't mount a tmpfs (needs root): {proc.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "size=64m") as mountpoint:
         yield mountpoint
-    finally:
-        if os.path.ismount(mountpoint):
-            subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 def test_lazily_unmounted_sample_dir_commits_nothing_after_and_exits_1(tmp_path, tmpfs, capsys):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from moonfire.storage import data_dir as datadir
 from moonfire.storage.invariants import check
 from moonfire.storage.sample_file_dir import uuid_name
 from tests.support.synthetic_stream import frames, make_packet, verify_recording
+from tests.support.tmpfs import mounted_tmpfs
 
 BASE_TIME_90K = 1_700_000_000 * 90000
 ENTRY = bytes(range(90))
@@ -33,22 +33,9 @@ TMPFS_BYTES = 640 * 1024  # about 20 one-second recordings of the synthetic stre
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    mountpoint = tmp_path / "tmpfs"  # the sample dir is a subdirectory, so a ballast fits beside
-    mountpoint.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES},mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        message = f"can't mount a tmpfs (needs root): {proc.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    # The sample dir is a subdirectory, so a ballast fits beside it.
+    with mounted_tmpfs(tmp_path / "tmpfs", f"size={TMPFS_BYTES}") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 def snapshot(db, sample_path: str, camera_id: int) -> dict[int, bytes]:
@@ -153,20 +140,7 @@ TMPFS_INODES = 16
 
 @pytest.fixture
 def few_inodes_engine(tmp_path):
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size=64m,nr_inodes={TMPFS_INODES},mode=0700", "tmpfs",
-         str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        message = f"can't mount a tmpfs (needs root): {proc.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", f"size=64m,nr_inodes={TMPFS_INODES}") as mountpoint:
         db, sample_file_dir = datadir.init(
             str(tmp_path / "data"), sample_file_dir_path=str(mountpoint / "sample")
         )
@@ -177,8 +151,6 @@ def few_inodes_engine(tmp_path):
         finally:
             sample_file_dir.close()
             db.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 def test_few_inodes_delete_the_oldest_and_recording_goes_on(few_inodes_engine, caplog):
