@@ -282,3 +282,20 @@ def test_a_passing_emfile_in_the_directory_check_does_not_stop_recording(tmp_pat
     assert len(db.list_recordings(camera.id)) == 1
     sample_file_dir.close()
     db.close()
+
+
+def test_the_daemon_raises_the_open_file_limit_to_the_hard_limit():
+    """The pool of files made ahead costs an fd per stream: hundreds of streams need room."""
+    import resource
+
+    from moonfire.ingest.daemon import raise_open_file_limit
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, before[1]))
+        limit = raise_open_file_limit()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert soft == limit
+        assert soft == hard or hard == resource.RLIM_INFINITY
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)

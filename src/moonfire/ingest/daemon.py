@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -298,6 +299,7 @@ def run_cameras(
     Set ``stop`` from a signal handler for ``moonfire run``; shutdown is orderly
     either way (see the module docstring).
     """
+    raise_open_file_limit()
     daemon = start_daemon(data_dir, stop=stop, camera_names=camera_names)
     deadline = None if duration_sec is None else time.monotonic() + duration_sec
     try:
@@ -312,3 +314,22 @@ def run_cameras(
     finally:
         code = daemon.shutdown()
     return code
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the limit in force.
+
+    Each stream holds a few fds (its camera's socket, its sample file) and the syncer's pool
+    of files made ahead holds one per stream and some, so hundreds of streams outgrow the
+    common soft limit of 1024 long before the hard one.  An unraisable limit is logged.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as e:
+        log.warning("can't raise the open-file limit from %d to %d: %s", soft, hard, e)
+        return soft
+    log.debug("open-file limit raised from %d to %d", soft, hard)
+    return hard
