@@ -454,3 +454,31 @@ def test_the_inode_floor_deletes_the_shortfall_once_per_batch(engine, monkeypatc
         assert fstatvfs(-1).f_favail >= len(cameras) * FREE_INODES_PER_CAMERA - len(cameras)
     assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
     assert db.list_reserved_sample_files() == []
+
+
+def test_close_with_a_timeout_gives_up_on_a_syncer_stuck_in_an_fsync(engine):
+    """A hung fsync on a failing disk must not hang shutdown: ``SyncerStuckError``."""
+    from moonfire.storage.syncer import SyncerStuckError
+
+    db, sample_file_dir, entry_id = engine
+    camera = db.add_camera("front", retain_bytes=10**9)
+    release = threading.Event()
+
+    def hang_dir_fsync(operation: str, path: str) -> None:
+        if operation == "fsync_dir":
+            release.wait(30)
+
+    syncer = sample_file_dir.start_syncer()
+    writer = syncer.create_writer(None, camera.id, entry_id)
+    write_frames(writer, camera.id)
+    set_fault_hook(hang_dir_fsync)
+    try:
+        writer.close()
+        with pytest.raises(SyncerStuckError, match="did not stop within 0.2 s"):
+            syncer.close(timeout=0.2)
+    finally:
+        release.set()
+        set_fault_hook(None)
+    syncer.close(timeout=30)  # unstuck: it finishes in order
+    assert len(db.list_recordings(camera.id)) == 1
+    assert db.list_reserved_sample_files() == []

@@ -39,7 +39,7 @@ from moonfire.ingest.sources import Source, open_source
 from moonfire.ingest.streamer import CameraStatus, Streamer
 from moonfire.storage.data_dir import open_for_recording
 from moonfire.storage.sample_file_dir import SampleFileDir
-from moonfire.storage.syncer import Syncer, SyncerStoppedError
+from moonfire.storage.syncer import Syncer, SyncerStoppedError, SyncerStuckError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ EXIT_STREAMER_STUCK = 1
 #: How long shutdown waits for each streamer to end its session (a read blocked on a
 #: silent camera ends within the source's read timeout).
 STREAMER_JOIN_TIMEOUT_SEC = 30.0
+#: How long shutdown waits for the syncer to finish its last saves (each one fsyncs).
+SYNCER_CLOSE_TIMEOUT_SEC = 60.0
 
 
 class Daemon:
@@ -170,15 +172,25 @@ class Daemon:
                 "it" if len(self.stuck_streamers) == 1 else "them",
             )
             return self._exit_code()
+        syncer_stuck = False
         try:
             if self.syncer is not None:
                 try:
-                    self.syncer.close()
+                    self.syncer.close(timeout=SYNCER_CLOSE_TIMEOUT_SEC)
+                except SyncerStuckError as e:
+                    # Closing the directory or the database under a busy syncer could
+                    # corrupt what it is doing; the next start's recovery finishes it.
+                    log.error("%s; leaving the sample file directory and database open", e)
+                    self.fatal_error = self.fatal_error or e
+                    syncer_stuck = True
                 except SyncerStoppedError as e:
                     self.fatal_error = self.fatal_error or e
         finally:
-            self.sample_file_dir.close()
-            self.db.close()
+            if not syncer_stuck:
+                self.sample_file_dir.close()
+                self.db.close()
+        if syncer_stuck:
+            return self._exit_code()
         log.info("stopped")
         return self._exit_code()
 

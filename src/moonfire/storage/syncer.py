@@ -123,6 +123,10 @@ class SyncerStoppedError(MoonfireError, RuntimeError):
     """The syncer is closed or was stopped by a fatal error; nothing more can be saved."""
 
 
+class SyncerStuckError(SyncerStoppedError):
+    """``close(timeout)`` ran out while the syncer thread was still busy (a hung syscall)."""
+
+
 class SampleDirectoryFailedError(MoonfireError):
     """The sample file directory is gone, replaced, detached or failing; it names the path."""
 
@@ -304,13 +308,22 @@ class Syncer:
         """Bring every camera within its (possibly lowered) budget now."""
         self._wait(_EnforceRetention(threading.Event()), timeout)
 
-    def close(self) -> None:
-        """Drain the queue, clean up every reservation and stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join()
+    def close(self, timeout: float | None = None) -> None:
+        """Drain the queue, clean up every reservation and stop the thread.
+
+        With a ``timeout``, a thread still busy after it (an fsync hung on a failing disk)
+        raises ``SyncerStuckError``: the caller must then not close the directory or the
+        database under it.  ``close`` may be called again to wait longer.
+        """
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise SyncerStuckError(
+                f"syncer for {self.path} did not stop within {timeout:g} s "
+                "(an fsync hung on a failing disk?)"
+            )
         if self.fatal_error is not None:
             raise SyncerStoppedError(f"syncer stopped: {self.fatal_error}") from self.fatal_error
 
