@@ -131,6 +131,10 @@ def test_the_schema_2_fixture_copied_elsewhere_checks_lists_and_exports(tmp_path
     data_dir = str(tmp_path / "restored")
     shutil.copytree(FIXTURE_V2, data_dir)
     assert not os.path.exists(stored_path(data_dir))  # the path the fixture was made at
+    code, _, err = moonfire(capsys, "check", "--data-dir", data_dir)
+    assert code == 1 and "open it read-write once" in err  # read-only: no upgrade
+    datadir.open_db(data_dir).close()  # upgrades to schema 3, stores the path it adopted
+    assert stored_path(data_dir) == datadir.SAMPLE_DIR_NAME
 
     code, out, err = moonfire(capsys, "check", "--hash", "--data-dir", data_dir)
     assert code == 0, err
@@ -151,9 +155,6 @@ def test_the_schema_2_fixture_copied_elsewhere_checks_lists_and_exports(tmp_path
     with av.open(clip) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames == rows[0].video_samples + rows[1].video_samples
-
-    datadir.open_db(data_dir).close()  # a read-write open stores the path it adopted
-    assert stored_path(data_dir) == datadir.SAMPLE_DIR_NAME
 
 
 def _cli_time(time_90k: int) -> str:

@@ -1,4 +1,5 @@
-"""moonfire.db schema: connection pragmas, constraints, versions and the v1 -> v2 upgrade."""
+"""moonfire.db schema: connection pragmas, constraints, versions and the v1 -> v2 -> v3
+upgrade (v2 -> v3 on the release's own fixture: ``tests/test_open_scheme.py``)."""
 
 from __future__ import annotations
 
@@ -271,7 +272,7 @@ def test_sqlite_file_without_version_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("version", "message"),
     [(0, "database schema version 0 is too old"),
-     (3, r"database schema version 3 is newer than this moonfire supports \(2\); "
+     (4, r"database schema version 4 is newer than this moonfire supports \(3\); "
          "upgrade moonfire")],
 )
 @pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
@@ -304,7 +305,7 @@ def test_upgrade_from_era1_keeps_recordings_and_adds_the_new_schema(tmp_path: Pa
         assert db.add_camera("back").id == 2
 
     conn = sqlite3.connect(path)
-    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2]
+    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3]
     upgraded = schema_shape(conn)
     conn.close()
     fresh = sqlite3.connect(tmp_path / "fresh")
@@ -335,3 +336,4 @@ def test_failed_upgrade_leaves_the_database_at_version_1(tmp_path: Path) -> None
     columns = [c[1] for c in conn.execute("pragma table_info(camera)")]
     assert "url" not in columns
     conn.close()
+    assert (tmp_path / "db.v1-backup").is_file()  # copied aside before the attempt

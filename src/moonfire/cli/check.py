@@ -1,4 +1,8 @@
-"""``moonfire check``: verify the storage invariants; exit 1 if any is broken."""
+"""``moonfire check``: verify the storage invariants; exit 1 if any is broken.
+
+``moonfire check --repair`` (on a stopped recorder) adopts a database the sample file
+directory was refused to: a restored older copy, or a copy sharing the directory
+(``moonfire.storage.repair``)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from tqdm import tqdm
 from moonfire.cli.main import CommandError, add_data_dir_argument
 from moonfire.db import Database
 from moonfire.storage import invariants as checker
+from moonfire.storage import repair
 from moonfire.storage.data_dir import open_db
 from moonfire_core.sampledir import SampleDirectory
 
@@ -56,10 +61,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_dir_argument(p)
     p.add_argument("--hash", action="store_true", help="also compare every file's SHA-1 (slow)")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="adopt this database for its sample file directory (after restoring an older "
+        "database, say): drop rows whose files are gone, list files no row names (never "
+        "deleted), then record a new open; the recorder must be stopped",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.repair:
+        return _repair(args)
     with open_db(args.data_dir, read_only=True) as db, _recorder_stopped(db):
         sample_file_dir_path = db.sample_file_dir().path
         bar = None
@@ -79,4 +93,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(violations)} problem(s) found")
         return 1
     print("ok: every recording has its file; no stray files; no reservations")
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    with open_db(args.data_dir) as db:
+        path = db.sample_file_dir().path
+        try:
+            report = repair.adopt(db)
+        except BlockingIOError:
+            raise CommandError(
+                f"sample file directory {path} is in use by a running moonfire; "
+                "stop it before repairing"
+            ) from None
+    print(
+        f"adopted {path}: {len(report.dropped_recordings)} recording(s) dropped, "
+        f"{len(report.strays)} stray file(s) left alone, {len(report.reservations_left)} "
+        f"reservation(s) left for recovery; now at {report.new_open} (was "
+        f"{report.previous_open or 'none'})"
+    )
     return 0

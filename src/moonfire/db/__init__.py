@@ -20,6 +20,7 @@ from .errors import (
 )
 from .rows import (
     Camera,
+    Open,
     Playback,
     RecordingRow,
     SampleFileDirRow,
@@ -35,6 +36,7 @@ __all__ = [
     "STATE_DELETING",
     "STATE_WRITING",
     "Camera",
+    "Open",
     "ConsistencyError",
     "RecordingRejectedError",
     "Database",

@@ -12,6 +12,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from .rows import (
     RECORDING_COLUMNS,
     VIDEO_SAMPLE_ENTRY_COLUMNS,
     Camera,
+    Open,
     Playback,
     RecordingRow,
     SampleFileDirRow,
@@ -118,8 +120,11 @@ class Database:
         *,
         upgrade_sample_dir_path: str | None = None,
     ) -> Database:
-        """Opens an existing database, upgrading a version-1 one in a single transaction.
+        """Opens an existing database, upgrading an older one in a single transaction.
 
+        Before upgrading, the database is copied aside (``db.v2-backup`` beside it, for a
+        version-2 ``db``; see ``backup_path``), so a failed upgrade leaves the original
+        untouched twice over: the transaction rolls back, and the copy is there.
         Era-1 databases do not record their sample directory; the upgrade stores
         ``upgrade_sample_dir_path``, by default ``sample`` next to the database file.
         A read-only open refuses a database that still needs the upgrade.
@@ -139,6 +144,7 @@ class Database:
                         f"{schema.SCHEMA_VERSION}; open it read-write once"
                     )
                 dir_path = upgrade_sample_dir_path or schema.default_sample_dir_path(path)
+                _back_up(conn, backup_path(path, version))
                 _upgrade(conn, path, stored_dir_path(path, dir_path))
             (meta_rows,) = conn.execute("select count(*) from meta").fetchone()
             if meta_rows != 1:
@@ -237,6 +243,38 @@ class Database:
         if os.path.isabs(stored):
             return stored
         return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(self.path)), stored))
+
+    # ---- opens (brief §5.3) ------------------------------------------------------------
+
+    def last_complete_open(self) -> Open | None:
+        """The open the sample file directory's ``meta`` file must name; None before the
+        first read-write open of this schema version."""
+        with self._lock:
+            row = self._conn.execute(
+                "select o.id, o.uuid from sample_file_dir d join open o"
+                " on o.id = d.last_complete_open_id"
+            ).fetchone()
+        return None if row is None else Open(*row)
+
+    def insert_open(self) -> Open:
+        """Record a new read-write open of the sample file directory (not yet complete)."""
+        uuid = uuidlib.uuid4().bytes
+        with self.transaction() as tx:
+            cursor = tx.conn.execute(
+                "insert into open (uuid, start_time_90k) values (?, ?)",
+                (uuid, _now_90k()),
+            )
+            open_id = _inserted_rowid(cursor, "open")
+        return Open(open_id, uuid)
+
+    def set_last_complete_open(self, current: Open) -> None:
+        """Record that the directory's ``meta`` file names ``current`` (its in-progress open)."""
+        with self.transaction() as tx:
+            count = tx.conn.execute(
+                "update sample_file_dir set last_complete_open_id = ?", (current.id,)
+            ).rowcount
+            if count != 1:
+                raise ConsistencyError(f"{self.path}: table sample_file_dir has {count} rows")
 
     # ---- cameras ---------------------------------------------------------------------
 
@@ -488,6 +526,45 @@ def _configure(conn: sqlite3.Connection, read_only: bool) -> None:
             raise DatabaseError(f"could not switch the database to WAL mode (got {mode!r})")
     conn.execute("pragma synchronous = full")
     conn.execute("pragma foreign_keys = on")
+
+
+def backup_path(path: str | os.PathLike[str], version: int) -> Path:
+    """Where the copy of a version-``version`` database is kept before upgrading it:
+    ``db.v2-backup``, or ``db.v2-backup.2``, ``.3``, ... if that name is taken."""
+    base = Path(f"{os.fspath(path)}.v{version}-backup")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = Path(f"{base}.{n}")
+    return candidate
+
+
+def _back_up(conn: sqlite3.Connection, dest: Path) -> None:
+    """Copy the database (committed state, WAL included) to ``dest`` with SQLite's backup
+    API, and make the copy durable before the upgrade may start."""
+    tmp = Path(f"{dest}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    target = sqlite3.connect(tmp)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+    fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, dest)
+    dir_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _now_90k() -> int:
+    return int(time.time() * 90000)
 
 
 def _upgrade(conn: sqlite3.Connection, path: Path, sample_dir_path: str) -> None:

@@ -155,6 +155,17 @@ VIDEO_SAMPLE_ENTRY_COLUMNS = "id, sha1, width, height, data"
 
 
 @dataclass(frozen=True, slots=True)
+class Open:
+    """One read-write open of the sample file directory (a row of table ``open``)."""
+
+    id: int
+    uuid: bytes
+
+    def __str__(self) -> str:
+        return f"open {self.id} ({uuidlib.UUID(bytes=self.uuid)})"
+
+
+@dataclass(frozen=True, slots=True)
 class SampleFileDirRow:
     """Where the sample files live, and the two uuids its ``meta`` file must repeat."""
 

@@ -3,7 +3,11 @@
 Version 1 is Moonfire NVR's era-1 ``schema.sql`` (brief §1.2).  Version 2 adds
 what this recorder needs on top: ``camera.url`` and ``camera.rotate_interval_sec``,
 unique camera short names, the ``meta`` and ``sample_file_dir`` tables, and a
-``recording_cover`` index that really covers ``RecordingRow``.
+``recording_cover`` index that really covers ``RecordingRow``.  Version 3 adds
+Moonfire's ``open`` table (one row per read-write open of the sample file
+directory) and ``sample_file_dir.last_complete_open_id``, which the directory's
+``meta`` file repeats (brief §5.3), so a restored older database or a copy
+sharing the directory is refused before it can delete anything.
 
 A new database is built by running the version-1 tables and then the very same
 upgrade step an existing version-1 database gets, so a created and an upgraded
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from .errors import DatabaseVersionError, NotAMoonfireDatabaseError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OLDEST_UPGRADABLE_VERSION = 1
 #: Set before the first table exists; it cannot change once the file is in WAL mode.
 PAGE_SIZE = 16384
@@ -116,19 +120,43 @@ V1_TO_V2: tuple[str, ...] = (
        )""",
 )
 
+#: Schema changes from version 2 to 3.
+V2_TO_V3: tuple[str, ...] = (
+    # One row per read-write open of the sample file directory (brief §5.3); end_time_90k
+    # stays null (this release does not record when an open ends).
+    """create table open (
+         id integer primary key,
+         uuid blob unique not null check (length(uuid) = 16),
+         start_time_90k integer not null,
+         end_time_90k integer
+       )""",
+    # The last open that completed the dance with the directory's meta file; null until
+    # the first read-write open after the upgrade.
+    "alter table sample_file_dir add column last_complete_open_id integer references open (id)",
+)
+
 
 def create(conn: sqlite3.Connection, sample_dir_path: str) -> None:
-    """Builds a version-2 schema in an empty database, inside the caller's transaction."""
+    """Builds the current schema in an empty database, inside the caller's transaction."""
     for statement in V1_TABLES:
         conn.execute(statement)
     _apply_v1_to_v2(conn, sample_dir_path)
+    _apply_v2_to_v3(conn)
     _record_version(conn, SCHEMA_VERSION, "db creation")
 
 
 def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -> None:
-    """Brings a version-1 database to ``SCHEMA_VERSION`` inside the caller's transaction."""
-    if from_version != 1:
+    """Brings a version-1 or -2 database to ``SCHEMA_VERSION`` inside the caller's
+    transaction (1 -> 2 -> 3)."""
+    if from_version == 1:
+        _upgrade_v1_to_v2(conn, sample_dir_path)
+    elif from_version != 2:
         raise AssertionError(f"no upgrade path from schema version {from_version}")
+    _apply_v2_to_v3(conn)
+    _record_version(conn, 3, "upgrade from version 2")
+
+
+def _upgrade_v1_to_v2(conn: sqlite3.Connection, sample_dir_path: str) -> None:
     duplicates = [
         name
         for (name,) in conn.execute(
@@ -195,6 +223,11 @@ def _apply_v1_to_v2(conn: sqlite3.Connection, sample_dir_path: str) -> None:
         "insert into sample_file_dir (id, path, uuid) values (1, ?, ?)",
         (sample_dir_path, uuidlib.uuid4().bytes),
     )
+
+
+def _apply_v2_to_v3(conn: sqlite3.Connection) -> None:
+    for statement in V2_TO_V3:
+        conn.execute(statement)
 
 
 def _record_version(conn: sqlite3.Connection, version: int, notes: str) -> None:

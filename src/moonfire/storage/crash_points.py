@@ -26,6 +26,8 @@ ENV_VAR = "MOONFIRE_CRASH_AT"
 
 #: Every crash point the storage engine reaches, in the order of a save.
 CRASH_POINTS = (
+    "open.after_in_progress_meta",
+    "open.after_db_update",
     "recovery.after_delete_transaction",
     "recovery.after_unlink",
     "recovery.after_dir_fsync",

@@ -117,6 +117,7 @@ def _check_binding(db: Database, directory: SampleDirectory) -> Iterator[Violati
             read_meta(directory.fileno(), sample_file_dir_path),
             DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid),
             sample_file_dir_path,
+            db.last_complete_open(),
         )
     except DirectoryMismatchError as e:
         yield Violation(0, str(e))

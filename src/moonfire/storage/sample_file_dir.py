@@ -3,9 +3,10 @@
 ``SampleFileDir`` wraps ``moonfire_core.sampledir.SampleDirectory`` (the
 directory fd, ``flock`` and syscalls) with the policy of binding it to a
 database: ``create`` writes the ``meta`` file of a new directory, ``open``
-checks it.  Recordings are made durable and deleted by the syncer
-(``moonfire.storage.syncer``), which ``start_syncer`` starts and which also
-creates the writers; this module knows nothing of how.
+checks it, then records a new open in both (``record_open``, brief §5.3).
+Recordings are made durable and deleted by the syncer (``moonfire.storage.syncer``),
+which ``start_syncer`` starts and which also creates the writers; this module knows
+nothing of how.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import errno
 import os
 from collections.abc import Callable
 
-from moonfire.db import Database
+from moonfire.db import Database, Open
 from moonfire.db.rows import format_uuid
+from moonfire.storage.crash_points import crash_point
 from moonfire.storage.dir_meta import DirMeta, read_meta, verify_meta, write_meta
 from moonfire.storage.syncer import Syncer
 from moonfire_core.sampledir import SampleDirectory
@@ -52,7 +54,9 @@ class SampleFileDir:
                     path,
                 )
             row = db.sample_file_dir()
-            write_meta(directory.fileno(), DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid))
+            meta = DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid)
+            write_meta(directory.fileno(), meta)
+            record_open(directory, db, meta)
         except BaseException:
             directory.close()
             raise
@@ -60,12 +64,19 @@ class SampleFileDir:
 
     @classmethod
     def open(cls, path: str, db: Database) -> SampleFileDir:
-        """Lock ``path`` and check that it is ``db``'s sample file directory."""
+        """Lock ``path``, check that it is ``db``'s sample file directory and that ``db`` is
+        the copy that opened it last, then record this open in both.
+
+        A mismatch raises ``DirectoryMismatchError`` before anything could be deleted.
+        """
         directory = SampleDirectory(path)
         try:
             row = db.sample_file_dir()
             found = read_meta(directory.fileno(), path)
-            verify_meta(found, DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid), path)
+            expected = DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid)
+            verify_meta(found, expected, path, db.last_complete_open())
+            assert found is not None  # verify_meta refuses a missing meta
+            record_open(directory, db, found)
         except BaseException:
             directory.close()
             raise
@@ -83,3 +94,20 @@ class SampleFileDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def record_open(directory: SampleDirectory, db: Database, found: DirMeta) -> Open:
+    """Brief §5.3's read-write open: a new ``open`` row; ``meta`` with it in progress; the
+    database's ``last_complete_open_id`` set to it; ``meta`` with it as last complete.
+
+    A crash between any two steps leaves the database naming the meta's last complete
+    or in-progress open, which the next open's check accepts.  ``found`` is the
+    directory's current (already verified) meta; the caller holds the exclusive lock.
+    """
+    current = db.insert_open()
+    write_meta(directory.fileno(), found.with_opens(found.last_complete_open, current))
+    crash_point("open.after_in_progress_meta")
+    db.set_last_complete_open(current)
+    crash_point("open.after_db_update")
+    write_meta(directory.fileno(), found.with_opens(current, None))
+    return current
