@@ -299,3 +299,38 @@ def test_the_daemon_raises_the_open_file_limit_to_the_hard_limit():
         assert soft == hard or hard == resource.RLIM_INFINITY
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def test_a_failed_syncer_repeats_its_error_until_closed(tmp_path, monkeypatch, caplog):
+    """Never a silent stop: the ERROR comes back every FATAL_REMINDER_SEC, until ``close``."""
+    from moonfire.storage import syncer as syncer_module
+    from moonfire.storage.syncer import SyncerStoppedError
+    from tests.test_group_commit import ENTRY, write_frames
+
+    monkeypatch.setattr(syncer_module, "FATAL_REMINDER_SEC", 0.05)
+    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
+    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
+    camera = db.add_camera("cam", retain_bytes=10**12)
+    syncer = sample_file_dir.start_syncer()
+    writer = syncer.create_writer(None, camera.id, entry_id)
+    write_frames(writer, camera.id)
+    os.rename(sample_file_dir.path, sample_file_dir.path + ".moved")
+    writer.close()
+    with pytest.raises(SyncerStoppedError):
+        syncer.flush()
+
+    def reminders() -> int:
+        return sum("nothing is being recorded" in r.getMessage() for r in caplog.records)
+
+    deadline = time.monotonic() + 5
+    while reminders() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reminders() >= 2
+    with pytest.raises(SyncerStoppedError):
+        syncer.close()
+    time.sleep(0.1)
+    after_close = reminders()
+    time.sleep(0.3)
+    assert reminders() == after_close
+    sample_file_dir.close()
+    db.close()

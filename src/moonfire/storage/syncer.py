@@ -234,6 +234,8 @@ class Syncer:
         #: Camera id -> bytes of its committed recordings.
         self._usage: dict[int, int] = {}
         self.fatal_error: BaseException | None = None
+        #: Set by ``close``: ends the every-minute ERROR of a failed syncer.
+        self._reminder_stop = threading.Event()
         self._closed = False
         self._identity = self._directory_identity()
         self._recover()
@@ -318,6 +320,7 @@ class Syncer:
         if not self._closed:
             self._closed = True
             self._queue.put(_STOP)
+        self._reminder_stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise SyncerStuckError(
@@ -998,11 +1001,10 @@ class Syncer:
         raise SyncerStoppedError(f"syncer stopping: {failed}") from failed
 
     def _start_fatal_reminder(self, error: BaseException) -> None:
-        """Repeat the ERROR every minute while the process lives: never a silent stop."""
+        """Repeat the ERROR every minute until ``close``: never a silent stop."""
 
         def remind() -> None:
-            while True:
-                time.sleep(FATAL_REMINDER_SEC)
+            while not self._reminder_stop.wait(FATAL_REMINDER_SEC):
                 log.error(
                     "sample file directory %s: syncer stopped, nothing is being recorded: %s",
                     self.path,
