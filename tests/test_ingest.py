@@ -321,6 +321,12 @@ def test_bad_sources_give_clear_errors_and_lose_nothing(data_dir, tmp_path, http
             lambda: all(s.status().errors >= 1 for s in daemon.streamers if s.name in bad),
             15, "every bad camera to fail",
         )
+        # The bad cameras can fail before the good one has its first frame: wait for it to
+        # record some, so that "recording goes on beside them" is what is checked.
+        wait_for(
+            lambda: all(s.status().frames >= 30 for s in daemon.streamers if s.name == "good"),
+            15, "the good camera to record a second",
+        )
         statuses = {s.camera: s for s in daemon.statuses()}
     finally:
         assert daemon.shutdown() == 0
