@@ -7,6 +7,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+from tests.support.engine import engine  # noqa: F401 - fixture
 from tests.support.implementations import impl, testdata  # noqa: F401 - fixtures
 
 settings.register_profile(

@@ -19,15 +19,15 @@ import pytest
 
 from moonfire.storage import data_dir as datadir
 from moonfire.time import Time, format_time
-from tests.test_cli import (
+from tests.support.cli import (
     add_camera,
     assert_storage_consistent,
+    lower_budget_to_newest,
     moonfire,
     record_synthetic,
     sample_files,
 )
-
-FIXTURE_V2 = Path(__file__).resolve().parent / "data" / "schema-v2"
+from tests.support.implementations import FIXTURE_V2
 
 
 def stored_path(data_dir: str) -> str:
@@ -50,15 +50,6 @@ def recorded(tmp_path: Path, capsys, seconds: int = 9) -> str:
     return original
 
 
-def lower_budget_to_one_recording(capsys, data_dir: str) -> None:
-    with datadir.open_db(data_dir, read_only=True) as db:
-        newest = db.list_recordings(db.get_camera("front").id)[-1]
-    code, out, err = moonfire(
-        capsys, "camera", "edit", "front", "--retain", str(newest.sample_file_bytes),
-        "--data-dir", data_dir,
-    )
-    assert code == 0, err
-    assert "deleted" in out
 
 
 def test_init_stores_the_sample_dir_relative_to_the_data_dir(tmp_path, capsys):
@@ -90,7 +81,7 @@ def test_budget_lowered_on_a_copy_deletes_only_the_copys_files(
     copy = str(tmp_path / "copy")
     shutil.copytree(original, copy, symlinks=True)
 
-    lower_budget_to_one_recording(capsys, copy)
+    lower_budget_to_newest(capsys, copy)
 
     assert sample_files(original) == before
     assert_storage_consistent(original)
@@ -174,7 +165,7 @@ def test_a_copy_into_a_parent_of_the_original_uses_its_own_files(tmp_path, capsy
         (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, nvr / name)
     copy = str(nvr)
 
-    lower_budget_to_one_recording(capsys, copy)
+    lower_budget_to_newest(capsys, copy)
 
     assert sample_files(original) == before
     assert_storage_consistent(original)

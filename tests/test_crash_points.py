@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from moonfire.ingest.recorder import CameraRecorder
-from moonfire.storage import data_dir as datadir
 from moonfire.storage.crash_points import CRASH_POINTS, observe
+from tests.support.engine import BASE_TIME_90K
 from tests.support.synthetic_stream import feed
 
-BASE_TIME_90K = 1_700_000_000 * 90000
-ENTRY = bytes(range(90))
 RECOVERY_POINTS = [p for p in CRASH_POINTS if p.startswith("recovery.")]
 
 
@@ -37,13 +33,6 @@ class Reached:
         return names
 
 
-@pytest.fixture
-def engine(tmp_path):
-    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
-    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    yield db, sample_file_dir, entry_id
-    sample_file_dir.close()
-    db.close()
 
 
 def usage(db, camera_id: int) -> int:

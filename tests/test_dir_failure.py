@@ -20,20 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from moonfire.cli import main as cli
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import META_NAME
 from moonfire.time import TIME_UNITS_PER_SEC
+from tests.support.cli import moonfire
 from tests.support.tmpfs import mounted_tmpfs
 
 TESTSRC_URL = "testsrc://?size=160x120&fps=15&bitrate=100k&gop=15"
 EXIT_WITHIN_SEC = 60
 
 
-def moonfire(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def init(capsys, tmp_path: Path, sample_dir: Path | None = None) -> str:
@@ -216,7 +212,7 @@ def test_a_stale_status_file_is_not_a_running_daemon(tmp_path, capsys):
 def test_a_failed_directory_closes_the_pools_files_made_ahead(tmp_path):
     """Their fds would keep a removed or unmounted filesystem pinned; the files stay."""
     from moonfire.storage.syncer import SyncerStoppedError
-    from tests.test_group_commit import ENTRY, write_frames
+    from tests.support.engine import ENTRY, write_frames
 
     db, sample_file_dir = datadir.init(str(tmp_path / "data"))
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
@@ -258,7 +254,7 @@ def test_a_passing_emfile_in_the_directory_check_does_not_stop_recording(tmp_pat
     """Only errors that mean the directory is gone stop it; EMFILE says nothing about it."""
     import errno
 
-    from tests.test_group_commit import ENTRY, write_frames
+    from tests.support.engine import ENTRY, write_frames
 
     db, sample_file_dir = datadir.init(str(tmp_path / "data"))
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
@@ -305,7 +301,7 @@ def test_a_failed_syncer_repeats_its_error_until_closed(tmp_path, monkeypatch, c
     """Never a silent stop: the ERROR comes back every FATAL_REMINDER_SEC, until ``close``."""
     from moonfire.storage import syncer as syncer_module
     from moonfire.storage.syncer import SyncerStoppedError
-    from tests.test_group_commit import ENTRY, write_frames
+    from tests.support.engine import ENTRY, write_frames
 
     monkeypatch.setattr(syncer_module, "FATAL_REMINDER_SEC", 0.05)
     db, sample_file_dir = datadir.init(str(tmp_path / "data"))

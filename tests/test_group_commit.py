@@ -20,7 +20,6 @@ from contextlib import contextmanager
 
 import pytest
 
-from moonfire.storage import data_dir as datadir
 from moonfire.storage.crash_points import observe
 from moonfire.storage.invariants import check
 from moonfire.storage.retention import FREE_INODES_PER_CAMERA
@@ -28,26 +27,8 @@ from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.storage.syncer import MAX_BATCH, Syncer, pool_target
 from moonfire_core import RecordingAbandonedError
 from moonfire_core._fault_hook import set_fault_hook
-from tests.support.synthetic_stream import frames, make_packet, verify_recording
-
-BASE_TIME_90K = 1_700_000_000 * 90000
-ENTRY = bytes(range(90))
-
-
-@pytest.fixture
-def engine(tmp_path):
-    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
-    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    yield db, sample_file_dir, entry_id
-    set_fault_hook(None)
-    sample_file_dir.close()
-    db.close()
-
-
-def write_frames(writer, camera_id: int, start: int = 0, count: int = 10) -> None:
-    for f in frames(start, count, BASE_TIME_90K):
-        writer.write(make_packet(camera_id, f.number, f.is_key), f.local_time_90k, f.pts_90k,
-                     f.is_key)
+from tests.support.engine import write_frames
+from tests.support.synthetic_stream import verify_recording
 
 
 def recorded_frames(db, sample_file_dir, camera_id: int, row) -> list[int]:

@@ -23,9 +23,14 @@ from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import NON_SAMPLE_NAMES, DirectoryMismatchError, read_meta
 from moonfire.storage.invariants import check
 from moonfire.time import Time, format_time
-from tests.test_cli import add_camera, moonfire, record_synthetic, sample_files
-
-FIXTURE_V2 = Path(__file__).resolve().parent / "data" / "schema-v2"
+from tests.support.cli import (
+    add_camera,
+    lower_budget_to_newest,
+    moonfire,
+    record_synthetic,
+    sample_files,
+)
+from tests.support.implementations import FIXTURE_V2
 
 
 def restore(backup: str, data_dir: str) -> None:
@@ -40,15 +45,6 @@ def back_up(data_dir: str, dest: str) -> None:
     shutil.copy2(datadir.db_path(data_dir), dest)
 
 
-def lower_budget_to_newest(capsys, data_dir: str) -> None:
-    with datadir.open_db(data_dir, read_only=True) as db:
-        newest = db.list_recordings(db.get_camera("front").id)[-1]
-    code, out, err = moonfire(
-        capsys, "camera", "edit", "front", "--retain", str(newest.sample_file_bytes),
-        "--data-dir", data_dir,
-    )
-    assert code == 0, err
-    assert "deleted" in out
 
 
 def violations(data_dir: str) -> list[str]:

@@ -24,20 +24,8 @@ from moonfire.storage.sample_file_dir import SampleFileDir, uuid_name
 from moonfire.storage.syncer import SyncerStoppedError
 from moonfire_core import RecordingAbandonedError
 from moonfire_core._fault_hook import set_fault_hook
+from tests.support.engine import BASE_TIME_90K
 from tests.support.synthetic_stream import FRAME_90K, feed, frames, make_packet, verify_recording
-
-BASE_TIME_90K = 1_700_000_000 * 90000  # a round wall second
-ENTRY = bytes(range(90))  # any blob > 86 bytes serves as a sample entry here
-
-
-@pytest.fixture
-def engine(tmp_path):
-    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
-    entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    yield db, sample_file_dir, entry_id
-    set_fault_hook(None)
-    sample_file_dir.close()
-    db.close()
 
 
 def record(recorder: CameraRecorder, entry_id: int, count: int, start_frame: int = 0) -> None:

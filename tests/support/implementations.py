@@ -16,6 +16,8 @@ NO_EXTENSIONS = bool(os.environ.get("MOONFIRE_NO_EXTENSIONS"))
 IMPLEMENTATIONS = ["py"] if NO_EXTENSIONS else ["c", "py"]
 #: Real camera data kept in the repository (``tests/data/README.md`` says what each file is).
 TESTDATA = Path(__file__).resolve().parent.parent / "data"
+#: A data directory written by the schema-2 release (``tests/data/README.md``).
+FIXTURE_V2 = TESTDATA / "schema-v2"
 
 class Implementation:
     """Loads ``moonfire_core._<stem>_<kind>`` on attribute access: ``impl.index``."""
