@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,10 +91,11 @@ def last_frame_recorded(db, sample_file_dir, camera_id) -> int:
     return verify_recording(data, playback.video_index, camera_id)[-1]
 
 
-@pytest.fixture
-def engine_on_tmpfs(tmp_path, small_tmpfs):
+@contextmanager
+def engine_on(tmp_path, mountpoint: Path):
+    """A data directory whose sample files go to ``mountpoint``; one camera, one entry."""
     db, sample_file_dir = datadir.init(
-        str(tmp_path / "data"), sample_file_dir_path=str(small_tmpfs / "sample")
+        str(tmp_path / "data"), sample_file_dir_path=str(mountpoint / "sample")
     )
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
     camera_id = db.add_camera("front", retain_bytes=10**9).id
@@ -102,6 +104,12 @@ def engine_on_tmpfs(tmp_path, small_tmpfs):
     finally:
         sample_file_dir.close()
         db.close()
+
+
+@pytest.fixture
+def engine_on_tmpfs(tmp_path, small_tmpfs):
+    with engine_on(tmp_path, small_tmpfs) as engine:
+        yield engine
 
 
 def test_budget_larger_than_the_disk_keeps_room_and_loses_no_frame(engine_on_tmpfs, caplog):
@@ -141,16 +149,8 @@ TMPFS_INODES = 16
 @pytest.fixture
 def few_inodes_engine(tmp_path):
     with mounted_tmpfs(tmp_path / "tmpfs", f"size=64m,nr_inodes={TMPFS_INODES}") as mountpoint:
-        db, sample_file_dir = datadir.init(
-            str(tmp_path / "data"), sample_file_dir_path=str(mountpoint / "sample")
-        )
-        entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-        camera_id = db.add_camera("front", retain_bytes=10**9).id
-        try:
-            yield db, sample_file_dir, camera_id, entry_id
-        finally:
-            sample_file_dir.close()
-            db.close()
+        with engine_on(tmp_path, mountpoint) as engine:
+            yield engine
 
 
 def test_few_inodes_delete_the_oldest_and_recording_goes_on(few_inodes_engine, caplog):
