@@ -423,11 +423,9 @@ class Syncer:
                 fd = self._directory.create_file(uuid_name(sample_file_uuid))
             except OSError as e:
                 self._add_to_pool([sample_file_uuid])
-                if e.errno in DIRECTORY_FAILURE_ERRNOS:
-                    reason = self._directory_mismatch() or "can't be written to"
-                    raise SampleDirectoryFailedError(
-                        f"sample file directory {self.path} {reason}: {e}"
-                    ) from e
+                failed = self._directory_failure(e)
+                if failed is not None:
+                    raise failed from e
                 log.warning("creating sample files ahead in %s: %s", self.path, e)
                 return
             with self._uuid_lock:
@@ -993,12 +991,19 @@ class Syncer:
         if error.errno == errno.ENOSPC:  # out of space or inodes: make room for the next try
             self.make_room(camera_id)
             return
-        if error.errno not in DIRECTORY_FAILURE_ERRNOS or self.fatal_error is not None:
+        failed = self._directory_failure(error)
+        if failed is None or self.fatal_error is not None:
             return
-        reason = self._directory_mismatch() or "can't be written to"
-        failed = SampleDirectoryFailedError(f"sample file directory {self.path} {reason}: {error}")
         self._queue.put(_DirectoryFailed(failed))  # ``_fail`` logs it, on the syncer thread
         raise SyncerStoppedError(f"syncer stopping: {failed}") from failed
+
+    def _directory_failure(self, error: OSError) -> SampleDirectoryFailedError | None:
+        """What a file creation failing with ``error`` says of the directory: a failed
+        directory (``DIRECTORY_FAILURE_ERRNOS``), or None for a passing error."""
+        if error.errno not in DIRECTORY_FAILURE_ERRNOS:
+            return None
+        reason = self._directory_mismatch() or "can't be written to"
+        return SampleDirectoryFailedError(f"sample file directory {self.path} {reason}: {error}")
 
     def _start_fatal_reminder(self, error: BaseException) -> None:
         """Repeat the ERROR every minute until ``close``: never a silent stop."""
