@@ -11,12 +11,12 @@ streamer, the syncer's fsyncs and SQLite transactions) from ``time.process_time`
     ``--seconds`` is encoded once with PyAV (cached in ``--cache``) as MPEG-TS,
     so packets are Annex B like RTSP's and go through ``annex_b_to_avc``.  It is
     read at full speed by ``Streamer``'s session code: PyAV demux (no decoding),
-    sample entry, local time, conversion, ``CameraRecorder.write``, rotation
+    sample entry, local time, conversion, ``StreamRecorder.write``, rotation
     every 60 s, syncer.  Target: well under 1% of a core per real-time stream.
 
 (b) **the storage engine alone.**  ``--streams`` cameras, each fed ``--seconds``
     of 30 fps, 4 Mbit/s packets already in memory, interleaved frame by frame
-    through ``CameraRecorder.write`` (staggered 60 s rotations).  Reported as
+    through ``StreamRecorder.write`` (staggered 60 s rotations).  Reported as
     real-time streams one core could sustain.  Target: >= 1000.
 
 The moonfire_core implementation in use (compiled or pure) is printed first;
@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 import moonfire_core
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.ingest.streamer import Streamer
 from moonfire.storage import data_dir as datadir
 from moonfire.time import TIME_UNITS_PER_SEC
@@ -113,7 +113,7 @@ def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, 
     for i in range(streams):
         cam = db.add_camera(f"s{i}", retain_bytes=10**12, rotate_interval_sec=60)
         recorders.append(
-            CameraRecorder(syncer, cam.id, f"s{i}", 60, 60 * i // streams)
+            StreamRecorder(syncer, cam.id, f"s{i}", 60, 60 * i // streams)
         )
     base = 1_700_000_000 * TIME_UNITS_PER_SEC
     frame_90k = TIME_UNITS_PER_SEC // FPS

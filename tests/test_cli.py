@@ -21,7 +21,7 @@ import pytest
 from moonfire.cli import main as cli
 from moonfire.cli.demo import DEMO_ROTATE_SEC
 from moonfire.errors import MoonfireError
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import parse_time
@@ -381,7 +381,7 @@ def test_lowering_the_budget_while_recording_applies_at_the_recorders_next_save(
             assert sample_files(data_dir) == files
             camera = db.get_camera("front")
             entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-            recorder = CameraRecorder(syncer, camera.id, "front", 2)
+            recorder = StreamRecorder(syncer, camera.id, "front", 2)
             feed([recorder], entry_id, 0, 30, BASE_TIME_90K + 3600 * 90000)
             recorder.end_run()
             syncer.flush()

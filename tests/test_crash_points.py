@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.storage.crash_points import CRASH_POINTS, observe
 from tests.support.engine import BASE_TIME_90K
 from tests.support.synthetic_stream import feed
@@ -43,7 +43,7 @@ def test_recovery_points_are_reached_only_by_the_starts_recovery(engine):
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
         feed([recorder], entry_id, 0, 30 * 12, BASE_TIME_90K)
         recorder.end_run()
     total = usage(db, cam.id)
@@ -59,7 +59,7 @@ def test_recovery_points_are_reached_only_by_the_starts_recovery(engine):
             assert usage(db, cam.id) <= total // 2
 
             # Normal operation: saves that rotate by budget ...
-            recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+            recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
             feed([recorder], entry_id, 100_000, 30 * 6, BASE_TIME_90K + 600 * 90000)
             recorder.end_run()
             syncer.flush()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.invariants import check
 from moonfire.storage.sample_file_dir import uuid_name
@@ -66,7 +66,7 @@ def record_checking_history(db, sample_file_dir, camera_id, entry_id, count, bef
     that the only ones that vanished are older than every survivor."""
     seen: dict[int, bytes] = {}
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, camera_id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, camera_id, rotate_interval_sec=1)
         for f in frames(0, count, BASE_TIME_90K):
             if before_frame is not None:
                 before_frame(f.number)

@@ -2,7 +2,7 @@
 
 Recordings are made the way the daemon makes them: real H.264 (the camera clip of
 ``testdata/clip.mp4``, and a test pattern encoded here with libx264) is written through
-``Syncer.create_writer`` or ``CameraRecorder`` into a data directory on disk.  The export is
+``Syncer.create_writer`` or ``StreamRecorder`` into a data directory on disk.  The export is
 then demuxed and decoded by FFmpeg and compared with the source packets and with the index.
 """
 
@@ -21,7 +21,7 @@ import pytest
 
 from moonfire.cli.main import main
 from moonfire.codec.h264 import sample_entry_from_extradata
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.playback.export_plan import plan_export
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.sample_file_dir import uuid_name
@@ -129,8 +129,8 @@ def add_camera(db, name: str, source: Source) -> tuple[int, int]:
 
 
 def record_run(sample_file_dir, syncer, camera_id, entry_id, packets, base_90k) -> None:
-    """A run through ``CameraRecorder`` (rotation every 60 s); each packet arrives as it ends."""
-    recorder = CameraRecorder(syncer, camera_id, rotate_interval_sec=60)
+    """A run through ``StreamRecorder`` (rotation every 60 s); each packet arrives as it ends."""
+    recorder = StreamRecorder(syncer, camera_id, rotate_interval_sec=60)
     for p in packets:
         recorder.write(p.data, base_90k + p.pts_90k + FRAME_90K, p.pts_90k, p.is_key, entry_id)
     recorder.end_run()

@@ -22,7 +22,7 @@ import pytest
 
 from moonfire.storage.crash_points import observe
 from moonfire.storage.invariants import check
-from moonfire.storage.retention import FREE_INODES_PER_CAMERA
+from moonfire.storage.retention import FREE_INODES_PER_STREAM
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.storage.syncer import MAX_BATCH, Syncer, pool_target
 from moonfire_core import RecordingAbandonedError
@@ -420,7 +420,7 @@ def test_the_inode_floor_deletes_the_shortfall_once_per_batch(engine, monkeypatc
         for w in writers:
             w.close()
         # Once the holder's file is gone, the batch finds 2 inodes fewer free than the floor.
-        inodes.append(len(os.listdir(path)) - 1 + len(cameras) * FREE_INODES_PER_CAMERA - 2)
+        inodes.append(len(os.listdir(path)) - 1 + len(cameras) * FREE_INODES_PER_STREAM - 2)
         hook.release.set()
         syncer.flush()
         set_fault_hook(None)
@@ -432,7 +432,7 @@ def test_the_inode_floor_deletes_the_shortfall_once_per_batch(engine, monkeypatc
         deleting = [u for u, state in db.list_reserved_sample_files() if state == 1]
         assert len(deleting) == 2
         assert not any(os.path.exists(os.path.join(path, uuid_name(u))) for u in deleting)
-        assert fstatvfs(-1).f_favail >= len(cameras) * FREE_INODES_PER_CAMERA - len(cameras)
+        assert fstatvfs(-1).f_favail >= len(cameras) * FREE_INODES_PER_STREAM - len(cameras)
     assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
     assert db.list_reserved_sample_files() == []
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from moonfire.db import RecordingRow
 from moonfire.storage import retention
 from moonfire.storage.retention import (
-    FREE_INODES_PER_CAMERA,
+    FREE_INODES_PER_STREAM,
     FREE_SPACE_RECORDINGS,
     for_free_inodes,
     for_free_space,
-    oldest_across_cameras,
+    oldest_across_streams,
     oldest_first,
     to_fit_budget,
     to_make_room,
@@ -201,27 +201,27 @@ def test_recording_rows_satisfy_the_policy() -> None:
 
 
 def test_enough_free_inodes_deletes_nothing():
-    d = for_free_inodes(rows(1, 10, 10), FREE_INODES_PER_CAMERA * 2, 1000, cameras=2)
+    d = for_free_inodes(rows(1, 10, 10), FREE_INODES_PER_STREAM * 2, 1000, cameras=2)
     assert (d.rows, d.needed) == ([], False)
 
 
 def test_few_free_inodes_delete_the_oldest_one_per_inode_missing():
-    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_CAMERA - 2, 1000, cameras=1)
+    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_STREAM - 2, 1000, cameras=1)
     assert (ids(d.rows), d.inodes_needed, d.bytes_freed, d.short) == ([1, 2], 2, 30, False)
 
 
 def test_the_inode_floor_grows_with_the_cameras():
-    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_CAMERA, 1000, cameras=2)
-    assert ids(d.rows) == [1, 2, 3, 4][:FREE_INODES_PER_CAMERA]
+    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_STREAM, 1000, cameras=2)
+    assert ids(d.rows) == [1, 2, 3, 4][:FREE_INODES_PER_STREAM]
 
 
 def test_rows_already_chosen_count_as_freed_inodes_and_are_skipped():
     # Their files are unlinked right after the commit, before the pool's next files are made.
     all_rows = rows(1, 10, 20, 30, 40)
-    d = for_free_inodes(all_rows, FREE_INODES_PER_CAMERA - 1, 1000, 1, already_chosen=all_rows[:1])
-    assert (d.rows, d.needed, d.free_inodes) == ([], False, FREE_INODES_PER_CAMERA)
-    d = for_free_inodes(all_rows, FREE_INODES_PER_CAMERA - 3, 1000, 1, already_chosen=all_rows[:1])
-    assert (ids(d.rows), d.inodes_needed, d.free_inodes) == ([2, 3], 2, FREE_INODES_PER_CAMERA - 2)
+    d = for_free_inodes(all_rows, FREE_INODES_PER_STREAM - 1, 1000, 1, already_chosen=all_rows[:1])
+    assert (d.rows, d.needed, d.free_inodes) == ([], False, FREE_INODES_PER_STREAM)
+    d = for_free_inodes(all_rows, FREE_INODES_PER_STREAM - 3, 1000, 1, already_chosen=all_rows[:1])
+    assert (ids(d.rows), d.inodes_needed, d.free_inodes) == ([2, 3], 2, FREE_INODES_PER_STREAM - 2)
 
 
 def test_too_few_rows_for_the_inode_floor_is_short():
@@ -236,27 +236,27 @@ def test_a_filesystem_without_an_inode_count_has_no_inode_floor():
 
 def test_the_inode_floor_reads_only_as_far_as_needed():
     source = Counting(rows(1, *([10] * 100)))
-    for_free_inodes(source, FREE_INODES_PER_CAMERA - 2, 1000, cameras=1)
+    for_free_inodes(source, FREE_INODES_PER_STREAM - 2, 1000, cameras=1)
     assert source.taken <= 3
 
 
 # ---- the floors for a transaction saving several cameras ----------------------------------
 
 
-def test_oldest_across_cameras_merges_by_start_time() -> None:
+def test_oldest_across_streams_merges_by_start_time() -> None:
     a, b = rows(1, 10, 10, 10, start=0), rows(2, 10, 10, 10, start=30)
-    merged = list(oldest_across_cameras([a, b]))
+    merged = list(oldest_across_streams([a, b]))
     assert [(r.camera_id, r.composite_id & 0xFFFFFFFF) for r in merged] == [
         (1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3)
     ]
     # The camera holding the oldest footage (the largest budget for the disk) goes first.
     old, recent = rows(1, 10, 10, 10, start=0), rows(2, 10, 10, start=1000)
-    assert [r.camera_id for r in oldest_across_cameras([recent, old])] == [1, 1, 1, 2, 2]
+    assert [r.camera_id for r in oldest_across_streams([recent, old])] == [1, 1, 1, 2, 2]
 
 
-def test_oldest_across_cameras_reads_only_as_far_as_needed() -> None:
+def test_oldest_across_streams_reads_only_as_far_as_needed() -> None:
     sources = [Counting(rows(c, *([10] * 100), start=c)) for c in (1, 2, 3, 4)]
-    d = for_free_inodes(oldest_across_cameras(sources), 4 * FREE_INODES_PER_CAMERA - 2, 1000, 4)
+    d = for_free_inodes(oldest_across_streams(sources), 4 * FREE_INODES_PER_STREAM - 2, 1000, 4)
     assert [r.camera_id for r in d.rows] == [1, 2]
     assert sum(s.taken for s in sources) <= 4 + 3
 
@@ -269,8 +269,8 @@ def test_one_inode_floor_for_a_transaction_of_several_cameras() -> None:
     re-reading ``statvfs`` after the last one's unlinks) would have.
     """
     cameras = [rows(c, *([10] * 5), start=c) for c in (1, 2, 3, 4)]
-    free = 4 * FREE_INODES_PER_CAMERA - 2
-    d = for_free_inodes(oldest_across_cameras(cameras), free, 1000, cameras=4)
+    free = 4 * FREE_INODES_PER_STREAM - 2
+    d = for_free_inodes(oldest_across_streams(cameras), free, 1000, cameras=4)
     assert (len(d.rows), d.short) == (2, False)
     assert [r.camera_id for r in d.rows] == [1, 2]
 
@@ -279,7 +279,7 @@ def test_the_budgets_deletions_count_toward_the_inode_floor_of_every_camera() ->
     cameras = [rows(c, *([10] * 5), start=c) for c in (1, 2)]
     budget = cameras[1][:1]  # camera 2's budget deletes one
     d = for_free_inodes(
-        oldest_across_cameras(cameras), 2 * FREE_INODES_PER_CAMERA - 2, 1000, 2, budget
+        oldest_across_streams(cameras), 2 * FREE_INODES_PER_STREAM - 2, 1000, 2, budget
     )
     assert [(r.camera_id, r.composite_id & 0xFFFFFFFF) for r in d.rows] == [(1, 1)]
 
@@ -288,7 +288,7 @@ def test_one_free_space_floor_for_a_transaction_of_several_cameras() -> None:
     cameras = [rows(c, 40, 40, 40, start=c) for c in (1, 2, 3)]
     budget = cameras[2][:1]  # 40 bytes being deleted anyway
     d = for_free_space(
-        oldest_across_cameras(cameras), free_bytes=200, recording_bytes=100, already_chosen=budget
+        oldest_across_streams(cameras), free_bytes=200, recording_bytes=100, already_chosen=budget
     )
     assert (d.free_bytes, d.bytes_needed) == (240, 60)
     assert [(r.camera_id, r.composite_id & 0xFFFFFFFF) for r in d.rows] == [(1, 1), (2, 1)]

@@ -42,7 +42,7 @@ def test_merged_pieces_keep_the_first_pieces_receipt_time():
 
 
 class _RecordedWrites:
-    """Stands in for ``CameraRecorder``: keeps what the streamer hands it."""
+    """Stands in for ``StreamRecorder``: keeps what the streamer hands it."""
 
     recordings_closed = 0
 

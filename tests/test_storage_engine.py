@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import DirectoryMismatchError
 from moonfire.storage.invariants import check
@@ -28,7 +28,7 @@ from tests.support.engine import BASE_TIME_90K
 from tests.support.synthetic_stream import FRAME_90K, feed, frames, make_packet, verify_recording
 
 
-def record(recorder: CameraRecorder, entry_id: int, count: int, start_frame: int = 0) -> None:
+def record(recorder: StreamRecorder, entry_id: int, count: int, start_frame: int = 0) -> None:
     feed([recorder], entry_id, start_frame, count, BASE_TIME_90K)
 
 
@@ -51,7 +51,7 @@ def test_write_close_rotate_gives_a_run_of_abutting_recordings(engine):
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=2)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=2)
         record(recorder, entry_id, 30 * 9)  # 9 s of video
         recorder.end_run()
     rows = db.list_recordings(cam.id)
@@ -74,7 +74,7 @@ def test_recordings_start_with_a_key_frame_and_early_packets_are_dropped(engine)
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=2)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=2)
         record(recorder, entry_id, 100, start_frame=5)  # frames 5..29 aren't after a key frame
         recorder.end_run()
     recs = read_recordings(db, sample_file_dir.path, cam.id)
@@ -100,7 +100,7 @@ def test_retention_rotates_each_camera_within_its_own_budget(engine):
     large = db.add_camera("large", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
         recorders = [
-            CameraRecorder(syncer, c.id, rotate_interval_sec=1) for c in (small, large)
+            StreamRecorder(syncer, c.id, rotate_interval_sec=1) for c in (small, large)
         ]
         feed(recorders, entry_id, 0, 30 * 12, BASE_TIME_90K)
         for r in recorders:
@@ -122,7 +122,7 @@ def test_lowered_budget_deletes_oldest_at_enforce_and_at_restart(engine, tmp_pat
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 10)
         recorder.end_run()
         syncer.flush()
@@ -143,7 +143,7 @@ def test_budget_smaller_than_one_recording_logs_and_goes_on(engine, caplog):
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=1)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 6)
         recorder.end_run()
     assert len(db.list_recordings(cam.id)) == 1  # only the newest is kept
@@ -161,7 +161,7 @@ def test_orderly_shutdown_leaves_no_reservations_even_after_a_crash(engine):
     os.close(fd)
     with sample_file_dir.start_syncer() as syncer:
         assert uuid_name(leftover) not in sample_file_dir.directory.list_names()
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 4)
         recorder.end_run()
     assert db.list_reserved_sample_files() == []
@@ -208,7 +208,7 @@ def test_eio_on_write_abandons_that_recording_only(engine, caplog):
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
         record(recorder, entry_id, 30 * 4)  # rotates at frame 90; 90..119 are buffered
         set_fault_hook(_inject("write", errno.EIO))
         record(recorder, entry_id, 30 * 3, start_frame=120)
@@ -274,7 +274,7 @@ def test_perfect_clock_four_hours_sums_exactly(engine):
     n = 4 * 3600 * 30
     packet = b"\x00\x00\x00\x01x"
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=60)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=60)
         for i in range(n):
             pts = i * FRAME_90K
             recorder.write(packet, BASE_TIME_90K + pts + FRAME_90K, pts, i % 30 == 0, entry_id)
@@ -311,7 +311,7 @@ def test_long_rotation_intervals_never_make_a_recording_the_database_rejects(eng
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**12, rotate_interval_sec=200)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=200)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=200)
         record_ticks(recorder, entry_id, 30 * 60 * 15)
         recorder.end_run()
         syncer.flush()
@@ -325,7 +325,7 @@ def test_camera_without_key_frames_ends_the_run_before_five_minutes(engine, capl
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**12)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=60)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=60)
         record_ticks(recorder, entry_id, 30 * 60 * 7, key_every=30 * 60 * 6)  # one key in 6 min
         recorder.end_run()
     rows = db.list_recordings(cam.id)
@@ -339,7 +339,7 @@ def test_pts_going_backwards_at_a_rotation_ends_the_run_and_keeps_the_recording(
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**12)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
         record_ticks(recorder, entry_id, 100)
         # The camera restarts its clock: pts jump back at a key frame past the boundary.
         record_ticks(recorder, entry_id, 60, start=120, pts_offset=-120 * FRAME_90K)
@@ -362,7 +362,7 @@ def test_a_file_that_cannot_be_unlinked_is_retried_and_recording_goes_on(engine,
             raise OSError(errno.EACCES, "Permission denied (injected)", path)
 
     with sample_file_dir.start_syncer() as syncer:
-        recorder = CameraRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
         set_fault_hook(refuse_first_unlink)
         record(recorder, entry_id, 30 * 8)
         syncer.flush()

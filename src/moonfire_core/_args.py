@@ -131,7 +131,7 @@ def writer_init(
     fd: Any,
     path: Any,
     sample_file_uuid: Any,
-    camera_id: Any,
+    stream_id: Any,
     video_sample_entry_id: Any,
     prev: Any,
     buffer_bytes: Any,
@@ -160,7 +160,7 @@ def writer_init(
                 f"for {path}"
             )
     fd = fd_arg(fd, path)
-    camera_id = int64(camera_id, "camera_id", path)
+    stream_id = int64(stream_id, "stream_id", path)
     video_sample_entry_id = int64(video_sample_entry_id, "video_sample_entry_id", path)
     if prev is not None:
         if not isinstance(prev, PreviousWriter):
@@ -172,4 +172,4 @@ def writer_init(
         run_offset = non_negative_int64(prev.run_offset, "prev.run_offset", path)
         if run_offset == INT64_MAX:
             raise OverflowError(f"prev.run_offset {run_offset} has no successor, for {path}")
-    return path, fd, camera_id, video_sample_entry_id, buffer_bytes
+    return path, fd, stream_id, video_sample_entry_id, buffer_bytes

@@ -64,7 +64,7 @@ cdef class Writer:
     cdef int _fd
     cdef str _path
     cdef bytes _uuid
-    cdef object _camera_id
+    cdef object _stream_id
     cdef object _video_sample_entry_id
     cdef bint _has_prev_end
     cdef int64_t _prev_end
@@ -100,13 +100,13 @@ cdef class Writer:
         fd,
         path,
         sample_file_uuid,
-        camera_id,
+        stream_id,
         video_sample_entry_id,
         prev=None,
         buffer_bytes=1 << 16,
     ):
-        path, fd, camera_id, video_sample_entry_id, buffer_bytes = _args.writer_init(
-            sink, fd, path, sample_file_uuid, camera_id, video_sample_entry_id, prev, buffer_bytes
+        path, fd, stream_id, video_sample_entry_id, buffer_bytes = _args.writer_init(
+            sink, fd, path, sample_file_uuid, stream_id, video_sample_entry_id, prev, buffer_bytes
         )
         self._buffer = <char*>PyMem_Malloc(buffer_bytes)
         if self._buffer == NULL:
@@ -116,7 +116,7 @@ cdef class Writer:
         self._fd = fd
         self._path = path
         self._uuid = bytes(sample_file_uuid)
-        self._camera_id = camera_id
+        self._stream_id = stream_id
         self._video_sample_entry_id = video_sample_entry_id
         self._has_prev_end = prev is not None
         if prev is not None:
@@ -229,7 +229,7 @@ cdef class Writer:
         local_time_delta = self._local_start - start
         self._sink.save(
             RecordingToSave(
-                camera_id=self._camera_id,
+                stream_id=self._stream_id,
                 sample_file_uuid=self._uuid,
                 fd=self._fd,
                 run_offset=self._run_offset,

@@ -74,21 +74,21 @@ class Writer:
         fd: int,
         path: "str | os.PathLike[str]",
         sample_file_uuid: bytes,
-        camera_id: int,
+        stream_id: int,
         video_sample_entry_id: int,
         prev: PreviousWriter | None = None,
         buffer_bytes: int = 1 << 16,
     ) -> None:
         self._closed = True  # until fully constructed, so __del__ leaves a half-built one alone
         checked = _args.writer_init(
-            sink, fd, path, sample_file_uuid, camera_id, video_sample_entry_id, prev, buffer_bytes
+            sink, fd, path, sample_file_uuid, stream_id, video_sample_entry_id, prev, buffer_bytes
         )
-        path, fd, camera_id, video_sample_entry_id, buffer_bytes = checked
+        path, fd, stream_id, video_sample_entry_id, buffer_bytes = checked
         self._sink = sink
         self._fd = fd
         self._path = path
         self._uuid = bytes(sample_file_uuid)
-        self._camera_id = camera_id
+        self._stream_id = stream_id
         self._video_sample_entry_id = video_sample_entry_id
         self._prev_end: int | None = None if prev is None else prev.end_time_90k
         self._run_offset = 0 if prev is None else prev.run_offset + 1
@@ -211,7 +211,7 @@ class Writer:
         local_time_delta = self._local_start - start
         self._sink.save(
             RecordingToSave(
-                camera_id=self._camera_id,
+                stream_id=self._stream_id,
                 sample_file_uuid=self._uuid,
                 fd=self._fd,
                 run_offset=self._run_offset,

@@ -27,7 +27,7 @@ class RecordingToSave:
     the row, and closes it.
     """
 
-    camera_id: int
+    stream_id: int
     sample_file_uuid: bytes
     fd: int
     run_offset: int

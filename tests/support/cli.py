@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from moonfire.cli import main as cli
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.dir_meta import NON_SAMPLE_NAMES
 from moonfire.storage.invariants import check
@@ -38,7 +38,7 @@ def record_synthetic(data_dir: str, camera_name: str, seconds: int) -> None:
         camera = db.get_camera(camera_name)
         entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
         with sample_file_dir.start_syncer() as syncer:
-            recorder = CameraRecorder(syncer, camera.id, camera_name, 2)
+            recorder = StreamRecorder(syncer, camera.id, camera_name, 2)
             feed([recorder], entry_id, 0, 30 * seconds, BASE_TIME_90K)
             recorder.end_run()
     finally:

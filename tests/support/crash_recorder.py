@@ -21,7 +21,7 @@ batches of several recordings: the crash points inside a batch
 import sys
 import time
 
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.storage import data_dir as datadir
 from moonfire_core import RecordingAbandonedError
 from moonfire_core._fault_hook import set_fault_hook
@@ -65,7 +65,7 @@ def main() -> None:
     cameras = db.list_cameras()
     abandon_one(syncer, cameras[0].id, entry_id)
     recorders = [
-        CameraRecorder(syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
+        StreamRecorder(syncer, c.id, c.short_name, 1, i) for i, c in enumerate(cameras)
     ]
     for i, f in enumerate(frames(run * 100_000, count, BASE_TIME_90K)):
         for r in recorders:

@@ -55,7 +55,7 @@ def frames(start_frame: int, count: int, base_time_90k: int, arrival_delay_90k: 
 
 
 def feed(recorders, entry_id: int, start_frame: int, count: int, base_time_90k: int) -> None:
-    """Feed ``count`` synthetic frames to each ``CameraRecorder``, interleaved like live cameras."""
+    """Feed ``count`` synthetic frames to each ``StreamRecorder``, interleaved like live cameras."""
     for f in frames(start_frame, count, base_time_90k):
         for r in recorders:
             packet = make_packet(r.camera_id, f.number, f.is_key)

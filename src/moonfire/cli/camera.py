@@ -1,26 +1,38 @@
 """``moonfire camera add|list|edit|remove``: configure the cameras to record.
 
+A camera has a main stream and optionally a sub stream (``--sub-url``); each
+stream has its own budget, maximum age and sample file directory.  The plain
+options (``--url``, ``--retain``, ``--max-days``, ``--dir``) are the main
+stream's, the ``--sub-`` ones the sub stream's.  A sub stream with a budget of 0
+is kept for live view and not recorded.
+
 Budgets are human sizes (``moonfire.sizes``).  Anything that deletes video
-(lowering a budget, ``remove --delete-recordings``) goes through the syncer's
-initial rotation, the one code path that deletes sample files durably, and
-only while no recorder holds the sample file directory's lock.
+(lowering a budget or maximum age, ``remove --delete-recordings``) goes through
+the syncer's initial rotation, the one code path that deletes sample files
+durably, and only while no recorder holds the sample file directory's lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
 from moonfire.cli.main import CommandError, add_data_dir_argument
-from moonfire.db import Camera, Database
+from moonfire.db import Camera, Database, Stream
 from moonfire.ingest.sources import redact_url
 from moonfire.sizes import format_size, parse_size
 from moonfire.storage.data_dir import open_db
+from moonfire.storage.retention import DAY_90K
 from moonfire.storage.sample_file_dir import SampleFileDir
 from moonfire.time import format_duration
 
 SIZE_HELP = "bytes, or a size like 500MB or 1.5T (SI, powers of 1000) or 10GiB (IEC, 1024)"
+
+#: (option suffix, ``add_camera`` keyword suffix) of the per-stream options.
+_STREAM_OPTIONS = (("url", "url"), ("retain", "retain_bytes"), ("max_days", "max_age_days"),
+                   ("dir", "sample_file_dir"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,17 +43,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    add = actions.add_parser("add", help="add a camera", description="Add a camera to record.")
+    add = actions.add_parser(
+        "add",
+        help="add a camera",
+        description="Add a camera to record. The --sub- options add its sub stream (low "
+        "resolution, for long cheap history and live view), with its own budget and directory.",
+    )
     add_data_dir_argument(add)
     add.add_argument("name", help="short name, unique among cameras")
     add.add_argument(
-        "--url", required=True, help="rtsp:// URL, file path, or testsrc://?size=1280x720&fps=30"
+        "--url", required=True,
+        help="main stream: rtsp:// URL, file path, or testsrc://?size=1280x720&fps=30",
     )
-    _add_setting_arguments(add, retain_required=True)
+    _add_setting_arguments(add, adding=True)
     add.set_defaults(func=add_camera)
 
     ls = actions.add_parser(
-        "list", help="list cameras with their budgets and usage", description="List cameras."
+        "list",
+        help="list cameras' streams with their budgets, usage and forecast",
+        description="List every camera's streams: directory, budget, maximum age, usage, and "
+        "how long the budget holds at the bitrate recorded so far.",
     )
     add_data_dir_argument(ls)
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -51,21 +72,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "edit",
         help="change some of a camera's settings",
         description="Change the given settings of a camera; the others stay as they are. "
-        "A lowered budget is applied at once if no recorder is running, else by the running "
-        "recorder when it next saves a recording; a running recorder picks up a new URL, "
-        "credentials or rotation interval when it restarts. A password needs a username.",
+        "A lowered budget or maximum age is applied at once if no recorder is running, else by "
+        "the running recorder when it next saves a recording; a running recorder picks up a "
+        "new URL, credentials, rotation interval, directory or sub stream when it restarts. A "
+        "password needs a username. A stream can move to another directory only while it has "
+        "no recordings.",
     )
     add_data_dir_argument(edit)
     edit.add_argument("name", help="the camera to change")
     edit.add_argument("--rename", metavar="NEW_NAME", help="a new short name")
-    edit.add_argument("--url", help="a new source URL")
-    _add_setting_arguments(edit, retain_required=False)
+    edit.add_argument("--url", help="a new main stream URL")
+    _add_setting_arguments(edit, adding=False)
     edit.set_defaults(func=edit_camera)
 
     remove = actions.add_parser(
         "remove",
         help="remove a camera",
-        description="Remove a camera. Refuses while it has recordings unless "
+        description="Remove a camera and its streams. Refuses while it has recordings unless "
         "--delete-recordings is given. The recorder must not be running.",
     )
     add_data_dir_argument(remove)
@@ -76,47 +99,99 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove.set_defaults(func=remove_camera)
 
 
-def _add_setting_arguments(p: argparse.ArgumentParser, retain_required: bool) -> None:
+def _add_setting_arguments(p: argparse.ArgumentParser, adding: bool) -> None:
     p.add_argument("--username", help="for the camera's authentication ('' clears it)")
     p.add_argument(
         "--password", help="for the camera's authentication; needs a username ('' clears it)"
     )
     p.add_argument(
         "--retain",
-        required=retain_required,
+        required=adding,
         metavar="SIZE",
-        help=f"byte budget; the oldest recordings are deleted beyond it ({SIZE_HELP})",
+        help=f"main stream's byte budget; the oldest recordings go beyond it ({SIZE_HELP})",
     )
+    p.add_argument(
+        "--max-days",
+        type=int,
+        metavar="N",
+        help="also delete main stream recordings older than N days, even within the budget"
+        + ("" if adding else " (0 removes the limit)"),
+    )
+    p.add_argument("--dir", metavar="NAME", help="main stream's sample file directory "
+                   "(`moonfire dir list`; default: the first)")
+    p.add_argument("--sub-url", metavar="URL", help="the sub stream's URL"
+                   + ("" if adding else " ('' stops recording it)"))
+    p.add_argument("--sub-retain", metavar="SIZE",
+                   help="sub stream's byte budget (0: not recorded, kept for live view)")
+    p.add_argument("--sub-max-days", type=int, metavar="N",
+                   help="the sub stream's maximum age in days")
+    p.add_argument("--sub-dir", metavar="NAME", help="the sub stream's sample file directory")
     p.add_argument(
         "--rotate-seconds",
         type=int,
-        default=60 if retain_required else None,
+        default=60 if adding else None,
         metavar="N",
         help="start a new recording every N seconds, at a key frame (1-299"
-        + ("; default 60)" if retain_required else ")"),
+        + ("; default 60)" if adding else ")"),
     )
     p.add_argument("--description", help="free text")
 
 
+def _stream_changes(args: argparse.Namespace, adding: bool) -> dict[str, Any]:
+    """The per-stream options given, as ``add_camera``/``update_camera`` keywords."""
+    changes: dict[str, Any] = {}
+    for prefix in ("", "sub_"):
+        for option, keyword in _STREAM_OPTIONS:
+            value = getattr(args, prefix + option)
+            if value is None:
+                continue
+            if option == "retain":
+                value = parse_size(value)
+            elif option == "max_days":
+                if value < 0 or (value == 0 and adding):
+                    raise CommandError(
+                        f"--{(prefix + option).replace('_', '-')} must be a positive number of "
+                        f"days{'' if adding else ', or 0 for no limit'}, got {value}"
+                    )
+                value = value or None
+            changes[prefix + keyword] = value
+    if adding and "sub_url" not in changes:
+        given = sorted(k for k in changes if k.startswith("sub_"))
+        if given:
+            raise CommandError(
+                f"--{given[0].replace('_', '-')} needs --sub-url (the sub stream's URL)"
+            )
+    if adding and "sub_url" in changes and "sub_retain_bytes" not in changes:
+        raise CommandError("--sub-url needs --sub-retain SIZE (0 to keep it for live view only)")
+    return changes
+
+
 def add_camera(args: argparse.Namespace) -> int:
     _refuse_password_without_username(args.name, args.username or None, args.password or None)
-    retain_bytes = parse_size(args.retain)
+    changes = _stream_changes(args, adding=True)
     with open_db(args.data_dir) as db:
         camera = db.add_camera(
             args.name,
-            url=args.url,
             username=args.username or None,
             password=args.password or None,
-            retain_bytes=retain_bytes,
             rotate_interval_sec=args.rotate_seconds,
             description=args.description or "",
+            **changes,
         )
+        described = "; ".join(_describe_stream(db, camera, s) for s in camera.streams)
     print(
-        f"added camera {camera.short_name!r} (id {camera.id}): budget "
-        f"{format_size(camera.retain_bytes)}, a new recording every "
-        f"{camera.rotate_interval_sec} s"
+        f"added camera {camera.short_name!r} (id {camera.id}): {described}; a new recording "
+        f"every {camera.rotate_interval_sec} s"
     )
     return 0
+
+
+def _describe_stream(db: Database, camera: Camera, stream: Stream) -> str:
+    if not stream.record:
+        return f"{stream.type} stream not recorded"
+    age = f", at most {stream.max_age_days} days" if stream.max_age_days else ""
+    directory = db.sample_file_dir(stream.sample_file_dir_id).name
+    return f"{stream.type} stream budget {format_size(stream.retain_bytes)}{age} in {directory!r}"
 
 
 def list_cameras(args: argparse.Namespace) -> int:
@@ -128,46 +203,65 @@ def list_cameras(args: argparse.Namespace) -> int:
     if not summaries:
         print("no cameras; add one with `moonfire camera add NAME --url URL --retain SIZE`")
         return 0
-    header = ("NAME", "URL", "BUDGET", "HOLDS", "USAGE", "RECORDINGS", "DURATION", "ROTATE")
+    header = ("STREAM", "URL", "DIR", "BUDGET", "MAX AGE", "HOLDS", "USAGE", "RECORDINGS",
+              "DURATION", "ROTATE")
     rows = [
         (
-            s["name"],
+            f"{c['name']}/{s['type']}",
             s["url"],
-            format_size(s["retain_bytes"]),
+            s["dir"],
+            format_size(s["retain_bytes"]) if s["record"] else "not recorded",
+            f"{s['max_age_days']} days" if s["max_age_days"] else "-",
             s["budget_holds"] or "?",
             format_size(s["usage_bytes"]),
             str(s["recordings"]),
             s["duration"],
-            f"{s['rotate_interval_sec']} s",
+            f"{c['rotate_interval_sec']} s",
         )
-        for s in summaries
+        for c in summaries
+        for s in c["streams"]
     ]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, *rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    for c in summaries:
+        for s in c["streams"]:
+            if s["forecast"]:
+                print(f"{c['name']}/{s['type']}: {s['forecast']}")
     return 0
 
 
 def _summary(db: Database, camera: Camera) -> dict[str, Any]:
-    """What ``list`` shows of a camera; never the password."""
-    recordings, usage_bytes, duration_90k = db.camera_usage(camera.id)
+    """What ``list`` shows of a camera and its streams; never the password."""
     return {
         "id": camera.id,
         "name": camera.short_name,
         "description": camera.description,
-        "url": redact_url(camera.url),
         "username": camera.username,
         "has_password": camera.password is not None,
-        "retain_bytes": camera.retain_bytes,
         "rotate_interval_sec": camera.rotate_interval_sec,
+        "streams": [_stream_summary(db, s) for s in camera.streams],
+    }
+
+
+def _stream_summary(db: Database, stream: Stream) -> dict[str, Any]:
+    recordings, usage_bytes, duration_90k = db.stream_usage(stream.id)
+    holds = budget_holds_90k(stream.retain_bytes, usage_bytes, duration_90k)
+    return {
+        "id": stream.id,
+        "type": stream.type,
+        "url": redact_url(stream.url),
+        "record": stream.record,
+        "dir": db.sample_file_dir(stream.sample_file_dir_id).name,
+        "retain_bytes": stream.retain_bytes,
+        "max_age_days": stream.max_age_days,
         "recordings": recordings,
         "usage_bytes": usage_bytes,
         "duration_90k": duration_90k,
         "duration": format_duration(duration_90k),
-        "budget_holds_90k": (
-            holds := budget_holds_90k(camera.retain_bytes, usage_bytes, duration_90k)
-        ),
+        "budget_holds_90k": holds,
         "budget_holds": format_duration(holds) if holds is not None else None,
+        "forecast": forecast(stream, holds),
     }
 
 
@@ -178,22 +272,38 @@ def budget_holds_90k(retain_bytes: int, usage_bytes: int, duration_90k: int) -> 
     return retain_bytes * duration_90k // usage_bytes
 
 
+def forecast(stream: Stream, holds_90k: int | None) -> str | None:
+    """With a maximum age, whether the budget is enough for it at the bitrate so far; None
+    when there is nothing to say (no maximum, or nothing recorded yet)."""
+    if not stream.record or stream.max_age_days is None or holds_90k is None:
+        return None
+    wanted = stream.max_age_days * DAY_90K
+    if holds_90k >= wanted:
+        return (
+            f"the budget holds {format_duration(holds_90k)}, more than the maximum age of "
+            f"{stream.max_age_days} days: recordings go at {stream.max_age_days} days"
+        )
+    needed = stream.retain_bytes * wanted // holds_90k
+    return (
+        f"the budget holds only {format_duration(holds_90k)}, less than the maximum age of "
+        f"{stream.max_age_days} days: the budget deletes first; {format_size(needed)} would "
+        f"keep {stream.max_age_days} days"
+    )
+
+
 def edit_camera(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {}
     if args.rename is not None:
         changes["short_name"] = args.rename
-    if args.url is not None:
-        changes["url"] = args.url
     for name in ("username", "password"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value or None
-    if args.retain is not None:
-        changes["retain_bytes"] = parse_size(args.retain)
     if args.rotate_seconds is not None:
         changes["rotate_interval_sec"] = args.rotate_seconds
     if args.description is not None:
         changes["description"] = args.description
+    changes |= _stream_changes(args, adding=False)
     if not changes:
         raise CommandError("camera edit: nothing to change; give at least one setting option")
     with open_db(args.data_dir) as db:
@@ -205,9 +315,20 @@ def edit_camera(args: argparse.Namespace) -> int:
         )
         camera = db.update_camera(before.id, **changes)
         print(f"updated camera {camera.short_name!r}: {', '.join(sorted(changes))}")
-        if camera.retain_bytes < before.retain_bytes:
-            _apply_lowered_budget(db, camera)
+        _apply_now(db, camera, [s for s in camera.streams if _deletes_more(before, s)])
     return 0
+
+
+def _deletes_more(before: Camera, stream: Stream) -> bool:
+    """The stream's budget or maximum age is now stricter than it was."""
+    old = before.main if stream.type == "main" else before.sub
+    if old is None:
+        return False
+    if stream.retain_bytes < old.retain_bytes:
+        return True
+    return stream.max_age_days is not None and (
+        old.max_age_days is None or stream.max_age_days < old.max_age_days
+    )
 
 
 def _refuse_password_without_username(
@@ -221,66 +342,72 @@ def _refuse_password_without_username(
         )
 
 
-def _apply_lowered_budget(db: Database, camera: Camera) -> None:
-    recordings, usage, _ = db.camera_usage(camera.id)
-    if usage <= camera.retain_bytes:
-        return
-    sample_file_dir = _open_unless_recording(db)
-    if sample_file_dir is None:
+def _apply_now(db: Database, camera: Camera, streams: list[Stream]) -> None:
+    """Apply stricter budgets or ages at once unless a recorder holds the directory."""
+    for stream in streams:
+        recordings, usage, _ = db.stream_usage(stream.id)
+        if not recordings:
+            continue
+        name = f"{camera.short_name}/{stream.type}"
+        if not _rotate_now(db, stream.sample_file_dir_id):
+            print(
+                f"the recorder is running: the new limits of {name} (now using "
+                f"{format_size(usage)}) take effect when it next saves a recording"
+            )
+            continue
+        after, after_usage, _ = db.stream_usage(stream.id)
         print(
-            f"the recorder is running: the budget of {format_size(camera.retain_bytes)} "
-            f"(now using {format_size(usage)}) takes effect when it next saves a recording"
+            f"deleted {recordings - after} of {name}'s oldest recordings "
+            f"({format_size(usage - after_usage)}) to fit its budget of "
+            f"{format_size(stream.retain_bytes)}"
+            + (f" and maximum age of {stream.max_age_days} days" if stream.max_age_days else "")
         )
-        return
-    try:
-        _rotate_now(sample_file_dir)
-    finally:
-        sample_file_dir.close()
-    after, after_usage, _ = db.camera_usage(camera.id)
-    print(
-        f"deleted {recordings - after} of {camera.short_name!r}'s oldest recordings "
-        f"({format_size(usage - after_usage)}) to fit the budget of "
-        f"{format_size(camera.retain_bytes)}"
-    )
 
 
 def remove_camera(args: argparse.Namespace) -> int:
     with open_db(args.data_dir) as db:
         camera = db.get_camera(args.name)
-        recordings, usage, _ = db.camera_usage(camera.id)
+        usages = [db.stream_usage(s.id) for s in camera.streams]
+        recordings = sum(u[0] for u in usages)
+        usage = sum(u[1] for u in usages)
         if recordings and not args.delete_recordings:
             raise CommandError(
                 f"camera {camera.short_name!r} has {recordings} recordings "
                 f"({format_size(usage)}); give --delete-recordings to delete them too"
             )
-        sample_file_dir = _open_unless_recording(db)
-        if sample_file_dir is None:
-            raise CommandError(
-                f"can't remove camera {camera.short_name!r} while `moonfire run` is recording "
-                f"from {args.data_dir}; stop it first"
-            )
-        try:
+        dir_ids = sorted({s.sample_file_dir_id for s in camera.streams})
+        with contextlib.ExitStack() as held:
+            opened = []
+            for dir_id in dir_ids:  # every lock first: nothing changes under a recorder
+                try:
+                    opened.append(held.enter_context(SampleFileDir.open(db, dir_id)))
+                except BlockingIOError:
+                    raise CommandError(
+                        f"can't remove camera {camera.short_name!r} while `moonfire run` is "
+                        f"recording from {args.data_dir}; stop it first"
+                    ) from None
             if recordings:
-                # If this is interrupted, the camera is left with a zero budget and fewer
+                # If this is interrupted, the camera is left with zero budgets and fewer
                 # recordings, never with a row lacking its file; running remove again finishes.
-                db.update_camera(camera.id, retain_bytes=0)
-                _rotate_now(sample_file_dir)
+                zero: dict[str, Any] = {"retain_bytes": 0, "max_age_days": None}
+                if camera.sub is not None:
+                    zero["sub_retain_bytes"] = 0
+                db.update_camera(camera.id, **zero)
+                for sample_file_dir in opened:
+                    sample_file_dir.start_syncer().close()
             db.delete_camera(camera.id)
-        finally:
-            sample_file_dir.close()
     deleted = f" and its {recordings} recordings ({format_size(usage)})" if recordings else ""
     print(f"removed camera {camera.short_name!r}{deleted}")
     return 0
 
 
-def _open_unless_recording(db: Database) -> SampleFileDir | None:
-    """The locked sample file directory, or ``None`` if a recorder holds its lock."""
+def _rotate_now(db: Database, dir_id: int) -> bool:
+    """Bring every stream of a directory within its budget and age: a syncer's start is
+    exactly that rotation.  False if a recorder holds the directory's lock."""
     try:
-        return SampleFileDir.open(db.sample_file_dir().path, db)
+        sample_file_dir = SampleFileDir.open(db, dir_id)
     except BlockingIOError:
-        return None
-
-
-def _rotate_now(sample_file_dir: SampleFileDir) -> None:
-    """Bring every camera within its budget: a syncer's start is exactly that rotation."""
-    sample_file_dir.start_syncer().close()
+        return False
+    with sample_file_dir:
+        sample_file_dir.start_syncer().close()
+    return True

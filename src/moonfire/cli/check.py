@@ -23,23 +23,22 @@ from moonfire_core.sampledir import SampleDirectory
 
 @contextlib.contextmanager
 def _recorder_stopped(db: Database) -> Iterator[None]:
-    """Hold a shared lock on the sample file directory, so no recorder runs meanwhile.
+    """Hold a shared lock on every sample file directory, so no recorder runs meanwhile.
 
     A running recorder legitimately holds reservations and rotates files away
     between our reads, so checking under it would report false violations.
     """
-    path = db.sample_file_dir().path
-    try:
-        directory = SampleDirectory(path, lock="shared")
-    except FileNotFoundError:
-        yield  # check reports the missing directory itself
-        return
-    except BlockingIOError:
-        raise CommandError(
-            f"sample file directory {path} is in use by a running moonfire; "
-            "stop it before checking"
-        ) from None
-    with directory:
+    with contextlib.ExitStack() as held:
+        for row in db.list_sample_file_dirs():
+            try:
+                held.enter_context(SampleDirectory(row.path, lock="shared"))
+            except FileNotFoundError:
+                continue  # check reports the missing directory itself
+            except BlockingIOError:
+                raise CommandError(
+                    f"sample file directory {row.path} is in use by a running moonfire; "
+                    "stop it before checking"
+                ) from None
         yield
 
 
@@ -75,15 +74,16 @@ def run(args: argparse.Namespace) -> int:
     if args.repair:
         return _repair(args)
     with open_db(args.data_dir, read_only=True) as db, _recorder_stopped(db):
-        sample_file_dir_path = db.sample_file_dir().path
         bar = None
         if args.hash:
-            total = sum(db.camera_usage(c.id)[1] for c in db.list_cameras())
+            total = sum(db.stream_usage(s.id)[1] for s in db.list_streams())
             bar = tqdm(total=total, unit="B", unit_scale=True, desc="hashing", leave=False)
         try:
-            violations = list(
-                checker.check(db, sample_file_dir_path, args.hash, _progress(bar))
-            )
+            violations = [
+                v
+                for row in db.list_sample_file_dirs()
+                for v in checker.check(db, row, args.hash, _progress(bar))
+            ]
         finally:
             if bar is not None:
                 bar.close()
@@ -98,18 +98,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _repair(args: argparse.Namespace) -> int:
     with open_db(args.data_dir) as db:
-        path = db.sample_file_dir().path
-        try:
-            report = repair.adopt(db)
-        except BlockingIOError:
-            raise CommandError(
-                f"sample file directory {path} is in use by a running moonfire; "
-                "stop it before repairing"
-            ) from None
-    print(
-        f"adopted {path}: {len(report.dropped_recordings)} recording(s) dropped, "
-        f"{len(report.strays)} stray file(s) left alone, {len(report.reservations_left)} "
-        f"reservation(s) left for recovery; now at {report.new_open} (was "
-        f"{report.previous_open or 'none'})"
-    )
+        for row in db.list_sample_file_dirs():
+            try:
+                report = repair.adopt(db, row)
+            except BlockingIOError:
+                raise CommandError(
+                    f"sample file directory {row.path} is in use by a running moonfire; "
+                    "stop it before repairing"
+                ) from None
+            print(
+                f"adopted {row.path}: {len(report.dropped_recordings)} recording(s) dropped, "
+                f"{len(report.strays)} stray file(s) left alone, "
+                f"{len(report.reservations_left)} reservation(s) left for recovery; now at "
+                f"{report.new_open} (was {report.previous_open or 'none'})"
+            )
     return 0

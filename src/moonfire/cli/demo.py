@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     camera = ensure_demo_camera(args.data_dir)
     from moonfire.ingest.daemon import run_cameras  # imports PyAV: only when recording
 
-    print(f"recording camera {DEMO_CAMERA!r} ({camera.url}) for {args.seconds:g} s ...")
+    print(f"recording camera {DEMO_CAMERA!r} ({camera.main.url}) for {args.seconds:g} s ...")
     stop = threading.Event()
     with stop_on_signals(stop) as received:
         code = run_cameras(
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     with datadir.open_db(args.data_dir, read_only=True) as db:
         rows = [
             r
-            for r in db.list_recordings(camera.id)
-            if r.recording_id >= camera.next_recording_id
+            for r in db.list_recordings(camera.main.id)
+            if r.recording_id >= camera.main.next_recording_id
         ]
     if not rows:
         raise CommandError(

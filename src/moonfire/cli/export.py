@@ -22,6 +22,7 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.db import MAIN, STREAM_TYPES
 from moonfire.playback.export_plan import ExportError, ExportPart, plan_export
 from moonfire.sizes import format_size
 from moonfire.storage.data_dir import open_db
@@ -48,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_dir_argument(p)
     p.add_argument("camera", help="the camera's short name")
+    p.add_argument(
+        "--stream", choices=STREAM_TYPES, default=MAIN, help="which stream (default: main)"
+    )
     p.add_argument("--start", required=True, help="start of the range (inclusive)")
     p.add_argument("--end", required=True, help="end of the range (exclusive)")
     p.add_argument("-o", "--output", required=True, help="the .mp4 to write (see above for gaps)")
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     start, end = parse_time(args.start), parse_time(args.end)
     with open_db(args.data_dir, read_only=True) as db:
         try:
-            parts = plan_export(db, args.camera, start, end)
+            parts = plan_export(db, args.camera, start, end, args.stream)
         except ExportError as e:
             raise CommandError(str(e)) from e
         paths = output_paths(args.output, len(parts))

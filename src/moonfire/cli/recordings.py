@@ -1,4 +1,5 @@
-"""``moonfire recordings CAMERA``: a camera's runs and recordings, with human times.
+"""``moonfire recordings CAMERA [--stream sub]``: a stream's runs and recordings, with human
+times (the main stream's unless told).
 
 A *run* is an unbroken stretch of recording from one session with the camera:
 each recording starts exactly where the one before it ended and its
@@ -13,7 +14,7 @@ import json
 from typing import Any
 
 from moonfire.cli.main import CommandError, add_data_dir_argument
-from moonfire.db import RecordingRow
+from moonfire.db import MAIN, STREAM_TYPES, RecordingRow
 from moonfire.sizes import format_size
 from moonfire.storage.data_dir import open_db
 from moonfire.time import format_duration, format_time, parse_time
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_dir_argument(p)
     p.add_argument("camera", help="the camera's short name")
+    p.add_argument(
+        "--stream", choices=STREAM_TYPES, default=MAIN, help="which stream (default: main)"
+    )
     p.add_argument("--start", help="only recordings ending after this time")
     p.add_argument("--end", help="only recordings starting before this time")
     p.add_argument("--json", action="store_true", help="print JSON (90 kHz ints and text)")
@@ -45,12 +49,14 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--start {args.start} is not before --end {args.end}")
     with open_db(args.data_dir, read_only=True) as db:
         camera = db.get_camera(args.camera)
-        rows = db.list_recordings_by_time(camera.id, start, end)
+        stream = camera.stream(args.stream)
+        rows = db.list_recordings_by_time(stream.id, start, end)
     runs = [_run_record(run) for run in split_runs(rows)]
     if args.json:
-        print(json.dumps({"camera": camera.short_name, "runs": runs}, indent=2))
+        print(json.dumps({"camera": camera.short_name, "stream": stream.type, "runs": runs},
+                         indent=2))
     else:
-        _print_table(camera.short_name, runs)
+        _print_table(f"{camera.short_name}/{stream.type}", runs)
     return 0
 
 
@@ -106,9 +112,9 @@ def _recording_record(row: RecordingRow) -> dict[str, Any]:
     }
 
 
-def _print_table(camera: str, runs: list[dict[str, Any]]) -> None:
+def _print_table(stream: str, runs: list[dict[str, Any]]) -> None:
     if not runs:
-        print(f"camera {camera!r} has no recordings in this range")
+        print(f"stream {stream} has no recordings in this range")
         return
     for n, run in enumerate(runs, 1):
         print(

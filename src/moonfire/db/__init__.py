@@ -1,4 +1,5 @@
-"""The SQLite metadata layer: cameras, recordings, reservations (brief §1.2-1.4).
+"""The SQLite metadata layer: cameras, streams, sample file directories, recordings and
+reservations (brief §1.2-1.4, §5).
 
 ``Database.create``/``Database.open`` give the one writer (or a read-only reader);
 writes happen in ``with db.transaction() as tx:`` blocks whose ``Transaction``
@@ -14,16 +15,23 @@ from .errors import (
     InvalidConfigError,
     NotAMoonfireDatabaseError,
     RecordingRejectedError,
+    SampleFileDirInUseError,
     UnknownCameraError,
     UnknownRecordingError,
+    UnknownSampleFileDirError,
+    UnknownStreamError,
     UnknownVideoSampleEntryError,
 )
 from .rows import (
+    MAIN,
+    STREAM_TYPES,
+    SUB,
     Camera,
     Open,
     Playback,
     RecordingRow,
     SampleFileDirRow,
+    Stream,
     VideoSampleEntry,
     composite_id,
     format_uuid,
@@ -32,6 +40,12 @@ from .schema import SCHEMA_VERSION
 from .transaction import STATE_DELETING, STATE_WRITING, Transaction
 
 __all__ = [
+    "MAIN",
+    "STREAM_TYPES",
+    "SUB",
+    "SampleFileDirInUseError",
+    "UnknownSampleFileDirError",
+    "UnknownStreamError",
     "SCHEMA_VERSION",
     "STATE_DELETING",
     "STATE_WRITING",
@@ -48,6 +62,7 @@ __all__ = [
     "Playback",
     "RecordingRow",
     "SampleFileDirRow",
+    "Stream",
     "Transaction",
     "UnknownCameraError",
     "UnknownRecordingError",

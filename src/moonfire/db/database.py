@@ -1,4 +1,5 @@
-"""``Database``: the one writer connection, its reads, and camera configuration.
+"""``Database``: the one writer connection, its reads, and the configuration of cameras,
+their streams and the sample file directories.
 
 All statements on a ``Database`` run under one lock, so a thread never sees another
 thread's open transaction; writes go through ``transaction()`` (``BEGIN IMMEDIATE``
@@ -20,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from .camera_settings import CAMERA_SETTINGS, validate_camera_settings
+from .camera_settings import (
+    CAMERA_SETTINGS,
+    STREAM_SETTINGS,
+    SUB_PREFIX,
+    SUB_STREAM_SETTINGS,
+    validate_camera_settings,
+)
 from .errors import (
     ConsistencyError,
     DatabaseError,
@@ -28,23 +35,31 @@ from .errors import (
     DuplicateCameraError,
     InvalidConfigError,
     NotAMoonfireDatabaseError,
+    SampleFileDirInUseError,
     UnknownRecordingError,
+    UnknownSampleFileDirError,
+    UnknownStreamError,
     UnknownVideoSampleEntryError,
 )
 from .rows import (
     CAMERA_COLUMNS,
+    MAIN,
     PLAYBACK_COLUMNS,
     RECORDING_COLUMNS,
+    STREAM_COLUMNS,
+    SUB,
     VIDEO_SAMPLE_ENTRY_COLUMNS,
     Camera,
     Open,
     Playback,
     RecordingRow,
     SampleFileDirRow,
+    Stream,
     VideoSampleEntry,
     composite_id,
+    stream_from_row,
 )
-from .transaction import Transaction, lookup_camera
+from .transaction import Transaction, camera_with_streams, lookup_camera
 
 #: How long to wait for another process's write lock before failing with "database is locked".
 BUSY_TIMEOUT_SEC = 10.0
@@ -67,9 +82,9 @@ class Database:
         self._lock = threading.RLock()
         self.path = path
         self.read_only = read_only
-        #: A read-only open's relocation of the sample file directory (see
-        #: ``set_sample_file_dir_path``); None to use the stored path.
-        self._relocated_dir_path: str | None = None
+        #: A read-only open's relocations of sample file directories, by id (see
+        #: ``set_sample_file_dir_path``); the others use their stored paths.
+        self._relocated_dir_paths: dict[int, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -100,13 +115,8 @@ class Database:
         try:
             conn.execute(f"pragma page_size = {schema.PAGE_SIZE}")
             _configure(conn, read_only=False)
-            conn.execute("begin immediate")
-            try:
+            with _without_foreign_keys(conn):
                 schema.create(conn, stored_dir_path(path, sample_dir_path))
-                conn.execute("commit")
-            except BaseException:
-                conn.execute("rollback")
-                raise
         except BaseException:
             conn.close()
             raise
@@ -205,39 +215,116 @@ class Database:
             finally:
                 tx.finish()
 
-    # ---- sample file directory -------------------------------------------------------
+    # ---- sample file directories ----------------------------------------------------
 
-    def sample_file_dir(self) -> SampleFileDirRow:
-        """The sample file directory, its path made absolute (a stored relative path is
-        relative to the database's folder)."""
+    def list_sample_file_dirs(self) -> list[SampleFileDirRow]:
+        """Every sample file directory, by id, paths made absolute (a stored relative path
+        is relative to the database's folder)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "select d.id, d.name, d.path, d.uuid, m.db_uuid from sample_file_dir d, meta m"
+                " order by d.id"
+            ).fetchall()
+        return [self._dir_row(row) for row in rows]
+
+    def sample_file_dir(self, id_or_name: int | str) -> SampleFileDirRow:
+        """The sample file directory with this id (``int``) or name (``str``)."""
+        column, missing = _dir_key(id_or_name)
         with self._lock:
             row = self._conn.execute(
-                "select d.path, d.uuid, m.db_uuid from sample_file_dir d, meta m"
+                "select d.id, d.name, d.path, d.uuid, m.db_uuid from sample_file_dir d, meta m"
+                f" where d.{column} = ?",
+                (id_or_name,),
             ).fetchone()
         if row is None:
-            raise ConsistencyError(f"{self.path}: table sample_file_dir is empty")
-        stored, uuid, db_uuid = row
-        path = self._relocated_dir_path or self._absolute(stored)
-        return SampleFileDirRow(path, uuid, db_uuid)
+            raise UnknownSampleFileDirError(missing)
+        return self._dir_row(row)
 
-    def stored_sample_file_dir_path(self) -> str:
-        """The sample file directory's path exactly as stored: relative or absolute."""
+    def _dir_row(self, row: tuple[Any, ...]) -> SampleFileDirRow:
+        dir_id, name, stored, uuid, db_uuid = row
+        path = self._relocated_dir_paths.get(dir_id) or self._absolute(stored)
+        return SampleFileDirRow(dir_id, name, path, uuid, db_uuid)
+
+    def add_sample_file_dir(self, name: str, path: str | os.PathLike[str]) -> SampleFileDirRow:
+        """Record a new sample file directory (its ``meta`` file is written by
+        ``SampleFileDir.create``, which must follow)."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise InvalidConfigError(
+                f"a sample file directory's name must be a non-empty string without "
+                f"surrounding spaces, got {name!r}"
+            )
+        stored = stored_dir_path(self.path, os.fspath(path))
+        with self.transaction() as tx:
+            clash = tx.conn.execute(
+                "select name, path from sample_file_dir where name = ? or path = ?",
+                (name, stored),
+            ).fetchone()
+            if clash is not None:
+                what = f"name {name!r}" if clash[0] == name else f"path {os.fspath(path)}"
+                raise InvalidConfigError(
+                    f"sample file directory {clash[0]!r} already has the {what}"
+                )
+            cursor = tx.conn.execute(
+                "insert into sample_file_dir (name, path, uuid) values (?, ?, ?)",
+                (name, stored, uuidlib.uuid4().bytes),
+            )
+            dir_id = _inserted_rowid(cursor, "sample_file_dir")
+        return self.sample_file_dir(dir_id)
+
+    def remove_sample_file_dir(self, id_or_name: int | str) -> SampleFileDirRow:
+        """Forget a sample file directory no stream uses and no recording or reservation is
+        in (its files, the ``meta`` included, are the caller's to remove)."""
+        with self.transaction() as tx:
+            row = self.sample_file_dir(id_or_name)
+            users = [
+                f"{camera}/{stream_type}"
+                for camera, stream_type in tx.conn.execute(
+                    "select c.short_name, s.type from stream s join camera c on c.id = s.camera_id"
+                    " where s.sample_file_dir_id = ? order by c.short_name, s.type",
+                    (row.id,),
+                )
+            ]
+            if users:
+                raise SampleFileDirInUseError(
+                    f"sample file directory {row.name!r} ({row.path}) is used by stream"
+                    f"{'s' if len(users) > 1 else ''} {', '.join(users)}; move "
+                    f"{'them' if len(users) > 1 else 'it'} to another directory first"
+                )
+            (reserved,) = tx.conn.execute(
+                "select count(*) from reserved_sample_files where sample_file_dir_id = ?",
+                (row.id,),
+            ).fetchone()
+            if reserved:
+                raise SampleFileDirInUseError(
+                    f"sample file directory {row.name!r} ({row.path}) still has {reserved} "
+                    "reserved sample files; start and stop `moonfire run` once to clean them up"
+                )
+            tx.conn.execute("delete from sample_file_dir where id = ?", (row.id,))
+        return row
+
+    def stored_sample_file_dir_path(self, dir_id: int) -> str:
+        """A sample file directory's path exactly as stored: relative or absolute."""
         with self._lock:
-            row = self._conn.execute("select path from sample_file_dir").fetchone()
+            row = self._conn.execute(
+                "select path from sample_file_dir where id = ?", (dir_id,)
+            ).fetchone()
         if row is None:
-            raise ConsistencyError(f"{self.path}: table sample_file_dir is empty")
+            raise UnknownSampleFileDirError(f"no sample file directory with id {dir_id}")
         return str(row[0])
 
-    def set_sample_file_dir_path(self, sample_dir_path: str) -> None:
+    def set_sample_file_dir_path(self, dir_id: int, sample_dir_path: str) -> None:
         """Record a new path for the same sample file directory (moved, or copied along with
         the database); a read-only open uses it until closed without storing it."""
         if self.read_only:
-            self._relocated_dir_path = os.path.abspath(sample_dir_path)
+            self._relocated_dir_paths[dir_id] = os.path.abspath(sample_dir_path)
             return
         stored = stored_dir_path(self.path, sample_dir_path)
-        with self._lock:
-            with self._conn:
-                self._conn.execute("update sample_file_dir set path = ?", (stored,))
+        with self.transaction() as tx:
+            count = tx.conn.execute(
+                "update sample_file_dir set path = ? where id = ?", (stored, dir_id)
+            ).rowcount
+            if count != 1:
+                raise UnknownSampleFileDirError(f"no sample file directory with id {dir_id}")
 
     def _absolute(self, stored: str) -> str:
         if os.path.isabs(stored):
@@ -246,18 +333,19 @@ class Database:
 
     # ---- opens (brief §5.3) ------------------------------------------------------------
 
-    def last_complete_open(self) -> Open | None:
+    def last_complete_open(self, dir_id: int) -> Open | None:
         """The open the sample file directory's ``meta`` file must name; None before the
-        first read-write open of this schema version."""
+        first read-write open of it in schema version 3 or later."""
         with self._lock:
             row = self._conn.execute(
                 "select o.id, o.uuid from sample_file_dir d join open o"
-                " on o.id = d.last_complete_open_id"
+                " on o.id = d.last_complete_open_id where d.id = ?",
+                (dir_id,),
             ).fetchone()
         return None if row is None else Open(*row)
 
     def insert_open(self) -> Open:
-        """Record a new read-write open of the sample file directory (not yet complete)."""
+        """Record a new read-write open of a sample file directory (not yet complete)."""
         uuid = uuidlib.uuid4().bytes
         with self.transaction() as tx:
             cursor = tx.conn.execute(
@@ -267,16 +355,17 @@ class Database:
             open_id = _inserted_rowid(cursor, "open")
         return Open(open_id, uuid)
 
-    def set_last_complete_open(self, current: Open) -> None:
+    def set_last_complete_open(self, dir_id: int, current: Open) -> None:
         """Record that the directory's ``meta`` file names ``current`` (its in-progress open)."""
         with self.transaction() as tx:
             count = tx.conn.execute(
-                "update sample_file_dir set last_complete_open_id = ?", (current.id,)
+                "update sample_file_dir set last_complete_open_id = ? where id = ?",
+                (current.id, dir_id),
             ).rowcount
             if count != 1:
-                raise ConsistencyError(f"{self.path}: table sample_file_dir has {count} rows")
+                raise UnknownSampleFileDirError(f"no sample file directory with id {dir_id}")
 
-    # ---- cameras ---------------------------------------------------------------------
+    # ---- cameras and their streams ----------------------------------------------------
 
     def add_camera(
         self,
@@ -288,25 +377,71 @@ class Database:
         retain_bytes: int = 0,
         rotate_interval_sec: int = 60,
         description: str = "",
+        max_age_days: int | None = None,
+        sample_file_dir: int | str | None = None,
+        sub_url: str | None = None,
+        sub_retain_bytes: int = 0,
+        sub_max_age_days: int | None = None,
+        sub_sample_file_dir: int | str | None = None,
     ) -> Camera:
-        """Adds a camera; its recording ids start at 1."""
-        settings = {
-            "short_name": short_name, "description": description, "url": url,
-            "username": username, "password": password, "retain_bytes": retain_bytes,
-            "rotate_interval_sec": rotate_interval_sec,
+        """Adds a camera with its main stream and, given ``sub_url``, its sub stream.
+
+        The plain stream settings are the main stream's, the ``sub_`` ones the sub
+        stream's.  A stream records when it has a URL and (for the sub stream) a
+        budget; its directory defaults to the first one.  Recording ids start at 1.
+        """
+        camera_settings = {
+            "short_name": short_name, "description": description, "username": username,
+            "password": password, "rotate_interval_sec": rotate_interval_sec,
         }
-        validate_camera_settings(settings)
+        main = {"url": url, "retain_bytes": retain_bytes, "max_age_days": max_age_days,
+                "sample_file_dir": sample_file_dir}
+        sub = {"url": sub_url, "retain_bytes": sub_retain_bytes,
+               "max_age_days": sub_max_age_days, "sample_file_dir": sub_sample_file_dir}
+        validate_camera_settings(camera_settings)
+        validate_camera_settings({k: v for k, v in main.items()})
+        if sub_url is not None:
+            validate_camera_settings({SUB_PREFIX + k: v for k, v in sub.items()})
         with self.transaction() as tx:
             _refuse_duplicate_name(tx.conn, short_name, except_id=None)
-            columns = ", ".join(settings)
-            marks = ", ".join("?" * len(settings))
+            columns = ", ".join(camera_settings)
+            marks = ", ".join("?" * len(camera_settings))
             cursor = tx.conn.execute(
-                f"insert into camera (uuid, next_recording_id, {columns})"
-                f" values (?, 1, {marks})",
-                (uuidlib.uuid4().bytes, *settings.values()),
+                f"insert into camera (uuid, {columns}) values (?, {marks})",
+                (uuidlib.uuid4().bytes, *camera_settings.values()),
             )
             camera_id = _inserted_rowid(cursor, "camera")
+            self._insert_stream(tx.conn, camera_id, MAIN, main)
+            if sub_url is not None:
+                self._insert_stream(tx.conn, camera_id, SUB, sub)
         return self.get_camera(camera_id)
+
+    def _insert_stream(
+        self, conn: sqlite3.Connection, camera_id: int, stream_type: str, settings: dict[str, Any]
+    ) -> None:
+        dir_id = self._dir_id(conn, settings["sample_file_dir"])
+        url = settings["url"] or ""
+        conn.execute(
+            "insert into stream (camera_id, type, url, record, retain_bytes, max_age_days,"
+            " sample_file_dir_id, next_recording_id) values (?, ?, ?, ?, ?, ?, ?, 1)",
+            (camera_id, stream_type, url, _records(stream_type, url, settings["retain_bytes"]),
+             settings["retain_bytes"], settings["max_age_days"], dir_id),
+        )
+
+    def _dir_id(self, conn: sqlite3.Connection, id_or_name: int | str | None) -> int:
+        """The id of the named sample file directory; the first one for None."""
+        if id_or_name is None:
+            row = conn.execute("select min(id) from sample_file_dir").fetchone()
+            if row is None or row[0] is None:
+                raise ConsistencyError(f"{self.path}: there is no sample file directory")
+            return int(row[0])
+        column, missing = _dir_key(id_or_name)
+        row = conn.execute(
+            f"select id from sample_file_dir where {column} = ?", (id_or_name,)
+        ).fetchone()
+        if row is None:
+            raise UnknownSampleFileDirError(missing + "; `moonfire dir list` shows them")
+        return int(row[0])
 
     def get_camera(self, id_or_name: int | str) -> Camera:
         """The camera with this id (an ``int``) or short name (a ``str``)."""
@@ -317,50 +452,128 @@ class Database:
         """All cameras, by id."""
         with self._lock:
             rows = self._conn.execute(f"select {CAMERA_COLUMNS} from camera order by id")
-            return [Camera(*row) for row in rows]
+            return [camera_with_streams(self._conn, row) for row in rows.fetchall()]
+
+    def get_stream(self, stream_id: int) -> Stream:
+        with self._lock:
+            row = self._conn.execute(
+                f"select {STREAM_COLUMNS} from stream where id = ?", (stream_id,)
+            ).fetchone()
+        if row is None:
+            raise UnknownStreamError(f"no stream with id {stream_id}")
+        return stream_from_row(row)
+
+    def list_streams(self, sample_file_dir_id: int | None = None) -> list[Stream]:
+        """Every stream (or those in one sample file directory), by id."""
+        where, params = ("", ()) if sample_file_dir_id is None else (
+            " where sample_file_dir_id = ?", (sample_file_dir_id,))
+        with self._lock:
+            rows = self._conn.execute(
+                f"select {STREAM_COLUMNS} from stream{where} order by id", params
+            ).fetchall()
+        return [stream_from_row(row) for row in rows]
+
+    def stream_name(self, stream_id: int) -> str:
+        """``camera/main`` or ``camera/sub``, for messages and logs."""
+        with self._lock:
+            row = self._conn.execute(
+                "select c.short_name, s.type from stream s join camera c on c.id = s.camera_id"
+                " where s.id = ?",
+                (stream_id,),
+            ).fetchone()
+        return f"stream {stream_id}" if row is None else f"{row[0]}/{row[1]}"
 
     def update_camera(self, id_or_name: int | str, **changes: Any) -> Camera:
-        """Changes some of a camera's settings (the keyword names of ``add_camera``)."""
-        unknown = sorted(set(changes) - CAMERA_SETTINGS)
+        """Changes some of a camera's settings and its streams' (the keyword names of
+        ``add_camera``); a ``sub_`` setting on a camera without a sub stream adds one.
+
+        A stream holding recordings can't change directory: its rows would name files
+        in the old one (refused with ``SampleFileDirInUseError``).
+        """
+        unknown = sorted(set(changes) - CAMERA_SETTINGS - STREAM_SETTINGS - SUB_STREAM_SETTINGS)
         if unknown:
             raise TypeError(f"update_camera() got unknown camera settings: {', '.join(unknown)}")
         validate_camera_settings(changes)
+        own = {k: v for k, v in changes.items() if k in CAMERA_SETTINGS}
+        main = {k: v for k, v in changes.items() if k in STREAM_SETTINGS}
+        sub = {k[len(SUB_PREFIX):]: v for k, v in changes.items() if k in SUB_STREAM_SETTINGS}
         with self.transaction() as tx:
             camera = lookup_camera(tx.conn, id_or_name)
-            if changes:
-                if "short_name" in changes:
-                    _refuse_duplicate_name(tx.conn, changes["short_name"], except_id=camera.id)
-                assignments = ", ".join(f"{name} = ?" for name in changes)
+            if own:
+                if "short_name" in own:
+                    _refuse_duplicate_name(tx.conn, own["short_name"], except_id=camera.id)
+                assignments = ", ".join(f"{name} = ?" for name in own)
                 tx.conn.execute(
-                    f"update camera set {assignments} where id = ?", (*changes.values(), camera.id)
+                    f"update camera set {assignments} where id = ?", (*own.values(), camera.id)
                 )
+            if main:
+                self._update_stream(tx.conn, camera, camera.main, main)
+            if sub and camera.sub is None:
+                self._insert_stream(
+                    tx.conn, camera.id, SUB,
+                    {"url": "", "retain_bytes": 0, "max_age_days": None,
+                     "sample_file_dir": None} | sub,
+                )
+            elif sub:
+                assert camera.sub is not None
+                self._update_stream(tx.conn, camera, camera.sub, sub)
         return self.get_camera(camera.id)
 
+    def _update_stream(
+        self, conn: sqlite3.Connection, camera: Camera, stream: Stream, changes: dict[str, Any]
+    ) -> None:
+        columns = {k: v for k, v in changes.items() if k != "sample_file_dir"}
+        if "url" in columns and columns["url"] is None:
+            columns["url"] = ""
+        if "sample_file_dir" in changes:
+            dir_id = self._dir_id(conn, changes["sample_file_dir"])
+            if dir_id != stream.sample_file_dir_id:
+                (count,) = conn.execute(
+                    "select count(*) from recording where stream_id = ?", (stream.id,)
+                ).fetchone()
+                if count:
+                    raise SampleFileDirInUseError(
+                        f"stream {camera.short_name}/{stream.type} has {count} recordings in "
+                        f"its sample file directory; it can move to another only without any "
+                        f"(set its budget to 0 and let them rotate away, or export them first)"
+                    )
+            columns["sample_file_dir_id"] = dir_id
+        url = columns.get("url", stream.url)
+        retain = columns.get("retain_bytes", stream.retain_bytes)
+        columns["record"] = _records(stream.type, url, retain)
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        conn.execute(
+            f"update stream set {assignments} where id = ?", (*columns.values(), stream.id)
+        )
+
     def delete_camera(self, id_or_name: int | str) -> None:
-        """Removes a camera that has no recordings (rotate them away first)."""
+        """Removes a camera whose streams have no recordings (rotate them away first)."""
         with self.transaction() as tx:
             camera = lookup_camera(tx.conn, id_or_name)
             (recordings,) = tx.conn.execute(
-                "select count(*) from recording where camera_id = ?", (camera.id,)
+                "select count(*) from recording r join stream s on s.id = r.stream_id"
+                " where s.camera_id = ?",
+                (camera.id,),
             ).fetchone()
             if recordings:
                 raise DatabaseError(
                     f"camera {camera.short_name!r} still has {recordings} recordings; "
-                    "set its retain_bytes to 0 and let rotation delete them first"
+                    "set its budgets to 0 and let rotation delete them first"
                 )
+            tx.conn.execute("delete from stream where camera_id = ?", (camera.id,))
             tx.conn.execute("delete from camera where id = ?", (camera.id,))
 
-    def camera_usage(self, camera_id: int) -> tuple[int, int, int]:
-        """(recordings, sample_file_bytes, duration_90k) summed over a camera's recordings.
+    def stream_usage(self, stream_id: int) -> tuple[int, int, int]:
+        """(recordings, sample_file_bytes, duration_90k) summed over a stream's recordings.
 
         One aggregate query over the ``recording_cover`` index; no table rows are read.
         """
         with self._lock:
-            lookup_camera(self._conn, camera_id)
+            self.get_stream(stream_id)
             row = self._conn.execute(
                 "select count(*), coalesce(sum(sample_file_bytes), 0),"
-                " coalesce(sum(duration_90k), 0) from recording where camera_id = ?",
-                (camera_id,),
+                " coalesce(sum(duration_90k), 0) from recording where stream_id = ?",
+                (stream_id,),
             ).fetchone()
         return row
 
@@ -411,13 +624,13 @@ class Database:
 
     # ---- recordings ------------------------------------------------------------------
 
-    def list_oldest_recordings(self, camera_id: int) -> Iterator[tuple[RecordingRow, bytes]]:
-        """A camera's recordings with their sample file uuids, oldest (lowest id) first.
+    def list_oldest_recordings(self, stream_id: int) -> Iterator[tuple[RecordingRow, bytes]]:
+        """A stream's recordings with their sample file uuids, oldest (lowest id) first.
 
         Lazy: rows are fetched in batches, each under the lock but none held across a
         ``yield``, so a caller may stop early or write between batches.
         """
-        low, high = composite_id(camera_id, 0), composite_id(camera_id + 1, 0)
+        low, high = composite_id(stream_id, 0), composite_id(stream_id + 1, 0)
         while True:
             with self._lock:
                 batch = self._conn.execute(_OLDEST_QUERY, (low, high, OLDEST_BATCH_ROWS)).fetchall()
@@ -428,7 +641,7 @@ class Database:
             low = batch[-1][0] + 1
 
     def list_recordings_by_time(
-        self, camera_id: int, start_90k: int, end_90k: int
+        self, stream_id: int, start_90k: int, end_90k: int
     ) -> list[RecordingRow]:
         """Recordings overlapping ``[start_90k, end_90k)``, by start time.
 
@@ -437,30 +650,30 @@ class Database:
         """
         with self._lock:
             rows = self._conn.execute(
-                f"select {RECORDING_COLUMNS} from recording where camera_id = ?"
+                f"select {RECORDING_COLUMNS} from recording where stream_id = ?"
                 " and start_time_90k > ? and start_time_90k < ?"
                 " and start_time_90k + duration_90k > ? order by start_time_90k",
-                (camera_id, start_90k - schema.MAX_RECORDING_DURATION_90K, end_90k, start_90k),
+                (stream_id, start_90k - schema.MAX_RECORDING_DURATION_90K, end_90k, start_90k),
             ).fetchall()
         return [RecordingRow(*row) for row in rows]
 
-    def list_recordings(self, camera_id: int) -> list[RecordingRow]:
-        """All of a camera's recordings, by start time."""
+    def list_recordings(self, stream_id: int) -> list[RecordingRow]:
+        """All of a stream's recordings, by start time."""
         with self._lock:
             rows = self._conn.execute(
-                f"select {RECORDING_COLUMNS} from recording where camera_id = ?"
+                f"select {RECORDING_COLUMNS} from recording where stream_id = ?"
                 " order by start_time_90k",
-                (camera_id,),
+                (stream_id,),
             ).fetchall()
         return [RecordingRow(*row) for row in rows]
 
-    def last_recording(self, camera_id: int) -> RecordingRow | None:
-        """The camera's latest recording by start time, or None (for ``moonfire status``)."""
+    def last_recording(self, stream_id: int) -> RecordingRow | None:
+        """The stream's latest recording by start time, or None (for ``moonfire status``)."""
         with self._lock:
             row = self._conn.execute(
-                f"select {RECORDING_COLUMNS} from recording where camera_id = ?"
+                f"select {RECORDING_COLUMNS} from recording where stream_id = ?"
                 " order by start_time_90k desc limit 1",
-                (camera_id,),
+                (stream_id,),
             ).fetchone()
         return None if row is None else RecordingRow(*row)
 
@@ -484,16 +697,26 @@ class Database:
             raise UnknownRecordingError(_no_recording(composite_id))
         return Playback(*row)
 
-    def list_reserved_sample_files(self) -> list[tuple[bytes, int]]:
-        """(uuid, state) of every reservation: 0 = writing, 1 = deleting."""
+    def list_reserved_sample_files(self, dir_id: int) -> list[tuple[bytes, int]]:
+        """(uuid, state) of every reservation in a sample file directory: 0 = writing,
+        1 = deleting."""
         with self._lock:
-            return self._conn.execute("select uuid, state from reserved_sample_files").fetchall()
+            return self._conn.execute(
+                "select uuid, state from reserved_sample_files where sample_file_dir_id = ?",
+                (dir_id,),
+            ).fetchall()
 
-    def list_all_recording_uuids(self) -> dict[bytes, int]:
-        """Sample file uuid -> composite id of every recording (for ``moonfire check``)."""
+    def list_all_recording_uuids(self, dir_id: int) -> dict[bytes, int]:
+        """Sample file uuid -> composite id of every recording in a sample file directory
+        (for ``moonfire check``)."""
         with self._lock:
             return dict(
-                self._conn.execute("select sample_file_uuid, composite_id from recording_playback")
+                self._conn.execute(
+                    "select p.sample_file_uuid, p.composite_id from recording_playback p"
+                    " join stream s on s.id = p.composite_id >> 32"
+                    " where s.sample_file_dir_id = ?",
+                    (dir_id,),
+                )
             )
 
 
@@ -569,15 +792,27 @@ def _now_90k() -> int:
 
 def _upgrade(conn: sqlite3.Connection, path: Path, sample_dir_path: str) -> None:
     """Upgrades to the current schema in one transaction (re-reading the version under lock)."""
-    conn.execute("begin immediate")
-    try:
+    with _without_foreign_keys(conn):
         version = schema.read_version(conn, path)
         if version < schema.SCHEMA_VERSION:
             schema.upgrade(conn, version, sample_dir_path)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
+
+
+@contextmanager
+def _without_foreign_keys(conn: sqlite3.Connection) -> Iterator[None]:
+    """One transaction with foreign keys off, as SQLite's table rebuild needs (the pragma
+    is a no-op inside a transaction); the schema step checks them before the commit."""
+    conn.execute("pragma foreign_keys = off")
+    try:
+        conn.execute("begin immediate")
+        try:
+            yield
+            conn.execute("commit")
+        except BaseException:
+            conn.execute("rollback")
+            raise
+    finally:
+        conn.execute("pragma foreign_keys = on")
 
 
 def _inserted_rowid(cursor: sqlite3.Cursor, table: str) -> int:
@@ -591,6 +826,22 @@ def _refuse_duplicate_name(conn: sqlite3.Connection, name: str, except_id: int |
     row = conn.execute("select id from camera where short_name = ?", (name,)).fetchone()
     if row is not None and row[0] != except_id:
         raise DuplicateCameraError(f"camera {name!r} already exists")
+
+
+def _records(stream_type: str, url: str, retain_bytes: int) -> bool:
+    """Whether a stream records: with a URL, and a sub stream only with a budget (one
+    without is there for live view)."""
+    return bool(url) and (stream_type == MAIN or retain_bytes > 0)
+
+
+def _dir_key(id_or_name: int | str) -> tuple[str, str]:
+    """The column naming a sample file directory by ``id_or_name``, and the message if none."""
+    if isinstance(id_or_name, str):
+        return "name", f"no sample file directory {id_or_name!r}"
+    if isinstance(id_or_name, int) and not isinstance(id_or_name, bool):
+        return "id", f"no sample file directory with id {id_or_name}"
+    raise TypeError(f"a sample file directory is named by its id (int) or name (str), "
+                    f"not {id_or_name!r}")
 
 
 def _no_recording(cid: int) -> str:

@@ -53,3 +53,16 @@ class RecordingRejectedError(ConsistencyError):
     The fault is in that one recording, not in the database: the syncer discards
     the recording and goes on.
     """
+
+
+class UnknownStreamError(DatabaseError, LookupError):
+    """No stream has this id, or the camera has no stream of this type."""
+
+
+class UnknownSampleFileDirError(DatabaseError, LookupError):
+    """No sample file directory has this id or name."""
+
+
+class SampleFileDirInUseError(DatabaseError):
+    """A sample file directory can't be removed (streams use it, or it holds recordings),
+    or a stream can't leave one that holds its recordings."""

@@ -7,21 +7,24 @@ can select ``...COLUMNS`` and build the record with ``Record(*row)``.
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moonfire_core.records import FLAG_TRAILING_ZERO
+
+from .errors import UnknownStreamError
 
 if TYPE_CHECKING:
     from moonfire_core import DecodedIndex
 
-#: The low 32 bits of a composite id are the per-camera recording id.
+#: The low 32 bits of a composite id are the per-stream recording id.
 RECORDING_ID_MASK = 0xFFFF_FFFF
 
 
-def composite_id(camera_id: int, recording_id: int) -> int:
-    """``camera_id << 32 | recording_id``: the primary key of ``recording`` (brief §1.2)."""
-    return camera_id << 32 | recording_id
+def composite_id(stream_id: int, recording_id: int) -> int:
+    """``stream_id << 32 | recording_id``: the primary key of ``recording`` (brief §1.2)."""
+    return stream_id << 32 | recording_id
 
 
 def format_uuid(raw: bytes) -> str:
@@ -35,24 +38,76 @@ def format_uuid(raw: bytes) -> str:
     return str(uuidlib.UUID(bytes=raw))
 
 
+#: A stream's ``type``: every camera has a main stream; a sub stream is optional.
+MAIN = "main"
+SUB = "sub"
+STREAM_TYPES = (MAIN, SUB)
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One of a camera's streams: where it comes from, whether and where it is recorded,
+    and how much of it is kept (a row of table ``stream``)."""
+
+    id: int
+    camera_id: int
+    type: str
+    url: str
+    record: bool
+    retain_bytes: int
+    #: Recordings older than this many days go even within the budget; None: no limit.
+    max_age_days: int | None
+    sample_file_dir_id: int
+    next_recording_id: int
+
+
+STREAM_COLUMNS = (
+    "id, camera_id, type, url, record, retain_bytes, max_age_days, sample_file_dir_id, "
+    "next_recording_id"
+)
+
+
+def stream_from_row(row: Sequence[Any]) -> Stream:
+    """A ``Stream`` from a row of ``STREAM_COLUMNS`` (``record`` is stored as 0 or 1)."""
+    id_, camera_id, type_, url, record, retain, max_age, dir_id, next_id = row
+    return Stream(id_, camera_id, type_, url, bool(record), retain, max_age, dir_id, next_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Camera:
+    """A camera and its streams: ``main`` always, ``sub`` if it has one."""
+
     id: int
     uuid: bytes
     short_name: str
     description: str
-    url: str
     username: str | None
     password: str | None
-    retain_bytes: int
     rotate_interval_sec: int
-    next_recording_id: int
+    main: Stream
+    sub: Stream | None
+
+    @property
+    def streams(self) -> list[Stream]:
+        """Main first, then sub if there is one."""
+        return [self.main] if self.sub is None else [self.main, self.sub]
+
+    def stream(self, stream_type: str) -> Stream:
+        """The ``main`` or ``sub`` stream; ``LookupError`` naming the camera if it has none."""
+        if stream_type == MAIN:
+            return self.main
+        if stream_type == SUB and self.sub is not None:
+            return self.sub
+        if stream_type == SUB:
+            raise UnknownStreamError(f"camera {self.short_name!r} has no sub stream")
+        raise UnknownStreamError(
+            f"no stream type {stream_type!r}; a camera has {MAIN!r} and {SUB!r}"
+        )
 
 
 # Era-1 columns may be NULL in upgraded databases; present them as empty strings.
 CAMERA_COLUMNS = (
-    "id, uuid, short_name, coalesce(description, ''), coalesce(url, ''), username, password, "
-    "retain_bytes, rotate_interval_sec, next_recording_id"
+    "id, uuid, short_name, coalesce(description, ''), username, password, rotate_interval_sec"
 )
 
 
@@ -61,7 +116,7 @@ class RecordingRow:
     """The small fields of a committed recording: enough to list, size and rotate it."""
 
     composite_id: int
-    camera_id: int
+    stream_id: int
     run_offset: int
     flags: int
     sample_file_bytes: int
@@ -121,7 +176,7 @@ def index_mismatches(row: RecordingRow, decoded: DecodedIndex) -> list[str]:
 
 #: Every one of these is in the ``recording_cover`` index (composite_id is the rowid).
 RECORDING_COLUMNS = (
-    "composite_id, camera_id, run_offset, flags, sample_file_bytes, start_time_90k, "
+    "composite_id, stream_id, run_offset, flags, sample_file_bytes, start_time_90k, "
     "duration_90k, local_time_delta_90k, video_samples, video_sync_samples, "
     "video_sample_entry_id"
 )
@@ -156,7 +211,7 @@ VIDEO_SAMPLE_ENTRY_COLUMNS = "id, sha1, width, height, data"
 
 @dataclass(frozen=True, slots=True)
 class Open:
-    """One read-write open of the sample file directory (a row of table ``open``)."""
+    """One read-write open of a sample file directory (a row of table ``open``)."""
 
     id: int
     uuid: bytes
@@ -167,8 +222,11 @@ class Open:
 
 @dataclass(frozen=True, slots=True)
 class SampleFileDirRow:
-    """Where the sample files live, and the two uuids its ``meta`` file must repeat."""
+    """A sample file directory: its name, where it is, and the two uuids its ``meta``
+    file must repeat."""
 
+    id: int
+    name: str
     path: str
     uuid: bytes
     db_uuid: bytes

@@ -7,7 +7,14 @@ unique camera short names, the ``meta`` and ``sample_file_dir`` tables, and a
 Moonfire's ``open`` table (one row per read-write open of the sample file
 directory) and ``sample_file_dir.last_complete_open_id``, which the directory's
 ``meta`` file repeats (brief §5.3), so a restored older database or a copy
-sharing the directory is refused before it can delete anything.
+sharing the directory is refused before it can delete anything.  Version 4
+gives cameras streams (brief §5.1): a ``stream`` row per main or sub stream
+holds what a camera's row used to (URL, byte budget, next recording id) plus
+whether it records, a maximum age and its sample file directory; recordings
+belong to a stream (``composite_id = stream_id << 32 | recording_id``); a data
+directory may have several named sample file directories; a reservation names
+the directory its file is in.  The upgrade gives each camera's main stream the
+camera's id, so every composite id (and every exported URL) stays the same.
 
 A new database is built by running the version-1 tables and then the very same
 upgrade step an existing version-1 database gets, so a created and an upgraded
@@ -24,7 +31,7 @@ from pathlib import Path
 
 from .errors import DatabaseVersionError, NotAMoonfireDatabaseError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OLDEST_UPGRADABLE_VERSION = 1
 #: Set before the first table exists; it cannot change once the file is in WAL mode.
 PAGE_SIZE = 16384
@@ -136,24 +143,93 @@ V2_TO_V3: tuple[str, ...] = (
 )
 
 
+#: Schema changes from version 3 to 4: tables rebuilt (SQLite can't drop a CHECK or a
+#: column used by one), each copied from its predecessor by ``_apply_v3_to_v4``.
+V4_TABLES: tuple[str, ...] = (
+    # Named, so that streams and the CLI can say which disk; path and uuid unique, so that
+    # two rows can't name one directory.
+    """create table sample_file_dir_v4 (
+         id integer primary key,
+         name text unique not null check (length(name) > 0),
+         path text unique not null,
+         uuid blob unique not null check (length(uuid) = 16),
+         last_complete_open_id integer references open (id)
+       )""",
+    # What is the camera's whatever its streams: names, credentials, rotation.
+    """create table camera_v4 (
+         id integer primary key,
+         uuid blob unique not null check (length(uuid) = 16),
+         short_name text not null,
+         description text,
+         username text,
+         password text,
+         rotate_interval_sec integer not null default 60 check (rotate_interval_sec > 0)
+       )""",
+    """create table stream (
+         id integer primary key,
+         camera_id integer not null references camera (id),
+         type text not null check (type in ('main', 'sub')),
+         url text not null default '',
+         record integer not null check (record in (0, 1)),
+         retain_bytes integer not null check (retain_bytes >= 0),
+         max_age_days integer check (max_age_days is null or max_age_days > 0),
+         sample_file_dir_id integer not null references sample_file_dir (id),
+         next_recording_id integer not null check (next_recording_id >= 0),
+         unique (camera_id, type)
+       )""",
+    f"""create table recording_v4 (
+         composite_id integer primary key,
+         stream_id integer not null references stream (id),
+         run_offset integer not null,
+         flags integer not null,
+         sample_file_bytes integer not null check (sample_file_bytes > 0),
+         start_time_90k integer not null check (start_time_90k > 0),
+         duration_90k integer not null
+             check (duration_90k >= 0 and duration_90k < {MAX_RECORDING_DURATION_90K}),
+         local_time_delta_90k integer not null,
+         video_samples integer not null check (video_samples > 0),
+         video_sync_samples integer not null check (video_sync_samples > 0),
+         video_sample_entry_id integer references video_sample_entry (id),
+         check (composite_id >> 32 = stream_id)
+       )""",
+    # The directory a reserved file is (to be) in: each directory's syncer recovers its own.
+    """create table reserved_sample_files_v4 (
+         uuid blob primary key check (length(uuid) = 16),
+         sample_file_dir_id integer not null references sample_file_dir (id),
+         state integer not null
+       ) without rowid""",
+)
+
+#: The name ``init`` gives the first sample file directory (and the upgrade, the old one).
+DEFAULT_DIR_NAME = "default"
+
+
 def create(conn: sqlite3.Connection, sample_dir_path: str) -> None:
-    """Builds the current schema in an empty database, inside the caller's transaction."""
+    """Builds the current schema in an empty database, inside the caller's transaction.
+
+    The caller has turned foreign keys off (``without_foreign_keys``), as the
+    version-4 step rebuilds tables.
+    """
     for statement in V1_TABLES:
         conn.execute(statement)
     _apply_v1_to_v2(conn, sample_dir_path)
     _apply_v2_to_v3(conn)
+    _apply_v3_to_v4(conn)
     _record_version(conn, SCHEMA_VERSION, "db creation")
 
 
 def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -> None:
-    """Brings a version-1 or -2 database to ``SCHEMA_VERSION`` inside the caller's
-    transaction (1 -> 2 -> 3)."""
+    """Brings a version-1, -2 or -3 database to ``SCHEMA_VERSION`` inside the caller's
+    transaction (1 -> 2 -> 3 -> 4), foreign keys off (``without_foreign_keys``)."""
     if from_version == 1:
         _upgrade_v1_to_v2(conn, sample_dir_path)
-    elif from_version != 2:
+    if from_version <= 2:
+        _apply_v2_to_v3(conn)
+        _record_version(conn, 3, "upgrade from version 2")
+    elif from_version != 3:
         raise AssertionError(f"no upgrade path from schema version {from_version}")
-    _apply_v2_to_v3(conn)
-    _record_version(conn, 3, "upgrade from version 2")
+    _apply_v3_to_v4(conn)
+    _record_version(conn, 4, "upgrade from version 3")
 
 
 def _upgrade_v1_to_v2(conn: sqlite3.Connection, sample_dir_path: str) -> None:
@@ -228,6 +304,69 @@ def _apply_v1_to_v2(conn: sqlite3.Connection, sample_dir_path: str) -> None:
 def _apply_v2_to_v3(conn: sqlite3.Connection) -> None:
     for statement in V2_TO_V3:
         conn.execute(statement)
+
+
+def _apply_v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Streams and named directories: each table rebuilt and its rows copied.
+
+    Each camera's main stream gets the camera's id, URL, budget and next recording id, so
+    composite ids don't change; an era-1 camera's sub stream path becomes a sub stream
+    that doesn't record.  Foreign keys are checked once everything is in place.
+    """
+    for statement in V4_TABLES:
+        conn.execute(statement)
+    conn.execute(
+        "insert into sample_file_dir_v4 (id, name, path, uuid, last_complete_open_id)"
+        " select id, ?, path, uuid, last_complete_open_id from sample_file_dir",
+        (DEFAULT_DIR_NAME,),
+    )
+    (dir_id,) = conn.execute("select min(id) from sample_file_dir").fetchone()
+    conn.execute(
+        "insert into stream (id, camera_id, type, url, record, retain_bytes,"
+        " sample_file_dir_id, next_recording_id)"
+        " select id, id, 'main', coalesce(url, ''), 1, retain_bytes, ?, next_recording_id"
+        " from camera",
+        (dir_id,),
+    )
+    conn.execute(
+        "insert into stream (camera_id, type, url, record, retain_bytes,"
+        " sample_file_dir_id, next_recording_id)"
+        " select id, 'sub', 'rtsp://' || host || sub_rtsp_path, 0, 0, ?, 1 from camera"
+        " where host is not null and sub_rtsp_path is not null and sub_rtsp_path != ''",
+        (dir_id,),
+    )
+    conn.execute(
+        "insert into camera_v4 (id, uuid, short_name, description, username, password,"
+        " rotate_interval_sec) select id, uuid, short_name, description, username, password,"
+        " rotate_interval_sec from camera"
+    )
+    conn.execute(
+        "insert into recording_v4 select composite_id, camera_id, run_offset, flags,"
+        " sample_file_bytes, start_time_90k, duration_90k, local_time_delta_90k,"
+        " video_samples, video_sync_samples, video_sample_entry_id from recording"
+    )
+    conn.execute(
+        "insert into reserved_sample_files_v4 (uuid, sample_file_dir_id, state)"
+        " select uuid, ?, state from reserved_sample_files",
+        (dir_id,),
+    )
+    for table in ("sample_file_dir", "camera", "recording", "reserved_sample_files"):
+        conn.execute(f"drop table {table}")  # its indexes go with it
+        conn.execute(f"alter table {table}_v4 rename to {table}")
+    conn.execute("create unique index camera_short_name on camera (short_name)")
+    conn.execute(
+        """create index recording_cover on recording (
+             stream_id, start_time_90k,
+             duration_90k, video_samples, video_sample_entry_id, sample_file_bytes,
+             video_sync_samples, run_offset, flags, local_time_delta_90k
+           )"""
+    )
+    problems = conn.execute("pragma foreign_key_check").fetchall()
+    if problems:
+        raise DatabaseVersionError(
+            f"cannot upgrade to schema version 4: {len(problems)} rows reference missing "
+            f"rows, e.g. table {problems[0][0]} row {problems[0][1]} -> {problems[0][2]}"
+        )
 
 
 def _record_version(conn: sqlite3.Connection, version: int, notes: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid as uuidlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -24,8 +24,20 @@ from .errors import (
     DatabaseError,
     RecordingRejectedError,
     UnknownCameraError,
+    UnknownSampleFileDirError,
+    UnknownStreamError,
 )
-from .rows import CAMERA_COLUMNS, RECORDING_ID_MASK, Camera, composite_id, format_uuid
+from .rows import (
+    CAMERA_COLUMNS,
+    MAIN,
+    RECORDING_ID_MASK,
+    STREAM_COLUMNS,
+    SUB,
+    Camera,
+    composite_id,
+    format_uuid,
+    stream_from_row,
+)
 
 STATE_WRITING = 0
 STATE_DELETING = 1
@@ -61,58 +73,75 @@ class Transaction:
             self.must_rollback = True
             raise
 
-    def reserve_sample_file(self) -> bytes:
-        """A new random uuid, reserved for writing: its file may now be created."""
+    def reserve_sample_file(self, sample_file_dir_id: int) -> bytes:
+        """A new random uuid, reserved for writing in that directory: its file may now be
+        created there."""
         uuid = uuidlib.uuid4().bytes
         with self._operation():
-            self.conn.execute(
-                "insert into reserved_sample_files (uuid, state) values (?, ?)",
-                (uuid, STATE_WRITING),
-            )
+            try:
+                self.conn.execute(
+                    "insert into reserved_sample_files (uuid, sample_file_dir_id, state)"
+                    " values (?, ?, ?)",
+                    (uuid, sample_file_dir_id, STATE_WRITING),
+                )
+            except sqlite3.IntegrityError as e:  # the foreign key
+                raise UnknownSampleFileDirError(
+                    f"no sample file directory with id {sample_file_dir_id}"
+                ) from e
         return uuid
 
     def insert_recording(self, rec: RecordingToSave) -> int:
         """Turns the writing reservation of ``rec.sample_file_uuid`` into a recording.
 
-        Assigns the camera's next recording id and returns the composite id.
+        Assigns the stream's next recording id and returns the composite id.  The file
+        must have been reserved in the stream's directory: a row naming a file in
+        another directory would never find it.
         """
         uuid = bytes(rec.sample_file_uuid)
         with self._operation():
-            deleted = self.conn.execute(
-                "delete from reserved_sample_files where uuid = ? and state = ?",
+            reserved = self.conn.execute(
+                "delete from reserved_sample_files where uuid = ? and state = ?"
+                " returning sample_file_dir_id",
                 (uuid, STATE_WRITING),
-            ).rowcount
-            if deleted != 1:
+            ).fetchall()
+            if len(reserved) != 1:
                 raise ConsistencyError(f"uuid {format_uuid(uuid)} is not reserved for writing")
             row = self.conn.execute(
-                "select next_recording_id from camera where id = ?", (rec.camera_id,)
+                "select next_recording_id, sample_file_dir_id from stream where id = ?",
+                (rec.stream_id,),
             ).fetchone()
             if row is None:
-                raise UnknownCameraError(f"no camera with id {rec.camera_id}")
-            recording_id = row[0]
+                raise UnknownStreamError(f"no stream with id {rec.stream_id}")
+            recording_id, dir_id = row
+            if dir_id != reserved[0][0]:  # moved while recording: this one file is lost
+                self.must_rollback = True
+                raise RecordingRejectedError(
+                    f"uuid {format_uuid(uuid)} was reserved in sample file directory "
+                    f"{reserved[0][0]}, but stream {rec.stream_id} records to directory {dir_id}"
+                )
             if recording_id > RECORDING_ID_MASK:
-                raise ConsistencyError(f"camera {rec.camera_id} has used all 2**32 recording ids")
-            cid = composite_id(rec.camera_id, recording_id)
+                raise ConsistencyError(f"stream {rec.stream_id} has used all 2**32 recording ids")
+            cid = composite_id(rec.stream_id, recording_id)
             try:
                 self._insert_rows(cid, uuid, rec)
             except sqlite3.IntegrityError as e:
                 raise RecordingRejectedError(
-                    f"recording {rec.camera_id}/{recording_id} (uuid {format_uuid(uuid)}) "
+                    f"recording {rec.stream_id}/{recording_id} (uuid {format_uuid(uuid)}) "
                     f"rejected by the database: {e}"
                 ) from e
             self.conn.execute(
-                "update camera set next_recording_id = next_recording_id + 1 where id = ?",
-                (rec.camera_id,),
+                "update stream set next_recording_id = next_recording_id + 1 where id = ?",
+                (rec.stream_id,),
             )
         return cid
 
     def _insert_rows(self, cid: int, uuid: bytes, rec: Any) -> None:
         self.conn.execute(
-            "insert into recording (composite_id, camera_id, run_offset, flags,"
+            "insert into recording (composite_id, stream_id, run_offset, flags,"
             " sample_file_bytes, start_time_90k, duration_90k, local_time_delta_90k,"
             " video_samples, video_sync_samples, video_sample_entry_id)"
             " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cid, rec.camera_id, rec.run_offset, rec.flags, rec.sample_file_bytes,
+            (cid, rec.stream_id, rec.run_offset, rec.flags, rec.sample_file_bytes,
              rec.start_time_90k, rec.duration_90k, rec.local_time_delta_90k,
              rec.video_samples, rec.video_sync_samples, rec.video_sample_entry_id),
         )
@@ -153,9 +182,12 @@ class Transaction:
                     )
                 uuid = deleted[0][0]
                 try:
+                    # Its file is in its stream's directory (a stream with recordings
+                    # never changes directory: ``Database.update_camera``).
                     self.conn.execute(
-                        "insert into reserved_sample_files (uuid, state) values (?, ?)",
-                        (uuid, STATE_DELETING),
+                        "insert into reserved_sample_files (uuid, sample_file_dir_id, state)"
+                        " select ?, sample_file_dir_id, ? from stream where id = ?",
+                        (uuid, STATE_DELETING, cid >> 32),
                     )
                 except sqlite3.IntegrityError as e:
                     raise ConsistencyError(
@@ -176,7 +208,8 @@ class Transaction:
 
 
 def lookup_camera(conn: sqlite3.Connection, id_or_name: int | str) -> Camera:
-    """The camera with this id (``int``) or short name (``str``), else ``UnknownCameraError``."""
+    """The camera with this id (``int``) or short name (``str``) and its streams, else
+    ``UnknownCameraError``."""
     if isinstance(id_or_name, str):
         row = conn.execute(
             f"select {CAMERA_COLUMNS} from camera where short_name = ?", (id_or_name,)
@@ -191,4 +224,20 @@ def lookup_camera(conn: sqlite3.Connection, id_or_name: int | str) -> Camera:
                         f"not {id_or_name!r}")
     if row is None:
         raise UnknownCameraError(missing)
-    return Camera(*row)
+    return camera_with_streams(conn, row)
+
+
+def camera_with_streams(conn: sqlite3.Connection, row: Sequence[Any]) -> Camera:
+    """A ``Camera`` from a row of ``CAMERA_COLUMNS``, with its streams read."""
+    streams = {
+        s.type: s
+        for s in map(
+            stream_from_row,
+            conn.execute(f"select {STREAM_COLUMNS} from stream where camera_id = ?", (row[0],)),
+        )
+    }
+    if MAIN not in streams:
+        raise ConsistencyError(f"camera {row[2]!r} (id {row[0]}) has no main stream")
+    id_, uuid, short_name, description, username, password, rotate_interval_sec = row
+    return Camera(id_, uuid, short_name, description, username, password, rotate_interval_sec,
+                  main=streams[MAIN], sub=streams.get(SUB))

@@ -1,25 +1,33 @@
-"""The recording daemon: every camera of a data directory, recorded until told to stop.
+"""The recording daemon: every recorded stream of a data directory, until told to stop.
 
 Start-up and shut-down happen in a fixed order so that an orderly stop leaves
 the data directory exactly as ``moonfire check`` wants it:
 
-1. open the database and lock the sample file directory (a second daemon on the
-   same directory fails here, before touching anything);
-2. start the syncer, whose constructor first recovers from the last run and
-   enforces retention, synchronously, before any writer exists;
-3. start one ``Streamer`` per camera, camera *i* of *N* rotating at offset
-   ``interval·i//N`` so rotations (and their fsyncs) are staggered (§3.3);
-4. wait for the stop event, the time limit, or a fatal storage error;
+1. open the database and lock every sample file directory a recorded stream
+   uses (a second daemon on the same directory fails here, before touching
+   anything; so does a directory refused as another database's copy);
+2. start one syncer per directory, whose constructor first recovers from the
+   last run and enforces retention, synchronously, before any writer exists;
+3. start one ``Streamer`` per recorded stream (a camera's main and sub stream
+   are two), stream *i* of *N* rotating at offset ``interval·i//N`` so
+   rotations (and their fsyncs) are staggered (§3.3);
+4. wait for the stop event, the time limit, or every stream having stopped;
 5. stop and join every streamer (each ends its run: its last recording is
-   saved with a trailing zero), close the syncer (it drains its queue and drops
-   every reservation), then close the directory and the database.
+   saved with a trailing zero), close the syncers (each drains its queue and
+   drops every reservation), then close the directories and the database.
 
-A fatal storage error (the syncer could not fsync the directory) sets the stop
-event through ``on_fatal``; the daemon then shuts down and returns non-zero.
+A directory that fails stops only its own streams (brief: one syncer per
+directory): one that can't be opened at start (gone, unreadable) has its
+streams reported ``failed`` with the reason while the others record; a
+syncer's fatal error (a failed directory fsync, the directory removed,
+replaced or unmounted) stops the streams on it through ``on_fatal``.  When no
+stream can record any more, ``run_cameras`` returns non-zero within a second,
+so a service manager restarts it; any storage failure during the run makes
+the exit code non-zero.
 
-A streamer still running after its join timeout may yet write through the
+A streamer still running after its join timeout may yet write through its
 syncer, the directory and the database, so none of them is closed under it:
-shutdown logs the camera and returns non-zero so the process exits (its
+shutdown logs the stream and returns non-zero so the process exits (its
 threads are daemons); the next start recovers whatever it left half done.
 """
 
@@ -31,13 +39,15 @@ import resource
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from moonfire.db import Camera, Database
+from moonfire.db import Camera, Database, Stream
 from moonfire.ingest import status_file
 from moonfire.ingest.sources import Source, open_source
-from moonfire.ingest.streamer import CameraStatus, Streamer
-from moonfire.storage.data_dir import open_for_recording
+from moonfire.ingest.streamer import Streamer
+from moonfire.storage.data_dir import open_db
+from moonfire.storage.dir_meta import DirectoryMismatchError
 from moonfire.storage.sample_file_dir import SampleFileDir
 from moonfire.storage.syncer import Syncer, SyncerStoppedError, SyncerStuckError
 
@@ -51,74 +61,113 @@ EXIT_STREAMER_STUCK = 1
 #: How long shutdown waits for each streamer to end its session (a read blocked on a
 #: silent camera ends within the source's read timeout).
 STREAMER_JOIN_TIMEOUT_SEC = 30.0
-#: How long shutdown waits for the syncer to finish its last saves (each one fsyncs).
+#: How long shutdown waits for each syncer to finish its last saves (each one fsyncs).
 SYNCER_CLOSE_TIMEOUT_SEC = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class UnstartedStream:
+    """A stream to record whose sample file directory could not be opened at start."""
+
+    camera: str
+    stream: str
+    reason: str
 
 
 class Daemon:
     """A running set of streamers over one data directory; see ``start_daemon``."""
 
-    def __init__(
-        self,
-        db: Database,
-        sample_file_dir: SampleFileDir,
-        stop: threading.Event,
-        data_dir: str | None = None,
-    ) -> None:
+    def __init__(self, db: Database, stop: threading.Event, data_dir: str | None = None) -> None:
         self.db = db
         self.data_dir = data_dir
-        self.sample_file_dir = sample_file_dir
+        #: The opened (locked) sample file directories, by id, and their syncers.
+        self.sample_file_dirs: dict[int, SampleFileDir] = {}
+        self.syncers: dict[int, Syncer] = {}
+        #: Why a directory stopped (failed to open, or its syncer's fatal error), by id.
+        self.dir_errors: dict[int, BaseException] = {}
         self.stop_event = stop
-        self.syncer: Syncer | None = None
         self.streamers: list[Streamer] = []
+        self.unstarted: list[UnstartedStream] = []
+        #: The first storage failure of the run: the exit code is non-zero after one.
         self.fatal_error: BaseException | None = None
-        #: Names of cameras whose streamer was still running when shutdown gave up on it.
+        #: Names of streams whose streamer was still running when shutdown gave up on it.
         self.stuck_streamers: list[str] = []
         self._closed = False
         self._publisher: _StatusPublisher | None = None
 
-    def _on_fatal(self, error: BaseException) -> None:
-        self.fatal_error = error
-        self.stop_event.set()  # first: nothing below may keep the daemon from stopping
-        log.critical("storage failed, shutting down: %s", error)
+    @property
+    def syncer(self) -> Syncer | None:
+        """The syncer of the first directory (most data directories have only one)."""
+        return next(iter(self.syncers.values()), None)
+
+    def _on_fatal(self, dir_id: int, error: BaseException) -> None:
+        """A directory's syncer stopped: stop its streams, and only those."""
+        self.dir_errors[dir_id] = error
+        self.fatal_error = self.fatal_error or error
+        path = self.sample_file_dirs[dir_id].path if dir_id in self.sample_file_dirs else dir_id
+        failed = [s for s in self.streamers if s.stream.sample_file_dir_id == dir_id]
+        log.critical(
+            "sample file directory %s failed; stopping its stream%s %s: %s",
+            path,
+            "" if len(failed) == 1 else "s",
+            ", ".join(s.name for s in failed) or "(none)",
+            error,
+        )
+        for streamer in failed:
+            streamer.fail(f"sample file directory {path} failed: {error}")
         if self._publisher is not None:
             self._publisher.publish()  # at once: "failed" is visible before shutdown ends
 
     def status_doc(self, running: bool) -> dict[str, Any]:
         """What ``moonfire status`` reads (see ``moonfire.ingest.status_file``)."""
-        fatal = None if self.fatal_error is None else str(self.fatal_error)
-        cameras = []
+        streams = []
         for s in self.statuses():
-            state, reason = s.state, s.reason
-            if fatal is not None:
-                state, reason = status_file.FAILED, fatal
-            cameras.append(
+            streams.append(
                 {
-                    "name": s.camera,
-                    "state": state,
-                    "reason": reason,
-                    "recordings": s.recordings,
-                    "errors": s.errors,
+                    "name": f"{s['camera']}/{s['stream']}",
+                    "camera": s["camera"],
+                    "stream": s["stream"],
+                    "state": s["state"],
+                    "reason": s["reason"],
+                    "recordings": s["recordings"],
+                    "errors": s["errors"],
                 }
             )
+        errors = {
+            self._dir_label(dir_id): str(error) for dir_id, error in self.dir_errors.items()
+        }
         return {
             "pid": os.getpid(),
             "updated": time.time(),
             "running": running,
             "publish_every_sec": status_file.PUBLISH_EVERY_SEC,
-            "sample_file_dir": self.sample_file_dir.path,
-            "storage_error": fatal,
-            "cameras": cameras,
+            "sample_file_dirs": {
+                self._dir_label(dir_id): d.path for dir_id, d in self.sample_file_dirs.items()
+            },
+            "storage_errors": errors,
+            "streams": streams,
         }
+
+    def _dir_label(self, dir_id: int) -> str:
+        opened = self.sample_file_dirs.get(dir_id)
+        return opened.name if opened is not None else self.db.sample_file_dir(dir_id).name
 
     def start_publishing(self) -> None:
         if self.data_dir is not None:
             self._publisher = _StatusPublisher(self, self.data_dir)
             self._publisher.start()
 
-    def statuses(self) -> list[CameraStatus]:
-        """The latest status of every camera, in camera order."""
-        return [s.status() for s in self.streamers]
+    def statuses(self) -> list[dict[str, Any]]:
+        """The latest status of every stream to record, in stream order, the unstarted last."""
+        out = []
+        for streamer in self.streamers:
+            s = streamer.status()
+            out.append({"camera": s.camera, "stream": s.stream, "state": s.state,
+                        "reason": s.reason, "recordings": s.recordings, "errors": s.errors})
+        for u in self.unstarted:
+            out.append({"camera": u.camera, "stream": u.stream, "state": status_file.FAILED,
+                        "reason": u.reason, "recordings": 0, "errors": 1})
+        return out
 
     def no_camera_can_record(self) -> bool:
         """Every streamer has stopped on its own (storage failed under it): time to exit 1.
@@ -126,13 +175,15 @@ class Daemon:
         A streamer only ends without being told to when its syncer stopped, so
         ``moonfire run`` then exits non-zero for a service manager to restart it.
         """
-        if not self.streamers or self.stop_event.is_set():
+        if self.stop_event.is_set():
+            return False
+        if not self.streamers and not self.unstarted:
             return False
         if any(s.running for s in self.streamers):
             return False
-        log.error("no camera can record any more; exiting")
+        log.error("no stream can record any more; exiting")
         if self.fatal_error is None:
-            self.fatal_error = SyncerStoppedError("every camera stopped recording")
+            self.fatal_error = SyncerStoppedError("every stream stopped recording")
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -140,9 +191,9 @@ class Daemon:
         return self.stop_event.wait(timeout)
 
     def shutdown(self) -> int:
-        """Stop everything in order; 0, or non-zero after a fatal storage error or stuck streamer.
+        """Stop everything in order; 0, or non-zero after a storage failure or stuck streamer.
 
-        A streamer that outlives its join timeout leaves the syncer, directory and
+        A streamer that outlives its join timeout leaves the syncers, directories and
         database open (see the module docstring).
         """
         if self._closed:
@@ -158,39 +209,38 @@ class Daemon:
     def _shutdown(self) -> int:
         for streamer in self.streamers:
             streamer.stop()
-        deadline = time.monotonic() + STREAMER_JOIN_TIMEOUT_SEC  # shared: N stuck cameras
+        deadline = time.monotonic() + STREAMER_JOIN_TIMEOUT_SEC  # shared: N stuck streams
         for streamer in self.streamers:  # don't take N times as long
             if not streamer.join(max(0.0, deadline - time.monotonic())):
                 self.stuck_streamers.append(streamer.name)
         if self.stuck_streamers:
             log.error(
-                "camera%s %s did not stop within %.0f s; leaving the syncer, sample file "
-                "directory and database open under %s and exiting: the next start recovers",
+                "stream%s %s did not stop within %.0f s; leaving the syncers, sample file "
+                "directories and database open under %s and exiting: the next start recovers",
                 "" if len(self.stuck_streamers) == 1 else "s",
                 ", ".join(self.stuck_streamers),
                 STREAMER_JOIN_TIMEOUT_SEC,
                 "it" if len(self.stuck_streamers) == 1 else "them",
             )
             return self._exit_code()
-        syncer_stuck = False
-        try:
-            if self.syncer is not None:
-                try:
-                    self.syncer.close(timeout=SYNCER_CLOSE_TIMEOUT_SEC)
-                except SyncerStuckError as e:
-                    # Closing the directory or the database under a busy syncer could
-                    # corrupt what it is doing; the next start's recovery finishes it.
-                    log.error("%s; leaving the sample file directory and database open", e)
-                    self.fatal_error = self.fatal_error or e
-                    syncer_stuck = True
-                except SyncerStoppedError as e:
-                    self.fatal_error = self.fatal_error or e
-        finally:
-            if not syncer_stuck:
-                self.sample_file_dir.close()
-                self.db.close()
-        if syncer_stuck:
+        stuck: list[int] = []
+        for dir_id, syncer in self.syncers.items():
+            try:
+                syncer.close(timeout=SYNCER_CLOSE_TIMEOUT_SEC)
+            except SyncerStuckError as e:
+                # Closing the directory or the database under a busy syncer could
+                # corrupt what it is doing; the next start's recovery finishes it.
+                log.error("%s; leaving its sample file directory and the database open", e)
+                self.fatal_error = self.fatal_error or e
+                stuck.append(dir_id)
+            except SyncerStoppedError as e:
+                self.fatal_error = self.fatal_error or e
+        for dir_id, sample_file_dir in self.sample_file_dirs.items():
+            if dir_id not in stuck:
+                sample_file_dir.close()
+        if stuck:
             return self._exit_code()
+        self.db.close()
         log.info("stopped")
         return self._exit_code()
 
@@ -245,7 +295,7 @@ class _StatusPublisher:
 
 def _states(doc: dict[str, Any]) -> object:
     """The part of a status whose change is published at once."""
-    return (doc["storage_error"], [(c["name"], c["state"], c["reason"]) for c in doc["cameras"]])
+    return (doc["storage_errors"], [(c["name"], c["state"], c["reason"]) for c in doc["streams"]])
 
 
 def _select_cameras(db: Database, camera_names: list[str] | None) -> list[Camera]:
@@ -255,6 +305,17 @@ def _select_cameras(db: Database, camera_names: list[str] | None) -> list[Camera
     return list({c.id: c for c in cameras}.values())  # a camera named twice is recorded once
 
 
+def _streams_to_record(cameras: list[Camera]) -> list[tuple[Camera, Stream]]:
+    """Every stream that records, by camera then main before sub; says why a camera has none."""
+    chosen = []
+    for camera in cameras:
+        streams = [s for s in camera.streams if s.record]
+        if not streams:
+            log.warning("camera %s: no stream to record (no URL configured)", camera.short_name)
+        chosen += [(camera, s) for s in streams]
+    return chosen
+
+
 def start_daemon(
     data_dir: str,
     *,
@@ -262,28 +323,33 @@ def start_daemon(
     camera_names: list[str] | None = None,
     source_factory: Callable[[str, str | None, str | None], Source] = open_source,
 ) -> Daemon:
-    """Open ``data_dir`` for recording and start its syncer and streamers.
+    """Open ``data_dir`` for recording and start its syncers and streamers.
 
-    Raises (having released everything) if the directory is missing, locked by
-    another recorder, or a named camera does not exist.
+    Raises (having released everything) if the data directory is missing, a sample
+    file directory is locked by another recorder or refused as another database's
+    (``DirectoryMismatchError``), or a named camera does not exist.  A directory that
+    is merely gone or unreadable stops only its own streams.
     """
-    db, sample_file_dir = open_for_recording(data_dir)
-    daemon = Daemon(db, sample_file_dir, stop or threading.Event(), data_dir=data_dir)
+    db = open_db(data_dir)
+    daemon = Daemon(db, stop or threading.Event(), data_dir=data_dir)
     try:
-        cameras = _select_cameras(db, camera_names)
-        daemon.syncer = sample_file_dir.start_syncer(on_fatal=daemon._on_fatal)
-        recordable = [c for c in cameras if c.url]
-        for camera in cameras:
-            if not camera.url:
-                log.warning("camera %s: no URL configured; not recording it", camera.short_name)
-        if not recordable:
+        to_record = _streams_to_record(_select_cameras(db, camera_names))
+        if not to_record:
             log.warning("no cameras to record in %s", data_dir)
-        for i, camera in enumerate(recordable):
+        for dir_id in sorted({stream.sample_file_dir_id for _, stream in to_record}):
+            _open_dir(daemon, dir_id)
+        recordable = [(c, s) for c, s in to_record if s.sample_file_dir_id in daemon.syncers]
+        for camera, stream in to_record:
+            if stream.sample_file_dir_id not in daemon.syncers:
+                reason = str(daemon.dir_errors[stream.sample_file_dir_id])
+                daemon.unstarted.append(UnstartedStream(camera.short_name, stream.type, reason))
+        for i, (camera, stream) in enumerate(recordable):
             daemon.streamers.append(
                 Streamer(
                     camera,
+                    stream,
                     db,
-                    daemon.syncer,
+                    daemon.syncers[stream.sample_file_dir_id],
                     rotate_offset_sec=camera.rotate_interval_sec * i // len(recordable),
                     source_factory=source_factory,
                 )
@@ -295,8 +361,28 @@ def start_daemon(
         daemon.shutdown()
         raise
     count = len(daemon.streamers)
-    log.info("recording %d camera%s from %s", count, "" if count == 1 else "s", data_dir)
+    log.info("recording %d stream%s from %s", count, "" if count == 1 else "s", data_dir)
     return daemon
+
+
+def _open_dir(daemon: Daemon, dir_id: int) -> None:
+    """Lock a sample file directory and start its syncer; a directory that is gone or
+    unreadable is logged and remembered (its streams fail), anything else raises."""
+    try:
+        opened = SampleFileDir.open(daemon.db, dir_id)
+    except (BlockingIOError, DirectoryMismatchError):
+        raise  # another recorder, or another database's directory: refuse the start
+    except OSError as e:
+        row = daemon.db.sample_file_dir(dir_id)
+        log.error("sample file directory %r (%s) can't be opened; its streams don't record: %s",
+                  row.name, row.path, e)
+        daemon.dir_errors[dir_id] = e
+        daemon.fatal_error = daemon.fatal_error or e
+        return
+    daemon.sample_file_dirs[dir_id] = opened
+    daemon.syncers[dir_id] = opened.start_syncer(
+        on_fatal=lambda error: daemon._on_fatal(dir_id, error)
+    )
 
 
 def run_cameras(

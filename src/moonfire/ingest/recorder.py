@@ -1,7 +1,7 @@
-"""One camera's recording state across rotations: the policy between packets and writers.
+"""One stream's recording state across rotations: the policy between packets and writers.
 
 The streamer (real cameras) and the synthetic sources of the tests and
-benchmarks all feed packets through ``CameraRecorder``, so the rules below are
+benchmarks all feed packets through ``StreamRecorder``, so the rules below are
 the same everywhere:
 
 * packets before the first key frame of a run are dropped: every recording
@@ -22,7 +22,7 @@ the same everywhere:
   the packet is handled as the first of a new one;
 * a write error ends the run: the writer is closed (saving what it could) and
   the next key frame starts a new run.  When the error is a full disk, the
-  syncer is asked to delete this camera's oldest recordings to make room, so
+  syncer is asked to delete this stream's oldest recordings to make room, so
   recording goes on even if the budget was set larger than the disk.
 """
 
@@ -66,8 +66,8 @@ def rotation_boundary(
     return boundary
 
 
-class CameraRecorder:
-    """Turns one camera's packets into a chain of rotated recordings.
+class StreamRecorder:
+    """Turns one stream's packets into a chain of rotated recordings.
 
     Not thread-safe: one streamer thread owns it.
     """
@@ -75,14 +75,14 @@ class CameraRecorder:
     def __init__(
         self,
         syncer: Syncer,
-        camera_id: int,
-        camera_name: str = "",
+        stream_id: int,
+        stream_name: str = "",
         rotate_interval_sec: int = 60,
         rotate_offset_sec: int = 0,
     ) -> None:
         self._syncer = syncer
-        self.camera_id = camera_id
-        self.camera_name = camera_name or str(camera_id)
+        self.stream_id = stream_id
+        self.stream_name = stream_name or str(stream_id)
         self.rotate_interval_sec = rotate_interval_sec
         self.rotate_offset_sec = rotate_offset_sec % rotate_interval_sec
         self._writer: Writer | None = None
@@ -110,8 +110,8 @@ class CameraRecorder:
         if self._writer is not None and pts_90k <= self._last_pts:
             # The camera restarted its clock: what follows can't extend this run.
             log.warning(
-                "camera %s: pts went from %d back to %d; ending the run",
-                self.camera_name,
+                "stream %s: pts went from %d back to %d; ending the run",
+                self.stream_name,
                 self._last_pts,
                 pts_90k,
             )
@@ -126,8 +126,8 @@ class CameraRecorder:
                 self._close_writer(next_pts=pts_90k)
             elif media_90k >= END_RUN_AT_90K:
                 log.warning(
-                    "camera %s: no key frame for %d s; ending the run",
-                    self.camera_name,
+                    "stream %s: no key frame for %d s; ending the run",
+                    self.stream_name,
                     media_90k // TIME_UNITS_PER_SEC,
                 )
                 self._close_writer(next_pts=pts_90k)
@@ -153,7 +153,7 @@ class CameraRecorder:
     def _start_writer(self, local_time_90k: int, pts_90k: int, video_sample_entry_id: int) -> None:
         first_in_run = self._prev is None
         self._writer = self._syncer.create_writer(
-            self._prev, self.camera_id, video_sample_entry_id
+            self._prev, self.stream_id, video_sample_entry_id
         )
         self._writer_entry_id = video_sample_entry_id
         self._writer_start_pts = pts_90k
@@ -171,17 +171,17 @@ class CameraRecorder:
         try:
             self._prev = writer.close(next_pts)
         except RecordingAbandonedError as e:
-            log.warning("camera %s: %s", self.camera_name, e)
+            log.warning("stream %s: %s", self.stream_name, e)
             self._prev = None
             return False
         self.recordings_closed += 1
         return True
 
     def _on_write_error(self, error: OSError) -> None:
-        log.error("camera %s: write failed, ending this run: %s", self.camera_name, error)
+        log.error("stream %s: write failed, ending this run: %s", self.stream_name, error)
         saved = self._writer is not None and self._close_writer(next_pts=None)
         self._prev = None
         # An abandoned recording reports ENOSPC to the syncer itself, which then
         # makes room; a saved one (the samples that fit) doesn't, so ask here.
         if error.errno == errno.ENOSPC and saved:
-            self._syncer.make_room(self.camera_id)
+            self._syncer.make_room(self.stream_id)

@@ -8,10 +8,12 @@ so a reader tells a live daemon from a stale file (a daemon killed with
 SIGKILL leaves one behind): older than ``STALE_AFTER_SEC`` or its pid gone
 means not running.  This module imports nothing heavy (no PyAV).
 
-Each camera is ``recording`` (connected and writing), ``retrying`` (not
-connected: starting, or backing off after an error, with the error as its
-reason) or ``failed`` (its storage stopped: it will not record again in this
-process, with the reason).
+Each recorded stream (``streams``: ``camera/main``, ``camera/sub``) is
+``recording`` (connected and writing), ``retrying`` (not connected: starting,
+or backing off after an error, with the error as its reason) or ``failed``
+(its sample file directory stopped or could not be opened: it will not record
+again in this process, with the reason).  ``storage_errors`` maps each failed
+directory's name to why.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
-"""One thread per camera: connect, feed packets to the recorder, reconnect on errors (§4.1).
+"""One thread per recorded stream: connect, feed packets to the recorder, reconnect on
+errors (§4.1).  A camera recording its main and sub streams has two.
 
-A *session* is one connection to the camera.  It opens the source, turns its
+A *session* is one connection to the stream.  It opens the source, turns its
 extradata into a sample entry (inserted, deduplicated, in the database before
 any packet is written), anchors the monotonic clock to wall time once (brief
 §3.2: a wall-clock step mid-session must not move frame times) and hands every
-packet to ``CameraRecorder``, which drops packets until the first key frame and
+packet to ``StreamRecorder``, which drops packets until the first key frame and
 rotates.  A session ends with ``recorder.end_run()``, so its last recording is
 saved with a trailing zero and the next session starts a new run.
 
-On any error the streamer logs one line naming the camera, backs off (1 s,
+On any error the streamer logs one line naming the stream (``camera/main``), backs off (1 s,
 doubling to 30 s; back to 1 s after a session that lasted over 30 s) and
 reconnects.  ``stop()`` wakes it from the back-off and interrupts the source;
 a source blocked in a network read notices within its read timeout.
@@ -23,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from moonfire.codec import SampleEntry, sample_entry_from_extradata
-from moonfire.db import Camera, Database
-from moonfire.ingest.recorder import CameraRecorder
+from moonfire.db import Camera, Database, Stream
+from moonfire.ingest.recorder import StreamRecorder
 from moonfire.ingest.sources import Source, SourceError, open_source, redact_url
 from moonfire.ingest.status_file import FAILED, RECORDING, RETRYING
 from moonfire.storage.syncer import Syncer, SyncerStoppedError
@@ -42,6 +43,8 @@ class CameraStatus:
     """A snapshot of one streamer, for status displays and the HTTP API."""
 
     camera: str
+    #: ``main`` or ``sub``.
+    stream: str
     connected: bool
     frames: int
     recordings: int
@@ -74,11 +77,12 @@ def _wall_anchor_ns() -> int:
 
 
 class Streamer:
-    """Records one camera in its own thread until ``stop()``."""
+    """Records one stream of a camera in its own thread until ``stop()``."""
 
     def __init__(
         self,
         camera: Camera,
+        stream: Stream,
         db: Database,
         syncer: Syncer,
         *,
@@ -86,14 +90,16 @@ class Streamer:
         source_factory: Callable[[str, str | None, str | None], Source] = open_source,
     ) -> None:
         self.camera = camera
-        self.name = camera.short_name
+        self.stream = stream
+        #: ``camera/main`` or ``camera/sub``: how logs and status name it.
+        self.name = f"{camera.short_name}/{stream.type}"
         self._db = db
         self._syncer = syncer
         self._open_source = source_factory
-        self.recorder = CameraRecorder(
+        self.recorder = StreamRecorder(
             syncer,
-            camera.id,
-            camera_name=camera.short_name,
+            stream.id,
+            stream_name=self.name,
             rotate_interval_sec=camera.rotate_interval_sec,
             rotate_offset_sec=rotate_offset_sec,
         )
@@ -121,6 +127,12 @@ class Streamer:
             if self._source is not None:
                 self._source.interrupt()
 
+    def fail(self, reason: str) -> None:
+        """Its storage stopped: report ``failed`` with ``reason`` from now on, and stop."""
+        if self._failed is None:
+            self._failed = reason
+        self.stop()
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True if it has exited."""
         self._thread.join(timeout)
@@ -139,7 +151,8 @@ class Streamer:
         else:
             state, reason = RETRYING, self._last_error or "connecting"
         return CameraStatus(
-            camera=self.name,
+            camera=self.camera.short_name,
+            stream=self.stream.type,
             connected=self._connected,
             frames=self._frames,
             recordings=self.recorder.recordings_closed,
@@ -154,7 +167,7 @@ class Streamer:
 
     def _run(self) -> None:
         backoff = BACKOFF_INITIAL_SEC
-        url = redact_url(self.camera.url)
+        url = redact_url(self.stream.url)
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -163,26 +176,27 @@ class Streamer:
                     break
                 error = f"stream ended ({url})"
             except SyncerStoppedError as e:
-                # Storage is gone; the daemon's on_fatal handler is shutting everything down.
-                log.error("camera %s: stopping: %s", self.name, e)
+                # Its directory's storage is gone: this stream can't record any more.
+                log.error("stream %s: stopping: %s", self.name, e)
                 self._record_error(str(e))
-                self._failed = str(e)
+                if self._failed is None:
+                    self._failed = str(e)
                 return
             except SourceError as e:
                 error = str(e)
             except Exception as e:  # noqa: BLE001 - any failure ends the session, never the thread
                 error = f"{type(e).__name__}: {e}"
-                log.debug("camera %s: session failed", self.name, exc_info=True)
+                log.debug("stream %s: session failed", self.name, exc_info=True)
             if self._stop.is_set():
                 break
             if time.monotonic() - started > BACKOFF_RESET_AFTER_SEC:
                 backoff = BACKOFF_INITIAL_SEC
             self._record_error(error)
-            log.warning("camera %s: %s; retrying in %g s", self.name, error, backoff)
+            log.warning("stream %s: %s; retrying in %g s", self.name, error, backoff)
             if self._stop.wait(backoff):
                 break
             backoff = min(backoff * 2, BACKOFF_MAX_SEC)
-        log.info("camera %s: stopped", self.name)
+        log.info("stream %s: stopped", self.name)
 
     def _record_error(self, error: str) -> None:
         self._errors += 1
@@ -191,7 +205,7 @@ class Streamer:
 
     def _session(self) -> None:
         camera = self.camera
-        source = self._open_source(camera.url, camera.username, camera.password)
+        source = self._open_source(self.stream.url, camera.username, camera.password)
         with self._source_lock:
             self._source = source
         try:
@@ -201,7 +215,7 @@ class Streamer:
             anchor_ns = _wall_anchor_ns()
             self._connected = True
             log.info(
-                "camera %s: connected to %s (%dx%d)",
+                "stream %s: connected to %s (%dx%d)",
                 self.name, source.url, source.width, source.height,
             )
             self._record_packets(source, entry, anchor_ns)
@@ -240,7 +254,7 @@ class Streamer:
         new = _SessionEntry(self._db, extradata)
         if new.id != entry.id:
             log.info(
-                "camera %s: new parameter sets; video sample entry %d -> %d",
+                "stream %s: new parameter sets; video sample entry %d -> %d",
                 self.name, entry.id, new.id,
             )
         return new

@@ -1,4 +1,4 @@
-"""Planning an export: a camera's recordings in ``[start, end)`` as one ``.mp4`` per stretch.
+"""Planning an export: a stream's recordings in ``[start, end)`` as one ``.mp4`` per stretch.
 
 Pure planning, no output: :func:`plan_export` queries the database, clips the first and last
 recordings to the range, groups the segments into gap-free stretches (``split_at_gaps``; see
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from moonfire.db import Database, RecordingRow
+from moonfire.db import MAIN, Database, RecordingRow
 from moonfire.errors import MoonfireError
 from moonfire.playback.mp4 import VirtualFile, build_mp4, split_at_gaps
 from moonfire.playback.segment import Segment, recording_name
@@ -52,12 +52,16 @@ def clip_to_range(row: RecordingRow, start_90k: int, end_90k: int) -> tuple[int,
     return begin, end
 
 
-def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -> list[ExportPart]:
-    """The ``.mp4`` files (one per gap-free stretch, in time order) for ``[start_90k, end_90k)``.
+def plan_export(
+    db: Database, camera: int | str, start_90k: int, end_90k: int, stream_type: str = MAIN
+) -> list[ExportPart]:
+    """The ``.mp4`` files (one per gap-free stretch, in time order) for ``[start_90k, end_90k)``
+    of a camera's main (or sub) stream.
 
     :raises ExportError: start not before end, no recordings in the range, or a sample file
         that is missing or whose size differs from the database row.
     :raises UnknownCameraError: no such camera.
+    :raises UnknownStreamError: the camera has no such stream.
     """
     if start_90k >= end_90k:
         raise ExportError(
@@ -65,13 +69,14 @@ def plan_export(db: Database, camera: int | str, start_90k: int, end_90k: int) -
             f"{format_time(end_90k)} ({end_90k})"
         )
     cam = db.get_camera(camera)
-    rows = db.list_recordings_by_time(cam.id, start_90k, end_90k)
+    stream = cam.stream(stream_type)
+    rows = db.list_recordings_by_time(stream.id, start_90k, end_90k)
     if not rows:
         raise ExportError(
-            f"camera {cam.short_name!r} has no recordings between {format_time(start_90k)} and "
-            f"{format_time(end_90k)}"
+            f"stream {cam.short_name}/{stream.type} has no recordings between "
+            f"{format_time(start_90k)} and {format_time(end_90k)}"
         )
-    sample_file_dir_path = db.sample_file_dir().path
+    sample_file_dir_path = db.sample_file_dir(stream.sample_file_dir_id).path
     try:
         # No lock: an export reads committed recordings and may run beside the recorder.  The
         # handle stays open as long as the returned files can read from it.

@@ -370,7 +370,7 @@ def _check_trailing_zeros(segments: Sequence[Segment]) -> None:
 
 
 def _starts_new_run(previous: RecordingRow, row: RecordingRow) -> bool:
-    if row.run_offset == 0 or row.camera_id != previous.camera_id:
+    if row.run_offset == 0 or row.stream_id != previous.stream_id:
         return True
     return row.recording_id - row.run_offset != previous.recording_id - previous.run_offset
 
@@ -464,6 +464,6 @@ def _etag(segments: Sequence[Segment]) -> str:
         row = segment.row
         start, end = segment.desired_range_90k
         digest.update(
-            struct.pack(">iiqii", row.camera_id, row.recording_id, row.start_time_90k, start, end)
+            struct.pack(">iiqii", row.stream_id, row.recording_id, row.start_time_90k, start, end)
         )
     return f'"{digest.hexdigest()}"'

@@ -51,8 +51,8 @@ class SegmentError(MoonfireError, ValueError):
 
 
 def recording_name(row: RecordingRow) -> str:
-    """``camera/recording`` as used in error messages (and in ``view.mp4?s=`` URLs)."""
-    return f"{row.camera_id}/{row.recording_id}"
+    """``stream/recording`` (ids) as used in error messages (and in ``view.mp4?s=`` URLs)."""
+    return f"{row.stream_id}/{row.recording_id}"
 
 
 class Segment:

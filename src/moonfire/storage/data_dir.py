@@ -1,11 +1,12 @@
 """Where a moonfire installation keeps its files.
 
 A data directory holds the SQLite database ``db`` and, unless ``init`` was
-told otherwise (say, a directory on another disk), the sample file directory
-``sample``.  The database records the sample directory's path, so every other
-command needs only ``--data-dir``: relative to the data directory when it lies
-inside it, so that a copy (``cp -a``) or a restored backup of the whole data
-directory works on its own files, never on the original's.
+told otherwise (say, a directory on another disk), the first sample file
+directory ``sample`` (named ``default``); ``moonfire dir add`` records more,
+typically one per disk.  The database records each sample directory's path, so
+every other command needs only ``--data-dir``: relative to the data directory
+when it lies inside it, so that a copy (``cp -a``) or a restored backup of the
+whole data directory works on its own files, never on the original's.
 
 Databases written before that stored the absolute path.  ``open_db`` moves such a
 path to the relative form, and when the stored path lies outside the data
@@ -19,8 +20,8 @@ from __future__ import annotations
 import logging
 import os
 
-from moonfire.db import Database
-from moonfire.db.schema import SAMPLE_DIR_NAME
+from moonfire.db import Database, SampleFileDirRow
+from moonfire.db.schema import DEFAULT_DIR_NAME, SAMPLE_DIR_NAME
 from moonfire.errors import MoonfireError
 from moonfire.storage.dir_meta import DirectoryMismatchError, DirMeta, read_meta
 from moonfire.storage.sample_file_dir import SampleFileDir
@@ -49,7 +50,7 @@ def init(data_dir: str, sample_file_dir_path: str | None = None) -> tuple[Databa
         raise DataDirError(f"{data_dir} already has a moonfire database ({path})")
     db = Database.create(path, sample_file_dir_path)
     try:
-        return db, SampleFileDir.create(sample_file_dir_path, db)
+        return db, SampleFileDir.create(db, DEFAULT_DIR_NAME)
     except BaseException:
         db.close()
         for suffix in ("", "-wal", "-shm"):
@@ -77,12 +78,16 @@ def _adopt_own_sample_dir(db: Database, data_dir: str) -> None:
     """Point a database that stores an absolute sample-directory path (an older release)
     at the sample directory inside its own data directory, when that is the one it means.
 
+    Only the first directory can be that one (``init`` makes it; ``dir add`` stores a
+    directory inside the data directory relative from the start).
+
     The data directory's own ``sample`` is taken when its ``meta`` names the database's
     directory and the stored path is gone or is another data directory's own (``sample``
     beside a ``db``: the original this one was copied from).  When both exist and neither
     is another's, the start is refused naming both: moonfire can't tell which is stale.
     """
-    stored = db.stored_sample_file_dir_path()
+    first = db.list_sample_file_dirs()[0]
+    stored = db.stored_sample_file_dir_path(first.id)
     if not os.path.isabs(stored):
         return
     data_dir = os.path.abspath(data_dir)
@@ -90,15 +95,15 @@ def _adopt_own_sample_dir(db: Database, data_dir: str) -> None:
     inside = os.path.commonpath([stored, data_dir]) == data_dir and stored != data_dir
     if inside and (stored == local or not _is_a_data_dirs_own(stored, data_dir)):
         if not db.read_only:
-            db.set_sample_file_dir_path(stored)  # the same place, now stored relative
+            db.set_sample_file_dir_path(first.id, stored)  # the same place, now relative
         return
     found = _read_meta_at(local)
-    row = db.sample_file_dir()
+    row = first
     if found is None or (found.db_uuid, found.dir_uuid) != (row.db_uuid, row.uuid):
         return  # a sample directory elsewhere (another disk): the stored path is right
     if os.path.exists(stored) and os.path.samefile(stored, local):
         if not db.read_only:
-            db.set_sample_file_dir_path(local)  # one directory, reached another way
+            db.set_sample_file_dir_path(first.id, local)  # one directory, reached another way
         return
     if os.path.exists(stored) and not _is_a_data_dirs_own(stored, data_dir):
         raise DataDirError(
@@ -114,7 +119,7 @@ def _adopt_own_sample_dir(db: Database, data_dir: str) -> None:
         local,
         local,
     )
-    db.set_sample_file_dir_path(local)
+    db.set_sample_file_dir_path(first.id, local)
 
 
 def _is_a_data_dirs_own(sample_dir_path: str, data_dir: str) -> bool:
@@ -141,11 +146,30 @@ def _read_meta_at(path: str) -> DirMeta | None:
         os.close(fd)
 
 
-def open_for_recording(data_dir: str) -> tuple[Database, SampleFileDir]:
-    """Open the database read-write and lock and verify its sample file directory."""
+def open_for_recording(
+    data_dir: str, id_or_name: int | str | None = None
+) -> tuple[Database, SampleFileDir]:
+    """Open the database read-write and lock and verify one sample file directory (the
+    first unless named); the daemon opens each directory its streams use itself."""
     db = open_db(data_dir)
     try:
-        return db, SampleFileDir.open(db.sample_file_dir().path, db)
+        if id_or_name is None:
+            id_or_name = db.list_sample_file_dirs()[0].id
+        return db, SampleFileDir.open(db, id_or_name)
     except BaseException:
         db.close()
         raise
+
+
+def add_dir(data_dir: str, name: str, path: str) -> SampleFileDirRow:
+    """Record a new sample file directory and bind it (its ``meta``); a failure to bind
+    forgets it again, so a half-added directory never stays."""
+    path = os.path.abspath(path)
+    with open_db(data_dir) as db:
+        row = db.add_sample_file_dir(name, path)
+        try:
+            SampleFileDir.create(db, row.id).close()
+        except BaseException:
+            db.remove_sample_file_dir(row.id)
+            raise
+    return row

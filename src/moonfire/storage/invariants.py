@@ -1,4 +1,5 @@
-"""Check the storage invariants of ``docs/design.md`` against a database and its directory.
+"""Check the storage invariants of ``docs/design.md`` against a database and one of its
+sample file directories (``moonfire check`` checks each in turn).
 
 Read-only: it opens the database read-only, opens the directory through
 ``moonfire_core.sampledir.SampleDirectory`` without a lock (``lock="none"``; the
@@ -21,7 +22,7 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from moonfire.db import Database, RecordingRow
+from moonfire.db import Database, RecordingRow, SampleFileDirRow
 from moonfire.db.rows import index_mismatches
 from moonfire.storage.dir_meta import (
     NON_SAMPLE_NAMES,
@@ -48,11 +49,13 @@ class Violation:
 
 def check(
     db: Database,
-    sample_file_dir_path: str,
+    dir_row: SampleFileDirRow,
     hash_contents: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[Violation]:
-    """Yield every violation found; ``progress(nbytes)`` is called as files are hashed."""
+    """Yield every violation found in the directory ``dir_row`` and the rows of the streams
+    stored there; ``progress(nbytes)`` is called as files are hashed."""
+    sample_file_dir_path = dir_row.path
     try:
         directory = SampleDirectory(sample_file_dir_path, lock="none")
     except OSError as e:
@@ -60,26 +63,27 @@ def check(
         yield Violation(1, f"can't list sample file directory {sample_file_dir_path}: {e}")
         return
     with directory:
-        yield from _check_directory(db, directory, hash_contents, progress)
+        yield from _check_directory(db, dir_row, directory, hash_contents, progress)
 
 
 def _check_directory(
     db: Database,
+    dir_row: SampleFileDirRow,
     directory: SampleDirectory,
     hash_contents: bool,
     progress: Callable[[int], None] | None,
 ) -> Iterator[Violation]:
     sample_file_dir_path = directory.path
-    yield from _check_binding(db, directory)
+    yield from _check_binding(db, dir_row, directory)
     try:
         names = set(directory.list_names())
     except OSError as e:
         yield Violation(1, f"can't list sample file directory {sample_file_dir_path}: {e}")
         return
-    reserved = dict(db.list_reserved_sample_files())
+    reserved = dict(db.list_reserved_sample_files(dir_row.id))
     seen: dict[bytes, int] = {}
-    for camera in db.list_cameras():
-        for row in db.list_recordings(camera.id):
+    for stream in db.list_streams(dir_row.id):
+        for row in db.list_recordings(stream.id):
             yield from _check_recording(db, row, directory, names, seen, hash_contents, progress)
     for name in sorted(names - NON_SAMPLE_NAMES):
         try:
@@ -109,15 +113,16 @@ def _parse_uuid(name: str) -> bytes:
     return parsed.bytes
 
 
-def _check_binding(db: Database, directory: SampleDirectory) -> Iterator[Violation]:
-    row = db.sample_file_dir()
+def _check_binding(
+    db: Database, row: SampleFileDirRow, directory: SampleDirectory
+) -> Iterator[Violation]:
     sample_file_dir_path = directory.path
     try:
         verify_meta(
             read_meta(directory.fileno(), sample_file_dir_path),
             DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid),
             sample_file_dir_path,
-            db.last_complete_open(),
+            db.last_complete_open(row.id),
         )
     except DirectoryMismatchError as e:
         yield Violation(0, str(e))
@@ -132,7 +137,7 @@ def _check_recording(
     hash_contents: bool,
     progress: Callable[[int], None] | None,
 ) -> Iterator[Violation]:
-    label = f"recording {row.camera_id}/{row.recording_id}"
+    label = f"recording {db.stream_name(row.stream_id)}/{row.recording_id}"
     try:
         playback = db.get_playback(row.composite_id)
     except LookupError:

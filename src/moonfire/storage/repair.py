@@ -1,4 +1,4 @@
-"""``moonfire check --repair``: adopt a database whose open the sample directory doesn't name.
+"""``moonfire check --repair``: adopt a database whose open a sample directory doesn't name.
 
 A restored older database (or one copy of a database whose sample directory two copies
 share) is refused at every read-write open (``dir_meta.verify_open``), before anything
@@ -23,7 +23,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from moonfire.db import Database, Open, RecordingRow
+from moonfire.db import Database, Open, RecordingRow, SampleFileDirRow
 from moonfire.storage.dir_meta import NON_SAMPLE_NAMES, DirMeta, read_meta, verify_uuids
 from moonfire.storage.sample_file_dir import record_open, uuid_name
 from moonfire.time import Time, format_time
@@ -42,14 +42,16 @@ class RepairReport:
     new_open: Open | None = None
 
 
-def adopt(db: Database, say: Callable[[str], None] = print) -> RepairReport:
-    """Adopt ``db`` for its sample file directory; ``say`` gets one line per change or find.
+def adopt(
+    db: Database, row: SampleFileDirRow, say: Callable[[str], None] = print
+) -> RepairReport:
+    """Adopt ``db`` for its sample file directory ``row``; ``say`` gets one line per change
+    or find.
 
     Raises ``BlockingIOError`` if a recorder holds the directory, ``DirectoryMismatchError``
     if the directory belongs to another database (or is another directory).
     """
-    row = db.sample_file_dir()
-    report = RepairReport(previous_open=db.last_complete_open())
+    report = RepairReport(previous_open=db.last_complete_open(row.id))
     with SampleDirectory(row.path) as directory:
         found = read_meta(directory.fileno(), row.path)
         verify_uuids(found, DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid), row.path)
@@ -67,8 +69,8 @@ def adopt(db: Database, say: Callable[[str], None] = print) -> RepairReport:
 
         to_drop: list[RecordingRow] = []
         named: set[bytes] = set()
-        for camera in db.list_cameras():
-            for rec, sample_file_uuid in db.list_oldest_recordings(camera.id):
+        for stream in db.list_streams(row.id):
+            for rec, sample_file_uuid in db.list_oldest_recordings(stream.id):
                 named.add(sample_file_uuid)
                 name = uuid_name(sample_file_uuid)
                 size = size_of(name)
@@ -81,11 +83,11 @@ def adopt(db: Database, say: Callable[[str], None] = print) -> RepairReport:
                 )
                 to_drop.append(rec)
                 line = (
-                    f"dropped recording {camera.short_name}/{rec.recording_id} (started "
+                    f"dropped recording {db.stream_name(stream.id)}/{rec.recording_id} (started "
                     f"{format_time(Time(rec.start_time_90k))}): its sample file {name} {why}"
                 )
                 report.dropped_recordings.append(line)
-        reserved = dict(db.list_reserved_sample_files())
+        reserved = dict(db.list_reserved_sample_files(row.id))
         colliding = sorted(u for u in reserved if u in named)
         for u in colliding:
             report.dropped_reservations.append(
@@ -120,7 +122,7 @@ def adopt(db: Database, say: Callable[[str], None] = print) -> RepairReport:
             + report.reservations_left + report.strays
         ):
             say(line)
-        report.new_open = record_open(directory, db, found)
+        report.new_open = record_open(directory, db, row.id, found)
     return report
 
 

@@ -1,4 +1,4 @@
-"""The sample file directory of a database: locked, verified, and where its syncer starts.
+"""A sample file directory of a database: locked, verified, and where its syncer starts.
 
 ``SampleFileDir`` wraps ``moonfire_core.sampledir.SampleDirectory`` (the
 directory fd, ``flock`` and syscalls) with the policy of binding it to a
@@ -15,7 +15,7 @@ import errno
 import os
 from collections.abc import Callable
 
-from moonfire.db import Database, Open
+from moonfire.db import Database, Open, SampleFileDirRow
 from moonfire.db.rows import format_uuid
 from moonfire.storage.crash_points import crash_point
 from moonfire.storage.dir_meta import DirMeta, read_meta, verify_meta, write_meta
@@ -27,21 +27,25 @@ uuid_name = format_uuid
 
 
 class SampleFileDir:
-    """A locked sample file directory bound to a database.
+    """A locked sample file directory bound to a database (one ``sample_file_dir`` row).
 
     Opening takes an exclusive ``flock`` (a second recorder fails with a message
     saying the directory is in use) and verifies the ``meta`` file against the
     database before anything else happens.
     """
 
-    def __init__(self, directory: SampleDirectory, db: Database) -> None:
+    def __init__(self, directory: SampleDirectory, db: Database, row: SampleFileDirRow) -> None:
         self.directory = directory
         self.db = db
         self.path = directory.path
+        self.id = row.id
+        self.name = row.name
 
     @classmethod
-    def create(cls, path: str, db: Database) -> SampleFileDir:
-        """Bind a new (empty or missing) directory to ``db``, which must name ``path``."""
+    def create(cls, db: Database, id_or_name: int | str) -> SampleFileDir:
+        """Bind the new (empty or missing) directory that ``db`` names to it."""
+        row = db.sample_file_dir(id_or_name)
+        path = row.path
         os.makedirs(path, mode=0o700, exist_ok=True)
         directory = SampleDirectory(path)
         try:
@@ -53,38 +57,37 @@ class SampleFileDir:
                     f"e.g. {sorted(foreign)[0]!r}); refusing to take it over",
                     path,
                 )
-            row = db.sample_file_dir()
             meta = DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid)
             write_meta(directory.fileno(), meta)
-            record_open(directory, db, meta)
+            record_open(directory, db, row.id, meta)
         except BaseException:
             directory.close()
             raise
-        return cls(directory, db)
+        return cls(directory, db, row)
 
     @classmethod
-    def open(cls, path: str, db: Database) -> SampleFileDir:
-        """Lock ``path``, check that it is ``db``'s sample file directory and that ``db`` is
-        the copy that opened it last, then record this open in both.
+    def open(cls, db: Database, id_or_name: int | str) -> SampleFileDir:
+        """Lock the sample file directory ``db`` names, check that it is that directory and
+        that ``db`` is the copy that opened it last, then record this open in both.
 
         A mismatch raises ``DirectoryMismatchError`` before anything could be deleted.
         """
-        directory = SampleDirectory(path)
+        row = db.sample_file_dir(id_or_name)
+        directory = SampleDirectory(row.path)
         try:
-            row = db.sample_file_dir()
-            found = read_meta(directory.fileno(), path)
+            found = read_meta(directory.fileno(), row.path)
             expected = DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid)
-            verify_meta(found, expected, path, db.last_complete_open())
+            verify_meta(found, expected, row.path, db.last_complete_open(row.id))
             assert found is not None  # verify_meta refuses a missing meta
-            record_open(directory, db, found)
+            record_open(directory, db, row.id, found)
         except BaseException:
             directory.close()
             raise
-        return cls(directory, db)
+        return cls(directory, db, row)
 
     def start_syncer(self, on_fatal: Callable[[BaseException], None] | None = None) -> Syncer:
         """Recover from the last run, enforce retention, then start the syncer thread."""
-        return Syncer(self.directory, self.db, on_fatal=on_fatal)
+        return Syncer(self.directory, self.db, self.id, on_fatal=on_fatal)
 
     def close(self) -> None:
         self.directory.close()
@@ -96,7 +99,7 @@ class SampleFileDir:
         self.close()
 
 
-def record_open(directory: SampleDirectory, db: Database, found: DirMeta) -> Open:
+def record_open(directory: SampleDirectory, db: Database, dir_id: int, found: DirMeta) -> Open:
     """Brief §5.3's read-write open: a new ``open`` row; ``meta`` with it in progress; the
     database's ``last_complete_open_id`` set to it; ``meta`` with it as last complete.
 
@@ -107,7 +110,7 @@ def record_open(directory: SampleDirectory, db: Database, found: DirMeta) -> Ope
     current = db.insert_open()
     write_meta(directory.fileno(), found.with_opens(found.last_complete_open, current))
     crash_point("open.after_in_progress_meta")
-    db.set_last_complete_open(current)
+    db.set_last_complete_open(dir_id, current)
     crash_point("open.after_db_update")
     write_meta(directory.fileno(), found.with_opens(current, None))
     return current

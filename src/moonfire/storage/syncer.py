@@ -10,9 +10,10 @@ invariants of ``docs/design.md`` true:
            reservation (in the *next* save's transaction, which follows a dir
            fsync);
 * startup: every reservation left by the last run is unlinked, the directory
-           fsynced and the reservations dropped, and every camera is brought
-           within its budget, all before any writer exists.  Only this
-           recovery reaches the ``recovery.*`` crash points.
+           fsynced and the reservations dropped, and every stream of the
+           directory is brought within its budget and maximum age, all before
+           any writer exists.  Only this recovery reaches the ``recovery.*``
+           crash points.
 
 *Which* rows go is decided by ``moonfire.storage.retention`` (pure functions);
 this module only asks it and carries the answer out in the order above.
@@ -36,12 +37,19 @@ deletion, leaving no reservation rows (invariant 3; the 2017 code left some).
 moment (at most ``MAX_BATCH``), fsyncs each file (``FSYNC_THREADS`` at a time),
 then does ONE directory fsync and ONE transaction for all of them.  The order
 per recording is unchanged (file fsync → dir fsync → transaction).  Only when
-the syncer is behind does a batch hold two saves of one camera; the later one
+the syncer is behind does a batch hold two saves of one stream; the later one
 then goes in a second transaction (after the same dir fsync), so that the
 budget may delete the earlier one as a save of its own would; the files the
 first deleted are unlinked before the second is planned, so its ``statvfs``
 sees them gone.  The free-space and inode floors are met once per
-transaction, not once per camera saved (``_floor_deletion``).
+transaction, not once per stream saved (``_floor_deletion``).
+
+One syncer serves one sample file directory (a data directory may have
+several, one per disk): it recovers that directory's reservations and
+rotates the recordings of the streams stored there, so a failed disk stops
+only its own streams.  Recordings past their stream's maximum age are also
+deleted when the syncer has been idle for ``RETENTION_CHECK_SEC`` (a stream
+that stopped recording has no saves to trigger it).
 
 A failed file fsync abandons that one recording; a row the database rejects
 discards that one recording and the rest of the batch is committed without it.
@@ -142,6 +150,8 @@ PATH_GONE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ESTALE, errno.E
 
 #: While a stopped syncer's process lives, its ERROR is repeated this often.
 FATAL_REMINDER_SEC = 60.0
+#: An idle syncer applies the maximum ages this often (saves apply them too).
+RETENTION_CHECK_SEC = 600.0
 
 
 @dataclass
@@ -183,7 +193,7 @@ class _Refill:
 
 @dataclass
 class _MakeRoom:
-    camera_id: int
+    stream_id: int
     bytes_wanted: int
 
 
@@ -209,10 +219,16 @@ class Syncer:
         self,
         directory: SampleDirectory,
         db: Database,
+        dir_id: int,
         on_fatal: Callable[[BaseException], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._directory = directory
         self._db = db
+        #: The ``sample_file_dir`` row this directory is: its reservations and streams.
+        self.dir_id = dir_id
+        #: Wall-clock seconds, for maximum ages (tests pass their own).
+        self._clock = clock
         self._on_fatal = on_fatal
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._uuid_lock = threading.Lock()
@@ -220,18 +236,18 @@ class Syncer:
         self._pool: list[bytes] = []
         #: Reserved UUIDs whose (empty) files the syncer thread created ahead, with their fds.
         self._ready: list[tuple[bytes, int]] = []
-        #: Camera ids the pool is sized for: the database's cameras, plus any a writer named.
+        #: Stream ids the pool is sized for: the directory's streams, plus any a writer named.
         self._streams: set[int] = set()
         self.stats = SyncerStats()
         self._fsync_pool: ThreadPoolExecutor | None = None
         self._refill_queued = False
         #: A command taken from the queue to end a batch, to run next.
         self._pending: Any = None
-        #: UUIDs handed to writers and not yet saved or abandoned -> camera id.
+        #: UUIDs handed to writers and not yet saved or abandoned -> stream id.
         self._writing: dict[bytes, int] = {}
         self._to_unlink: list[bytes] = []
         self._to_mark_deleted: list[bytes] = []
-        #: Camera id -> bytes of its committed recordings.
+        #: Stream id -> bytes of its committed recordings.
         self._usage: dict[int, int] = {}
         self.fatal_error: BaseException | None = None
         #: Set by ``close``: ends the every-minute ERROR of a failed syncer.
@@ -252,17 +268,18 @@ class Syncer:
     # ---- the writer-facing API (any thread) ----
 
     def create_writer(
-        self, prev: PreviousWriter | None, camera_id: int, video_sample_entry_id: int
+        self, prev: PreviousWriter | None, stream_id: int, video_sample_entry_id: int
     ) -> Writer:
-        """A writer for the next recording of ``camera_id``, named by a reserved UUID."""
-        sample_file_uuid, fd = self._take_uuid(camera_id)
+        """A writer for the next recording of ``stream_id`` (a stream of this directory),
+        named by a reserved UUID."""
+        sample_file_uuid, fd = self._take_uuid(stream_id)
         name = uuid_name(sample_file_uuid)
         if fd is None:  # no file made ahead by the syncer thread: create it here
             try:
                 fd = self._directory.create_file(name)
             except BaseException as e:
                 self._put_back_uuid(sample_file_uuid)
-                self._on_create_failed(camera_id, e)
+                self._on_create_failed(stream_id, e)
                 raise
         try:
             return Writer(
@@ -270,7 +287,7 @@ class Syncer:
                 fd,
                 os.path.join(self.path, name),
                 sample_file_uuid,
-                camera_id,
+                stream_id,
                 video_sample_entry_id,
                 prev,
             )
@@ -298,16 +315,17 @@ class Syncer:
             return
         self._queue.put(_Abandon(sample_file_uuid, fd, error))
 
-    def make_room(self, camera_id: int, bytes_wanted: int = 1) -> None:
-        """The disk filled up under ``camera_id``: delete its oldest recordings (queued)."""
-        self._queue.put(_MakeRoom(camera_id, bytes_wanted))
+    def make_room(self, stream_id: int, bytes_wanted: int = 1) -> None:
+        """The disk filled up under ``stream_id``: delete its oldest recordings (queued)."""
+        self._queue.put(_MakeRoom(stream_id, bytes_wanted))
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Wait until everything queued so far is processed (for tests and shutdown)."""
         self._wait(_Barrier(threading.Event()), timeout)
 
     def enforce_retention(self, timeout: float | None = 60.0) -> None:
-        """Bring every camera within its (possibly lowered) budget now."""
+        """Bring every stream of the directory within its (possibly lowered) budget and
+        maximum age now."""
         self._wait(_EnforceRetention(threading.Event()), timeout)
 
     def close(self, timeout: float | None = None) -> None:
@@ -338,7 +356,7 @@ class Syncer:
 
     # ---- the pool of reserved UUIDs (any thread; no SQL unless it ran dry) ----
 
-    def _take_uuid(self, camera_id: int) -> tuple[bytes, int | None]:
+    def _take_uuid(self, stream_id: int) -> tuple[bytes, int | None]:
         """A reserved UUID for a new sample file, with its created file's fd if made ahead.
 
         From the files the syncer thread created ahead (no syscall at all), else
@@ -349,7 +367,7 @@ class Syncer:
         fd: int | None = None
         sample_file_uuid: bytes | None = None
         with self._uuid_lock:
-            self._streams.add(camera_id)
+            self._streams.add(stream_id)
             if self._ready:
                 sample_file_uuid, fd = self._ready.pop()
             elif self._pool:
@@ -372,9 +390,9 @@ class Syncer:
                 count,
             )
             with self._db.transaction() as tx:
-                sample_file_uuid = tx.reserve_sample_file()
+                sample_file_uuid = tx.reserve_sample_file(self.dir_id)
         with self._uuid_lock:
-            self._writing[sample_file_uuid] = camera_id
+            self._writing[sample_file_uuid] = stream_id
         return sample_file_uuid, fd
 
     def _put_back_uuid(self, sample_file_uuid: bytes) -> None:
@@ -402,7 +420,7 @@ class Syncer:
         shortfall = self._pool_shortfall()
         if shortfall:
             with self._db.transaction() as tx:
-                uuids = [tx.reserve_sample_file() for _ in range(shortfall)]
+                uuids = [tx.reserve_sample_file(self.dir_id) for _ in range(shortfall)]
             self._add_to_pool(uuids)
 
     def _create_files_ahead(self) -> None:
@@ -453,14 +471,14 @@ class Syncer:
         if self.fatal_error is not None:  # woken by _fail, not by doing the work
             raise SyncerStoppedError(f"syncer stopped: {self.fatal_error}") from self.fatal_error
 
-    def _oldest(self, camera_id: int) -> Iterator[RecordingRow]:
-        return (row for row, _sample_file_uuid in self._db.list_oldest_recordings(camera_id))
+    def _oldest(self, stream_id: int) -> Iterator[RecordingRow]:
+        return (row for row, _sample_file_uuid in self._db.list_oldest_recordings(stream_id))
 
     def _recover(self) -> None:
         """Initial rotation = crash recovery, synchronously, before any writer (§1.6)."""
-        self._to_unlink = [u for u, _state in self._db.list_reserved_sample_files()]
-        for camera in self._db.list_cameras():
-            self._usage[camera.id] = self._db.camera_usage(camera.id)[1]
+        self._to_unlink = [u for u, _state in self._db.list_reserved_sample_files(self.dir_id)]
+        for stream in self._db.list_streams(self.dir_id):
+            self._usage[stream.id] = self._db.stream_usage(stream.id)[1]
         if self._to_unlink:
             log.info(
                 "recovering: %d sample files left reserved by the last run", len(self._to_unlink)
@@ -468,85 +486,99 @@ class Syncer:
         self._rotate(self._rows_over_budget(), recovering=True)
 
     def _rows_over_budget(self) -> list[RecordingRow]:
-        """Every camera's oldest rows that take it over its budget."""
+        """Every stream's oldest rows that take it over its budget or maximum age."""
         rows: list[RecordingRow] = []
-        for camera in self._db.list_cameras():
-            rows.extend(self._budget_deletion(camera.id, incoming_bytes=0).rows)
+        for stream in self._db.list_streams(self.dir_id):
+            rows.extend(self._budget_deletion(stream.id, incoming_bytes=0).rows)
         return rows
 
     def _budget_deletion(
-        self, camera_id: int, incoming_bytes: int
+        self, stream_id: int, incoming_bytes: int
     ) -> retention.Deletion[RecordingRow]:
-        retain = self._db.get_camera(camera_id).retain_bytes
-        deletion = retention.to_fit_budget(
-            self._oldest(camera_id), self._usage.get(camera_id, 0), retain, incoming_bytes
+        """The stream's own rules: its budget or its maximum age, whichever deletes more."""
+        stream = self._db.get_stream(stream_id)
+        budget, aged = retention.stream_deletion(
+            lambda: self._oldest(stream_id),
+            self._usage.get(stream_id, 0),
+            stream.retain_bytes,
+            stream.max_age_days,
+            int(self._clock() * 90000),
+            incoming_bytes,
         )
-        if deletion.needed and deletion.short:
+        if budget.needed and budget.short:
             log.error(
-                "camera %d: can't get within its budget of %d bytes: deleting all %d older "
+                "stream %s: can't get within its budget of %d bytes: deleting all %d older "
                 "recordings frees only %d of the %d bytes needed; recording goes on",
-                camera_id,
-                retain,
-                len(deletion.rows),
-                deletion.bytes_freed,
-                deletion.bytes_needed,
+                self._db.stream_name(stream_id),
+                stream.retain_bytes,
+                len(budget.rows),
+                budget.bytes_freed,
+                budget.bytes_needed,
             )
-        return deletion
+        if aged is not None and len(aged.rows) > len(budget.rows):
+            log.info(
+                "stream %s: deleting %d recordings older than its maximum age of %d days",
+                self._db.stream_name(stream_id),
+                len(aged.rows),
+                stream.max_age_days,
+            )
+            return aged
+        return budget
 
     def _floor_deletion(
-        self, camera_ids: list[int], recording_bytes: int, chosen: list[RecordingRow]
+        self, stream_ids: list[int], recording_bytes: int, chosen: list[RecordingRow]
     ) -> list[RecordingRow]:
-        """More of the saving cameras' oldest rows when the disk is nearly full of bytes or files.
+        """More of the saving streams' oldest rows when the disk is nearly full of bytes or files.
 
         Budgets are set by hand and the disk may be shared, so the budget alone
         can't keep writes (or the next file's creation) from failing with
         ENOSPC, which costs the recording being written.  ONE ``statvfs``
         reading serves the whole group, and the shortfall is met once: by the
-        oldest recordings of the cameras saved (merged oldest first), counting
+        oldest recordings of the streams saved (merged oldest first), counting
         the rows already ``chosen`` (the budgets') as freed, bytes and inodes,
         since the group's deletions are unlinked right after its commit.
         """
         stat = os.fstatvfs(self._directory.fileno())
         space = retention.for_free_space(
-            self._oldest_across(camera_ids), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
+            self._oldest_across(stream_ids), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
         )
         if space.needed:
-            for camera_id, rows in _by_camera(space.rows, camera_ids).items():
+            for stream_id, rows in _by_stream(space.rows, stream_ids).items():
                 log.warning(
-                    "sample file directory %s has only %d bytes free: deleting %d more of camera "
-                    "%d's oldest recordings (%d bytes) than its budget asks; lower the budget to "
+                    "sample file directory %s has only %d bytes free: deleting %d more of stream "
+                    "%s's oldest recordings (%d bytes) than its budget asks; lower the budget to "
                     "fit the disk",
                     self.path,
                     space.free_bytes,
                     len(rows),
-                    camera_id,
+                    self._db.stream_name(stream_id),
                     sum(r.sample_file_bytes for r in rows),
                 )
         inodes = retention.for_free_inodes(
-            self._oldest_across(camera_ids),
+            self._oldest_across(stream_ids),
             stat.f_favail,
             stat.f_files,
             len(self._usage),
             chosen + space.rows,
         )
         if inodes.needed:
-            for camera_id, rows in _by_camera(inodes.rows, camera_ids).items():
+            for stream_id, rows in _by_stream(inodes.rows, stream_ids).items():
                 log.warning(
-                    "sample file directory %s has only %d inodes free: deleting %d more of camera "
-                    "%d's oldest recordings (%d bytes) than its budget asks; camera %d's budget "
+                    "sample file directory %s has only %d inodes free: deleting %d more of stream "
+                    "%s's oldest recordings (%d bytes) than its budget asks; stream %s's budget "
                     "doesn't fit the disk's inodes (%d in all), lower it",
                     self.path,
                     inodes.free_inodes,
                     len(rows),
-                    camera_id,
+                    self._db.stream_name(stream_id),
                     sum(r.sample_file_bytes for r in rows),
-                    camera_id,
+                    self._db.stream_name(stream_id),
                     stat.f_files,
                 )
         return space.rows + inodes.rows
 
-    def _oldest_across(self, camera_ids: list[int]) -> Iterator[RecordingRow]:
-        return retention.oldest_across_cameras([self._oldest(c) for c in camera_ids])
+    def _oldest_across(self, stream_ids: list[int]) -> Iterator[RecordingRow]:
+        return retention.oldest_across_streams([self._oldest(c) for c in stream_ids])
 
     def _rotate(self, rows: list[RecordingRow], recovering: bool) -> None:
         """Delete ``rows`` and everything in ``to_unlink`` durably (brief's do_rotation).
@@ -557,7 +589,7 @@ class Syncer:
         recording).  Later rotations (``enforce_retention``, ``make_room``)
         reach the ``rotation.*`` points instead, and only log such a file and
         retry it at the next save, as a save does, so one stuck file doesn't
-        stop every camera.
+        stop every stream.
         """
 
         def reached(step: str) -> None:
@@ -567,7 +599,7 @@ class Syncer:
             with self._db.transaction() as tx:
                 self._to_unlink.extend(tx.delete_recordings(_deletable(rows)))
             for row in rows:
-                self._usage[row.camera_id] -= row.sample_file_bytes
+                self._usage[row.stream_id] -= row.sample_file_bytes
             reached("after_delete_transaction")
         if not self._to_unlink and not self._to_mark_deleted:
             return
@@ -614,7 +646,10 @@ class Syncer:
             while True:
                 command, self._pending = self._pending, None
                 if command is None:
-                    command = self._queue.get()
+                    try:
+                        command = self._queue.get(timeout=RETENTION_CHECK_SEC)
+                    except queue.Empty:
+                        command = _EnforceRetention(threading.Event())
                 if command is _STOP:
                     self._shutdown()
                     return
@@ -628,7 +663,7 @@ class Syncer:
                     self._fill_pool()
                     self._create_files_ahead()
                 elif isinstance(command, _MakeRoom):
-                    self._make_room(command.camera_id, command.bytes_wanted)
+                    self._make_room(command.stream_id, command.bytes_wanted)
                 elif isinstance(command, _EnforceRetention):
                     self._rotate(self._rows_over_budget(), recovering=False)
                     command.done.set()
@@ -643,7 +678,7 @@ class Syncer:
     def _fail(self, error: BaseException) -> None:
         self.fatal_error = error
         log.error(
-            "sample file directory %s: syncer stopped, its cameras stop recording: %s",
+            "sample file directory %s: syncer stopped, its streams stop recording: %s",
             self.path,
             error,
             # The message says it all for a failed directory; anything else may be a bug.
@@ -712,7 +747,7 @@ class Syncer:
         crash_point("save.after_dir_fsync")
         self._check_directory()  # a mismatch raises: nothing of the batch is committed
         committed: list[_Save] = []
-        groups = _one_per_camera(durable)
+        groups = _one_per_stream(durable)
         unlinked: list[bytes] = []
         for i, group in enumerate(groups):
             committed += self._commit(group)
@@ -738,7 +773,7 @@ class Syncer:
         """Unlink the files a group's transaction deleted, before the next group plans.
 
         So the next group's ``statvfs`` counts them as free, as a save of its
-        own would (without this the next group of the same camera found the
+        own would (without this the next group of the same stream found the
         same shortfall and deleted it again).  Their "deleting" reservations
         are committed; they are returned, kept out of ``_to_mark_deleted`` so
         that the next group's transaction doesn't drop them: that waits for a
@@ -796,16 +831,16 @@ class Syncer:
         return durable
 
     def _plan_deletions(self, group: list[_Save]) -> list[RecordingRow]:
-        """The rows a group's transaction deletes: each camera's budget, then the floors.
+        """The rows a group's transaction deletes: each stream's budget, then the floors.
 
-        A group holds one save per camera (``_one_per_camera``).  The floors
+        A group holds one save per stream (``_one_per_stream``).  The floors
         (free bytes, free inodes) are met once for the whole group.
         """
-        incoming = {save.recording.camera_id: save.recording.sample_file_bytes for save in group}
-        assert len(incoming) == len(group), "a group holds one save per camera"
+        incoming = {save.recording.stream_id: save.recording.sample_file_bytes for save in group}
+        assert len(incoming) == len(group), "a group holds one save per stream"
         rows: list[RecordingRow] = []
-        for camera_id, size in incoming.items():
-            rows += self._budget_deletion(camera_id, incoming_bytes=size).rows
+        for stream_id, size in incoming.items():
+            rows += self._budget_deletion(stream_id, incoming_bytes=size).rows
         return rows + self._floor_deletion(list(incoming), max(incoming.values()), rows)
 
     def _commit(self, batch: list[_Save]) -> list[_Save]:
@@ -823,7 +858,7 @@ class Syncer:
                 with self._db.transaction() as tx:
                     tx.mark_sample_files_deleted(self._to_mark_deleted)
                     deleted = tx.delete_recordings(_deletable(rows))
-                    new_uuids = [tx.reserve_sample_file() for _ in range(refill)]
+                    new_uuids = [tx.reserve_sample_file(self.dir_id) for _ in range(refill)]
                     for current in batch:
                         tx.insert_recording(current.recording)
             except RecordingRejectedError as e:
@@ -839,16 +874,16 @@ class Syncer:
             self._to_unlink.extend(deleted)
             self._add_to_pool(new_uuids)
             for row in rows:
-                self._usage[row.camera_id] -= row.sample_file_bytes
+                self._usage[row.stream_id] -= row.sample_file_bytes
             for save in batch:
-                camera_id, size = save.recording.camera_id, save.recording.sample_file_bytes
-                self._usage[camera_id] = self._usage.get(camera_id, 0) + size
+                stream_id, size = save.recording.stream_id, save.recording.sample_file_bytes
+                self._usage[stream_id] = self._usage.get(stream_id, 0) + size
             return batch
         return []
 
     def _abandon(self, command: _Abandon) -> None:
         with self._uuid_lock:
-            camera_id = self._writing.pop(command.sample_file_uuid, None)
+            stream_id = self._writing.pop(command.sample_file_uuid, None)
         name = uuid_name(command.sample_file_uuid)
         size = 0
         if command.fd is not None:
@@ -862,31 +897,31 @@ class Syncer:
         self._try_unlink()
         crash_point("abandon.after_unlink")
         if (
-            camera_id is not None
+            stream_id is not None
             and isinstance(command.error, OSError)
             and command.error.errno == errno.ENOSPC
         ):
-            self._make_room(camera_id, size)
+            self._make_room(stream_id, size)
 
-    def _make_room(self, camera_id: int, bytes_wanted: int) -> None:
-        """The disk filled before the budget did: delete the camera's oldest recordings.
+    def _make_room(self, stream_id: int, bytes_wanted: int) -> None:
+        """The disk filled before the budget did: delete the stream's oldest recordings.
 
         Deletes at least one recording and at least as many bytes as the lost
         recording had reached, so the next one has room to go on.
         """
-        deletion = retention.to_make_room(self._oldest(camera_id), bytes_wanted)
+        deletion = retention.to_make_room(self._oldest(stream_id), bytes_wanted)
         if not deletion.rows:
             log.error(
-                "camera %d: sample file directory %s is full and the camera has no recordings "
-                "to delete; other cameras' budgets exceed the disk",
-                camera_id,
+                "stream %s: sample file directory %s is full and the stream has no recordings "
+                "to delete; other streams' budgets exceed the disk",
+                self._db.stream_name(stream_id),
                 self.path,
             )
             return
         log.error(
-            "camera %d: sample file directory %s is full before the camera reached its budget; "
+            "stream %s: sample file directory %s is full before the stream reached its budget; "
             "deleting its %d oldest recordings (%d bytes). Lower the budget to fit the disk.",
-            camera_id,
+            self._db.stream_name(stream_id),
             self.path,
             len(deletion.rows),
             deletion.bytes_freed,
@@ -940,7 +975,7 @@ class Syncer:
 
         Only errors that mean the directory is gone count (``PATH_GONE_ERRNOS``): a
         passing EMFILE, ENOMEM or EACCES says nothing about the directory, and stopping
-        every camera on it would be a failure of our own making.  The meta file is
+        every stream on it would be a failure of our own making.  The meta file is
         compared by the UUIDs it names, not by inode (network and FUSE filesystems may
         renumber inodes), and read through the held fd once the path is known to lead
         to it, so the check needs no new fd.
@@ -984,12 +1019,12 @@ class Syncer:
                 f"sample file directory {self.path} {reason}; not committing recordings to it"
             )
 
-    def _on_create_failed(self, camera_id: int, error: BaseException) -> None:
+    def _on_create_failed(self, stream_id: int, error: BaseException) -> None:
         """A writer's file couldn't be created: a failed directory stops the syncer."""
         if not isinstance(error, OSError):
             return
         if error.errno == errno.ENOSPC:  # out of space or inodes: make room for the next try
-            self.make_room(camera_id)
+            self.make_room(stream_id)
             return
         failed = self._directory_failure(error)
         if failed is None or self.fatal_error is not None:
@@ -1020,28 +1055,28 @@ class Syncer:
 
 
 
-def _one_per_camera(batch: list[_Save]) -> list[list[_Save]]:
-    """The batch split into groups holding at most one save per camera, in order.
+def _one_per_stream(batch: list[_Save]) -> list[list[_Save]]:
+    """The batch split into groups holding at most one save per stream, in order.
 
-    Usually one group; a camera's n-th save in the batch goes in the n-th.
+    Usually one group; a stream's n-th save in the batch goes in the n-th.
     """
     groups: list[list[_Save]] = []
     seen: dict[int, int] = {}
     for save in batch:
-        n = seen.get(save.recording.camera_id, 0)
-        seen[save.recording.camera_id] = n + 1
+        n = seen.get(save.recording.stream_id, 0)
+        seen[save.recording.stream_id] = n + 1
         if n == len(groups):
             groups.append([])
         groups[n].append(save)
     return groups
 
 
-def _by_camera(rows: list[RecordingRow], camera_ids: list[int]) -> dict[int, list[RecordingRow]]:
-    """``rows`` by camera, for the log; a camera with none is listed only if all have none."""
+def _by_stream(rows: list[RecordingRow], stream_ids: list[int]) -> dict[int, list[RecordingRow]]:
+    """``rows`` by stream, for the log; a stream with none is listed only if all have none."""
     out: dict[int, list[RecordingRow]] = {}
     for row in rows:
-        out.setdefault(row.camera_id, []).append(row)
-    return out or {camera_id: [] for camera_id in camera_ids}
+        out.setdefault(row.stream_id, []).append(row)
+    return out or {stream_id: [] for stream_id in stream_ids}
 
 
 def _close_quietly(fd: int) -> None:
