@@ -84,7 +84,7 @@ def bench_streamer(clip: str, work: str) -> tuple[float, float, int]:
     streamer._session()  # one session in this thread: open, demux, convert, write, end_run
     syncer.close()
     cpu = time.process_time() - cpu0
-    rows = db.list_recordings(camera.id)
+    rows = db.list_recordings(camera.main.id)
     video_sec = sum(r.duration_90k for r in rows) / TIME_UNITS_PER_SEC
     total = sum(r.sample_file_bytes for r in rows)
     sample_file_dir.close()
@@ -113,7 +113,7 @@ def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, 
     for i in range(streams):
         cam = db.add_camera(f"s{i}", retain_bytes=10**12, rotate_interval_sec=60)
         recorders.append(
-            StreamRecorder(syncer, cam.id, f"s{i}", 60, 60 * i // streams)
+            StreamRecorder(syncer, cam.main.id, f"s{i}", 60, 60 * i // streams)
         )
     base = 1_700_000_000 * TIME_UNITS_PER_SEC
     frame_90k = TIME_UNITS_PER_SEC // FPS
@@ -129,7 +129,7 @@ def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, 
     syncer.close()
     cpu = time.process_time() - cpu0
     total = sum(
-        r.sample_file_bytes for c in db.list_cameras() for r in db.list_recordings(c.id)
+        r.sample_file_bytes for c in db.list_cameras() for r in db.list_recordings(c.main.id)
     )
     sample_file_dir.close()
     db.close()

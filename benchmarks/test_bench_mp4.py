@@ -43,7 +43,7 @@ def export(testdata, tmp_path_factory):
     rows = [
         RecordingRow(
             composite_id=composite_id(1, i + 1),
-            camera_id=1,
+            stream_id=1,
             run_offset=i,
             flags=0,
             sample_file_bytes=decoded.sample_file_bytes,

@@ -65,8 +65,8 @@ PACKET_BYTES = sum(len(p) for p, _ in PACKETS)
 def engine(tmp_path: Path) -> Iterator[tuple[Database, SampleFileDir, int, int]]:
     db, sample_file_dir = datadir.init(str(tmp_path / "data"))
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    camera_id = db.add_camera("front", retain_bytes=1 << 40).id
-    yield db, sample_file_dir, camera_id, entry_id
+    stream_id = db.add_camera("front", retain_bytes=1 << 40).main.id
+    yield db, sample_file_dir, stream_id, entry_id
     sample_file_dir.close()
     db.close()
 
@@ -74,13 +74,13 @@ def engine(tmp_path: Path) -> Iterator[tuple[Database, SampleFileDir, int, int]]
 @pytest.mark.benchmark(group="save")
 def test_full_save_engine(benchmark, engine) -> None:
     """``Writer.close`` (final buffer flush + hand-over) + ``syncer.flush()``, per recording."""
-    db, sample_file_dir, camera_id, entry_id = engine
+    db, sample_file_dir, stream_id, entry_id = engine
     with sample_file_dir.start_syncer() as syncer:
         starts = iter(range(T0_90K, T0_90K + 10**6 * MINUTE_90K, MINUTE_90K))
         prev: list[Any] = [None]
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            writer = syncer.create_writer(prev[0], camera_id, entry_id)
+            writer = syncer.create_writer(prev[0], stream_id, entry_id)
             start = next(starts)
             for i, (data, key) in enumerate(PACKETS):
                 writer.write(data, start + i * FRAME_90K, i * FRAME_90K, key)
@@ -91,7 +91,7 @@ def test_full_save_engine(benchmark, engine) -> None:
             syncer.flush()
 
         benchmark.pedantic(save, setup=setup, rounds=SAVE_ROUNDS, iterations=1, warmup_rounds=2)
-    rows = db.list_recordings(camera_id)
+    rows = db.list_recordings(stream_id)
     assert len(rows) == SAVE_ROUNDS + 2
     assert {r.sample_file_bytes for r in rows} == {PACKET_BYTES}
     assert db.list_reserved_sample_files() == []
@@ -103,7 +103,7 @@ def test_full_save_baseline_bare_syscalls_and_sql(benchmark, tmp_path: Path) -> 
     """fsync(file) + fsync(dir) + the save's SQL on bare ``sqlite3``: the unavoidable cost."""
     db = Database.create(tmp_path / "db", str(tmp_path / "sample"))
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    camera_id = db.add_camera("front", retain_bytes=1 << 40).id
+    stream_id = db.add_camera("front", retain_bytes=1 << 40).main.id
     db.close()
     conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
     assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
@@ -136,15 +136,15 @@ def test_full_save_baseline_bare_syscalls_and_sql(benchmark, tmp_path: Path) -> 
         deleted = conn.execute(
             "delete from reserved_sample_files where uuid = ? and state = 0", (uuid,)).rowcount
         (next_id,) = conn.execute(
-            "select next_recording_id from camera where id = ?", (camera_id,)).fetchone()
-        cid = camera_id << 32 | next_id
+            "select next_recording_id from stream where id = ?", (stream_id,)).fetchone()
+        cid = stream_id << 32 | next_id
         conn.execute("insert into recording values (?, ?, 0, 0, ?, ?, ?, 0, ?, ?, ?)",
-                     (cid, camera_id, len(contents), next(starts), len(PACKETS) * FRAME_90K,
+                     (cid, stream_id, len(contents), next(starts), len(PACKETS) * FRAME_90K,
                       len(PACKETS), 3, entry_id))
         conn.execute("insert into recording_playback values (?, ?, ?, ?)",
                      (cid, uuid, sha1, video_index))
-        conn.execute("update camera set next_recording_id = next_recording_id + 1 where id = ?",
-                     (camera_id,))
+        conn.execute("update stream set next_recording_id = next_recording_id + 1 where id = ?",
+                     (stream_id,))
         conn.execute("commit")
         reserved.append(next_uuid)
         assert deleted == 1
@@ -172,19 +172,19 @@ def data_dir_100k(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
     db, sample_file_dir = datadir.init(data_dir)
     sample_file_dir.close()
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    camera_id = db.add_camera("front", retain_bytes=RECORDINGS * RECORDING_BYTES).id
+    stream_id = db.add_camera("front", retain_bytes=RECORDINGS * RECORDING_BYTES).main.id
     with db.transaction() as tx:  # bulk load: one transaction, raw statements
-        cids = [camera_id << 32 | i for i in range(1, RECORDINGS + 1)]
+        cids = [stream_id << 32 | i for i in range(1, RECORDINGS + 1)]
         tx.conn.executemany(
             "insert into recording values (?, ?, 0, 0, ?, ?, ?, 0, 1800, 60, ?)",
-            ((cid, camera_id, RECORDING_BYTES, T0_90K + i * MINUTE_90K, MINUTE_90K, entry_id)
+            ((cid, stream_id, RECORDING_BYTES, T0_90K + i * MINUTE_90K, MINUTE_90K, entry_id)
              for i, cid in enumerate(cids)))
         tx.conn.executemany(
             "insert into recording_playback values (?, ?, zeroblob(20), ?)",
             ((cid, uuidlib.uuid4().bytes, b"\x29\xd0\x0f" * 8) for cid in cids))
-        tx.conn.execute("update camera set next_recording_id = ?", (RECORDINGS + 1,))
+        tx.conn.execute("update stream set next_recording_id = ?", (RECORDINGS + 1,))
     db.close()
-    return data_dir, camera_id
+    return data_dir, stream_id
 
 
 def leave_reservations(data_dir: str) -> list[str]:
@@ -192,8 +192,8 @@ def leave_reservations(data_dir: str) -> list[str]:
     db = datadir.open_db(data_dir)
     try:
         with db.transaction() as tx:
-            uuids = [tx.reserve_sample_file() for _ in range(LEFTOVER_RESERVATIONS)]
-        sample_path = db.sample_file_dir().path
+            uuids = [tx.reserve_sample_file(1) for _ in range(LEFTOVER_RESERVATIONS)]
+        sample_path = db.sample_file_dir(1).path
     finally:
         db.close()
     paths = [os.path.join(sample_path, uuid_name(u)) for u in uuids]
@@ -212,16 +212,16 @@ def start_and_stop(data_dir: str) -> None:
         db.close()
 
 
-def assert_recovered(data_dir: str, camera_id: int, leftovers: list[str]) -> None:
+def assert_recovered(data_dir: str, stream_id: int, leftovers: list[str]) -> None:
     with datadir.open_db(data_dir, read_only=True) as db:
         assert db.list_reserved_sample_files() == []
-        assert db.camera_usage(camera_id)[0] == RECORDINGS
+        assert db.stream_usage(stream_id)[0] == RECORDINGS
     assert not any(os.path.exists(p) for p in leftovers)
 
 
 @pytest.mark.benchmark(group="startup_100k")
 def test_startup_100k_with_leftovers(benchmark, data_dir_100k) -> None:
-    data_dir, camera_id = data_dir_100k
+    data_dir, stream_id = data_dir_100k
     leftovers: list[str] = []
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -229,15 +229,15 @@ def test_startup_100k_with_leftovers(benchmark, data_dir_100k) -> None:
         return (data_dir,), {}
 
     benchmark.pedantic(start_and_stop, setup=setup, rounds=STARTUP_ROUNDS, iterations=1)
-    assert_recovered(data_dir, camera_id, leftovers)
+    assert_recovered(data_dir, stream_id, leftovers)
     assert benchmark.stats.stats.max < 1.0, "startup with 100k recordings must take < 1 s"
 
 
 @pytest.mark.benchmark(group="startup_100k")
 def test_startup_100k_steady_state(benchmark, data_dir_100k) -> None:
-    data_dir, camera_id = data_dir_100k
+    data_dir, stream_id = data_dir_100k
     benchmark.pedantic(start_and_stop, args=(data_dir,), rounds=STARTUP_ROUNDS, iterations=1)
-    assert_recovered(data_dir, camera_id, [])
+    assert_recovered(data_dir, stream_id, [])
     assert benchmark.stats.stats.max < 1.0, "startup with 100k recordings must take < 1 s"
 
 

@@ -76,7 +76,7 @@ def one_at_a_time_saves_per_s(directory: Path, files: int) -> float:
 def run_streams(tmp_path: Path, streams: int, rounds: int) -> dict[str, Any]:
     db, sample_file_dir = datadir.init(str(tmp_path / "data"))
     entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-    cameras = [db.add_camera(f"cam{i}", retain_bytes=1 << 40).id for i in range(streams)]
+    cameras = [db.add_camera(f"cam{i}", retain_bytes=1 << 40).main.id for i in range(streams)]
     create_latencies: list[float] = []
     busy = 0.0
     try:

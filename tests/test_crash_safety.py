@@ -1,7 +1,9 @@
 """Kill -9 at ≥ 50 moments and prove nothing committed is ever lost or left inconsistent.
 
-A subprocess (``tests/support/crash_recorder.py``) records two cameras with a small budget,
-so saves, retention deletions and rotations all happen.  It is killed with
+A subprocess (``tests/support/crash_recorder.py``) records two cameras, each with a main
+and a sub stream, over two sample file directories (each camera's main on one, its sub on
+the other; one syncer per directory), every stream with a small budget, so saves,
+retention deletions and rotations all happen in both directories.  It is killed with
 SIGKILL at random moments and at every crash point of ``moonfire.storage.crash_points``
 (every step of save, abandon, recovery and shutdown).  After each kill the
 test asserts, *before* any recovery, invariants 1 and 2 (the state a crash
@@ -26,7 +28,7 @@ import pytest
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.crash_points import CRASH_POINTS
 from moonfire.storage.invariants import check
-from moonfire.storage.sample_file_dir import uuid_name
+from moonfire.storage.sample_file_dir import SampleFileDir, uuid_name
 from tests.support.synthetic_stream import verify_recording
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,51 +90,70 @@ class CrashHarness:
 
     def verify(self, recover: bool = True) -> None:
         with datadir.open_db(self.data_dir) as db:
-            sample_path = db.sample_file_dir().path
             # The state the crash left must already satisfy invariants 1 and 2.
             crash_state = [
-                v for v in check(db, sample_path, hash_contents=True) if v.invariant != 3
+                v
+                for row in db.list_sample_file_dirs()
+                for v in check(db, row, hash_contents=True)
+                if v.invariant != 3
             ]
             assert crash_state == [], [str(v) for v in crash_state]
         if not recover:
             return
-        db, sample_file_dir = datadir.open_for_recording(self.data_dir)
+        db = datadir.open_db(self.data_dir)
+        dirs = [SampleFileDir.open(db, row.id) for row in db.list_sample_file_dirs()]
         try:
-            sample_file_dir.start_syncer().close()
-            problems = [str(v) for v in check(db, sample_path, hash_contents=True)]
+            for sample_file_dir in dirs:
+                sample_file_dir.start_syncer().close()
+            problems = [
+                str(v) for row in db.list_sample_file_dirs() for v in check(db, row, True)
+            ]
             assert problems == []
             now: dict[int, bytes] = {}
-            for camera in db.list_cameras():
+            for stream in db.list_streams():
+                sample_path = db.sample_file_dir(stream.sample_file_dir_id).path
                 ids = []
-                for row in db.list_recordings(camera.id):
+                for row in db.list_recordings(stream.id):
                     playback = db.get_playback(row.composite_id)
                     data = Path(sample_path, uuid_name(playback.sample_file_uuid)).read_bytes()
-                    verify_recording(data, playback.video_index, camera.id)
+                    verify_recording(data, playback.video_index, stream.id)
                     now[row.composite_id] = hashlib.sha1(data).digest()
                     ids.append(row.composite_id)
-                lost = [i for i in self.committed if i >> 32 == camera.id and i not in now]
+                lost = [i for i in self.committed if i >> 32 == stream.id and i not in now]
                 assert not ids or all(i < min(ids) for i in lost), "a newer recording vanished"
-                assert sum(r.sample_file_bytes for r in db.list_recordings(camera.id)) <= BUDGET
+                assert sum(r.sample_file_bytes for r in db.list_recordings(stream.id)) <= BUDGET
             for i, digest in now.items():
                 assert self.committed.get(i, digest) == digest, f"recording {i} changed"
             self.committed = now
             # A kill between the recorder's lowering of the budgets and their restoring
             # (``lower_budgets_for_a_moment``) leaves them lowered: restore them here.
-            for camera in db.list_cameras():
-                db.update_camera(camera.id, retain_bytes=BUDGET)
+            set_budgets(db, BUDGET)
         finally:
-            sample_file_dir.close()
+            for sample_file_dir in dirs:
+                sample_file_dir.close()
             db.close()
+
+
+def set_budgets(db, budget: int) -> None:
+    for camera in db.list_cameras():
+        db.update_camera(camera.id, retain_bytes=budget, sub_retain_bytes=budget)
 
 
 @pytest.fixture
 def harness(tmp_path):
-    db, sample_file_dir = datadir.init(str(tmp_path / "data"))
-    db.add_camera("front", retain_bytes=BUDGET)
-    db.add_camera("back", retain_bytes=BUDGET)
+    data_dir = str(tmp_path / "data")
+    db, sample_file_dir = datadir.init(data_dir)
     sample_file_dir.close()
     db.close()
-    return CrashHarness(str(tmp_path / "data"))
+    datadir.add_dir(data_dir, "disk2", str(tmp_path / "disk2"))
+    with datadir.open_db(data_dir) as db:
+        placement = (("front", "default", "disk2"), ("back", "disk2", "default"))
+        for name, main_dir, sub_dir in placement:
+            db.add_camera(name, url=f"synthetic://{name}", retain_bytes=BUDGET,
+                          sample_file_dir=main_dir, sub_url=f"synthetic://{name}/sub",
+                          sub_retain_bytes=BUDGET, sub_sample_file_dir=sub_dir)
+        assert len([s for s in db.list_streams() if s.record]) == 4
+    return CrashHarness(data_dir)
 
 
 @pytest.mark.slow
@@ -147,13 +168,11 @@ def test_sigkill_at_every_crash_point_and_at_random_moments_loses_nothing(harnes
                 harness.run_to_crash_point("save.after_file_fsync:3")
                 harness.verify(recover=False)
                 with datadir.open_db(harness.data_dir) as db:
-                    for camera in db.list_cameras():
-                        db.update_camera(camera.id, retain_bytes=BUDGET // 3)
+                    set_budgets(db, BUDGET // 3)
                 harness.run_to_crash_point(point)
                 harness.verify(recover=False)
                 with datadir.open_db(harness.data_dir) as db:
-                    for camera in db.list_cameras():
-                        db.update_camera(camera.id, retain_bytes=BUDGET)
+                    set_budgets(db, BUDGET)
             else:
                 harness.run_to_crash_point(f"{point}:{hit}")
             harness.verify()
