@@ -30,6 +30,7 @@ from tests.support.cli import (
     add_camera,
     assert_storage_consistent,
     moonfire,
+    moonfire_process,
     record_synthetic,
     sample_files,
 )
@@ -37,28 +38,11 @@ from tests.support.engine import BASE_TIME_90K, ENTRY
 from tests.support.synthetic_stream import feed
 
 
-def moonfire_process(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "moonfire", *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture
 def data_dir(tmp_path, capsys) -> str:
     path = str(tmp_path / "data")
     assert moonfire(capsys, "init", "--data-dir", path)[0] == 0
     return path
-
-
-
-
-
-
-
-
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
@@ -82,11 +66,13 @@ def test_init_camera_add_list_edit_remove_round_trip(data_dir, capsys):
     code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
     [listed] = json.loads(out)
     assert listed["name"] == "front"
-    assert listed["url"] == "rtsp://admin:***@10.0.0.1/s1"
-    assert listed["retain_bytes"] == 10 * 2**30
+    [main] = listed["streams"]  # no --sub-url: the main stream alone
+    assert (main["type"], main["record"], main["dir"]) == ("main", True, "default")
+    assert main["url"] == "rtsp://admin:***@10.0.0.1/s1"
+    assert main["retain_bytes"] == 10 * 2**30
     assert listed["rotate_interval_sec"] == 30
     assert (listed["username"], listed["has_password"]) == ("u", True)
-    assert (listed["recordings"], listed["usage_bytes"]) == (0, 0)
+    assert (main["recordings"], main["usage_bytes"]) == (0, 0)
     assert "secret" not in out and '"p"' not in out
 
     code, out, _ = moonfire(
@@ -96,14 +82,15 @@ def test_init_camera_add_list_edit_remove_round_trip(data_dir, capsys):
     assert code == 0
     with datadir.open_db(data_dir, read_only=True) as db:
         camera = db.get_camera("porch")
-    assert camera.retain_bytes == 500_000_000
-    assert (camera.url, camera.rotate_interval_sec, camera.description) == (
+    assert camera.main.retain_bytes == 500_000_000
+    assert (camera.main.url, camera.rotate_interval_sec, camera.description) == (
         "rtsp://admin:secret@10.0.0.1/s1", 30, "porch")  # untouched by the edit
 
     code, out, _ = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
     header, row = out.splitlines()
-    assert header.split()[:3] == ["NAME", "URL", "BUDGET"]
-    assert row.split()[:4] == ["porch", "rtsp://admin:***@10.0.0.1/s1", "476.8", "MiB"]
+    assert header.split()[:4] == ["STREAM", "URL", "DIR", "BUDGET"]
+    assert row.split()[:5] == ["porch/main", "rtsp://admin:***@10.0.0.1/s1", "default", "476.8",
+                               "MiB"]
 
     assert moonfire(capsys, "camera", "remove", "porch", "--data-dir", data_dir)[0] == 0
     code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
@@ -113,14 +100,15 @@ def test_init_camera_add_list_edit_remove_round_trip(data_dir, capsys):
 def test_list_forecasts_how_much_video_the_budget_holds(data_dir, capsys):
     add_camera(capsys, data_dir, "front")
     code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
-    assert json.loads(out)[0]["budget_holds_90k"] is None  # no bitrate known yet
+    assert json.loads(out)[0]["streams"][0]["budget_holds_90k"] is None  # no bitrate yet
     record_synthetic(data_dir, "front", 10)
     code, out, _ = moonfire(capsys, "camera", "list", "--json", "--data-dir", data_dir)
-    [listed] = json.loads(out)
+    [listed] = json.loads(out)[0]["streams"]
     rate = listed["usage_bytes"] / listed["duration_90k"]
     assert listed["budget_holds_90k"] == pytest.approx(2**30 / rate, rel=1e-6)
     code, out, _ = moonfire(capsys, "camera", "list", "--data-dir", data_dir)
-    assert out.splitlines()[0].split()[:4] == ["NAME", "URL", "BUDGET", "HOLDS"]
+    assert out.splitlines()[0].split()[:7] == ["STREAM", "URL", "DIR", "BUDGET", "MAX", "AGE",
+                                               "HOLDS"]
     assert listed["budget_holds"] in out
 
 
@@ -128,7 +116,8 @@ def test_init_puts_the_sample_dir_where_asked(tmp_path, capsys):
     data, samples = str(tmp_path / "data"), str(tmp_path / "disk2" / "moonfire")
     assert moonfire(capsys, "init", "--data-dir", data, "--sample-dir", samples)[0] == 0
     with datadir.open_db(data, read_only=True) as db:
-        assert db.sample_file_dir().path == samples
+        [row] = db.list_sample_file_dirs()
+        assert (row.name, row.path) == ("default", samples)
     assert not os.path.exists(os.path.join(data, datadir.SAMPLE_DIR_NAME))
 
 
@@ -278,9 +267,11 @@ def test_an_os_error_names_its_file(tmp_path, capsys):
     assert_one_line_error(code, err, "Not a directory", str(not_a_dir / "data"))
 
 
-HELP_ARGV = [[name] for name in cli.COMMANDS] + [
-    ["camera", action] for action in ("add", "list", "edit", "remove")
-]
+HELP_ARGV = (
+    [[name] for name in cli.COMMANDS]
+    + [["camera", action] for action in ("add", "list", "edit", "remove")]
+    + [["dir", action] for action in ("add", "list", "remove")]
+)
 
 
 @pytest.mark.parametrize("argv", HELP_ARGV, ids=" ".join)
@@ -310,7 +301,7 @@ def test_remove_refuses_a_camera_with_recordings(data_dir, capsys):
     assert_one_line_error(code, err, "--delete-recordings")
     assert sample_files(data_dir) == files
     with datadir.open_db(data_dir, read_only=True) as db:
-        assert db.get_camera("front").retain_bytes == 2**30
+        assert db.get_camera("front").main.retain_bytes == 2**30
 
 
 def test_remove_with_delete_recordings_leaves_no_rows_or_files(data_dir, capsys):
@@ -319,7 +310,7 @@ def test_remove_with_delete_recordings_leaves_no_rows_or_files(data_dir, capsys)
     record_synthetic(data_dir, "front", seconds=7)
     record_synthetic(data_dir, "back", seconds=5)
     with datadir.open_db(data_dir, read_only=True) as db:
-        back_id = db.get_camera("back").id
+        back_id = db.get_camera("back").main.id
         back_rows = db.list_recordings(back_id)
     code, out, _ = moonfire(
         capsys, "camera", "remove", "front", "--delete-recordings", "--data-dir", data_dir
@@ -352,15 +343,15 @@ def test_lowering_the_budget_deletes_the_oldest_recordings_at_once(data_dir, cap
     add_camera(capsys, data_dir, "front")
     record_synthetic(data_dir, "front", seconds=9)
     with datadir.open_db(data_dir, read_only=True) as db:
-        rows = db.list_recordings(db.get_camera("front").id)
+        rows = db.list_recordings(db.get_camera("front").main.id)
     newest = rows[-1]
     code, out, _ = moonfire(
         capsys, "camera", "edit", "front", "--retain", str(newest.sample_file_bytes),
         "--data-dir", data_dir,
     )
-    assert code == 0 and f"deleted {len(rows) - 1} of 'front'" in out
+    assert code == 0 and f"deleted {len(rows) - 1} of front/main's oldest recordings" in out
     with datadir.open_db(data_dir, read_only=True) as db:
-        assert db.list_recordings(newest.camera_id) == [newest]
+        assert db.list_recordings(newest.stream_id) == [newest]
     assert len(sample_files(data_dir)) == 1
     assert_storage_consistent(data_dir)
 
@@ -377,15 +368,15 @@ def test_lowering_the_budget_while_recording_applies_at_the_recorders_next_save(
             code, out, _ = moonfire(
                 capsys, "camera", "edit", "front", "--retain", "0", "--data-dir", data_dir
             )
-            assert code == 0 and "takes effect when it next saves a recording" in out
+            assert code == 0 and "take effect when it next saves a recording" in out
             assert sample_files(data_dir) == files
             camera = db.get_camera("front")
             entry_id = db.insert_video_sample_entry(1920, 1080, ENTRY)
-            recorder = StreamRecorder(syncer, camera.id, "front", 2)
+            recorder = StreamRecorder(syncer, camera.main.id, "front/main", 2)
             feed([recorder], entry_id, 0, 30, BASE_TIME_90K + 3600 * 90000)
             recorder.end_run()
             syncer.flush()
-            [new] = db.list_recordings(camera.id)  # only the one just saved is left
+            [new] = db.list_recordings(camera.main.id)  # only the one just saved is left
             new_file = uuid_name(db.get_playback(new.composite_id).sample_file_uuid)
     finally:
         sample_file_dir.close()
@@ -401,7 +392,7 @@ def test_recordings_json_matches_the_database(data_dir, capsys):
     assert code == 0
     listing = json.loads(out)
     with datadir.open_db(data_dir, read_only=True) as db:
-        rows = db.list_recordings(db.get_camera("front").id)
+        rows = db.list_recordings(db.get_camera("front").main.id)
     [run] = listing["runs"]  # one synthetic session: one run
     listed = run["recordings"]
     assert [
@@ -448,7 +439,7 @@ def test_run_for_records_and_leaves_no_reservations(data_dir, capsys):
     code, _out, _err = moonfire(capsys, "run", "--for", "5", "--data-dir", data_dir)
     assert code == 0
     with datadir.open_db(data_dir, read_only=True) as db:
-        rows = db.list_recordings(db.get_camera("cam").id)
+        rows = db.list_recordings(db.get_camera("cam").main.id)
     assert len(rows) >= 1
     assert rows[-1].has_trailing_zero
     assert_storage_consistent(data_dir)
@@ -472,7 +463,7 @@ def test_sigint_stops_run_in_order_with_exit_130(data_dir, capsys):
     assert "Traceback" not in err
     assert_storage_consistent(data_dir)
     with datadir.open_db(data_dir, read_only=True) as db:
-        assert len(db.list_recordings(db.get_camera("cam").id)) == 1
+        assert len(db.list_recordings(db.get_camera("cam").main.id)) == 1
 
 
 def _wait_for_a_sample_file(data_dir: str, proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -504,7 +495,7 @@ def test_demo_records_and_prints_the_export_command(tmp_path):
     assert argv[argv.index("--data-dir") + 1] == demo_dir
     with datadir.open_db(demo_dir, read_only=True) as db:
         camera = db.get_camera("demo")
-        rows = db.list_recordings(camera.id)
+        rows = db.list_recordings(camera.main.id)
     assert camera.rotate_interval_sec == DEMO_ROTATE_SEC
     # The first recording spans one to two intervals (plus up to a GOP), so 12 s rotates.
     assert len(rows) >= 2

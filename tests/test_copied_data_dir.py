@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import av
 import pytest
 
+from moonfire.db.schema import DEFAULT_DIR_NAME
 from moonfire.storage import data_dir as datadir
 from moonfire.time import Time, format_time
 from tests.support.cli import (
@@ -31,15 +33,17 @@ from tests.support.implementations import FIXTURE_V2
 
 
 def stored_path(data_dir: str) -> str:
-    with sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME)) as conn:
-        return conn.execute("select path from sample_file_dir").fetchone()[0]
+    """The first sample file directory's path as the database stores it."""
+    with closing(sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME))) as conn:
+        return conn.execute("select path from sample_file_dir order by id limit 1").fetchone()[0]
 
 
 def store_absolute_path(data_dir: str) -> None:
     """Make the database look as the schema-2 release wrote it: an absolute path."""
     absolute = os.path.abspath(os.path.join(data_dir, datadir.SAMPLE_DIR_NAME))
-    with sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME)) as conn:
-        conn.execute("update sample_file_dir set path = ?", (absolute,))
+    with closing(sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME))) as conn, conn:
+        conn.execute("update sample_file_dir set path = ? where name = ?",
+                     (absolute, DEFAULT_DIR_NAME))
 
 
 def recorded(tmp_path: Path, capsys, seconds: int = 9) -> str:
@@ -57,7 +61,8 @@ def test_init_stores_the_sample_dir_relative_to_the_data_dir(tmp_path, capsys):
     assert moonfire(capsys, "init", "--data-dir", data_dir)[0] == 0
     assert stored_path(data_dir) == datadir.SAMPLE_DIR_NAME
     with datadir.open_db(data_dir, read_only=True) as db:
-        assert db.sample_file_dir().path == os.path.join(os.path.abspath(data_dir), "sample")
+        assert db.sample_file_dir(DEFAULT_DIR_NAME).path == os.path.join(
+            os.path.abspath(data_dir), "sample")
 
 
 def test_a_sample_dir_on_another_disk_stays_absolute(tmp_path, capsys):
@@ -113,7 +118,7 @@ def test_a_foreign_sample_dir_beside_the_database_is_not_adopted(tmp_path, capsy
     assert moonfire(capsys, "init", "--data-dir", other)[0] == 0
     shutil.copytree(os.path.join(other, "sample"), os.path.join(data_dir, "sample"))
     with datadir.open_db(data_dir) as db:
-        assert db.sample_file_dir().path == elsewhere
+        assert db.sample_file_dir(DEFAULT_DIR_NAME).path == elsewhere
     assert stored_path(data_dir) == elsewhere
 
 
@@ -124,7 +129,7 @@ def test_the_schema_2_fixture_copied_elsewhere_checks_lists_and_exports(tmp_path
     assert not os.path.exists(stored_path(data_dir))  # the path the fixture was made at
     code, _, err = moonfire(capsys, "check", "--data-dir", data_dir)
     assert code == 1 and "open it read-write once" in err  # read-only: no upgrade
-    datadir.open_db(data_dir).close()  # upgrades to schema 3, stores the path it adopted
+    datadir.open_db(data_dir).close()  # upgrades to schema 4, stores the path it adopted
     assert stored_path(data_dir) == datadir.SAMPLE_DIR_NAME
 
     code, out, err = moonfire(capsys, "check", "--hash", "--data-dir", data_dir)
@@ -133,7 +138,7 @@ def test_the_schema_2_fixture_copied_elsewhere_checks_lists_and_exports(tmp_path
     code, out, _ = moonfire(capsys, "recordings", "front", "--json", "--data-dir", data_dir)
     assert code == 0
     with datadir.open_db(data_dir, read_only=True) as db:
-        rows = db.list_recordings(db.get_camera("front").id)
+        rows = db.list_recordings(db.get_camera("front").main.id)
     assert len(rows) == 5
 
     clip = str(tmp_path / "front.mp4")
@@ -180,8 +185,9 @@ def test_two_live_copies_of_the_sample_dir_are_refused_naming_both(tmp_path, cap
     local = os.path.join(data_dir, datadir.SAMPLE_DIR_NAME)
     moved = str(tmp_path / "bigdisk" / "video")
     shutil.copytree(local, moved)
-    with sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME)) as conn:
-        conn.execute("update sample_file_dir set path = ?", (moved,))
+    with closing(sqlite3.connect(os.path.join(data_dir, datadir.DB_NAME))) as conn, conn:
+        conn.execute("update sample_file_dir set path = ? where name = ?",
+                     (moved, DEFAULT_DIR_NAME))
     before_local, before_moved = set(os.listdir(local)), set(os.listdir(moved))
 
     code, _out, err = moonfire(capsys, "camera", "edit", "front", "--retain", "1",

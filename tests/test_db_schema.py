@@ -1,22 +1,32 @@
-"""moonfire.db schema: connection pragmas, constraints, versions and the v1 -> v2 -> v3
-upgrade (v2 -> v3 on the release's own fixture: ``tests/test_open_scheme.py``)."""
+"""moonfire.db schema: connection pragmas, constraints, versions and the v1 -> v2 -> v3 -> v4
+upgrade (v2 -> v3 -> v4 and v3 -> v4 on the releases' own data directories, ``tests/data``:
+``tests/test_open_scheme.py``)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import sqlite3
 import uuid as uuidlib
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from moonfire.db import (
+    MAIN,
     SCHEMA_VERSION,
+    SUB,
     Database,
     DatabaseError,
     DatabaseVersionError,
     NotAMoonfireDatabaseError,
 )
+from moonfire.db.schema import DEFAULT_DIR_NAME
+from tests.support.implementations import FIXTURE_V2, TESTDATA
+
+FIXTURE_V3 = TESTDATA / "schema-v3"
 
 # Era 1's schema.sql (brief §1.2, commit c82f038), written out independently of the
 # module's copy so the upgrade is tested against what era 1 really created.
@@ -76,7 +86,7 @@ ENTRY = b"\0\0\0\x57avc1" + b"\0" * 79  # 87 bytes: the shortest the schema allo
 START_90K = 1_486_000_000 * 90000  # 2017-02-02
 
 
-def make_era1_database(path: Path, *camera_names: str) -> None:
+def make_era1_database(path: Path, *camera_names: str, sub_rtsp_path: str | None = None) -> None:
     """An era-1 database (as `moonfire-nvr init` made it) holding one recording per camera."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("pragma page_size = 16384")
@@ -87,9 +97,9 @@ def make_era1_database(path: Path, *camera_names: str) -> None:
     for camera_id, name in enumerate(camera_names, start=1):
         conn.execute(
             "insert into camera (id, uuid, short_name, host, username, password,"
-            " main_rtsp_path, retain_bytes, next_recording_id)"
-            " values (?, ?, ?, '192.0.2.1', 'admin', 'pw', '/main', 1000000, 2)",
-            (camera_id, CAMERA_UUID[:-1] + bytes([camera_id]), name),
+            " main_rtsp_path, sub_rtsp_path, retain_bytes, next_recording_id)"
+            " values (?, ?, ?, '192.0.2.1', 'admin', 'pw', '/main', ?, 1000000, 2)",
+            (camera_id, CAMERA_UUID[:-1] + bytes([camera_id]), name, sub_rtsp_path),
         )
         cid = camera_id << 32 | 1
         conn.execute("insert into recording values (?, ?, 0, 1, 42, ?, 90000, 5, 1, 1, 1)",
@@ -98,6 +108,20 @@ def make_era1_database(path: Path, *camera_names: str) -> None:
                      (cid, SAMPLE_UUID[:-1] + bytes([camera_id]), b"\x22" * 20))
     conn.execute("insert into reserved_sample_files values (?, 1)", (b"\x33" * 16,))
     conn.close()
+
+
+def normalized_sql(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    """Every table's and index's ``create`` statement as ``sqlite_master`` has it, with
+    whitespace and identifier quotes (``alter table ... rename`` adds them) normalized."""
+    def normalize(sql: str) -> str:
+        sql = re.sub(r"\s+", " ", sql.replace('"', "")).strip().lower()
+        return re.sub(r"\( | \)", lambda m: m.group(0).strip(), sql)
+
+    return {
+        (kind, name): normalize(sql)
+        for kind, name, sql in conn.execute(
+            "select type, name, sql from sqlite_master where sql is not null")
+    }
 
 
 def schema_shape(conn: sqlite3.Connection) -> dict[str, object]:
@@ -121,11 +145,14 @@ def db_path(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain connection (foreign keys on) to a fresh database with one camera and entry."""
+    """A plain connection (foreign keys on) to a fresh database with one camera, its main
+    stream 1 in sample file directory 1, and a sample entry."""
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("pragma foreign_keys = on")
-    conn.execute("insert into camera (id, uuid, short_name, retain_bytes, next_recording_id)"
-                 " values (1, ?, 'front', 0, 1)", (CAMERA_UUID,))
+    conn.execute("insert into camera (id, uuid, short_name) values (1, ?, 'front')",
+                 (CAMERA_UUID,))
+    conn.execute("insert into stream (id, camera_id, type, url, record, retain_bytes,"
+                 " sample_file_dir_id, next_recording_id) values (1, 1, 'main', '', 1, 0, 1, 1)")
     conn.execute("insert into video_sample_entry (id, sha1, width, height, data)"
                  " values (1, ?, 1920, 1080, ?)", (b"\x01" * 20, ENTRY))
     yield conn
@@ -164,7 +191,7 @@ def test_create_refuses_an_existing_file(tmp_path: Path) -> None:
 
 
 def insert_recording_row(conn: sqlite3.Connection, **overrides: object) -> None:
-    values = dict(composite_id=1 << 32 | 1, camera_id=1, run_offset=0, flags=0,
+    values = dict(composite_id=1 << 32 | 1, stream_id=1, run_offset=0, flags=0,
                   sample_file_bytes=42, start_time_90k=START_90K, duration_90k=90000,
                   local_time_delta_90k=0, video_samples=1, video_sync_samples=1,
                   video_sample_entry_id=1)
@@ -191,17 +218,29 @@ def test_recording_checks_reject_bad_rows(
 
 @pytest.mark.parametrize(
     "statement",
-    ["insert into reserved_sample_files values (x'00', 0)",
+    ["insert into reserved_sample_files values (x'00', 1, 0)",
+     "insert into reserved_sample_files values (zeroblob(16), 2, 0)",  # no directory 2
      "insert into recording_playback values (1, x'00', x'00', x'00')",
-     "update camera set retain_bytes = -1",
+     "update stream set retain_bytes = -1",
+     "update stream set record = 2",
+     "update stream set max_age_days = 0",
+     "update stream set type = 'third'",
+     "update stream set sample_file_dir_id = 2",
+     "update stream set camera_id = 2",
+     "update stream set next_recording_id = -1",
+     "insert into stream (camera_id, type, record, retain_bytes, sample_file_dir_id,"
+     " next_recording_id) values (1, 'main', 1, 0, 1, 1)",  # a second main stream
      "update camera set rotate_interval_sec = 0",
-     "insert into camera (uuid, short_name, retain_bytes, next_recording_id)"
-     " values (x'00', 'short-uuid', 0, 1)",
+     "insert into camera (uuid, short_name) values (x'00', 'short-uuid')",
      "insert into video_sample_entry (sha1, width, height, data)"
      " values (zeroblob(20), 1, 1, zeroblob(86))",
      "insert into video_sample_entry (sha1, width, height, data)"
      " values (zeroblob(20), 0, 1, zeroblob(87))",
-     "insert into sample_file_dir (id, path, uuid) values (2, '/x', zeroblob(16))",
+     "insert into sample_file_dir (name, path, uuid) values ('x', '/x', zeroblob(15))",
+     "insert into sample_file_dir (name, path, uuid) values ('', '/x', zeroblob(16))",
+     f"insert into sample_file_dir (name, path, uuid) values ('{DEFAULT_DIR_NAME}', '/x',"
+     " zeroblob(16))",
+     "insert into sample_file_dir (name, path, uuid) values ('x', 'sample', zeroblob(16))",
      "insert into meta (db_uuid) values (zeroblob(15))"],
 )
 def test_other_checks_reject_bad_rows(raw: sqlite3.Connection, statement: str) -> None:
@@ -211,8 +250,7 @@ def test_other_checks_reject_bad_rows(raw: sqlite3.Connection, statement: str) -
 
 def test_camera_short_names_are_unique(raw: sqlite3.Connection) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE.*short_name"):
-        raw.execute("insert into camera (uuid, short_name, retain_bytes, next_recording_id)"
-                    " values (zeroblob(16), 'front', 0, 1)")
+        raw.execute("insert into camera (uuid, short_name) values (zeroblob(16), 'front')")
 
 
 def test_foreign_keys_forbid_deleting_a_recording_before_its_playback(
@@ -230,13 +268,13 @@ def test_foreign_keys_forbid_deleting_a_recording_before_its_playback(
 @pytest.mark.parametrize(
     ("query", "params"),
     [("select count(*), coalesce(sum(sample_file_bytes), 0), coalesce(sum(duration_90k), 0)"
-      " from recording where camera_id = ?", (1,)),
-     ("select composite_id, camera_id, run_offset, flags, sample_file_bytes, start_time_90k,"
+      " from recording where stream_id = ?", (1,)),
+     ("select composite_id, stream_id, run_offset, flags, sample_file_bytes, start_time_90k,"
       " duration_90k, local_time_delta_90k, video_samples, video_sync_samples,"
-      " video_sample_entry_id from recording where camera_id = ? and start_time_90k > ?"
+      " video_sample_entry_id from recording where stream_id = ? and start_time_90k > ?"
       " and start_time_90k < ? and start_time_90k + duration_90k > ?"
       " order by start_time_90k", (1, 0, 10, 5))],
-    ids=["camera_usage", "list_recordings_by_time"],
+    ids=["stream_usage", "list_recordings_by_time"],
 )
 def test_listing_queries_read_only_the_covering_index(
     raw: sqlite3.Connection, query: str, params: tuple[int, ...]
@@ -272,8 +310,9 @@ def test_sqlite_file_without_version_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("version", "message"),
     [(0, "database schema version 0 is too old"),
-     (4, r"database schema version 4 is newer than this moonfire supports \(3\); "
-         "upgrade moonfire")],
+     (SCHEMA_VERSION + 1,
+      rf"database schema version {SCHEMA_VERSION + 1} is newer than this moonfire supports "
+      rf"\({SCHEMA_VERSION}\); upgrade moonfire")],
 )
 @pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
 def test_unusable_versions_are_refused(
@@ -292,20 +331,27 @@ def test_upgrade_from_era1_keeps_recordings_and_adds_the_new_schema(tmp_path: Pa
     make_era1_database(path, "front")
     with Database.open(path) as db:
         camera = db.get_camera("front")
-        assert (camera.url, camera.username, camera.password, camera.rotate_interval_sec,
-                camera.next_recording_id) == ("rtsp://192.0.2.1/main", "admin", "pw", 60, 2)
-        (row, uuid), = db.list_oldest_recordings(camera.id)
-        assert (row.composite_id, row.sample_file_bytes, row.start_time_90k,
+        main = camera.main
+        assert (camera.username, camera.password, camera.rotate_interval_sec) == (
+            "admin", "pw", 60)
+        assert (main.id, main.type, main.url, main.record, main.retain_bytes,
+                main.max_age_days, main.next_recording_id) == (
+            camera.id, MAIN, "rtsp://192.0.2.1/main", True, 1000000, None, 2)
+        assert camera.sub is None  # era 1 had no sub stream path
+        (row, uuid), = db.list_oldest_recordings(main.id)
+        assert (row.composite_id, row.stream_id, row.sample_file_bytes, row.start_time_90k,
                 row.local_time_delta_90k, row.has_trailing_zero) == (
-            1 << 32 | 1, 42, START_90K, 5, True)
+            1 << 32 | 1, main.id, 42, START_90K, 5, True)
         assert uuid == SAMPLE_UUID[:-1] + b"\x01"
-        assert db.camera_usage(camera.id) == (1, 42, 90000)
-        assert db.list_reserved_sample_files() == [(b"\x33" * 16, 1)]
-        assert db.sample_file_dir().path == str(tmp_path / "sample")
+        assert db.stream_usage(main.id) == (1, 42, 90000)
+        (directory,) = db.list_sample_file_dirs()
+        assert (directory.name, directory.path) == (DEFAULT_DIR_NAME, str(tmp_path / "sample"))
+        assert main.sample_file_dir_id == directory.id
+        assert db.list_reserved_sample_files(directory.id) == [(b"\x33" * 16, 1)]
         assert db.add_camera("back").id == 2
 
     conn = sqlite3.connect(path)
-    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3]
+    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3, 4]
     upgraded = schema_shape(conn)
     conn.close()
     fresh = sqlite3.connect(tmp_path / "fresh")
@@ -314,10 +360,61 @@ def test_upgrade_from_era1_keeps_recordings_and_adds_the_new_schema(tmp_path: Pa
     fresh.close()
 
 
+def test_upgrade_from_era1_makes_a_sub_stream_path_a_sub_stream_that_does_not_record(
+    tmp_path: Path,
+) -> None:
+    make_era1_database(tmp_path / "db", "front", "back", sub_rtsp_path="/sub")
+    with Database.open(tmp_path / "db") as db:
+        for camera in db.list_cameras():
+            assert camera.main.id == camera.id
+            sub = camera.sub
+            assert sub is not None
+            assert (sub.camera_id, sub.type, sub.url, sub.record, sub.retain_bytes,
+                    sub.sample_file_dir_id, sub.next_recording_id) == (
+                camera.id, SUB, "rtsp://192.0.2.1/sub", False, 0, camera.main.sample_file_dir_id,
+                1)
+            assert db.list_recordings(sub.id) == []
+        assert len({s.id for s in db.list_streams()}) == 4
+
+
+def _upgraded_copy(source: Path, tmp_path: Path) -> Path:
+    """A copy of a release's data directory (never the fixture itself), opened read-write
+    once: upgraded."""
+    copy = tmp_path / source.name
+    shutil.copytree(source, copy)
+    Database.open(copy / "db").close()
+    return copy / "db"
+
+
+def test_created_and_upgraded_databases_have_identical_schemas(tmp_path: Path) -> None:
+    """Every upgrade path ends in exactly the statements ``create`` runs: same tables, same
+    columns, same CHECKs and foreign keys, same indexes."""
+    Database.create(tmp_path / "fresh", str(tmp_path / "sample")).close()
+    make_era1_database(tmp_path / "era1", "front")
+    Database.open(tmp_path / "era1").close()
+    upgraded = {
+        "era 1": tmp_path / "era1",
+        "schema 2": _upgraded_copy(FIXTURE_V2, tmp_path),
+        "schema 3": _upgraded_copy(FIXTURE_V3, tmp_path),
+    }
+    with closing(sqlite3.connect(tmp_path / "fresh")) as conn:
+        created = normalized_sql(conn)
+        assert conn.execute("select max(id) from version").fetchone() == (SCHEMA_VERSION,)
+    assert {name for kind, name in created if kind == "table"} >= {
+        "camera", "stream", "sample_file_dir", "recording", "reserved_sample_files"}
+    assert "camera_id integer not null references camera" in created[("table", "stream")]
+    for what, path in upgraded.items():
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("select max(id) from version").fetchone() == (SCHEMA_VERSION,)
+            assert normalized_sql(conn) == created, what
+            assert conn.execute("pragma foreign_key_check").fetchall() == [], what
+            assert conn.execute("pragma integrity_check").fetchall() == [("ok",)], what
+
+
 def test_upgrade_stores_the_given_sample_dir(tmp_path: Path) -> None:
     make_era1_database(tmp_path / "db", "front")
     with Database.open(tmp_path / "db", upgrade_sample_dir_path="/srv/video") as db:
-        assert db.sample_file_dir().path == "/srv/video"
+        assert db.sample_file_dir(DEFAULT_DIR_NAME).path == "/srv/video"
 
 
 def test_read_only_open_does_not_upgrade(tmp_path: Path) -> None:

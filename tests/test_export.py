@@ -123,22 +123,23 @@ def looped(source: Source, seconds: int) -> list[Packet]:
 
 
 def add_camera(db, name: str, source: Source) -> tuple[int, int]:
+    """A camera for ``source``: (its main stream's id, the sample entry id)."""
     camera = db.add_camera(name, retain_bytes=10**10, rotate_interval_sec=60)
     entry = sample_entry_from_extradata(source.extradata)
-    return camera.id, db.insert_video_sample_entry(entry.width, entry.height, entry.data)
+    return camera.main.id, db.insert_video_sample_entry(entry.width, entry.height, entry.data)
 
 
-def record_run(sample_file_dir, syncer, camera_id, entry_id, packets, base_90k) -> None:
+def record_run(sample_file_dir, syncer, stream_id, entry_id, packets, base_90k) -> None:
     """A run through ``StreamRecorder`` (rotation every 60 s); each packet arrives as it ends."""
-    recorder = StreamRecorder(syncer, camera_id, rotate_interval_sec=60)
+    recorder = StreamRecorder(syncer, stream_id, rotate_interval_sec=60)
     for p in packets:
         recorder.write(p.data, base_90k + p.pts_90k + FRAME_90K, p.pts_90k, p.is_key, entry_id)
     recorder.end_run()
 
 
-def record_clip(sample_file_dir, syncer, camera_id, entry_id, clip: Source, base_90k: int) -> None:
+def record_clip(sample_file_dir, syncer, stream_id, entry_id, clip: Source, base_90k: int) -> None:
     """One recording through the Writer itself: local time = base + pts."""
-    writer = syncer.create_writer(None, camera_id, entry_id)
+    writer = syncer.create_writer(None, stream_id, entry_id)
     first = clip.packets[0].pts_90k
     for p in clip.packets:
         writer.write(p.data, base_90k + p.pts_90k - first, p.pts_90k, p.is_key)
@@ -152,23 +153,23 @@ def library(tmp_path_factory, clip, pattern) -> str:
     data_dir = str(tmp_path_factory.mktemp("export") / "data")
     db, sample_file_dir = datadir.init(data_dir)
     with db, sample_file_dir, sample_file_dir.start_syncer() as syncer:
-        camera_id, entry_id = add_camera(db, "clip", clip)
-        record_clip(sample_file_dir, syncer, camera_id, entry_id, clip, RUN_START_90K)
-        camera_id, entry_id = add_camera(db, "loop", pattern)
+        stream_id, entry_id = add_camera(db, "clip", clip)
+        record_clip(sample_file_dir, syncer, stream_id, entry_id, clip, RUN_START_90K)
+        stream_id, entry_id = add_camera(db, "loop", pattern)
         packets = looped(pattern, RUN_SECONDS)
-        record_run(sample_file_dir, syncer, camera_id, entry_id, packets, RUN_START_90K)
-        camera_id, entry_id = add_camera(db, "gappy", pattern)
+        record_run(sample_file_dir, syncer, stream_id, entry_id, packets, RUN_START_90K)
+        stream_id, entry_id = add_camera(db, "gappy", pattern)
         packets = looped(pattern, GAP_RUN_SECONDS)
-        record_run(sample_file_dir, syncer, camera_id, entry_id, packets, GAP_RUN_START_90K)
+        record_run(sample_file_dir, syncer, stream_id, entry_id, packets, GAP_RUN_START_90K)
         second_start = GAP_RUN_START_90K + (GAP_RUN_SECONDS + GAP_SECONDS) * 90_000
-        record_run(sample_file_dir, syncer, camera_id, entry_id, packets, second_start)
+        record_run(sample_file_dir, syncer, stream_id, entry_id, packets, second_start)
         syncer.flush()
     return data_dir
 
 
 def recordings(data_dir: str, camera: str):
     with datadir.open_db(data_dir, read_only=True) as db:
-        rows = db.list_recordings(db.get_camera(camera).id)
+        rows = db.list_recordings(db.get_camera(camera).main.id)
         return [(row, db.get_playback(row.composite_id)) for row in rows]
 
 
@@ -335,8 +336,8 @@ def clip_data_dir(tmp_path, clip) -> str:
     data_dir = str(tmp_path / "data")
     db, sample_file_dir = datadir.init(data_dir)
     with db, sample_file_dir, sample_file_dir.start_syncer() as syncer:
-        camera_id, entry_id = add_camera(db, "clip", clip)
-        record_clip(sample_file_dir, syncer, camera_id, entry_id, clip, RUN_START_90K)
+        stream_id, entry_id = add_camera(db, "clip", clip)
+        record_clip(sample_file_dir, syncer, stream_id, entry_id, clip, RUN_START_90K)
         syncer.flush()
     return data_dir
 
@@ -359,7 +360,7 @@ def test_damaged_sample_file_is_named_and_nothing_is_written(
         capsys, clip_data_dir, "clip", row.start_time_90k, row.end_time_90k, out_dir / "x.mp4"
     )
     assert code == 1 and out == ""
-    assert path in err and f"recording {row.camera_id}/{row.recording_id}" in err
+    assert path in err and f"recording {row.stream_id}/{row.recording_id}" in err
     assert fragment in err
     assert os.listdir(out_dir) == []
 

@@ -128,22 +128,24 @@ def data_dir(tmp_path) -> str:
 
 
 def add_camera(data_dir: str, name: str, url: str, **kwargs) -> int:
+    """Adds a camera recording ``url`` as its main stream; returns that stream's id."""
     with datadir.open_db(data_dir) as db:
         return db.add_camera(
             name, url=url, retain_bytes=RETAIN, rotate_interval_sec=ROTATE_SEC, **kwargs
-        ).id
+        ).main.id
 
 
 def assert_orderly(data_dir: str) -> None:
     with datadir.open_db(data_dir, read_only=True) as db:
-        problems = [str(v) for v in check(db, db.sample_file_dir().path, hash_contents=True)]
-        assert problems == []
-        assert db.list_reserved_sample_files() == []
+        for row in db.list_sample_file_dirs():
+            problems = [str(v) for v in check(db, row, hash_contents=True)]
+            assert problems == []
+            assert db.list_reserved_sample_files(row.id) == []
 
 
-def recordings(data_dir: str, camera_id: int):
+def recordings(data_dir: str, stream_id: int):
     with datadir.open_db(data_dir, read_only=True) as db:
-        return db.list_recordings(camera_id)
+        return db.list_recordings(stream_id)
 
 
 def runs(rows) -> list[list]:
@@ -156,8 +158,8 @@ def runs(rows) -> list[list]:
     return out
 
 
-def assert_runs_well_formed(data_dir: str, camera_id: int) -> list[list]:
-    rows = recordings(data_dir, camera_id)
+def assert_runs_well_formed(data_dir: str, stream_id: int) -> list[list]:
+    rows = recordings(data_dir, stream_id)
     grouped = runs(rows)
     with datadir.open_db(data_dir, read_only=True) as db:
         for run in grouped:
@@ -180,10 +182,10 @@ def test_two_rtsp_cameras_record_rotated_abutting_runs(data_dir, rtsp_server, rt
     # First recording lasts 2-4 s, then one every 2 s: 11 s gives >= 3 rotations.
     assert run_cameras(data_dir, duration_sec=11) == 0
     assert_orderly(data_dir)
-    for camera_id in (cam1, cam2):
-        grouped = assert_runs_well_formed(data_dir, camera_id)
+    for stream_id in (cam1, cam2):
+        grouped = assert_runs_well_formed(data_dir, stream_id)
         assert len(grouped) == 1, "no reconnects expected"
-        assert len(grouped[0]) >= 4, f"camera {camera_id}: only {len(grouped[0])} recordings"
+        assert len(grouped[0]) >= 4, f"stream {stream_id}: only {len(grouped[0])} recordings"
     assert_export_across_rotations_decodes(data_dir, "cam1", recordings(data_dir, cam1))
 
 
@@ -242,7 +244,7 @@ def test_wrong_password_is_logged_and_retried_without_recording(
         assert "401" in status.last_error and status.last_error_time is not None
     finally:
         assert daemon.shutdown() == 0
-    lines = [r.getMessage() for r in caplog.records if "camera cam2:" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "stream cam2/main:" in r.getMessage()]
     assert any("401 Unauthorized" in line and "retrying" in line for line in lines), lines
     assert not any("wrong-pw" in r.getMessage() for r in caplog.records), "password logged"
     assert recordings(data_dir, cam) == []
@@ -317,17 +319,19 @@ def test_bad_sources_give_clear_errors_and_lose_nothing(data_dir, tmp_path, http
     caplog.set_level(logging.WARNING)
     daemon = start_daemon(data_dir)
     try:
+        streamers = {s.camera.short_name: s for s in daemon.streamers}
+        assert sorted(streamers) == sorted([*bad, "good"])  # one (main) stream each
         wait_for(
-            lambda: all(s.status().errors >= 1 for s in daemon.streamers if s.name in bad),
+            lambda: all(streamers[name].status().errors >= 1 for name in bad),
             15, "every bad camera to fail",
         )
         # The bad cameras can fail before the good one has its first frame: wait for it to
         # record some, so that "recording goes on beside them" is what is checked.
         wait_for(
-            lambda: all(s.status().frames >= 30 for s in daemon.streamers if s.name == "good"),
+            lambda: streamers["good"].status().frames >= 30,
             15, "the good camera to record a second",
         )
-        statuses = {s.camera: s for s in daemon.statuses()}
+        statuses = {name: s.status() for name, s in streamers.items()}
     finally:
         assert daemon.shutdown() == 0
     assert "Connection refused" in statuses["closed-port"].last_error
@@ -337,7 +341,7 @@ def test_bad_sources_give_clear_errors_and_lose_nothing(data_dir, tmp_path, http
     for name in bad:
         assert statuses[name].frames == 0
         assert any(
-            r.getMessage().startswith(f"camera {name}: ") for r in caplog.records
+            r.getMessage().startswith(f"stream {name}/main: ") for r in caplog.records
         ), f"no log line for {name}"
     after = recordings(data_dir, good)
     assert after[: len(before)] == before
@@ -353,7 +357,7 @@ def test_synthetic_camera_recordings_decode(data_dir):
     decoded = 0
     samples = 0
     with datadir.open_db(data_dir, read_only=True) as db:
-        sample_file_dir_path = db.sample_file_dir().path
+        sample_file_dir_path = db.sample_file_dir(db.get_stream(cam).sample_file_dir_id).path
         for row in grouped[0]:
             entry = db.get_video_sample_entry(row.video_sample_entry_id)
             decoder = av.CodecContext.create("h264", "r")
@@ -439,7 +443,9 @@ def test_stuck_streamer_leaves_storage_open_and_shutdown_fails(
     finally:
         release.set()
         assert daemon.streamers[0].join(10)
-        daemon.syncer.close()
-        daemon.sample_file_dir.close()
+        for syncer in daemon.syncers.values():
+            syncer.close()
+        for sample_file_dir in daemon.sample_file_dirs.values():
+            sample_file_dir.close()
         daemon.db.close()
     assert_orderly(data_dir)

@@ -281,7 +281,7 @@ def test_read_clips_at_the_end_and_rejects_negative_ranges(files, avc1):
 
 
 def test_short_sample_file_is_reported_with_the_recording(files, avc1):
-    rec = synthetic(files, camera_id=2, recording_id=5)
+    rec = synthetic(files, stream_id=2, recording_id=5)
     files.path(rec.row).write_bytes(bytes(40))
     vf = build([segment(rec)], files, avc1)
     with pytest.raises(ValueError, match="recording 2/5 is too short: wanted 45 bytes at offset 0"):

@@ -142,7 +142,7 @@ def test_first_frame_must_be_a_key_frame():
 
 
 def test_corrupt_index_error_names_the_recording():
-    rec = make_recording(DURATIONS, SIZES, [True] * 5, camera_id=3, recording_id=42)
+    rec = make_recording(DURATIONS, SIZES, [True] * 5, stream_id=3, recording_id=42)
     with pytest.raises(CorruptIndexError, match=r"recording 3/42: .*offset 0"):
         Segment(rec.row, b"\x80", (2, 20))
 

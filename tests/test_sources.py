@@ -89,7 +89,7 @@ def test_streamer_stamps_packets_with_their_receipt_time_not_the_hand_over_time(
     try:
         camera = db.add_camera("front", url="fake://", retain_bytes=10**9, rotate_interval_sec=60)
         streamer = Streamer(
-            camera, db, syncer=None,  # the stand-in recorder never reaches it
+            camera, camera.main, db, syncer=None,  # the stand-in recorder never reaches it
             source_factory=lambda *_: _HeldBackSource(avcc, received),
         )
         writes = streamer.recorder = _RecordedWrites()

@@ -37,7 +37,7 @@ class Sink:
     def save(self, recording: Any) -> None:
         os.close(recording.fd)
         self.events.append(("save", recording.start_time_90k, recording.duration_90k,
-                            recording.camera_id, recording.sample_file_bytes))
+                            recording.stream_id, recording.sample_file_bytes))
 
     def abandon(self, sample_file_uuid: bytes, fd: int | None, error: BaseException | None) -> None:
         if fd is not None:
@@ -58,7 +58,7 @@ class Env:
             "fd": None,
             "path": str(path),
             "sample_file_uuid": UUID,
-            "camera_id": 7,
+            "stream_id": 7,
             "video_sample_entry_id": 3,
             "prev": None,
             "buffer_bytes": 1 << 16,
@@ -189,13 +189,13 @@ CASES: list[tuple[str, Callable[[Env], Any], Ok | Raises]] = [
      Raises(TypeError, "not NoneType")),
     ("writer-uuid-short", lambda e: e.writer(sample_file_uuid=b"abc"),
      Raises(ValueError, "sample_file_uuid must be 16 bytes, got 3")),
-    ("writer-camera-float", lambda e: e.writer(camera_id=7.0),
-     Raises(TypeError, "camera_id must be an integer, not float")),
-    ("writer-camera-bool", lambda e: e.writer(camera_id=True), Raises(TypeError, "not bool")),
-    ("writer-camera-None", lambda e: e.writer(camera_id=None), Raises(TypeError, "NoneType")),
-    ("writer-camera-2**63", lambda e: e.writer(camera_id=2**63),
-     Raises(OverflowError, "camera_id 9223372036854775808 does not fit in 64 bits")),
-    ("writer-camera-numpy", lambda e: e.started(camera_id=np.int64(7)).close(None)
+    ("writer-stream-float", lambda e: e.writer(stream_id=7.0),
+     Raises(TypeError, "stream_id must be an integer, not float")),
+    ("writer-stream-bool", lambda e: e.writer(stream_id=True), Raises(TypeError, "not bool")),
+    ("writer-stream-None", lambda e: e.writer(stream_id=None), Raises(TypeError, "NoneType")),
+    ("writer-stream-2**63", lambda e: e.writer(stream_id=2**63),
+     Raises(OverflowError, "stream_id 9223372036854775808 does not fit in 64 bits")),
+    ("writer-stream-numpy", lambda e: e.started(stream_id=np.int64(7)).close(None)
      and e.sink.events, Ok([("save", T0, 0, 7, 3)])),
     ("writer-entry-str", lambda e: e.writer(video_sample_entry_id="3"),
      Raises(TypeError, "video_sample_entry_id must be an integer, not str")),

@@ -124,7 +124,7 @@ def test_two_packets_make_six_bytes_two_samples_and_a_trailing_zero(impl, tmp_pa
     assert Path(writer.path).read_bytes() == b"foobar"
     assert sink.size_at_save == [6]
     assert rec.sample_file_uuid == writer.sample_file_uuid
-    assert (rec.camera_id, rec.video_sample_entry_id, rec.run_offset) == (7, 3, 0)
+    assert (rec.stream_id, rec.video_sample_entry_id, rec.run_offset) == (7, 3, 0)
     assert (rec.sample_file_bytes, rec.video_samples, rec.video_sync_samples) == (6, 2, 1)
     assert rec.sample_file_sha1 == hashlib.sha1(b"foobar").digest()
     assert rec.flags == FLAG_TRAILING_ZERO
@@ -525,7 +525,7 @@ def model(
     start = local_start if prev is None else prev.end_time_90k
     data = b"".join(p for p, _, _, _ in packets)
     return {
-        "camera_id": 7,
+        "stream_id": 7,
         "run_offset": 0 if prev is None else prev.run_offset + 1,
         "flags": 0 if durations[-1] else FLAG_TRAILING_ZERO,
         "sample_file_bytes": len(data),

@@ -32,7 +32,7 @@ def make_recording(
     sizes: Sequence[int],
     is_key: Sequence[bool],
     *,
-    camera_id: int = 1,
+    stream_id: int = 1,
     recording_id: int = 1,
     run_offset: int = 0,
     start_time_90k: int = BASE_TIME_90K,
@@ -41,8 +41,8 @@ def make_recording(
     """A committed recording with these samples (flags computed from the last duration)."""
     blob = encode_index(list(durations), list(sizes), list(is_key))
     row = RecordingRow(
-        composite_id=composite_id(camera_id, recording_id),
-        camera_id=camera_id,
+        composite_id=composite_id(stream_id, recording_id),
+        stream_id=stream_id,
         run_offset=run_offset,
         flags=FLAG_TRAILING_ZERO if durations[-1] == 0 else 0,
         sample_file_bytes=sum(sizes),

@@ -1,6 +1,6 @@
 """Deterministic synthetic packets whose bytes say who they are.
 
-Each packet starts with a header (magic, camera id, frame number, key flag)
+Each packet starts with a header (magic, stream id, frame number, key flag)
 followed by filler derived from the header, so a test can take any byte range
 of a sample file, split it with the recording's index and prove every packet
 is exactly the one that was written, in order, with nothing lost or mixed up.
@@ -27,8 +27,8 @@ def packet_size(frame: int, is_key: bool) -> int:
     return (3000 if is_key else 700) + (frame * 7919) % 500
 
 
-def make_packet(camera_id: int, frame: int, is_key: bool) -> bytes:
-    header = HEADER.pack(MAGIC, camera_id, frame, is_key)
+def make_packet(stream_id: int, frame: int, is_key: bool) -> bytes:
+    header = HEADER.pack(MAGIC, stream_id, frame, is_key)
     size = packet_size(frame, is_key)
     filler = hashlib.sha256(header).digest()
     body = (filler * (size // len(filler) + 1))[: size - len(header)]
@@ -58,7 +58,7 @@ def feed(recorders, entry_id: int, start_frame: int, count: int, base_time_90k: 
     """Feed ``count`` synthetic frames to each ``StreamRecorder``, interleaved like live cameras."""
     for f in frames(start_frame, count, base_time_90k):
         for r in recorders:
-            packet = make_packet(r.camera_id, f.number, f.is_key)
+            packet = make_packet(r.stream_id, f.number, f.is_key)
             r.write(packet, f.local_time_90k, f.pts_90k, f.is_key, entry_id)
 
 
@@ -70,14 +70,15 @@ def split_recording(data: bytes, video_index: bytes) -> Iterator[tuple[bytes, bo
         yield data[int(pos) : int(pos) + int(size)], bool(key)
 
 
-def verify_recording(data: bytes, video_index: bytes, camera_id: int) -> list[int]:
-    """Assert every packet is the one written; return the frame numbers, in order."""
+def verify_recording(data: bytes, video_index: bytes, stream_id: int) -> list[int]:
+    """Assert every packet is the one written (for ``stream_id``); return the frame numbers,
+    in order."""
     numbers = []
     for packet, is_key in split_recording(data, video_index):
-        magic, cam, frame, key = HEADER.unpack_from(packet)
+        magic, stream, frame, key = HEADER.unpack_from(packet)
         assert magic == MAGIC, f"packet without synthetic header: {packet[:16]!r}"
-        assert cam == camera_id and key == is_key
-        assert packet == make_packet(cam, frame, key), f"frame {frame} bytes differ"
+        assert stream == stream_id and key == is_key
+        assert packet == make_packet(stream, frame, key), f"frame {frame} bytes differ"
         numbers.append(frame)
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "frames not consecutive"
     return numbers

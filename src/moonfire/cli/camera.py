@@ -156,11 +156,11 @@ def _stream_changes(args: argparse.Namespace, adding: bool) -> dict[str, Any]:
                 value = value or None
             changes[prefix + keyword] = value
     if adding and "sub_url" not in changes:
-        given = sorted(k for k in changes if k.startswith("sub_"))
+        # Named as the person typed them (--sub-dir), not as add_camera's keywords.
+        given = [f"--sub-{option.replace('_', '-')}" for option, keyword in _STREAM_OPTIONS
+                 if "sub_" + keyword in changes]
         if given:
-            raise CommandError(
-                f"--{given[0].replace('_', '-')} needs --sub-url (the sub stream's URL)"
-            )
+            raise CommandError(f"{given[0]} needs --sub-url (the sub stream's URL)")
     if adding and "sub_url" in changes and "sub_retain_bytes" not in changes:
         raise CommandError("--sub-url needs --sub-retain SIZE (0 to keep it for live view only)")
     return changes

@@ -49,7 +49,12 @@ from moonfire.ingest.streamer import Streamer
 from moonfire.storage.data_dir import open_db
 from moonfire.storage.dir_meta import DirectoryMismatchError
 from moonfire.storage.sample_file_dir import SampleFileDir
-from moonfire.storage.syncer import Syncer, SyncerStoppedError, SyncerStuckError
+from moonfire.storage.syncer import (
+    SampleDirectoryFailedError,
+    Syncer,
+    SyncerStoppedError,
+    SyncerStuckError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,9 @@ class Daemon:
         self.syncers: dict[int, Syncer] = {}
         #: Why a directory stopped (failed to open, or its syncer's fatal error), by id.
         self.dir_errors: dict[int, BaseException] = {}
+        #: Names of the directories that could not be opened, for the status published
+        #: after the database is closed.
+        self._unopened_dir_names: dict[int, str] = {}
         self.stop_event = stop
         self.streamers: list[Streamer] = []
         self.unstarted: list[UnstartedStream] = []
@@ -150,7 +158,11 @@ class Daemon:
 
     def _dir_label(self, dir_id: int) -> str:
         opened = self.sample_file_dirs.get(dir_id)
-        return opened.name if opened is not None else self.db.sample_file_dir(dir_id).name
+        if opened is not None:
+            return opened.name
+        if dir_id in self._unopened_dir_names:
+            return self._unopened_dir_names[dir_id]
+        return self.db.sample_file_dir(dir_id).name
 
     def start_publishing(self) -> None:
         if self.data_dir is not None:
@@ -374,10 +386,14 @@ def _open_dir(daemon: Daemon, dir_id: int) -> None:
         raise  # another recorder, or another database's directory: refuse the start
     except OSError as e:
         row = daemon.db.sample_file_dir(dir_id)
-        log.error("sample file directory %r (%s) can't be opened; its streams don't record: %s",
-                  row.name, row.path, e)
-        daemon.dir_errors[dir_id] = e
-        daemon.fatal_error = daemon.fatal_error or e
+        daemon._unopened_dir_names[dir_id] = row.name
+        failed = SampleDirectoryFailedError(
+            f"sample file directory {row.name!r} ({row.path}) can't be opened: "
+            f"{e.strerror or e}"
+        )
+        log.error("%s; its streams don't record", failed)
+        daemon.dir_errors[dir_id] = failed
+        daemon.fatal_error = daemon.fatal_error or failed
         return
     daemon.sample_file_dirs[dir_id] = opened
     daemon.syncers[dir_id] = opened.start_syncer(
