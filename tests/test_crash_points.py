@@ -35,18 +35,18 @@ class Reached:
 
 
 
-def usage(db, camera_id: int) -> int:
-    return sum(r.sample_file_bytes for r in db.list_recordings(camera_id))
+def usage(db, stream_id: int) -> int:
+    return sum(r.sample_file_bytes for r in db.list_recordings(stream_id))
 
 
 def test_recovery_points_are_reached_only_by_the_starts_recovery(engine):
     db, sample_file_dir, entry_id = engine
     cam = db.add_camera("front", retain_bytes=10**9)
     with sample_file_dir.start_syncer() as syncer:
-        recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
+        recorder = StreamRecorder(syncer, cam.main.id, rotate_interval_sec=1)
         feed([recorder], entry_id, 0, 30 * 12, BASE_TIME_90K)
         recorder.end_run()
-    total = usage(db, cam.id)
+    total = usage(db, cam.main.id)
     db.update_camera(cam.id, retain_bytes=total // 2)
 
     reached = Reached()
@@ -54,25 +54,25 @@ def test_recovery_points_are_reached_only_by_the_starts_recovery(engine):
         syncer = sample_file_dir.start_syncer()
         try:
             at_start = reached.take()
-            # Recovery brought the camera within its lowered budget, through every step.
+            # Recovery brought the stream within its lowered budget, through every step.
             assert at_start == RECOVERY_POINTS
-            assert usage(db, cam.id) <= total // 2
+            assert usage(db, cam.main.id) <= total // 2
 
             # Normal operation: saves that rotate by budget ...
-            recorder = StreamRecorder(syncer, cam.id, rotate_interval_sec=1)
+            recorder = StreamRecorder(syncer, cam.main.id, rotate_interval_sec=1)
             feed([recorder], entry_id, 100_000, 30 * 6, BASE_TIME_90K + 600 * 90000)
             recorder.end_run()
             syncer.flush()
             # ... a rotation to a lowered budget ...
-            before = len(db.list_recordings(cam.id))
-            db.update_camera(cam.id, retain_bytes=usage(db, cam.id) // 2)
+            before = len(db.list_recordings(cam.main.id))
+            db.update_camera(cam.id, retain_bytes=usage(db, cam.main.id) // 2)
             syncer.enforce_retention()
-            after_enforce = len(db.list_recordings(cam.id))
+            after_enforce = len(db.list_recordings(cam.main.id))
             assert after_enforce < before
             # ... and a full-disk rotation.
-            syncer.make_room(cam.id)
+            syncer.make_room(cam.main.id)
             syncer.flush()
-            assert len(db.list_recordings(cam.id)) == after_enforce - 1
+            assert len(db.list_recordings(cam.main.id)) == after_enforce - 1
             syncer.flush()
             normal = reached.take()
         finally:

@@ -31,10 +31,19 @@ from tests.support.engine import write_frames
 from tests.support.synthetic_stream import verify_recording
 
 
-def recorded_frames(db, sample_file_dir, camera_id: int, row) -> list[int]:
+def recorded_frames(db, sample_file_dir, stream_id: int, row) -> list[int]:
     playback = db.get_playback(row.composite_id)
     with open(f"{sample_file_dir.path}/{uuid_name(playback.sample_file_uuid)}", "rb") as f:
-        return verify_recording(f.read(), playback.video_index, camera_id)
+        return verify_recording(f.read(), playback.video_index, stream_id)
+
+
+def violations(db, sample_file_dir) -> list[str]:
+    """What ``moonfire check`` finds in the directory, contents hashed."""
+    return [str(v) for v in check(db, db.sample_file_dir(sample_file_dir.id), hash_contents=True)]
+
+
+def reserved(db, sample_file_dir) -> list[tuple[bytes, int]]:
+    return db.list_reserved_sample_files(sample_file_dir.id)
 
 
 class Syscalls:
@@ -99,9 +108,9 @@ def test_writers_closed_together_commit_with_one_dir_fsync_and_one_transaction(e
     cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(9)]
     hook = Syscalls()
     with sample_file_dir.start_syncer() as syncer:
-        writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+        writers = [syncer.create_writer(None, c.main.id, entry_id) for c in cameras]
         for w, c in zip(writers, cameras, strict=True):
-            write_frames(w, c.id)
+            write_frames(w, c.main.id)
         set_fault_hook(hook)
         hook.hold.set()
         writers[0].close()
@@ -120,9 +129,9 @@ def test_writers_closed_together_commit_with_one_dir_fsync_and_one_transaction(e
         assert all(name.startswith("syncer-") for name in transactions)
         assert syncer.stats.largest_batch == 8
         set_fault_hook(None)
-    assert [len(db.list_recordings(c.id)) for c in cameras] == [1] * 9
-    assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
-    assert db.list_reserved_sample_files() == []
+    assert [len(db.list_recordings(c.main.id)) for c in cameras] == [1] * 9
+    assert violations(db, sample_file_dir) == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_a_batch_is_bounded(engine):
@@ -132,16 +141,16 @@ def test_a_batch_is_bounded(engine):
     with sample_file_dir.start_syncer() as syncer:
         writers = []
         for i in range(MAX_BATCH + 6):
-            w = syncer.create_writer(None, cam.id, entry_id)
-            write_frames(w, cam.id, start=i * 3000, count=3)
+            w = syncer.create_writer(None, cam.main.id, entry_id)
+            write_frames(w, cam.main.id, start=i * 3000, count=3)
             writers.append(w)
         set_fault_hook(hook)
         queue_together(syncer, hook, writers)
         assert syncer.stats.largest_batch == MAX_BATCH
         assert syncer.stats.saved == MAX_BATCH + 6
         set_fault_hook(None)
-    assert len(db.list_recordings(cam.id)) == MAX_BATCH + 6
-    assert db.list_reserved_sample_files() == []
+    assert len(db.list_recordings(cam.main.id)) == MAX_BATCH + 6
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_create_writer_runs_no_sql(engine, monkeypatch):
@@ -161,17 +170,17 @@ def test_create_writer_runs_no_sql(engine, monkeypatch):
 
         monkeypatch.setattr(db, "_conn", Guard())
         for _round in range(3):  # every camera rotates together, three times
-            writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+            writers = [syncer.create_writer(None, c.main.id, entry_id) for c in cameras]
             for w, c in zip(writers, cameras, strict=True):
-                write_frames(w, c.id, start=_round * 3000)
+                write_frames(w, c.main.id, start=_round * 3000)
                 w.close()
             monkeypatch.setattr(db, "_conn", conn)
             syncer.flush()
             monkeypatch.setattr(db, "_conn", Guard())
         monkeypatch.setattr(db, "_conn", conn)
         assert syncer.stats.sync_reservations == 0
-    assert sum(len(db.list_recordings(c.id)) for c in cameras) == 60
-    assert db.list_reserved_sample_files() == []
+    assert sum(len(db.list_recordings(c.main.id)) for c in cameras) == 60
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_after_the_first_rotation_create_writer_makes_no_file_syscall(engine):
@@ -185,25 +194,25 @@ def test_after_the_first_rotation_create_writer_makes_no_file_syscall(engine):
             from_caller.append(operation)
 
     with sample_file_dir.start_syncer() as syncer:
-        writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+        writers = [syncer.create_writer(None, c.main.id, entry_id) for c in cameras]
         syncer.flush()  # the low pool's refill also creates the next files ahead
         set_fault_hook(hook)
         for _round in range(3):
             for n, c in enumerate(cameras):
-                write_frames(writers[n], c.id, start=_round * 3000)
+                write_frames(writers[n], c.main.id, start=_round * 3000)
                 writers[n].close()
-                writers[n] = syncer.create_writer(None, c.id, entry_id)
+                writers[n] = syncer.create_writer(None, c.main.id, entry_id)
             syncer.flush()
         assert "create" not in from_caller
         set_fault_hook(None)
         for w in writers:
             with pytest.raises(RecordingAbandonedError):
                 w.close()
-    assert db.list_reserved_sample_files() == []
+    assert reserved(db, sample_file_dir) == []
     committed = {
         uuid_name(db.get_playback(r.composite_id).sample_file_uuid)
         for c in cameras
-        for r in db.list_recordings(c.id)
+        for r in db.list_recordings(c.main.id)
     }
     assert len(committed) == 30
     # The files made ahead and never written were unlinked by the orderly close.
@@ -215,20 +224,20 @@ def test_pool_is_refilled_to_at_least_the_streams(engine):
     cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(12)]
     with sample_file_dir.start_syncer() as syncer:
         # The start fills it: every reservation is the pool's.
-        reserved = db.list_reserved_sample_files()
-        assert len(reserved) == pool_target(12) >= 12
-        assert {state for _u, state in reserved} == {0}
+        pool = reserved(db, sample_file_dir)
+        assert len(pool) == pool_target(12) >= 12
+        assert {state for _u, state in pool} == {0}
         for _round in range(4):
-            writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+            writers = [syncer.create_writer(None, c.main.id, entry_id) for c in cameras]
             for w, c in zip(writers, cameras, strict=True):
-                write_frames(w, c.id, start=_round * 3000)
+                write_frames(w, c.main.id, start=_round * 3000)
                 w.close()
             syncer.flush()
             # Refilled in the saves' transactions: no writer open, so all are pool.
-            assert len(db.list_reserved_sample_files()) >= len(cameras)
-            assert len(db.list_reserved_sample_files()) == pool_target(12)
+            assert len(reserved(db, sample_file_dir)) >= len(cameras)
+            assert len(reserved(db, sample_file_dir)) == pool_target(12)
         assert syncer.stats.sync_reservations == 0
-    assert db.list_reserved_sample_files() == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_an_empty_pool_falls_back_to_a_counted_synchronous_reservation(engine, caplog):
@@ -239,14 +248,14 @@ def test_an_empty_pool_falls_back_to_a_counted_synchronous_reservation(engine, c
         # (the fallback runs on this thread, so it may take the lock again).
         with db._lock:
             writers = [
-                syncer.create_writer(None, cam.id, entry_id) for _ in range(pool_target(1) + 2)
+                syncer.create_writer(None, cam.main.id, entry_id) for _ in range(pool_target(1) + 2)
             ]
         assert syncer.stats.sync_reservations == 2
         assert "reserving synchronously" in caplog.text
         for w in writers:
             with pytest.raises(RecordingAbandonedError):
                 w.close()  # no samples
-    assert db.list_reserved_sample_files() == []
+    assert reserved(db, sample_file_dir) == []
     assert sample_file_dir.directory.list_names() == ["meta"]
 
 
@@ -254,13 +263,13 @@ def test_a_low_pool_is_refilled_before_the_next_rotation(engine):
     db, sample_file_dir, entry_id = engine
     cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(40)]
     with sample_file_dir.start_syncer() as syncer:
-        writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+        writers = [syncer.create_writer(None, c.main.id, entry_id) for c in cameras]
         syncer.flush()  # no save yet: the low pool asked for a refill by itself
-        assert len(db.list_reserved_sample_files()) == len(cameras) + pool_target(40)
+        assert len(reserved(db, sample_file_dir)) == len(cameras) + pool_target(40)
         for w, c in zip(writers, cameras, strict=True):
-            write_frames(w, c.id)
+            write_frames(w, c.main.id)
             w.close()
-    assert db.list_reserved_sample_files() == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_orderly_close_leaves_no_reservation_and_reaches_no_crash_point(engine):
@@ -270,11 +279,11 @@ def test_orderly_close_leaves_no_reservation_and_reaches_no_crash_point(engine):
     reached: list[str] = []
     with observe(reached.append):
         syncer = sample_file_dir.start_syncer()
-        assert len(db.list_reserved_sample_files()) == pool_target(5)
+        assert len(reserved(db, sample_file_dir)) == pool_target(5)
         syncer.close()
     # No file was ever created under a pooled name: one transaction, no unlink, no dir fsync.
     assert reached == []
-    assert db.list_reserved_sample_files() == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_a_crash_leaves_the_pool_as_reservations_that_recovery_cleans(engine):
@@ -284,10 +293,11 @@ def test_a_crash_leaves_the_pool_as_reservations_that_recovery_cleans(engine):
     syncer._fail(RuntimeError("simulated crash"))  # stops without the orderly cleanup
     syncer._queue.put(object())  # unblock the thread's get: it exits on the unknown command
     syncer._closed = True
-    assert len(db.list_reserved_sample_files()) == pool_target(1)
-    assert [v.invariant for v in check(db, sample_file_dir.path)] == [3] * pool_target(1)
+    assert len(reserved(db, sample_file_dir)) == pool_target(1)
+    dir_row = db.sample_file_dir(sample_file_dir.id)
+    assert [v.invariant for v in check(db, dir_row)] == [3] * pool_target(1)
     sample_file_dir.start_syncer().close()  # recovery, then a fill and an orderly close
-    assert db.list_reserved_sample_files() == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_a_failed_file_fsync_in_a_batch_discards_only_that_recording(engine, caplog):
@@ -295,9 +305,9 @@ def test_a_failed_file_fsync_in_a_batch_discards_only_that_recording(engine, cap
     cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(6)]
     hook = Syscalls()
     with sample_file_dir.start_syncer() as syncer:
-        writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+        writers = [syncer.create_writer(None, c.main.id, entry_id) for c in cameras]
         for w, c in zip(writers, cameras, strict=True):
-            write_frames(w, c.id)
+            write_frames(w, c.main.id)
         bad = writers[3].path.rsplit("/", 1)[-1]
         hook.fail_fsync_of.add(bad)
         set_fault_hook(hook)
@@ -305,10 +315,10 @@ def test_a_failed_file_fsync_in_a_batch_discards_only_that_recording(engine, cap
         assert syncer.stats.largest_batch == 5
         set_fault_hook(None)
     assert "due to error while saving" in caplog.text
-    assert [len(db.list_recordings(c.id)) for c in cameras] == [1, 1, 1, 0, 1, 1]
+    assert [len(db.list_recordings(c.main.id)) for c in cameras] == [1, 1, 1, 0, 1, 1]
     assert bad not in sample_file_dir.directory.list_names()
-    assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
-    assert db.list_reserved_sample_files() == []
+    assert violations(db, sample_file_dir) == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_a_rejected_row_in_a_batch_discards_only_that_recording(engine, caplog):
@@ -316,9 +326,9 @@ def test_a_rejected_row_in_a_batch_discards_only_that_recording(engine, caplog):
     cameras = [db.add_camera(f"cam{i}", retain_bytes=10**9) for i in range(6)]
     hook = Syscalls()
     with sample_file_dir.start_syncer() as syncer:
-        writers = [syncer.create_writer(None, c.id, entry_id) for c in cameras]
+        writers = [syncer.create_writer(None, c.main.id, entry_id) for c in cameras]
         for w, c in zip(writers, cameras, strict=True):
-            write_frames(w, c.id)
+            write_frames(w, c.main.id)
         bad_uuid = writers[2].sample_file_uuid
         save = syncer.save
 
@@ -333,12 +343,12 @@ def test_a_rejected_row_in_a_batch_discards_only_that_recording(engine, caplog):
         assert syncer.stats.largest_batch == 5
         set_fault_hook(None)
     assert "rejected by the database" in caplog.text
-    assert [len(db.list_recordings(c.id)) for c in cameras] == [1, 1, 0, 1, 1, 1]
+    assert [len(db.list_recordings(c.main.id)) for c in cameras] == [1, 1, 0, 1, 1, 1]
     for c in cameras:
-        for row in db.list_recordings(c.id):
-            assert recorded_frames(db, sample_file_dir, c.id, row) == list(range(10))
-    assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
-    assert db.list_reserved_sample_files() == []
+        for row in db.list_recordings(c.main.id):
+            assert recorded_frames(db, sample_file_dir, c.main.id, row) == list(range(10))
+    assert violations(db, sample_file_dir) == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_two_saves_of_one_camera_in_a_batch_keep_its_budget(engine):
@@ -348,16 +358,16 @@ def test_two_saves_of_one_camera_in_a_batch_keep_its_budget(engine):
     with sample_file_dir.start_syncer() as syncer:
         writers = []
         for i in range(4):
-            w = syncer.create_writer(None, cam.id, entry_id)
-            write_frames(w, cam.id, start=i * 3000)
+            w = syncer.create_writer(None, cam.main.id, entry_id)
+            write_frames(w, cam.main.id, start=i * 3000)
             writers.append(w)
         set_fault_hook(hook)
         queue_together(syncer, hook, writers)
         set_fault_hook(None)
-    (row,) = db.list_recordings(cam.id)  # the newest only: each save deleted the older
-    assert recorded_frames(db, sample_file_dir, cam.id, row)[0] == 9000
-    assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
-    assert db.list_reserved_sample_files() == []
+    (row,) = db.list_recordings(cam.main.id)  # the newest only: each save deleted the older
+    assert recorded_frames(db, sample_file_dir, cam.main.id, row)[0] == 9000
+    assert violations(db, sample_file_dir) == []
+    assert reserved(db, sample_file_dir) == []
 
 
 FakeStatvfs = namedtuple("FakeStatvfs", "f_bavail f_frsize f_favail f_files")
@@ -401,18 +411,18 @@ def test_the_inode_floor_deletes_the_shortfall_once_per_batch(engine, monkeypatc
     with sample_file_dir.start_syncer() as syncer:
         for r in range(5):
             for c in cameras:
-                w = syncer.create_writer(None, c.id, entry_id)
-                write_frames(w, c.id, start=r * 3000)
+                w = syncer.create_writer(None, c.main.id, entry_id)
+                write_frames(w, c.main.id, start=r * 3000)
                 w.close()
                 syncer.flush()
         writers = []
         for i, c in enumerate(cameras[n] for n in saving):
-            w = syncer.create_writer(None, c.id, entry_id)
-            write_frames(w, c.id, start=(5 + i) * 3000)
+            w = syncer.create_writer(None, c.main.id, entry_id)
+            write_frames(w, c.main.id, start=(5 + i) * 3000)
             writers.append(w)
-        holder = syncer.create_writer(None, cameras[0].id, entry_id)
+        holder = syncer.create_writer(None, cameras[0].main.id, entry_id)
         syncer.flush()  # the pool's refill and its files made ahead are done
-        before = sum(len(db.list_recordings(c.id)) for c in cameras)
+        before = sum(len(db.list_recordings(c.main.id)) for c in cameras)
         set_fault_hook(hook)
         with pytest.raises(RecordingAbandonedError):
             holder.close()  # no samples: abandoned, its file unlinked (held there)
@@ -425,16 +435,16 @@ def test_the_inode_floor_deletes_the_shortfall_once_per_batch(engine, monkeypatc
         syncer.flush()
         set_fault_hook(None)
         assert syncer.stats.largest_batch == len(saving)
-        after = sum(len(db.list_recordings(c.id)) for c in cameras)
+        after = sum(len(db.list_recordings(c.main.id)) for c in cameras)
         assert before + len(saving) - after == 2
         # The deleted files are unlinked, their "deleting" reservations dropped only by a
         # transaction after the next dir fsync (not by the second group's).
-        deleting = [u for u, state in db.list_reserved_sample_files() if state == 1]
+        deleting = [u for u, state in reserved(db, sample_file_dir) if state == 1]
         assert len(deleting) == 2
         assert not any(os.path.exists(os.path.join(path, uuid_name(u))) for u in deleting)
         assert fstatvfs(-1).f_favail >= len(cameras) * FREE_INODES_PER_STREAM - len(cameras)
-    assert [str(v) for v in check(db, sample_file_dir.path, hash_contents=True)] == []
-    assert db.list_reserved_sample_files() == []
+    assert violations(db, sample_file_dir) == []
+    assert reserved(db, sample_file_dir) == []
 
 
 def test_close_with_a_timeout_gives_up_on_a_syncer_stuck_in_an_fsync(engine):
@@ -450,8 +460,8 @@ def test_close_with_a_timeout_gives_up_on_a_syncer_stuck_in_an_fsync(engine):
             release.wait(30)
 
     syncer = sample_file_dir.start_syncer()
-    writer = syncer.create_writer(None, camera.id, entry_id)
-    write_frames(writer, camera.id)
+    writer = syncer.create_writer(None, camera.main.id, entry_id)
+    write_frames(writer, camera.main.id)
     set_fault_hook(hang_dir_fsync)
     try:
         writer.close()
@@ -461,5 +471,5 @@ def test_close_with_a_timeout_gives_up_on_a_syncer_stuck_in_an_fsync(engine):
         release.set()
         set_fault_hook(None)
     syncer.close(timeout=30)  # unstuck: it finishes in order
-    assert len(db.list_recordings(camera.id)) == 1
-    assert db.list_reserved_sample_files() == []
+    assert len(db.list_recordings(camera.main.id)) == 1
+    assert reserved(db, sample_file_dir) == []

@@ -1,4 +1,4 @@
-"""Retention policy without a disk: which of a camera's rows go, oldest first."""
+"""Retention policy without a disk: which of a stream's rows go, oldest first."""
 
 from __future__ import annotations
 
@@ -22,15 +22,25 @@ from moonfire.storage.retention import (
 @dataclass(frozen=True)
 class Row:
     composite_id: int
-    camera_id: int
+    stream_id: int
     sample_file_bytes: int
     start_time_90k: int = 0
+    duration_90k: int = 0
 
 
-def rows(camera_id: int, *sizes: int, start: int = 0, every: int = 60) -> list[Row]:
-    """A camera's rows oldest first, recording ids 1, 2, ..., starting ``every`` s apart."""
+def rows(
+    stream_id: int, *sizes: int, start: int = 0, every: int = 60, duration: int = 0
+) -> list[Row]:
+    """A stream's rows oldest first, recording ids 1, 2, ..., starting ``every`` s apart
+    and lasting ``duration`` s."""
     return [
-        Row((camera_id << 32) | (i + 1), camera_id, size, (start + i * every) * 90000)
+        Row(
+            (stream_id << 32) | (i + 1),
+            stream_id,
+            size,
+            (start + i * every) * 90000,
+            duration * 90000,
+        )
         for i, size in enumerate(sizes)
     ]
 
@@ -99,8 +109,8 @@ def test_budgets_are_per_camera() -> None:
     back_deletion = to_fit_budget(back, usage_bytes=400, retain_bytes=100)
     assert ids(front_deletion.rows) == [1]
     assert ids(back_deletion.rows) == [1, 2, 3]
-    assert {r.camera_id for r in front_deletion.rows} == {1}
-    assert {r.camera_id for r in back_deletion.rows} == {2}
+    assert {r.stream_id for r in front_deletion.rows} == {1}
+    assert {r.stream_id for r in back_deletion.rows} == {2}
 
 
 def test_budget_beyond_reach_deletes_every_row_and_says_it_is_short() -> None:
@@ -135,9 +145,9 @@ def test_free_space_keeps_room_for_three_recordings() -> None:
 
 
 def test_free_space_counts_and_skips_the_rows_the_budget_chose() -> None:
-    camera = rows(1, 50, 50, 50, 50)
-    chosen = camera[:1]
-    deletion = for_free_space(camera, free_bytes=180, recording_bytes=100, already_chosen=chosen)
+    stream = rows(1, 50, 50, 50, 50)
+    chosen = stream[:1]
+    deletion = for_free_space(stream, free_bytes=180, recording_bytes=100, already_chosen=chosen)
     # 180 free + 50 being deleted anyway = 230; 70 more are needed.
     assert deletion.free_bytes == 230
     assert deletion.bytes_needed == 70
@@ -145,9 +155,9 @@ def test_free_space_counts_and_skips_the_rows_the_budget_chose() -> None:
 
 
 def test_free_space_satisfied_by_the_budgets_deletions_alone() -> None:
-    camera = rows(1, 200, 50)
+    stream = rows(1, 200, 50)
     deletion = for_free_space(
-        camera, free_bytes=100, recording_bytes=100, already_chosen=camera[:1]
+        stream, free_bytes=100, recording_bytes=100, already_chosen=stream[:1]
     )
     assert deletion.rows == [] and not deletion.needed
 
@@ -179,7 +189,7 @@ def test_recording_rows_satisfy_the_policy() -> None:
     def row(recording_id: int, size: int) -> RecordingRow:
         return RecordingRow(
             composite_id=(7 << 32) | recording_id,
-            camera_id=7,
+            stream_id=7,
             run_offset=0,
             flags=0,
             sample_file_bytes=size,
@@ -201,17 +211,17 @@ def test_recording_rows_satisfy_the_policy() -> None:
 
 
 def test_enough_free_inodes_deletes_nothing():
-    d = for_free_inodes(rows(1, 10, 10), FREE_INODES_PER_STREAM * 2, 1000, cameras=2)
+    d = for_free_inodes(rows(1, 10, 10), FREE_INODES_PER_STREAM * 2, 1000, streams=2)
     assert (d.rows, d.needed) == ([], False)
 
 
 def test_few_free_inodes_delete_the_oldest_one_per_inode_missing():
-    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_STREAM - 2, 1000, cameras=1)
+    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_STREAM - 2, 1000, streams=1)
     assert (ids(d.rows), d.inodes_needed, d.bytes_freed, d.short) == ([1, 2], 2, 30, False)
 
 
 def test_the_inode_floor_grows_with_the_cameras():
-    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_STREAM, 1000, cameras=2)
+    d = for_free_inodes(rows(1, 10, 20, 30, 40), FREE_INODES_PER_STREAM, 1000, streams=2)
     assert ids(d.rows) == [1, 2, 3, 4][:FREE_INODES_PER_STREAM]
 
 
@@ -225,70 +235,180 @@ def test_rows_already_chosen_count_as_freed_inodes_and_are_skipped():
 
 
 def test_too_few_rows_for_the_inode_floor_is_short():
-    d = for_free_inodes(rows(1, 10), 0, 1000, cameras=1)
+    d = for_free_inodes(rows(1, 10), 0, 1000, streams=1)
     assert (ids(d.rows), d.short) == ([1], True)
 
 
 def test_a_filesystem_without_an_inode_count_has_no_inode_floor():
-    d = for_free_inodes(rows(1, 10, 20), 0, 0, cameras=1)  # btrfs reports f_files = 0
+    d = for_free_inodes(rows(1, 10, 20), 0, 0, streams=1)  # btrfs reports f_files = 0
     assert (d.rows, d.needed) == ([], False)
 
 
 def test_the_inode_floor_reads_only_as_far_as_needed():
     source = Counting(rows(1, *([10] * 100)))
-    for_free_inodes(source, FREE_INODES_PER_STREAM - 2, 1000, cameras=1)
+    for_free_inodes(source, FREE_INODES_PER_STREAM - 2, 1000, streams=1)
     assert source.taken <= 3
 
 
-# ---- the floors for a transaction saving several cameras ----------------------------------
+# ---- the floors for a transaction saving several streams ----------------------------------
 
 
 def test_oldest_across_streams_merges_by_start_time() -> None:
     a, b = rows(1, 10, 10, 10, start=0), rows(2, 10, 10, 10, start=30)
     merged = list(oldest_across_streams([a, b]))
-    assert [(r.camera_id, r.composite_id & 0xFFFFFFFF) for r in merged] == [
+    assert [(r.stream_id, r.composite_id & 0xFFFFFFFF) for r in merged] == [
         (1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3)
     ]
-    # The camera holding the oldest footage (the largest budget for the disk) goes first.
+    # The stream holding the oldest footage (the largest budget for the disk) goes first.
     old, recent = rows(1, 10, 10, 10, start=0), rows(2, 10, 10, start=1000)
-    assert [r.camera_id for r in oldest_across_streams([recent, old])] == [1, 1, 1, 2, 2]
+    assert [r.stream_id for r in oldest_across_streams([recent, old])] == [1, 1, 1, 2, 2]
 
 
 def test_oldest_across_streams_reads_only_as_far_as_needed() -> None:
     sources = [Counting(rows(c, *([10] * 100), start=c)) for c in (1, 2, 3, 4)]
     d = for_free_inodes(oldest_across_streams(sources), 4 * FREE_INODES_PER_STREAM - 2, 1000, 4)
-    assert [r.camera_id for r in d.rows] == [1, 2]
+    assert [r.stream_id for r in d.rows] == [1, 2]
     assert sum(s.taken for s in sources) <= 4 + 3
 
 
 def test_one_inode_floor_for_a_transaction_of_several_cameras() -> None:
-    """K cameras saved in one transaction delete the shortfall once, not K times.
+    """K streams saved in one transaction delete the shortfall once, not K times.
 
     The one ``statvfs`` reading serves the whole transaction; asking once with
-    every saving camera's rows merged deletes what one-by-one saves (each
+    every saving stream's rows merged deletes what one-by-one saves (each
     re-reading ``statvfs`` after the last one's unlinks) would have.
     """
-    cameras = [rows(c, *([10] * 5), start=c) for c in (1, 2, 3, 4)]
+    streams = [rows(c, *([10] * 5), start=c) for c in (1, 2, 3, 4)]
     free = 4 * FREE_INODES_PER_STREAM - 2
-    d = for_free_inodes(oldest_across_streams(cameras), free, 1000, cameras=4)
+    d = for_free_inodes(oldest_across_streams(streams), free, 1000, streams=4)
     assert (len(d.rows), d.short) == (2, False)
-    assert [r.camera_id for r in d.rows] == [1, 2]
+    assert [r.stream_id for r in d.rows] == [1, 2]
 
 
 def test_the_budgets_deletions_count_toward_the_inode_floor_of_every_camera() -> None:
-    cameras = [rows(c, *([10] * 5), start=c) for c in (1, 2)]
-    budget = cameras[1][:1]  # camera 2's budget deletes one
+    streams = [rows(c, *([10] * 5), start=c) for c in (1, 2)]
+    budget = streams[1][:1]  # stream 2's budget deletes one
     d = for_free_inodes(
-        oldest_across_streams(cameras), 2 * FREE_INODES_PER_STREAM - 2, 1000, 2, budget
+        oldest_across_streams(streams), 2 * FREE_INODES_PER_STREAM - 2, 1000, 2, budget
     )
-    assert [(r.camera_id, r.composite_id & 0xFFFFFFFF) for r in d.rows] == [(1, 1)]
+    assert [(r.stream_id, r.composite_id & 0xFFFFFFFF) for r in d.rows] == [(1, 1)]
 
 
 def test_one_free_space_floor_for_a_transaction_of_several_cameras() -> None:
-    cameras = [rows(c, 40, 40, 40, start=c) for c in (1, 2, 3)]
-    budget = cameras[2][:1]  # 40 bytes being deleted anyway
+    streams = [rows(c, 40, 40, 40, start=c) for c in (1, 2, 3)]
+    budget = streams[2][:1]  # 40 bytes being deleted anyway
     d = for_free_space(
-        oldest_across_streams(cameras), free_bytes=200, recording_bytes=100, already_chosen=budget
+        oldest_across_streams(streams), free_bytes=200, recording_bytes=100, already_chosen=budget
     )
     assert (d.free_bytes, d.bytes_needed) == (240, 60)
-    assert [(r.camera_id, r.composite_id & 0xFFFFFFFF) for r in d.rows] == [(1, 1), (2, 1)]
+    assert [(r.stream_id, r.composite_id & 0xFFFFFFFF) for r in d.rows] == [(1, 1), (2, 1)]
+
+
+# ---- the maximum age ----------------------------------------------------------------------
+
+DAY_90K = retention.DAY_90K
+NOW_90K = 1_800_000_000 * 90000
+
+
+def aged_rows(stream_id: int, *ends_days_ago: float, size: int = 10) -> list[Row]:
+    """Rows oldest first, each lasting a minute and ending ``ends_days_ago`` before NOW."""
+    out = []
+    for i, days in enumerate(ends_days_ago):
+        end = NOW_90K - int(days * DAY_90K)
+        out.append(Row((stream_id << 32) | (i + 1), stream_id, size, end - 60 * 90000, 60 * 90000))
+    return out
+
+
+def test_a_day_is_a_day_of_90khz_units() -> None:
+    assert DAY_90K == 86_400 * 90000
+
+
+def test_rows_younger_than_the_maximum_age_stay() -> None:
+    deletion = retention.to_fit_max_age(aged_rows(1, 6.5, 3, 0.1), max_age_days=7, now_90k=NOW_90K)
+    assert deletion.rows == []
+    assert not deletion.needed and not deletion.short
+
+
+def test_rows_older_than_the_maximum_age_go_oldest_first() -> None:
+    source = Counting(aged_rows(1, 30, 10, 8, 6.9, 1, size=25))
+    deletion = retention.to_fit_max_age(source, max_age_days=7, now_90k=NOW_90K)
+    assert ids(deletion.rows) == [1, 2, 3]
+    assert deletion.bytes_freed == 75
+    assert deletion.needed and not deletion.short  # it asks for exactly what it chose
+    assert source.taken == 4  # read up to the first young row, no further
+
+
+def test_a_recording_ending_exactly_at_the_cutoff_is_kept() -> None:
+    cutoff = NOW_90K - 7 * DAY_90K
+    at_cutoff = Row((1 << 32) | 1, 1, 10, cutoff - 90000, 90000)
+    just_before = Row((1 << 32) | 1, 1, 10, cutoff - 90001, 90000)
+    assert retention.to_fit_max_age([at_cutoff], 7, NOW_90K).rows == []
+    assert retention.to_fit_max_age([just_before], 7, NOW_90K).rows == [just_before]
+
+
+def test_the_end_not_the_start_decides_the_age() -> None:
+    cutoff = NOW_90K - 2 * DAY_90K
+    # Started a minute before the cutoff but still running past it: kept.
+    straddling = Row((1 << 32) | 1, 1, 10, cutoff - 60 * 90000, 120 * 90000)
+    assert retention.to_fit_max_age([straddling], 2, NOW_90K).rows == []
+
+
+def test_the_maximum_age_stops_at_the_first_young_row() -> None:
+    # A clock set back (or a camera's ahead) leaves an old-looking row after a young one:
+    # it is kept, not hunted down, so a wrong clock can't delete recent footage.
+    source = Counting(aged_rows(1, 9, 1, 20, 30))
+    deletion = retention.to_fit_max_age(source, max_age_days=7, now_90k=NOW_90K)
+    assert ids(deletion.rows) == [1]
+    assert source.taken == 2
+
+
+def test_every_row_too_old_goes() -> None:
+    deletion = retention.to_fit_max_age(aged_rows(1, 40, 35, 31), 30, NOW_90K)
+    assert ids(deletion.rows) == [1, 2, 3]
+    assert retention.to_fit_max_age([], 30, NOW_90K).rows == []
+
+
+class Calls:
+    """A ``rows_oldest_first`` callable that counts its calls and the rows read in all."""
+
+    def __init__(self, items: list[Row]) -> None:
+        self.items = items
+        self.calls: list[Counting] = []
+
+    def __call__(self) -> Counting:
+        self.calls.append(Counting(self.items))
+        return self.calls[-1]
+
+
+def test_stream_deletion_without_a_maximum_age_is_the_budget_alone() -> None:
+    source = Calls(aged_rows(1, 400, 300, 200, size=100))
+    budget, aged = retention.stream_deletion(source, 300, 150, None, NOW_90K, incoming_bytes=50)
+    assert aged is None
+    assert ids(budget.rows) == [1, 2]  # 300 + 50 incoming - 150 = 200 bytes needed
+    assert len(source.calls) == 1
+
+
+def test_stream_deletion_the_age_wins_when_it_deletes_more() -> None:
+    # Well within the budget, but two recordings are past the maximum age.
+    source = Calls(aged_rows(1, 10, 8, 2, 1, size=100))
+    budget, aged = retention.stream_deletion(source, 400, 10**9, 7, NOW_90K)
+    assert budget.rows == [] and not budget.needed
+    assert aged is not None and ids(aged.rows) == [1, 2]
+    assert len(source.calls) == 2  # each rule reads the rows from the oldest itself
+    assert source.calls[0].taken == 0  # the budget needed none
+
+
+def test_stream_deletion_the_budget_wins_when_it_deletes_more() -> None:
+    source = Calls(aged_rows(1, 10, 8, 2, 1, size=100))
+    budget, aged = retention.stream_deletion(source, 400, 100, 9, NOW_90K)
+    assert ids(budget.rows) == [1, 2, 3]
+    assert aged is not None and ids(aged.rows) == [1]
+    # Both are prefixes of the same rows: the longer one holds the other.
+    assert budget.rows[: len(aged.rows)] == aged.rows
+
+
+def test_stream_deletion_counts_the_incoming_recording_against_the_budget_only() -> None:
+    items = aged_rows(1, 3, 2, 1, size=100)
+    budget, aged = retention.stream_deletion(lambda: iter(items), 300, 300, 5, NOW_90K, 100)
+    assert ids(budget.rows) == [1]
+    assert aged is not None and aged.rows == []
