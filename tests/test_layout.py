@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "storage": {"errors", "time", "sizes", "db"},
     "playback": {"errors", "time", "sizes", "db", "codec", "storage"},
     "ingest": {"errors", "time", "sizes", "db", "codec", "storage"},
-    "cli": {"errors", "time", "sizes", "db", "codec", "storage", "playback", "ingest", "cli"},
+    "web": {"errors", "time", "sizes", "db", "codec", "storage", "playback", "ingest"},
+    "cli": {"errors", "time", "sizes", "db", "codec", "storage", "playback", "ingest", "web", "cli"},
     "__main__": {"cli"},
     "__init__": set(),
 }

@@ -126,6 +126,8 @@ class RecordingRow:
     video_samples: int
     video_sync_samples: int
     video_sample_entry_id: int
+    #: The directory open that committed it (None before schema version 4).
+    open_id: int | None = None
 
     @property
     def recording_id(self) -> int:
@@ -178,7 +180,7 @@ def index_mismatches(row: RecordingRow, decoded: DecodedIndex) -> list[str]:
 RECORDING_COLUMNS = (
     "composite_id, stream_id, run_offset, flags, sample_file_bytes, start_time_90k, "
     "duration_90k, local_time_delta_90k, video_samples, video_sync_samples, "
-    "video_sample_entry_id"
+    "video_sample_entry_id, open_id"
 )
 
 

@@ -190,6 +190,9 @@ V4_TABLES: tuple[str, ...] = (
          video_samples integer not null check (video_samples > 0),
          video_sync_samples integer not null check (video_sync_samples > 0),
          video_sample_entry_id integer references video_sample_entry (id),
+         -- The read-write open of the sample file directory that committed it (the API's
+         -- openId); null for recordings committed before schema version 4.
+         open_id integer references open (id),
          check (composite_id >> 32 = stream_id)
        )""",
     # The directory a reserved file is (to be) in: each directory's syncer recovers its own.
@@ -343,7 +346,7 @@ def _apply_v3_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute(
         "insert into recording_v4 select composite_id, camera_id, run_offset, flags,"
         " sample_file_bytes, start_time_90k, duration_90k, local_time_delta_90k,"
-        " video_samples, video_sync_samples, video_sample_entry_id from recording"
+        " video_samples, video_sync_samples, video_sample_entry_id, null from recording"
     )
     conn.execute(
         "insert into reserved_sample_files_v4 (uuid, sample_file_dir_id, state)"
@@ -358,7 +361,7 @@ def _apply_v3_to_v4(conn: sqlite3.Connection) -> None:
         """create index recording_cover on recording (
              stream_id, start_time_90k,
              duration_90k, video_samples, video_sample_entry_id, sample_file_bytes,
-             video_sync_samples, run_offset, flags, local_time_delta_90k
+             video_sync_samples, run_offset, flags, local_time_delta_90k, open_id
            )"""
     )
     problems = conn.execute("pragma foreign_key_check").fetchall()

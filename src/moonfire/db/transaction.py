@@ -90,7 +90,7 @@ class Transaction:
                 ) from e
         return uuid
 
-    def insert_recording(self, rec: RecordingToSave) -> int:
+    def insert_recording(self, rec: RecordingToSave, open_id: int | None = None) -> int:
         """Turns the writing reservation of ``rec.sample_file_uuid`` into a recording.
 
         Assigns the stream's next recording id and returns the composite id.  The file
@@ -123,7 +123,7 @@ class Transaction:
                 raise ConsistencyError(f"stream {rec.stream_id} has used all 2**32 recording ids")
             cid = composite_id(rec.stream_id, recording_id)
             try:
-                self._insert_rows(cid, uuid, rec)
+                self._insert_rows(cid, uuid, rec, open_id)
             except sqlite3.IntegrityError as e:
                 raise RecordingRejectedError(
                     f"recording {rec.stream_id}/{recording_id} (uuid {format_uuid(uuid)}) "
@@ -135,15 +135,15 @@ class Transaction:
             )
         return cid
 
-    def _insert_rows(self, cid: int, uuid: bytes, rec: Any) -> None:
+    def _insert_rows(self, cid: int, uuid: bytes, rec: Any, open_id: int | None) -> None:
         self.conn.execute(
             "insert into recording (composite_id, stream_id, run_offset, flags,"
             " sample_file_bytes, start_time_90k, duration_90k, local_time_delta_90k,"
-            " video_samples, video_sync_samples, video_sample_entry_id)"
-            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " video_samples, video_sync_samples, video_sample_entry_id, open_id)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (cid, rec.stream_id, rec.run_offset, rec.flags, rec.sample_file_bytes,
              rec.start_time_90k, rec.duration_90k, rec.local_time_delta_90k,
-             rec.video_samples, rec.video_sync_samples, rec.video_sample_entry_id),
+             rec.video_samples, rec.video_sync_samples, rec.video_sample_entry_id, open_id),
         )
         self.conn.execute(
             "insert into recording_playback (composite_id, sample_file_uuid, sample_file_sha1,"

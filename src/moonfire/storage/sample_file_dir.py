@@ -34,12 +34,16 @@ class SampleFileDir:
     database before anything else happens.
     """
 
-    def __init__(self, directory: SampleDirectory, db: Database, row: SampleFileDirRow) -> None:
+    def __init__(
+        self, directory: SampleDirectory, db: Database, row: SampleFileDirRow, current: Open
+    ) -> None:
         self.directory = directory
         self.db = db
         self.path = directory.path
         self.id = row.id
         self.name = row.name
+        #: This read-write open of the directory, which its syncer's recordings record.
+        self.current_open = current
 
     @classmethod
     def create(cls, db: Database, id_or_name: int | str) -> SampleFileDir:
@@ -59,11 +63,11 @@ class SampleFileDir:
                 )
             meta = DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid)
             write_meta(directory.fileno(), meta)
-            record_open(directory, db, row.id, meta)
+            current = record_open(directory, db, row.id, meta)
         except BaseException:
             directory.close()
             raise
-        return cls(directory, db, row)
+        return cls(directory, db, row, current)
 
     @classmethod
     def open(cls, db: Database, id_or_name: int | str) -> SampleFileDir:
@@ -79,15 +83,15 @@ class SampleFileDir:
             expected = DirMeta(db_uuid=row.db_uuid, dir_uuid=row.uuid)
             verify_meta(found, expected, row.path, db.last_complete_open(row.id))
             assert found is not None  # verify_meta refuses a missing meta
-            record_open(directory, db, row.id, found)
+            current = record_open(directory, db, row.id, found)
         except BaseException:
             directory.close()
             raise
-        return cls(directory, db, row)
+        return cls(directory, db, row, current)
 
     def start_syncer(self, on_fatal: Callable[[BaseException], None] | None = None) -> Syncer:
         """Recover from the last run, enforce retention, then start the syncer thread."""
-        return Syncer(self.directory, self.db, self.id, on_fatal=on_fatal)
+        return Syncer(self.directory, self.db, self.id, on_fatal=on_fatal, open_id=self.current_open.id)
 
     def close(self) -> None:
         self.directory.close()

@@ -222,6 +222,7 @@ class Syncer:
         dir_id: int,
         on_fatal: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.time,
+        open_id: int | None = None,
     ) -> None:
         self._directory = directory
         self._db = db
@@ -229,6 +230,8 @@ class Syncer:
         self.dir_id = dir_id
         #: Wall-clock seconds, for maximum ages (tests pass their own).
         self._clock = clock
+        #: The directory open its recordings are committed under (the API's ``openId``).
+        self.open_id = open_id
         self._on_fatal = on_fatal
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._uuid_lock = threading.Lock()
@@ -860,7 +863,7 @@ class Syncer:
                     deleted = tx.delete_recordings(_deletable(rows))
                     new_uuids = [tx.reserve_sample_file(self.dir_id) for _ in range(refill)]
                     for current in batch:
-                        tx.insert_recording(current.recording)
+                        tx.insert_recording(current.recording, self.open_id)
             except RecordingRejectedError as e:
                 # Rolled back whole: retried without it (deletions are planned again).
                 assert current is not None
