@@ -62,7 +62,7 @@ def loaded(
     with db.transaction() as tx:  # bulk load: one transaction, raw statements
         cids = [stream_id << 32 | i for i in range(1, RECORDINGS + 1)]
         tx.conn.executemany(
-            "insert into recording values (?, ?, 0, 0, 3000000, ?, ?, 0, 1800, 60, ?)",
+            "insert into recording values (?, ?, 0, 0, 3000000, ?, ?, 0, 1800, 60, ?, null)",
             ((cid, stream_id, START_90K + i * MINUTE_90K, MINUTE_90K, entry_id)
              for i, cid in enumerate(cids)))
         tx.conn.executemany(
@@ -101,13 +101,13 @@ def test_save_transaction_baseline_bare_sqlite(benchmark, fresh) -> None:
     def _save() -> None:
         rec = recording(stream_id, uuidlib.uuid4().bytes, entry_id, next(starts))
         conn.execute("begin immediate")
-        conn.execute("insert into reserved_sample_files values (?, 0)", (rec.sample_file_uuid,))
+        conn.execute("insert into reserved_sample_files values (?, 1, 0)", (rec.sample_file_uuid,))
         conn.execute("delete from reserved_sample_files where uuid = ? and state = 0",
                      (rec.sample_file_uuid,))
         (next_id,) = conn.execute("select next_recording_id from stream where id = ?",
                                   (stream_id,)).fetchone()
         cid = stream_id << 32 | next_id
-        conn.execute("insert into recording values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("insert into recording values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
                      (cid, stream_id, rec.run_offset, rec.flags, rec.sample_file_bytes,
                       rec.start_time_90k, rec.duration_90k, rec.local_time_delta_90k,
                       rec.video_samples, rec.video_sync_samples, rec.video_sample_entry_id))
@@ -141,4 +141,4 @@ def test_list_oldest_recordings_all_100k(benchmark, loaded) -> None:
 
 def test_list_reserved_sample_files_1k(benchmark, loaded) -> None:
     db, _ = loaded
-    assert len(benchmark(db.list_reserved_sample_files)) == RESERVATIONS
+    assert len(benchmark(db.list_reserved_sample_files, 1)) == RESERVATIONS

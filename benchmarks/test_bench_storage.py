@@ -94,7 +94,7 @@ def test_full_save_engine(benchmark, engine) -> None:
     rows = db.list_recordings(stream_id)
     assert len(rows) == SAVE_ROUNDS + 2
     assert {r.sample_file_bytes for r in rows} == {PACKET_BYTES}
-    assert db.list_reserved_sample_files() == []
+    assert db.list_reserved_sample_files(1) == []
     benchmark.extra_info["sample_file_bytes"] = PACKET_BYTES
 
 
@@ -117,7 +117,7 @@ def test_full_save_baseline_bare_syscalls_and_sql(benchmark, tmp_path: Path) -> 
     sha1 = b"\x11" * 20
     starts = iter(range(T0_90K, T0_90K + 10**6 * MINUTE_90K, MINUTE_90K))
     reserved = [uuidlib.uuid4().bytes]  # like the syncer's cached uuid, reserved last save
-    conn.execute("insert into reserved_sample_files values (?, 0)", (reserved[0],))
+    conn.execute("insert into reserved_sample_files values (?, 1, 0)", (reserved[0],))
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         uuid = reserved.pop()
@@ -132,13 +132,13 @@ def test_full_save_baseline_bare_syscalls_and_sql(benchmark, tmp_path: Path) -> 
         os.fsync(dir_fd)
         next_uuid = uuidlib.uuid4().bytes
         conn.execute("begin immediate")
-        conn.execute("insert into reserved_sample_files values (?, 0)", (next_uuid,))
+        conn.execute("insert into reserved_sample_files values (?, 1, 0)", (next_uuid,))
         deleted = conn.execute(
             "delete from reserved_sample_files where uuid = ? and state = 0", (uuid,)).rowcount
         (next_id,) = conn.execute(
             "select next_recording_id from stream where id = ?", (stream_id,)).fetchone()
         cid = stream_id << 32 | next_id
-        conn.execute("insert into recording values (?, ?, 0, 0, ?, ?, ?, 0, ?, ?, ?)",
+        conn.execute("insert into recording values (?, ?, 0, 0, ?, ?, ?, 0, ?, ?, ?, null)",
                      (cid, stream_id, len(contents), next(starts), len(PACKETS) * FRAME_90K,
                       len(PACKETS), 3, entry_id))
         conn.execute("insert into recording_playback values (?, ?, ?, ?)",
@@ -176,7 +176,7 @@ def data_dir_100k(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
     with db.transaction() as tx:  # bulk load: one transaction, raw statements
         cids = [stream_id << 32 | i for i in range(1, RECORDINGS + 1)]
         tx.conn.executemany(
-            "insert into recording values (?, ?, 0, 0, ?, ?, ?, 0, 1800, 60, ?)",
+            "insert into recording values (?, ?, 0, 0, ?, ?, ?, 0, 1800, 60, ?, null)",
             ((cid, stream_id, RECORDING_BYTES, T0_90K + i * MINUTE_90K, MINUTE_90K, entry_id)
              for i, cid in enumerate(cids)))
         tx.conn.executemany(
@@ -214,7 +214,7 @@ def start_and_stop(data_dir: str) -> None:
 
 def assert_recovered(data_dir: str, stream_id: int, leftovers: list[str]) -> None:
     with datadir.open_db(data_dir, read_only=True) as db:
-        assert db.list_reserved_sample_files() == []
+        assert db.list_reserved_sample_files(1) == []
         assert db.stream_usage(stream_id)[0] == RECORDINGS
     assert not any(os.path.exists(p) for p in leftovers)
 

@@ -99,7 +99,7 @@ def run_streams(tmp_path: Path, streams: int, rounds: int) -> dict[str, Any]:
             stats = syncer.stats
         saves = sum(len(db.list_recordings(c)) for c in cameras)
         assert saves == streams * rounds
-        assert db.list_reserved_sample_files() == []
+        assert db.list_reserved_sample_files(sample_file_dir.id) == []
     finally:
         sample_file_dir.close()
         db.close()
