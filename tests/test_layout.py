@@ -28,7 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "playback": {"errors", "time", "sizes", "db", "codec", "storage"},
     "ingest": {"errors", "time", "sizes", "db", "codec", "storage"},
     "web": {"errors", "time", "sizes", "db", "codec", "storage", "playback", "ingest"},
-    "cli": {"errors", "time", "sizes", "db", "codec", "storage", "playback", "ingest", "web", "cli"},
+    "cli": {
+        "errors", "time", "sizes", "db", "codec", "storage", "playback", "ingest", "web", "cli"
+    },
     "__main__": {"cli"},
     "__init__": set(),
 }

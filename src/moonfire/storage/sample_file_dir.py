@@ -91,7 +91,9 @@ class SampleFileDir:
 
     def start_syncer(self, on_fatal: Callable[[BaseException], None] | None = None) -> Syncer:
         """Recover from the last run, enforce retention, then start the syncer thread."""
-        return Syncer(self.directory, self.db, self.id, on_fatal=on_fatal, open_id=self.current_open.id)
+        return Syncer(
+            self.directory, self.db, self.id, on_fatal=on_fatal, open_id=self.current_open.id
+        )
 
     def close(self) -> None:
         self.directory.close()
