@@ -26,7 +26,9 @@ import sys
 
 from moonfire.errors import CORE_USER_ERRORS, MoonfireError
 
-COMMANDS = ["init", "dir", "camera", "run", "status", "recordings", "demo", "check", "export"]
+COMMANDS = [
+    "init", "dir", "camera", "user", "run", "status", "recordings", "demo", "check", "export",
+]
 
 #: Exit codes shared by every subcommand.
 EXIT_OK = 0

@@ -1,13 +1,26 @@
-"""``moonfire run``: record every camera until SIGINT or SIGTERM (or ``--for`` seconds)."""
+"""``moonfire run``: record every camera until SIGINT or SIGTERM (or ``--for`` seconds), and
+serve the HTTP API and web UI from the same process (``--listen``, loopback by default).
+
+The web server starts once recording has started and stops before the
+recorder shuts down; it has its own thread, event loop and database
+connection (``moonfire.web``), so recording never waits for it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from moonfire.cli._stop import exit_code, stop_on_signals
 from moonfire.cli.main import CommandError, add_data_dir_argument
 from moonfire.storage.data_dir import open_db
+
+if TYPE_CHECKING:
+    from moonfire.ingest.daemon import Daemon
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +36,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--for", dest="for_seconds", type=float, metavar="SECONDS", help="stop after this long"
     )
     p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="ADDR:PORT",
+        help=f"serve the HTTP API and web UI here (default {DEFAULT_LISTEN}; [::1]:8080 for IPv6)",
+    )
+    p.add_argument("--no-listen", action="store_true", help="don't serve HTTP at all")
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="allow viewing without a login from other machines while no user exists "
+        "(otherwise a non-loopback --listen needs `moonfire user add` first)",
+    )
+    p.add_argument(
+        "--trust-forward-headers",
+        action="store_true",
+        help="behind a reverse proxy: trust X-Forwarded-For/-Proto (for the client address and "
+        "the cookie's Secure flag)",
+    )
+    p.add_argument(
         "--camera",
         action="append",
         metavar="NAME",
@@ -36,13 +68,66 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--for must be a positive number of seconds, got {args.for_seconds}")
     check_cameras(args.data_dir, args.camera)
     from moonfire.ingest.daemon import run_cameras  # imports PyAV: only when recording
+    from moonfire.ingest.live import LiveFeeds
+    from moonfire.web.app import build_app
+    from moonfire.web.auth import Auth
+    from moonfire.web.context import WebContext
+    from moonfire.web.server import WebServer, parse_listen
+
+    listen = None if args.no_listen else parse_listen(args.listen)
+    if listen is not None:
+        refuse_open_listen(args.data_dir, listen[0], args.allow_unauthenticated)
+
+    def start_web(daemon: Daemon) -> Callable[[], None]:
+        assert listen is not None
+        ctx = WebContext.open(args.data_dir)
+        auth = Auth(
+            ctx.db,
+            trust_forward_headers=args.trust_forward_headers,
+            allow_unauthenticated=args.allow_unauthenticated,
+        )
+        server = WebServer(lambda: build_app(ctx, auth, daemon.live), *listen)
+        try:
+            server.start()
+        except BaseException:
+            ctx.close()
+            raise
+
+        def stop_web() -> None:
+            server.stop()
+            ctx.close()
+
+        return stop_web
 
     stop = threading.Event()
     with stop_on_signals(stop) as received:
         code = run_cameras(
-            args.data_dir, duration_sec=args.for_seconds, stop=stop, camera_names=args.camera
+            args.data_dir,
+            duration_sec=args.for_seconds,
+            stop=stop,
+            camera_names=args.camera,
+            on_started=None if listen is None else start_web,
+            # Each frame goes out as it arrives (its duration estimated from the one before), not
+            # a frame later: live latency stays a few ms instead of a frame interval.
+            live=None if listen is None else LiveFeeds(estimate_durations=True),
         )
     return exit_code(code, received)
+
+
+def refuse_open_listen(data_dir: str, host: str, allow_unauthenticated: bool) -> None:
+    """Listening beyond loopback with no user would let anyone on the network watch."""
+    from moonfire.db.users import count_users
+    from moonfire.web.auth import is_loopback
+
+    if is_loopback(host) or allow_unauthenticated:
+        return
+    with open_db(data_dir, read_only=True) as db:
+        if count_users(db) == 0:
+            raise CommandError(
+                f"--listen {host} is reachable from other machines, but no user exists, so "
+                "anyone could watch; add one with `moonfire user add NAME --admin`, or give "
+                "--allow-unauthenticated"
+            )
 
 
 def check_cameras(data_dir: str, names: list[str] | None) -> None:

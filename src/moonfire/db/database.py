@@ -577,6 +577,19 @@ class Database:
             ).fetchone()
         return row
 
+    def stream_time_range(self, stream_id: int) -> tuple[int | None, int | None, int]:
+        """(earliest start, latest end, bytes on disk rounded up to 4 KiB blocks) of a stream's
+        recordings; (None, None, 0) without any.  For the API's ``minStartTime90k``,
+        ``maxEndTime90k`` and ``fsBytes``."""
+        with self._lock:
+            row = self._conn.execute(
+                "select min(start_time_90k), max(start_time_90k + duration_90k),"
+                " coalesce(sum((sample_file_bytes + 4095) / 4096 * 4096), 0)"
+                " from recording where stream_id = ?",
+                (stream_id,),
+            ).fetchone()
+        return row[0], row[1], row[2]
+
     # ---- video sample entries --------------------------------------------------------
 
     def insert_video_sample_entry(self, width: int, height: int, data: bytes) -> int:
@@ -654,6 +667,19 @@ class Database:
                 " and start_time_90k > ? and start_time_90k < ?"
                 " and start_time_90k + duration_90k > ? order by start_time_90k",
                 (stream_id, start_90k - schema.MAX_RECORDING_DURATION_90K, end_90k, start_90k),
+            ).fetchall()
+        return [RecordingRow(*row) for row in rows]
+
+    def list_recordings_by_id(
+        self, stream_id: int, first_id: int, last_id: int
+    ) -> list[RecordingRow]:
+        """A stream's recordings with ids ``first_id..last_id`` (inclusive), by id; missing
+        ones are simply absent."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"select {RECORDING_COLUMNS} from recording"
+                " where composite_id between ? and ? order by composite_id",
+                (composite_id(stream_id, first_id), composite_id(stream_id, last_id)),
             ).fetchall()
         return [RecordingRow(*row) for row in rows]
 

@@ -15,6 +15,7 @@ belong to a stream (``composite_id = stream_id << 32 | recording_id``); a data
 directory may have several named sample file directories; a reservation names
 the directory its file is in.  The upgrade gives each camera's main stream the
 camera's id, so every composite id (and every exported URL) stays the same.
+Version 4 also adds the web API's users and their login sessions (``users.py``).
 
 A new database is built by running the version-1 tables and then the very same
 upgrade step an existing version-1 database gets, so a created and an upgraded
@@ -201,6 +202,38 @@ V4_TABLES: tuple[str, ...] = (
          sample_file_dir_id integer not null references sample_file_dir (id),
          state integer not null
        ) without rowid""",
+    # New in version 4, nothing to copy: the web API's users (web-api.md §1, ``users.py``).
+    # ``password_hash`` is a PHC string ``$scrypt$ln=..,r=..,p=..$salt$key`` (null: no
+    # password, no login); permissions and preferences are JSON objects.
+    """create table user (
+         id integer primary key,
+         username text unique not null check (length(username) > 0),
+         password_hash text,
+         disabled integer not null default 0 check (disabled in (0, 1)),
+         permissions text not null default '{}',
+         preferences text not null default '{}',
+         creation_time_sec integer not null
+       )""",
+    # A login's session, kept after revocation (for the record).  The cookie's 48 random
+    # bytes are not stored, only their SHA-256; ``seed`` derives the CSRF token.
+    """create table user_session (
+         session_id_hash blob primary key check (length(session_id_hash) = 32),
+         user_id integer not null references user (id),
+         seed blob not null check (length(seed) = 32),
+         domain text,
+         creation_time_sec integer not null,
+         creation_peer_addr text,
+         creation_user_agent text,
+         last_use_time_sec integer,
+         last_use_peer_addr text,
+         last_use_user_agent text,
+         use_count integer not null default 0,
+         revocation_time_sec integer,
+         revocation_reason text,
+         revocation_peer_addr text,
+         revocation_user_agent text
+       ) without rowid""",
+    "create index user_session_user on user_session (user_id)",
 )
 
 #: The name ``init`` gives the first sample file directory (and the upgrade, the old one).

@@ -44,6 +44,7 @@ from typing import Any
 
 from moonfire.db import Camera, Database, Stream
 from moonfire.ingest import status_file
+from moonfire.ingest.live import LiveFeeds
 from moonfire.ingest.sources import Source, open_source
 from moonfire.ingest.streamer import Streamer
 from moonfire.storage.data_dir import open_db
@@ -100,6 +101,8 @@ class Daemon:
         self.fatal_error: BaseException | None = None
         #: Names of streams whose streamer was still running when shutdown gave up on it.
         self.stuck_streamers: list[str] = []
+        #: Where the streamers publish their frames for the live view (None: no live view).
+        self.live: LiveFeeds | None = None
         self._closed = False
         self._publisher: _StatusPublisher | None = None
 
@@ -334,6 +337,7 @@ def start_daemon(
     stop: threading.Event | None = None,
     camera_names: list[str] | None = None,
     source_factory: Callable[[str, str | None, str | None], Source] = open_source,
+    live: LiveFeeds | None = None,
 ) -> Daemon:
     """Open ``data_dir`` for recording and start its syncers and streamers.
 
@@ -344,6 +348,7 @@ def start_daemon(
     """
     db = open_db(data_dir)
     daemon = Daemon(db, stop or threading.Event(), data_dir=data_dir)
+    daemon.live = live
     try:
         to_record = _streams_to_record(_select_cameras(db, camera_names))
         if not to_record:
@@ -364,6 +369,7 @@ def start_daemon(
                     daemon.syncers[stream.sample_file_dir_id],
                     rotate_offset_sec=camera.rotate_interval_sec * i // len(recordable),
                     source_factory=source_factory,
+                    live=live,
                 )
             )
         for streamer in daemon.streamers:
@@ -407,16 +413,23 @@ def run_cameras(
     duration_sec: float | None = None,
     stop: threading.Event | None = None,
     camera_names: list[str] | None = None,
+    on_started: Callable[[Daemon], Callable[[], None]] | None = None,
+    **start_options: Any,
 ) -> int:
     """Record until ``stop`` is set or ``duration_sec`` passes; 0, or non-zero on storage failure.
 
     Set ``stop`` from a signal handler for ``moonfire run``; shutdown is orderly
-    either way (see the module docstring).
+    either way (see the module docstring).  ``on_started(daemon)`` runs once recording
+    has started (``moonfire run`` starts the web server there) and returns what stops
+    it, which runs before the daemon shuts down; ``start_options`` go to ``start_daemon``.
     """
     raise_open_file_limit()
-    daemon = start_daemon(data_dir, stop=stop, camera_names=camera_names)
+    daemon = start_daemon(data_dir, stop=stop, camera_names=camera_names, **start_options)
     deadline = None if duration_sec is None else time.monotonic() + duration_sec
+    stop_services: Callable[[], None] | None = None
     try:
+        if on_started is not None:
+            stop_services = on_started(daemon)
         # Short waits keep the main thread responsive to signal handlers that set ``stop``.
         while not daemon.stop_event.is_set():
             remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
@@ -426,7 +439,11 @@ def run_cameras(
             if daemon.no_camera_can_record():
                 break
     finally:
-        code = daemon.shutdown()
+        try:
+            if stop_services is not None:
+                stop_services()
+        finally:
+            code = daemon.shutdown()
     return code
 
 

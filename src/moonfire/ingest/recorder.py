@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from moonfire.time import MAX_RECORDING_DURATION, TIME_UNITS_PER_SEC
@@ -66,6 +67,21 @@ def rotation_boundary(
     return boundary
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingStart:
+    """Where the recording being written began: what the live view says about its frames."""
+
+    #: Wall time its first frame was received (90 kHz).
+    local_time_90k: int
+    pts_90k: int
+    #: pts of the first frame of its run.
+    run_start_pts_90k: int
+    #: Runs this recorder has begun, the recording's own included.
+    runs: int
+    #: Recordings this recorder handed to the syncer before this one.
+    closed_before: int
+
+
 class StreamRecorder:
     """Turns one stream's packets into a chain of rotated recordings.
 
@@ -93,6 +109,10 @@ class StreamRecorder:
         self._last_pts = 0
         #: Recordings handed to the syncer so far (for status displays).
         self.recordings_closed = 0
+        #: The recording being written (None between recordings), for the live view.
+        self.current: RecordingStart | None = None
+        self._runs = 0
+        self._run_start_pts = 0
 
     @property
     def recording(self) -> bool:
@@ -157,6 +177,12 @@ class StreamRecorder:
         )
         self._writer_entry_id = video_sample_entry_id
         self._writer_start_pts = pts_90k
+        if first_in_run:
+            self._runs += 1
+            self._run_start_pts = pts_90k
+        self.current = RecordingStart(
+            local_time_90k, pts_90k, self._run_start_pts, self._runs, self.recordings_closed
+        )
         self._rotate_at_sec = rotation_boundary(
             local_time_90k // TIME_UNITS_PER_SEC,
             self.rotate_interval_sec,
@@ -167,6 +193,7 @@ class StreamRecorder:
     def _close_writer(self, next_pts: int | None) -> bool:
         """Close the current writer; True if its recording went to the syncer to be saved."""
         writer, self._writer = self._writer, None
+        self.current = None
         assert writer is not None
         try:
             self._prev = writer.close(next_pts)

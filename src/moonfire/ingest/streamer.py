@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from moonfire.codec import SampleEntry, sample_entry_from_extradata
 from moonfire.db import Camera, Database, Stream
+from moonfire.ingest.live import FramePublisher, LiveFeeds
 from moonfire.ingest.recorder import StreamRecorder
 from moonfire.ingest.sources import Source, SourceError, open_source, redact_url
 from moonfire.ingest.status_file import FAILED, RECORDING, RETRYING
@@ -88,6 +89,7 @@ class Streamer:
         *,
         rotate_offset_sec: int = 0,
         source_factory: Callable[[str, str | None, str | None], Source] = open_source,
+        live: LiveFeeds | None = None,
     ) -> None:
         self.camera = camera
         self.stream = stream
@@ -103,6 +105,14 @@ class Streamer:
             rotate_interval_sec=camera.rotate_interval_sec,
             rotate_offset_sec=rotate_offset_sec,
         )
+        #: Publishes each recorded frame to the live view (never blocks this thread).
+        self._live: FramePublisher | None = None
+        if live is not None:
+            self._live = FramePublisher(
+                live.feed(stream.id),
+                next_recording_id=db.get_stream(stream.id).next_recording_id,
+                open_id=getattr(syncer, "open_id", None),
+            )
         self._stop = threading.Event()
         self._source: Source | None = None
         self._source_lock = threading.Lock()
@@ -226,10 +236,13 @@ class Streamer:
             try:
                 self.recorder.end_run()
             finally:
+                if self._live is not None:
+                    self._live.end_session()
                 source.close()
 
     def _record_packets(self, source: Source, entry: _SessionEntry, anchor_ns: int) -> None:
         recorder = self.recorder
+        live = self._live
         stop = self._stop
         monotonic_ns = time.monotonic_ns
         for packet in source.packets():
@@ -245,6 +258,11 @@ class Streamer:
             local_time_90k = (received_ns + anchor_ns) * 9 // 100_000
             data = entry.entry.to_sample(packet.data)
             recorder.write(data, local_time_90k, packet.pts_90k, packet.is_key, entry.id)
+            if live is not None:
+                live.frame(
+                    data, packet.pts_90k, packet.is_key, entry.id, local_time_90k,
+                    packet.received_ns, recorder.current,
+                )
             self._frames += 1
 
     def _change_entry(self, entry: _SessionEntry, extradata: bytes) -> _SessionEntry:

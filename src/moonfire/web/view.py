@@ -1,0 +1,252 @@
+"""``GET /api/cameras/<uuid>/<stream>/view.mp4``: any stretch of recordings as one ``.mp4``.
+
+The ``s=`` grammar is Moonfire's (web-api.md §2.5)::
+
+    s   = ids [ "@" openId ] [ "." [relStart] "-" [relEnd] ]
+    ids = startId [ "-" endId ]
+
+``relStart``/``relEnd`` are wall-time offsets (90 kHz) from the start of
+``startId`` and may skip whole recordings.  Several ``s`` are concatenated in
+order.  The file is ``moonfire.playback.mp4.build_mp4``'s virtual ``.mp4``,
+served through ``moonfire.web.http_entity`` (ranges, conditional requests);
+its sample bytes are read on the web side's read pool, never on the loop.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from moonfire.db import (
+    Camera,
+    Database,
+    RecordingRow,
+    Stream,
+    UnknownVideoSampleEntryError,
+    VideoSampleEntry,
+)
+from moonfire.errors import MoonfireError
+from moonfire.playback import fragment
+from moonfire.playback.mp4 import VirtualFile, build_mp4
+from moonfire.playback.segment import Segment, SegmentError
+from moonfire.storage.sample_file_dir import uuid_name
+from moonfire.web.api import find_stream, plain_error, require
+from moonfire.web.auth import Auth
+from moonfire.web.context import WebContext
+from moonfire.web.http_entity import serve_entity
+from moonfire_core.sampledir import SampleDirectory
+
+#: ``Cache-Control`` of media replies (web-api.md §0).
+MEDIA_CACHE = "private, max-age=3600"
+#: The query parameters view.mp4 understands; any other is a 400.
+VIEW_PARAMETERS = frozenset({"s", "ts"})
+
+MAX_RECORDING_ID = 0xFFFF_FFFF
+#: Far beyond any real span of recordings, and far from int64 overflow.
+MAX_REL_90K = 1 << 60
+_S_RE = re.compile(r"(\d+)(?:-(\d+))?(?:@(\d+))?(?:\.(\d*)-(\d*))?")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSpec:
+    """One ``s=`` value: recordings ``start_id..end_id`` (inclusive), optionally only if
+    committed under ``open_id``, clipped to wall offsets ``[rel_start, rel_end)``."""
+
+    start_id: int
+    end_id: int
+    open_id: int | None
+    rel_start: int
+    rel_end: int | None
+
+
+class BadSpecError(MoonfireError, ValueError):
+    """An ``s=`` value that doesn't parse (the handler answers 400 with the message)."""
+
+
+def parse_s(text: str) -> SegmentSpec:
+    """Parse one ``s=`` value; ``BadSpecError`` naming what is wrong."""
+    m = _S_RE.fullmatch(text)
+    if m is None:
+        raise BadSpecError(f"invalid s parameter {text!r}")
+    start_id = int(m.group(1))
+    end_id = int(m.group(2)) if m.group(2) is not None else start_id
+    if end_id > MAX_RECORDING_ID:
+        raise BadSpecError(f"s={text}: recording id {end_id} is out of range")
+    if end_id < start_id:
+        raise BadSpecError(f"s={text}: end id {end_id} is before start id {start_id}")
+    open_id = int(m.group(3)) if m.group(3) is not None else None
+    rel_start = int(m.group(4)) if m.group(4) else 0
+    rel_end = int(m.group(5)) if m.group(5) else None
+    if max(rel_start, rel_end or 0) > MAX_REL_90K:
+        raise BadSpecError(f"s={text}: relative time out of range")
+    if rel_end is not None and rel_end < rel_start:
+        raise BadSpecError(f"s={text}: relative end {rel_end} is before relative start {rel_start}")
+    return SegmentSpec(start_id, end_id, open_id, rel_start, rel_end)
+
+
+def segments_for(db: Database, stream: Stream, spec: SegmentSpec) -> list[Segment]:
+    """The clipped segments one spec names; 404 for a missing recording or another open,
+    400 for an end past the recordings."""
+    rows = {
+        r.recording_id: r
+        for r in db.list_recordings_by_id(stream.id, spec.start_id, spec.end_id)
+    }
+    ordered: list[RecordingRow] = []
+    for recording_id in range(spec.start_id, spec.end_id + 1):
+        row = rows.get(recording_id)
+        if row is None:
+            raise plain_error(web.HTTPNotFound, f"no recording {stream.id}/{recording_id}")
+        if spec.open_id is not None and (row.open_id or 0) != spec.open_id:
+            raise plain_error(
+                web.HTTPNotFound,
+                f"recording {recording_id} was written under open {row.open_id or 0}, "
+                f"not {spec.open_id}",
+            )
+        ordered.append(row)
+    total = sum(r.duration_90k for r in ordered)
+    rel_end = total if spec.rel_end is None else spec.rel_end
+    if rel_end > total:
+        raise plain_error(
+            web.HTTPBadRequest,
+            f"end time {rel_end} is beyond specified recordings (total {total})",
+        )
+    segments = []
+    offset = 0
+    for row in ordered:
+        begin, end = offset, offset + row.duration_90k
+        offset = end
+        lo, hi = max(spec.rel_start, begin), min(rel_end, end)
+        if hi < lo or (hi == lo and row.duration_90k > 0):
+            continue  # outside [rel_start, rel_end)
+        playback = db.get_playback(row.composite_id)
+        try:
+            segments.append(Segment(row, playback.video_index, (lo - begin, hi - begin)))
+        except SegmentError as e:
+            raise plain_error(web.HTTPInternalServerError, str(e)) from e
+    return segments
+
+
+def attachment_name(camera: Camera, stream: Stream, start_90k: int) -> str:
+    """``YYYYmmddHHMMSS-<shortName>-<main|sub>.mp4`` in the server's local zone."""
+    when = datetime.datetime.fromtimestamp(start_90k / 90000).strftime("%Y%m%d%H%M%S")
+    safe = re.sub(r'[^A-Za-z0-9._-]', "_", camera.short_name)
+    return f"{when}-{safe}-{stream.type}.mp4"
+
+
+#: The init segments' ``Last-Modified``: they depend on the code that builds them.
+SERVER_START = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+class BytesEntity:
+    """A small entity held in memory (an init segment), with a strong ETag of its bytes."""
+
+    def __init__(self, data: bytes, content_type: str, last_modified: datetime.datetime) -> None:
+        self.data = data
+        self.content_type = content_type
+        self.last_modified = last_modified
+        self.etag = f'"{hashlib.sha1(data).hexdigest()}"'
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.data[offset : offset + length]
+
+
+class View:
+    def __init__(self, ctx: WebContext, auth: Auth) -> None:
+        self.ctx = ctx
+        self.auth = auth
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/cameras/{uuid}/{stream}/view.mp4", self.view_mp4),
+            web.get("/api/init/{id}.mp4", self.init_mp4),
+        ]
+
+    async def init_mp4(self, request: web.Request) -> web.StreamResponse:
+        """The init segment (``ftyp`` + ``moov``) live fragments of sample entry ``id`` need,
+        with ``X-Aspect`` (the UI sizes its live ``<video>`` from it); any caller."""
+        await self.auth.caller(request)
+        text = request.match_info["id"]
+        if not text.isdigit() or len(text) > 18:
+            raise plain_error(web.HTTPNotFound, f"no video sample entry {text}")
+
+        def load(db: Database) -> VideoSampleEntry:
+            try:
+                return db.get_video_sample_entry(int(text))
+            except UnknownVideoSampleEntryError:
+                raise plain_error(web.HTTPNotFound, f"no video sample entry {text}") from None
+
+        entry = await self.ctx.query(load)
+        width, height = fragment.aspect(entry)
+        return await serve_entity(
+            request,
+            BytesEntity(fragment.init_segment(entry), fragment.content_type(entry), SERVER_START),
+            headers={"Cache-Control": MEDIA_CACHE},
+            entity_headers={"X-Aspect": f"{width}:{height}"},
+        )
+
+    async def view_mp4(self, request: web.Request) -> web.StreamResponse:
+        caller = await self.auth.caller(request)
+        require(caller, "view_video")
+        unknown = sorted(set(request.query) - VIEW_PARAMETERS)
+        if unknown:
+            raise plain_error(web.HTTPBadRequest, f"parameter {unknown[0]} not understood")
+        try:
+            specs = [parse_s(value) for value in request.query.getall("s", [])]
+        except BadSpecError as e:
+            raise plain_error(web.HTTPBadRequest, str(e)) from None
+        if not specs:
+            raise plain_error(web.HTTPBadRequest, "at least one s parameter is required")
+        if request.query.get("ts", "false") == "true":
+            raise plain_error(web.HTTPBadRequest, "ts=true (a timestamp track) is not served yet")
+
+        def build(db: Database) -> tuple[Camera, Stream, VirtualFile, SampleDirectory]:
+            camera, stream = find_stream(
+                db, request.match_info["uuid"], request.match_info["stream"]
+            )
+            segments = [seg for spec in specs for seg in segments_for(db, stream, spec)]
+            if not segments:
+                raise plain_error(web.HTTPBadRequest, "the s parameters select no frames")
+            entries = {
+                i: db.get_video_sample_entry(i)
+                for i in {s.row.video_sample_entry_id for s in segments}
+            }
+            path = db.sample_file_dir(stream.sample_file_dir_id).path
+            names = {
+                s.row.composite_id: uuid_name(db.get_playback(s.row.composite_id).sample_file_uuid)
+                for s in segments
+            }
+            try:
+                directory = SampleDirectory(path, lock="none")
+            except OSError as e:
+                raise plain_error(
+                    web.HTTPInternalServerError, f"can't open sample file directory: {e}"
+                ) from None
+
+            def open_sample_file(row: RecordingRow) -> int:
+                return directory.open_file(names[row.composite_id])
+
+            try:
+                return camera, stream, build_mp4(segments, entries, open_sample_file), directory
+            except ValueError as e:
+                directory.close()
+                raise plain_error(web.HTTPBadRequest, str(e)) from None
+
+        camera, stream, file, directory = await self.ctx.query(build)
+        name = attachment_name(camera, stream, file.segments[0].row.start_time_90k)
+        try:
+            return await serve_entity(
+                request,
+                file,
+                headers={"Cache-Control": MEDIA_CACHE},
+                entity_headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+        finally:
+            directory.close()  # every read of the response is done
