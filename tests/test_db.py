@@ -849,3 +849,14 @@ def test_video_sample_entries_are_deduplicated_by_sha1(db: Database, testdata: P
         db.insert_video_sample_entry(1920, 1080, data[:86])
     with pytest.raises(UnknownVideoSampleEntryError, match="no video sample entry with id 99"):
         db.get_video_sample_entry(99)
+
+
+@pytest.mark.parametrize("where", ["inside", "around"])
+def test_a_sample_file_dir_inside_or_around_another_is_refused(
+    db: Database, tmp_path: Path, where: str
+) -> None:
+    first = db.list_sample_file_dirs()[0].path
+    path = os.path.join(first, "nested") if where == "inside" else os.path.dirname(first)
+    with pytest.raises(InvalidConfigError, match="one inside the other"):
+        db.add_sample_file_dir("disk2", path)
+    assert [d.path for d in db.list_sample_file_dirs()] == [first]

@@ -264,6 +264,14 @@ class Database:
                 raise InvalidConfigError(
                     f"sample file directory {clash[0]!r} already has the {what}"
                 )
+            new = os.path.abspath(os.fspath(path))
+            for other in self.list_sample_file_dirs():
+                inside = os.path.commonpath([new, other.path]) in (new, other.path)
+                if inside:
+                    raise InvalidConfigError(
+                        f"{new} and sample file directory {other.name!r} ({other.path}) would "
+                        "be one inside the other; each needs a directory of its own"
+                    )
             cursor = tx.conn.execute(
                 "insert into sample_file_dir (name, path, uuid) values (?, ?, ?)",
                 (name, stored, uuidlib.uuid4().bytes),
