@@ -24,7 +24,7 @@ from moonfire.db import Camera, Database, Stream
 from moonfire.ingest.sources import redact_url
 from moonfire.sizes import format_size, parse_size
 from moonfire.storage.data_dir import open_db
-from moonfire.storage.retention import DAY_90K
+from moonfire.storage.retention import DAY_90K, budget_holds_90k
 from moonfire.storage.sample_file_dir import SampleFileDir
 from moonfire.time import format_duration
 
@@ -263,13 +263,6 @@ def _stream_summary(db: Database, stream: Stream) -> dict[str, Any]:
         "budget_holds": format_duration(holds) if holds is not None else None,
         "forecast": forecast(stream, holds),
     }
-
-
-def budget_holds_90k(retain_bytes: int, usage_bytes: int, duration_90k: int) -> int | None:
-    """How much video the budget keeps at the bitrate recorded so far; None before any."""
-    if usage_bytes <= 0 or duration_90k <= 0:
-        return None
-    return retain_bytes * duration_90k // usage_bytes
 
 
 def forecast(stream: Stream, holds_90k: int | None) -> str | None:

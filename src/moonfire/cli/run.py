@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from moonfire.cli._stop import exit_code, stop_on_signals
@@ -19,6 +19,9 @@ from moonfire.storage.data_dir import open_db
 
 if TYPE_CHECKING:
     from moonfire.ingest.daemon import Daemon
+    from moonfire.ingest.live import LiveFeeds
+    from moonfire.storage.syncer import Syncer
+    from moonfire.web.recorder import StreamStatus
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             trust_forward_headers=args.trust_forward_headers,
             allow_unauthenticated=args.allow_unauthenticated,
         )
-        server = WebServer(lambda: build_app(ctx, auth, daemon.live), *listen)
+        server = WebServer(lambda: build_app(ctx, auth, recorder=DaemonView(daemon)), *listen)
         try:
             server.start()
         except BaseException:
@@ -112,6 +115,35 @@ def run(args: argparse.Namespace) -> int:
             live=None if listen is None else LiveFeeds(estimate_durations=True),
         )
     return exit_code(code, received)
+
+
+class DaemonView:
+    """The ``moonfire.web.recorder.RecorderView`` of a running ``Daemon``: its stream
+    states (those ``moonfire status`` prints), syncers, failed directories and live feeds."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    @property
+    def live(self) -> LiveFeeds | None:
+        return self._daemon.live
+
+    def stream_statuses(self) -> Mapping[int, StreamStatus]:
+        from moonfire.web.recorder import StreamStatus
+
+        return {
+            stream_id: StreamStatus(
+                state=s["state"], reason=s["reason"], frames=s["frames"], errors=s["errors"],
+                last_frame_age_sec=s["last_frame_age_sec"],
+            )
+            for stream_id, s in self._daemon.statuses_by_stream_id().items()
+        }
+
+    def syncers(self) -> Mapping[int, Syncer]:
+        return self._daemon.syncers
+
+    def dir_errors(self) -> Mapping[int, str]:
+        return {dir_id: str(error) for dir_id, error in self._daemon.dir_errors.items()}
 
 
 def refuse_open_listen(data_dir: str, host: str, allow_unauthenticated: bool) -> None:

@@ -78,6 +78,7 @@ class UnstartedStream:
     camera: str
     stream: str
     reason: str
+    stream_id: int
 
 
 class Daemon:
@@ -103,6 +104,10 @@ class Daemon:
         self.stuck_streamers: list[str] = []
         #: Where the streamers publish their frames for the live view (None: no live view).
         self.live: LiveFeeds | None = None
+        #: Stream id -> (its frame count, ``time.monotonic()`` when that count was first
+        #: seen): when each stream's last frame arrived, to within the second between two
+        #: looks (``statuses_by_stream_id``), with nothing added to the streamers' loops.
+        self._frames_seen: dict[int, tuple[int, float]] = {}
         self._closed = False
         self._publisher: _StatusPublisher | None = None
 
@@ -174,15 +179,41 @@ class Daemon:
 
     def statuses(self) -> list[dict[str, Any]]:
         """The latest status of every stream to record, in stream order, the unstarted last."""
-        out = []
+        return list(self.statuses_by_stream_id().values())
+
+    def statuses_by_stream_id(self) -> dict[int, dict[str, Any]]:
+        """``statuses()`` by stream id (in the same order), each also with ``frames`` and
+        ``last_frame_age_sec`` (None before the first frame): the one source of
+        ``moonfire status``, ``GET /api/``'s stream states and ``/metrics``.
+
+        Each call notes which frame counts changed; the status publisher calls it every
+        second, so the age of the last frame is known to about a second.
+        """
+        now = time.monotonic()
+        out: dict[int, dict[str, Any]] = {}
         for streamer in self.streamers:
             s = streamer.status()
-            out.append({"camera": s.camera, "stream": s.stream, "state": s.state,
-                        "reason": s.reason, "recordings": s.recordings, "errors": s.errors})
+            out[streamer.stream.id] = {
+                "camera": s.camera, "stream": s.stream, "state": s.state, "reason": s.reason,
+                "recordings": s.recordings, "errors": s.errors, "frames": s.frames,
+                "last_frame_age_sec": self._last_frame_age(streamer.stream.id, s.frames, now),
+            }
         for u in self.unstarted:
-            out.append({"camera": u.camera, "stream": u.stream, "state": status_file.FAILED,
-                        "reason": u.reason, "recordings": 0, "errors": 1})
+            out[u.stream_id] = {
+                "camera": u.camera, "stream": u.stream, "state": status_file.FAILED,
+                "reason": u.reason, "recordings": 0, "errors": 1, "frames": 0,
+                "last_frame_age_sec": None,
+            }
         return out
+
+    def _last_frame_age(self, stream_id: int, frames: int, now: float) -> float | None:
+        seen = self._frames_seen.get(stream_id)
+        if seen is not None and seen[0] == frames:
+            return now - seen[1]
+        if frames == 0:
+            return None
+        self._frames_seen[stream_id] = (frames, now)
+        return 0.0
 
     def no_camera_can_record(self) -> bool:
         """Every streamer has stopped on its own (storage failed under it): time to exit 1.
@@ -359,7 +390,9 @@ def start_daemon(
         for camera, stream in to_record:
             if stream.sample_file_dir_id not in daemon.syncers:
                 reason = str(daemon.dir_errors[stream.sample_file_dir_id])
-                daemon.unstarted.append(UnstartedStream(camera.short_name, stream.type, reason))
+                daemon.unstarted.append(
+                    UnstartedStream(camera.short_name, stream.type, reason, stream.id)
+                )
         for i, (camera, stream) in enumerate(recordable):
             daemon.streamers.append(
                 Streamer(

@@ -145,6 +145,21 @@ def to_fit_budget(
 DAY_90K = 24 * 3600 * 90000
 
 
+def budget_holds_90k(retain_bytes: int, usage_bytes: int, duration_90k: int) -> int | None:
+    """How much video (90 kHz) the budget keeps at the bitrate recorded so far; None before
+    any recording.  ``moonfire camera list`` shows it and ``/metrics`` exports it in days
+    (``retention_forecast_days``), so both say the same."""
+    if usage_bytes <= 0 or duration_90k <= 0:
+        return None
+    return retain_bytes * duration_90k // usage_bytes
+
+
+def forecast_days(retain_bytes: int, usage_bytes: int, duration_90k: int) -> float | None:
+    """``budget_holds_90k`` in days; None before any recording."""
+    holds = budget_holds_90k(retain_bytes, usage_bytes, duration_90k)
+    return None if holds is None else holds / DAY_90K
+
+
 def to_fit_max_age(rows_oldest_first: Iterable[R], max_age_days: int, now_90k: int) -> Deletion[R]:
     """Oldest rows that ended more than ``max_age_days`` before ``now_90k``.
 

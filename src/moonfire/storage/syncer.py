@@ -68,10 +68,16 @@ recording being saved is not committed: a row for a file on a detached
 filesystem would name a file the user can't reach.  Once stopped, an ERROR
 naming the directory and the reason is logged every minute while the process
 lives.
+
+For ``/metrics`` the syncer times every file and directory fsync
+(``SyncerStats.file_fsync``, ``dir_fsync``) and counts what it commits per
+stream; only its own thread writes those, so they take no lock (a reader gets
+a snapshot that may be one observation behind).
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 import logging
 import os
@@ -112,9 +118,42 @@ def pool_target(streams: int) -> int:
     return streams + max(POOL_MARGIN_MIN, streams // 4)
 
 
+#: Upper bounds (seconds) of the fsync latency histograms' buckets: a healthy disk's
+#: file fsync takes about a millisecond (SSD) to tens of ms (HDD); seconds mean trouble.
+FSYNC_BUCKETS_SEC = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+class LatencyHistogram:
+    """Counts of durations by bucket, for ``/metrics``: observed by ONE thread (the syncer's)
+    without a lock, read by any (a reader may see an observation half done: one count ahead
+    of the sum, for a moment, which a scrape can live with).
+
+    ``counts[i]`` counts observations ≤ ``bounds[i]`` and > ``bounds[i-1]``; the last one,
+    those above every bound (Prometheus's ``+Inf`` bucket).
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float] = FSYNC_BUCKETS_SEC) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
 @dataclass
 class SyncerStats:
-    """Counters of the syncer's work, for tests, benchmarks and logs (no locking: advisory)."""
+    """Counters of the syncer's work, for tests, benchmarks, logs and ``/metrics`` (no
+    locking: only the syncer thread writes them; readers get an advisory snapshot)."""
 
     batches: int = 0
     saved: int = 0
@@ -125,6 +164,12 @@ class SyncerStats:
     sync_reservations: int = 0
     #: Seconds from ``save`` to its commit, for the most recent saves.
     save_latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    #: How long each sample file's fsync took, and each fsync of the directory.
+    file_fsync: LatencyHistogram = field(default_factory=LatencyHistogram)
+    dir_fsync: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: Stream id -> recordings this syncer committed for it, and their bytes.
+    committed_recordings: dict[int, int] = field(default_factory=dict)
+    committed_bytes: dict[int, int] = field(default_factory=dict)
 
 
 class SyncerStoppedError(MoonfireError, RuntimeError):
@@ -267,6 +312,12 @@ class Syncer:
     @property
     def path(self) -> str:
         return self._directory.path
+
+    @property
+    def queue_depth(self) -> int:
+        """Commands waiting for the syncer thread (saves, mostly): a growing number means
+        the disk can't keep up."""
+        return self._queue.qsize()
 
     # ---- the writer-facing API (any thread) ----
 
@@ -617,7 +668,7 @@ class Syncer:
         if not self._to_mark_deleted:
             return
         reached("after_unlink")
-        self._directory.sync()
+        self._sync_directory()
         reached("after_dir_fsync")
         with self._db.transaction() as tx:
             tx.mark_sample_files_deleted(self._to_mark_deleted)
@@ -746,7 +797,7 @@ class Syncer:
         if not durable:
             return
         crash_point("save.after_file_fsync")
-        self._directory.sync()  # failure is fatal: raises out of _run
+        self._sync_directory()  # failure is fatal: raises out of _run
         crash_point("save.after_dir_fsync")
         self._check_directory()  # a mismatch raises: nothing of the batch is committed
         committed: list[_Save] = []
@@ -787,32 +838,45 @@ class Syncer:
         unlinked, self._to_mark_deleted = self._to_mark_deleted, kept
         return unlinked
 
+    def _sync_directory(self) -> None:
+        """fsync the directory, timed for ``stats.dir_fsync`` (syncer thread)."""
+        started = time.perf_counter()
+        try:
+            self._directory.sync()
+        finally:
+            self.stats.dir_fsync.observe(time.perf_counter() - started)
+
     def _fsync_files(self, batch: list[_Save]) -> list[_Save]:
         """Fsync and close every file; those whose fsync failed are discarded, the rest returned."""
 
-        def fsync(save: _Save) -> OSError | None:
+        def fsync(save: _Save) -> tuple[OSError | None, float]:
+            """The error (None) and how long the fsync took: the pool's threads only measure,
+            the syncer thread records (``LatencyHistogram`` has one writer)."""
             rec = save.recording
+            started = time.perf_counter()
             try:
                 sampledir.fsync(rec.fd, os.path.join(self.path, uuid_name(rec.sample_file_uuid)))
             except OSError as e:
-                return e
+                return e, time.perf_counter() - started
             finally:
                 _close_quietly(rec.fd)
-            return None
+            return None, time.perf_counter() - started
 
         errors: dict[int, OSError | None] = {}
         if len(batch) == 1:
-            errors[0] = fsync(batch[0])
+            errors[0], took = fsync(batch[0])
+            self.stats.file_fsync.observe(took)
         else:
             if self._fsync_pool is None:
                 self._fsync_pool = ThreadPoolExecutor(
                     FSYNC_THREADS, thread_name_prefix=f"syncer-fsync-{self.path}"
                 )
-            futures: dict[Future[OSError | None], int] = {
+            futures: dict[Future[tuple[OSError | None, float]], int] = {
                 self._fsync_pool.submit(fsync, save): i for i, save in enumerate(batch)
             }
             for future in as_completed(futures):
-                errors[futures[future]] = future.result()
+                errors[futures[future]], took = future.result()
+                self.stats.file_fsync.observe(took)
                 if len(errors) == 1:
                     crash_point("save.after_some_file_fsyncs")
         durable = []
@@ -878,9 +942,13 @@ class Syncer:
             self._add_to_pool(new_uuids)
             for row in rows:
                 self._usage[row.stream_id] -= row.sample_file_bytes
+            committed_recordings = self.stats.committed_recordings
+            committed_bytes = self.stats.committed_bytes
             for save in batch:
                 stream_id, size = save.recording.stream_id, save.recording.sample_file_bytes
                 self._usage[stream_id] = self._usage.get(stream_id, 0) + size
+                committed_recordings[stream_id] = committed_recordings.get(stream_id, 0) + 1
+                committed_bytes[stream_id] = committed_bytes.get(stream_id, 0) + size
             return batch
         return []
 
@@ -955,7 +1023,7 @@ class Syncer:
             return
         self._try_unlink()
         crash_point("shutdown.after_unlink")
-        self._directory.sync()
+        self._sync_directory()
         crash_point("shutdown.after_dir_fsync")
         with self._db.transaction() as tx:
             tx.mark_sample_files_deleted(self._to_mark_deleted + unused)

@@ -18,7 +18,7 @@ import json
 import os
 import uuid as uuidlib
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +37,7 @@ from moonfire.ingest.sources import redact_url
 from moonfire.playback import fragment
 from moonfire.web.auth import Auth, Caller
 from moonfire.web.context import WebContext
+from moonfire.web.recorder import NOT_RECORDED, RecorderView, StreamStatus
 
 #: ``Cache-Control`` of the JSON replies (web-api.md §0).
 NO_CACHE = "private, no-cache"
@@ -123,7 +124,13 @@ def camera_uuid(camera: Camera) -> str:
 
 
 def _stream_json(
-    db: Database, camera: Camera, stream: Stream, days: bool, configs: bool, zone_name: str
+    db: Database,
+    camera: Camera,
+    stream: Stream,
+    days: bool,
+    configs: bool,
+    zone_name: str,
+    statuses: Mapping[int, StreamStatus] | None,
 ) -> dict[str, Any]:
     _count, total_bytes, total_duration = db.stream_usage(stream.id)
     min_start, max_end, fs_bytes = db.stream_time_range(stream.id)
@@ -137,6 +144,11 @@ def _stream_json(
         "fsBytes": fs_bytes,
         "record": stream.record,
     }
+    if statuses is not None:
+        # Moonfire-only: the recorder's state, as `moonfire status` says it.
+        status = statuses.get(stream.id)
+        out["state"] = NOT_RECORDED if status is None else status.state
+        out["stateReason"] = None if status is None else status.reason
     if days:
         out["days"] = days_of(db.list_recordings(stream.id), zoneinfo.ZoneInfo(zone_name))
     if configs:
@@ -151,16 +163,25 @@ def _stream_json(
 
 
 def camera_json(
-    db: Database, camera: Camera, *, days: bool, configs: bool, zone_name: str
+    db: Database,
+    camera: Camera,
+    *,
+    days: bool,
+    configs: bool,
+    zone_name: str,
+    statuses: Mapping[int, StreamStatus] | None = None,
 ) -> dict[str, Any]:
-    """A camera as ``GET /api/`` lists it; its password never appears."""
+    """A camera as ``GET /api/`` lists it; its password never appears.  With the
+    recorder's ``statuses`` (``moonfire run``), each stream has ``state`` and
+    ``stateReason`` too."""
     out: dict[str, Any] = {
         "uuid": camera_uuid(camera),
         "id": camera.id,
         "shortName": camera.short_name,
         "description": camera.description,
         "streams": {
-            s.type: _stream_json(db, camera, s, days, configs, zone_name) for s in camera.streams
+            s.type: _stream_json(db, camera, s, days, configs, zone_name, statuses)
+            for s in camera.streams
         },
     }
     if configs:
@@ -278,10 +299,17 @@ def _int_param(request: web.Request, name: str) -> int | None:
 class Api:
     """The handlers; ``routes()`` lists them for the application."""
 
-    def __init__(self, ctx: WebContext, auth: Auth) -> None:
+    def __init__(
+        self, ctx: WebContext, auth: Auth, recorder: RecorderView | None = None
+    ) -> None:
         self.ctx = ctx
         self.auth = auth
+        self.recorder = recorder
         self.zone_name = server_time_zone()
+
+    def _statuses(self) -> Mapping[int, StreamStatus] | None:
+        """The recorder's stream states (in-memory reads: fine on the loop), if it runs here."""
+        return None if self.recorder is None else self.recorder.stream_statuses()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -299,9 +327,14 @@ class Api:
         if configs:
             require(caller, "read_camera_configs")
 
+        statuses = self._statuses()
+
         def build(db: Database) -> list[dict[str, Any]]:
             return [
-                camera_json(db, c, days=days, configs=configs, zone_name=self.zone_name)
+                camera_json(
+                    db, c, days=days, configs=configs, zone_name=self.zone_name,
+                    statuses=statuses,
+                )
                 for c in db.list_cameras()
             ]
 
@@ -320,10 +353,14 @@ class Api:
 
     async def one_camera(self, request: web.Request) -> web.Response:
         await self.auth.caller(request)
+        statuses = self._statuses()
 
         def build(db: Database) -> dict[str, Any]:
             camera = find_camera(db, request.match_info["uuid"])
-            return camera_json(db, camera, days=True, configs=False, zone_name=self.zone_name)
+            return camera_json(
+                db, camera, days=True, configs=False, zone_name=self.zone_name,
+                statuses=statuses,
+            )
 
         return json_response(await self.ctx.query(build))
 

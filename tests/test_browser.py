@@ -1,0 +1,305 @@
+"""A real browser plays what moonfire serves, from the page moonfire ships (``/player.html``).
+
+Headless Debian Chromium driven by selenium (media-notes §7) against a real ``moonfire run
+--listen`` recording the synthetic camera: the page plays a ``view.mp4`` of committed
+recordings and seeks to its middle (which needs Range support: without it Chromium's
+``seekable`` is empty), and plays ``live.m4s`` through Media Source Extensions the way
+Moonfire's UI does (init segment fetched after the first message, each one-frame part
+appended at the end of what is buffered).  These are the checks no HTTP client can make:
+that a browser's demuxer and decoder accept our files and fragments.
+
+Chromium, chromium-driver and selenium are installed by ``scripts/test.sh``; without them
+the tests skip on a developer's machine and fail under ``CI``, which must run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.support.cli import moonfire_process
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+MAIN_URL = "testsrc://?size=320x240&fps=15&bitrate=150k&gop=15"
+SUB_URL = "testsrc://?size=160x120&fps=10&bitrate=50k&gop=10"
+#: Recordings rotate this often; the view test waits for a few of them in one run.
+ROTATE_SEC = 2
+#: Media the view test wants committed before it plays (several recordings, so a seek to
+#: the middle crosses into another one).
+VIEW_SECONDS = 6.0
+CHROME_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu",
+    "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage",
+    "--mute-audio",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def need_browser() -> None:
+    """Skip (developer) or fail (CI) without Chromium, its driver or selenium."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if missing:
+        message = (f"no headless browser ({', '.join(missing)} missing); scripts/test.sh "
+                   "installs the Debian packages chromium and chromium-driver and selenium")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@dataclass
+class Recorder:
+    port: int
+    camera_uuid: str
+    proc: subprocess.Popen
+    log_path: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=10) as r:
+            return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def recorder(tmp_path_factory) -> Iterator[Recorder]:
+    """``moonfire run --listen`` recording one synthetic camera (main and sub stream)."""
+    need_browser()  # before spending time recording
+    tmp = tmp_path_factory.mktemp("browser")
+    data_dir = str(tmp / "data")
+    for argv in (
+        ("init",),
+        ("camera", "add", "front", "--url", MAIN_URL, "--retain", "100MiB",
+         "--sub-url", SUB_URL, "--sub-retain", "20MiB", "--rotate-seconds", str(ROTATE_SEC)),
+    ):
+        done = moonfire_process(*argv, "--data-dir", data_dir)
+        assert done.returncode == 0, done.stdout + done.stderr
+    port = free_port()
+    log_path = str(tmp / "run.log")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would stall recording
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moonfire", "run", "--data-dir", data_dir,
+             "--listen", f"127.0.0.1:{port}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    rec = Recorder(port, "", proc, log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, rec.log()
+            try:
+                (camera,) = rec.json("/api/")["cameras"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the API never answered:\n" + rec.log()
+                time.sleep(0.2)
+        rec.camera_uuid = camera["uuid"]
+        yield rec
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, rec.log()
+
+
+@pytest.fixture(scope="module")
+def browser(recorder) -> Iterator[Any]:
+    """Headless Chromium with the flags media-notes §7 lists (a fresh profile each run)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="moonfire-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    # SE_OFFLINE: Selenium Manager would otherwise try to download a driver first.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SE_OFFLINE", "true")
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_until(
+    what: str, probe: Callable[[], Any], timeout: float, state: Callable[[], Any]
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail with the page's state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; page state: {state()}")
+        time.sleep(0.1)
+
+
+#: What the page is doing, read in one go: times, ranges, counts, errors.
+STATE_JS = """
+const v = document.getElementById("video");
+const ranges = (r) => Array.from({length: r.length}, (_, i) => [r.start(i), r.end(i)]);
+const q = v.getVideoPlaybackQuality();
+return {
+  currentTime: v.currentTime, duration: v.duration, readyState: v.readyState,
+  paused: v.paused, ended: v.ended, seeking: v.seeking,
+  buffered: ranges(v.buffered), seekable: ranges(v.seekable),
+  width: v.videoWidth, height: v.videoHeight, decoded: q.totalVideoFrames,
+  error: v.error ? [v.error.code, v.error.message] : null,
+  errors: window.playerErrors, liveFrames: window.liveFrames, dropped: window.liveDropped,
+};
+"""
+
+
+def page_state(driver) -> dict[str, Any]:
+    return driver.execute_script(STATE_JS)
+
+
+def committed_run(recorder: Recorder, seconds: float, timeout: float) -> dict[str, Any]:
+    """The first run's committed recordings once they hold ``seconds`` of video."""
+    deadline = time.monotonic() + timeout
+    path = f"/api/cameras/{recorder.camera_uuid}/main/recordings"
+    while True:
+        rows = [r for r in recorder.json(path)["recordings"] if not r.get("growing")]
+        if rows and (rows[0]["endTime90k"] - rows[0]["startTime90k"]) / 90000 >= seconds:
+            return rows[0]
+        assert time.monotonic() < deadline, f"no {seconds} s run committed: {rows}"
+        time.sleep(0.5)
+
+
+def test_browser_plays_view_mp4_and_seeks_to_its_middle(recorder, browser):
+    row = committed_run(recorder, VIEW_SECONDS, timeout=40)
+    ids = f"{row['startId']}-{row.get('endId', row['startId'])}@{row['openId']}"
+    view = f"/api/cameras/{recorder.camera_uuid}/main/view.mp4?s={ids}"
+    expected = (row["endTime90k"] - row["startTime90k"]) / 90000
+    browser.get(f"{recorder.base}/player.html?view={urllib.parse.quote(view, safe='')}")
+
+    def state() -> dict[str, Any]:
+        return page_state(browser)
+
+    started = wait_until(
+        "view.mp4 to play", lambda: (s := state())["currentTime"] > 0.3 and s, 20, state)
+    assert started["error"] is None and started["errors"] == []
+    assert (started["width"], started["height"]) == (320, 240)
+    # The duration Chromium reads from the moov matches the recordings' (one frame's slack).
+    assert abs(started["duration"] - expected) < 0.1, (started["duration"], expected)
+    later = wait_until(
+        "playback to advance",
+        lambda: (s := state())["currentTime"] > started["currentTime"] + 0.5 and s, 10, state)
+    assert later["decoded"] > started["decoded"]
+
+    # Seek to the middle: `seekable` must cover it (it is [0, 0] without Range support), and
+    # the element lands there, then plays on from it.
+    middle = round(started["duration"] / 2, 3)
+    seek = browser.execute_async_script(
+        """
+        const [to, done] = arguments;
+        const v = document.getElementById("video");
+        const ranges = (r) => Array.from({length: r.length}, (_, i) => [r.start(i), r.end(i)]);
+        const seekable = ranges(v.seekable);
+        v.addEventListener("seeked", () => done({
+            seekable: seekable, currentTime: v.currentTime,
+            error: v.error ? v.error.code : null}), {once: true});
+        v.currentTime = to;
+        """,
+        middle,
+    )
+    assert any(start <= middle <= end for start, end in seek["seekable"]), seek
+    assert seek["error"] is None
+    assert abs(seek["currentTime"] - middle) < 0.1, (seek, middle)
+    after = wait_until(
+        "playback to go on after the seek",
+        lambda: (s := state())["currentTime"] > middle + 0.5 and s, 15, state)
+    assert after["error"] is None and after["errors"] == [], after
+    assert not after["seeking"]
+
+
+@pytest.mark.parametrize(("stream", "size"), [("main", (320, 240)), ("sub", (160, 120))])
+def test_browser_plays_live_m4s_through_mse(recorder, browser, stream, size):
+    browser.get(f"{recorder.base}/player.html?live={recorder.camera_uuid}/{stream}")
+
+    def state() -> dict[str, Any]:
+        return page_state(browser)
+
+    def buffered_end(s: dict[str, Any]) -> float:
+        return s["buffered"][-1][1] if s["buffered"] else 0.0
+
+    first = wait_until(
+        "live frames to play",
+        lambda: (s := state())["liveFrames"] >= 10 and s["currentTime"] > 0 and s, 20, state)
+    assert first["error"] is None and first["errors"] == [], first
+    assert (first["width"], first["height"]) == size
+    time.sleep(3)
+    second = state()
+    assert second["error"] is None and second["errors"] == [], second
+    # Real time goes on, and so does the live edge: buffered end and play position both
+    # advance by about the three seconds waited (a frame or two of slack, a loaded machine).
+    assert buffered_end(second) - buffered_end(first) > 2.0, (first, second)
+    assert second["currentTime"] - first["currentTime"] > 2.0, (first, second)
+    assert second["liveFrames"] > first["liveFrames"]
+    assert second["decoded"] > first["decoded"]
+    assert not second["paused"]
+    # One buffered range: each part lands exactly at the end of the last.
+    assert len(second["buffered"]) == 1, second["buffered"]
+
+
+def test_the_front_page_links_the_player_and_the_player_lists_the_cameras(recorder, browser):
+    """From ``/``, the player lists each stream with a live link and links to its latest
+    recordings, and such a link plays."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(recorder.base + "/")
+    browser.find_element(By.CSS_SELECTOR, 'a[href="/player.html"]').click()
+
+    def links() -> list[str]:
+        return [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "li a")]
+
+    found = wait_until(
+        "the camera list",
+        lambda: (h := links()) and any("view=" in x for x in h) and len(h) >= 3 and h,
+        20, lambda: (links(), page_state(browser)))
+    for stream in ("main", "sub"):
+        assert f"{recorder.base}/player.html?live={recorder.camera_uuid}/{stream}" in found
+    view = next(x for x in found if "view=" in x)
+    browser.get(view)
+    wait_until("the recording to play",
+               lambda: (s := page_state(browser))["currentTime"] > 0.3 and s["errors"] == [],
+               20, lambda: page_state(browser))
