@@ -721,6 +721,19 @@ class Database:
             raise UnknownRecordingError(_no_recording(composite_id))
         return RecordingRow(*row)
 
+    def list_playback_by_id(
+        self, stream_id: int, first_id: int, last_id: int
+    ) -> dict[int, Playback]:
+        """Composite id -> ``Playback`` of a stream's recordings ``first_id..last_id``, in one
+        query (a 24-hour ``view.mp4`` names 1440; one query each cost ~40 µs apiece)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"select {PLAYBACK_COLUMNS} from recording_playback"
+                " where composite_id between ? and ?",
+                (composite_id(stream_id, first_id), composite_id(stream_id, last_id)),
+            ).fetchall()
+        return {row[0]: Playback(*row) for row in rows}
+
     def get_playback(self, composite_id: int) -> Playback:
         with self._lock:
             row = self._conn.execute(

@@ -88,13 +88,17 @@ def parse_s(text: str) -> SegmentSpec:
     return SegmentSpec(start_id, end_id, open_id, rel_start, rel_end)
 
 
-def segments_for(db: Database, stream: Stream, spec: SegmentSpec) -> list[Segment]:
+def segments_for(
+    db: Database, stream: Stream, spec: SegmentSpec, names: dict[int, str]
+) -> list[Segment]:
     """The clipped segments one spec names; 404 for a missing recording or another open,
-    400 for an end past the recordings."""
+    400 for an end past the recordings.  Adds each segment's sample file name to ``names``
+    (by composite id)."""
     rows = {
         r.recording_id: r
         for r in db.list_recordings_by_id(stream.id, spec.start_id, spec.end_id)
     }
+    playbacks = db.list_playback_by_id(stream.id, spec.start_id, spec.end_id)
     ordered: list[RecordingRow] = []
     for recording_id in range(spec.start_id, spec.end_id + 1):
         row = rows.get(recording_id)
@@ -122,7 +126,10 @@ def segments_for(db: Database, stream: Stream, spec: SegmentSpec) -> list[Segmen
         lo, hi = max(spec.rel_start, begin), min(rel_end, end)
         if hi < lo or (hi == lo and row.duration_90k > 0):
             continue  # outside [rel_start, rel_end)
-        playback = db.get_playback(row.composite_id)
+        playback = playbacks.get(row.composite_id)
+        if playback is None:  # deleted between the two reads
+            raise plain_error(web.HTTPNotFound, f"no recording {stream.id}/{row.recording_id}")
+        names[row.composite_id] = uuid_name(playback.sample_file_uuid)
         try:
             segments.append(Segment(row, playback.video_index, (lo - begin, hi - begin)))
         except SegmentError as e:
@@ -211,7 +218,8 @@ class View:
             camera, stream = find_stream(
                 db, request.match_info["uuid"], request.match_info["stream"]
             )
-            segments = [seg for spec in specs for seg in segments_for(db, stream, spec)]
+            names: dict[int, str] = {}
+            segments = [seg for spec in specs for seg in segments_for(db, stream, spec, names)]
             if not segments:
                 raise plain_error(web.HTTPBadRequest, "the s parameters select no frames")
             entries = {
@@ -219,10 +227,6 @@ class View:
                 for i in {s.row.video_sample_entry_id for s in segments}
             }
             path = db.sample_file_dir(stream.sample_file_dir_id).path
-            names = {
-                s.row.composite_id: uuid_name(db.get_playback(s.row.composite_id).sample_file_uuid)
-                for s in segments
-            }
             try:
                 directory = SampleDirectory(path, lock="none")
             except OSError as e:
