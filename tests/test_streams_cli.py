@@ -246,12 +246,14 @@ def test_run_records_main_and_sub_into_their_own_directories(data_dir, disk2, ca
         code, out, err = moonfire(capsys, "recordings", "front", *flag, "--data-dir", data_dir)
         assert out.startswith("run 1: ") and f"{len(rows)} recordings" in out
 
-    # The sub stream's export is a playable .mp4 of every sub frame, at the sub's size.
+    # The sub stream's export is a playable .mp4 of every sub frame, at the sub's size.  The
+    # range ends a tick after the last recording: a run stopped right after a rotation ends in
+    # a one-frame recording of duration 0, which starts at the end of [start, end).
     rows = stream_rows(data_dir, "front", "sub")
     output = tmp_path / "sub.mp4"
     code, out, err = moonfire(
         capsys, "export", "front", "--stream", "sub", "--start", str(rows[0].start_time_90k),
-        "--end", str(rows[-1].end_time_90k), "-o", str(output), "--data-dir", data_dir,
+        "--end", str(rows[-1].end_time_90k + 1), "-o", str(output), "--data-dir", data_dir,
     )
     assert (code, err) == (0, "")
     frames = sum(r.video_samples for r in rows)
