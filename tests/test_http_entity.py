@@ -14,10 +14,14 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import errno
 import gc
 import logging
+import os
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,6 +38,7 @@ from hypothesis import strategies as st
 
 from moonfire.playback.mp4 import VirtualFile, build_mp4
 from moonfire.playback.segment import Segment
+from moonfire.web import http_entity
 from moonfire.web.http_entity import (
     MAX_RANGES,
     ByteRange,
@@ -1220,3 +1225,531 @@ def test_bytes_entity_reads_slices():
     e = BytesEntity(bytes(range(10)))
     assert e.read(3, 4) == bytes([3, 4, 5, 6])
     assert e.reads == [(3, 4)] and e.size == 10
+
+
+# ---- spans: file ranges sent with sendfile -------------------------------------------------
+
+
+class SpansOnly:
+    """An entity delegating to a ``SpansEntity`` whose ``read`` fails the test: whatever it
+    serves came from ``spans``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.size = inner.size
+        self.etag = inner.etag
+        self.last_modified = inner.last_modified
+        self.content_type = inner.content_type
+
+    def read(self, offset: int, length: int) -> bytes:
+        raise AssertionError(f"read({offset}, {length}) used: spans were not")
+
+    def spans(self, offset: int, length: int) -> Iterator[Any]:
+        return self.inner.spans(offset, length)
+
+
+@pytest.fixture
+def sendfile_calls(monkeypatch) -> list[int]:
+    """The byte count of every ``os.sendfile`` call that sent something."""
+    calls: list[int] = []
+    real = os.sendfile
+
+    def counting(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        n = real(out_fd, in_fd, offset, count)
+        calls.append(n)
+        return n
+
+    monkeypatch.setattr(os, "sendfile", counting)
+    return calls
+
+
+@pytest.mark.asyncio
+async def test_a_virtual_file_is_sent_from_its_spans_in_every_kind_of_response(
+        aiohttp_client, virtual_file, sendfile_calls):
+    vf, full = virtual_file
+    client = await aiohttp_client(make_app({"vf": SpansOnly(vf)}, {"vf": VF_CHUNK}))
+    moov_end = vf.media_data_offset
+    response = await client.get("/vf")
+    assert (response.status, await response.read()) == (200, full)
+    assert sum(sendfile_calls) == len(full) - moov_end, "every sample byte, by sendfile"
+    assert_common_headers(response, vf.etag, vf.last_modified)
+    assert_representation_headers(response, vf.content_type)
+    for a, b in [(0, 10), (moov_end - 5, moov_end + 5), (moov_end + 100, len(full)),
+                 (len(full) - 1, len(full))]:
+        response = await client.get("/vf", headers={"Range": f"bytes={a}-{b - 1}"})
+        assert response.status == 206
+        assert await response.read() == full[a:b]
+    response = await client.get(
+        "/vf", headers={"Range": f"bytes=5-9,{moov_end}-{moov_end + 99},-3"})
+    parts = await read_multipart(response)
+    assert [d for _, _, d in parts] == [full[5:10], full[moov_end:moov_end + 100], full[-3:]]
+    response = await client.get("/vf", headers={"Range": "bytes=-4000", "If-Range": vf.etag})
+    assert (response.status, await response.read()) == (206, full[-4000:])
+    assert_representation_headers(response, vf.content_type, present=False)
+    response = await client.head("/vf", headers={"Range": "bytes=-4000"})
+    assert (response.status, response.headers["Content-Length"]) == (206, "4000")
+    assert await response.read() == b""
+    response = await client.get("/vf", headers={"If-None-Match": vf.etag})
+    assert response.status == 304
+    # The connection is still good after all of it.
+    response = await client.get("/vf")
+    assert await response.read() == full
+
+
+@dataclass(frozen=True)
+class Span:
+    """A ``FileSpan`` of a path."""
+
+    path: str
+    offset: int
+    length: int
+
+    def open(self) -> int:
+        return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+class SplitFile:
+    """A file as a ``SpansEntity`` cutting every range at random places into in-memory pieces
+    and file spans (the cuts depend on the range, so every request is cut differently)."""
+
+    def __init__(self, path: str, data: bytes) -> None:
+        self.path = path
+        self.data = data
+        self.size = len(data)
+        self.etag = ETAG
+        self.last_modified = LAST_MODIFIED
+        self.content_type = CONTENT_TYPE
+
+    def read(self, offset: int, length: int) -> bytes:
+        raise AssertionError("read() used: spans were not")
+
+    def spans(self, offset: int, length: int) -> Iterator[bytes | Span]:
+        rng = random.Random(offset * 1_000_003 + length)
+        stop = min(offset + length, self.size)
+        while offset < stop:
+            n = min(stop - offset, rng.choice([1, 2, 100, 1000, 5000, 100_000]))
+            if rng.random() < 0.4:
+                yield self.data[offset : offset + n]
+            else:
+                yield Span(self.path, offset, n)
+            offset += n
+
+
+@pytest.fixture(scope="module")
+def spans_server(tmp_path_factory) -> Iterator[tuple[Server, bytes]]:
+    data = random_bytes(300_000, seed=13)
+    path = tmp_path_factory.mktemp("split") / "data"
+    path.write_bytes(data)
+    s = Server(make_app({"split": SplitFile(str(path), data)}, {"split": 4096}))
+    try:
+        yield s, data
+    finally:
+        s.close()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_ranges_of_a_spans_entity_get_exactly_the_right_bytes(spans_server, data):
+    """Any mix of in-memory pieces and file spans, cut anywhere, for any set of ranges: the
+    body is the file's bytes, single or multipart."""
+    srv, full = spans_server
+    size = len(full)
+    header, specs = data.draw(range_headers(size))
+    status, headers, body, parts = srv.fetch("/split", {"Range": header})
+    expected = model(specs, size)
+    if expected is None or (len(expected) > 1
+                            and multipart_size(expected, size, CONTENT_TYPE) >= size):
+        assert (status, body) == (200, full)
+    elif not expected:
+        assert status == 416
+    elif len(expected) == 1:
+        (a, b), = expected
+        assert (status, body) == (206, full[a:b])
+    else:
+        assert status == 206
+        assert [d for _, _, d in parts] == [full[a:b] for a, b in expected]
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory, testdata) -> tuple[VirtualFile, bytes]:
+    """A 24 MiB ``VirtualFile`` (three 8 MiB sample files): far more than the socket buffers
+    hold, so a client that stops reading stalls the server mid-body."""
+    files = SampleFiles(tmp_path_factory.mktemp("big"))
+    avc1 = (testdata / "avc1_1920x1080").read_bytes()
+    segments = []
+    start = 1_780_000_000 * 90_000
+    for rid in (1, 2, 3):
+        rec = make_recording([3000] * 128, [64 << 10] * 128, [i % 30 == 0 for i in range(128)],
+                             recording_id=rid, run_offset=rid - 1, start_time_90k=start)
+        files.write(rec.row, random_bytes(rec.row.sample_file_bytes, seed=20 + rid))
+        segments.append(Segment(rec.row, rec.video_index, (0, rec.row.duration_90k)))
+        start = rec.row.end_time_90k
+    vf = build_mp4(segments, {1: sample_entry(avc1)}, files.open)
+    return vf, vf.read(0, vf.size)
+
+
+async def raw_request(port: int, path: str, headers: dict[str, str] | None = None,
+                      method: str = "GET"
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, dict[str, str]]:
+    """Sends one request on a new connection; returns the streams, the status and the headers
+    (the body is left to read)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"{method} {path} HTTP/1.1", "Host: x"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    fields = {k.lower(): v for k, _, v in (line.partition(": ") for line in head[1:] if line)}
+    return reader, writer, int(head[0].split()[1]), fields
+
+
+def counting_app(entities: dict[str, Any]) -> tuple[web.Application, list[str]]:
+    """``/NAME`` serves an entity; the list gets the name each time a handler is over."""
+    app = web.Application()
+    done: list[str] = []
+    for name, entity in entities.items():
+        async def handler(request: web.Request, entity=entity, name=name) -> web.StreamResponse:
+            try:
+                return await serve_entity(request, entity)
+            finally:
+                done.append(name)
+
+        app.router.add_route("*", f"/{name}", handler)
+    return app, done
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cancellation", [False, True], ids=["default", "handler_cancellation"])
+async def test_no_descriptor_outlives_its_response(big_file, virtual_file, problems,
+                                                   cancellation):
+    """Many responses sent from spans (whole, ranges, multipart, HEAD, 304) and many left
+    mid-body (a reset, a plain close, a stall and then a reset): once every handler is over
+    and the connections are closed, this process holds as many descriptors as before any
+    request, and nothing was logged."""
+    big, big_full = big_file
+    vf, full = virtual_file
+    app, done = counting_app({"big": big, "vf": vf})
+    async with running(app, handler_cancellation=cancellation) as port:
+        async def complete(path: str, headers: dict[str, str] | None = None,
+                           method: str = "GET") -> bytes:
+            reader, writer, status, fields = await raw_request(port, path, headers, method)
+            body = await reader.readexactly(int(fields.get("content-length", "0"))
+                                            if method == "GET" else 0)
+            writer.close()
+            await writer.wait_closed()
+            return body
+
+        before = open_descriptors()  # the listening socket, no connection
+        assert await complete("/vf") == full
+        requests = 1
+        for _ in range(2):
+            assert await complete("/big") == big_full
+            requests += 1
+        for i in range(10):
+            a = 997 * i
+            assert await complete("/vf", {"Range": f"bytes={a}-{a + 50_000}"}) == \
+                full[a : a + 50_001]
+            parts = await complete("/vf", {"Range": f"bytes=0-9,{a + 2000}-{a + 2999}"})
+            assert full[a + 2000 : a + 3000] in parts
+            await complete("/vf", method="HEAD")
+            await complete("/vf", {"If-None-Match": vf.etag})
+            requests += 4
+        for how in ["reset"] * 8 + ["close"] * 4 + ["stall"] * 2:
+            reader, writer, status, _ = await raw_request(port, "/big")
+            assert await reader.readexactly(100_000) == big_full[:100_000]
+            if how == "stall":
+                await asyncio.sleep(0.3)
+            if how == "close":
+                writer.close()
+            else:
+                writer.transport.abort()
+            requests += 1
+        await wait_for(lambda: len(done) == requests, timeout=20)
+        gc.collect()
+        # The server closes its end of each connection soon after the client's end.
+        with contextlib.suppress(AssertionError):
+            await wait_for(lambda: open_descriptors() == before)
+        assert open_descriptors() == before
+    assert [r.getMessage() for r in problems.records] == []
+
+
+@pytest.mark.asyncio
+async def test_a_stalled_client_holds_no_thread_and_gets_every_byte_when_it_reads_again(
+        big_file, monkeypatch):
+    """A client that stops reading: the thread sending the body gives up waiting after
+    ``SENDFILE_WAIT_SECONDS`` and the loop waits for the socket instead, holding no thread;
+    when the client reads again, the rest of the body comes, every byte in its place."""
+    big, big_full = big_file
+    lock = threading.Lock()
+    running_calls = [0]
+    outcomes: list[str] = []
+    real_run = http_entity._Pump.run
+
+    def watched(self: Any, wait: float, seconds: float) -> str:
+        with lock:
+            running_calls[0] += 1
+        try:
+            outcome = real_run(self, wait, seconds)
+            outcomes.append(outcome)
+            return outcome
+        finally:
+            with lock:
+                running_calls[0] -= 1
+
+    monkeypatch.setattr(http_entity._Pump, "run", watched)
+    app, done = counting_app({"big": big})
+    async with running(app) as port:
+        reader, writer, status, fields = await raw_request(port, "/big")
+        try:
+            assert (status, int(fields["content-length"])) == (200, len(big_full))
+            got = await reader.readexactly(1 << 20)
+            assert http_entity.SENDFILE_WAIT_SECONDS <= 0.1
+            await asyncio.sleep(0.6)
+            assert "blocked" in outcomes
+            assert running_calls[0] == 0, "no thread waits for the stalled client"
+            assert done == []
+            got += await reader.readexactly(len(big_full) - len(got))
+            assert got == big_full
+            await wait_for(lambda: done == ["big"])
+        finally:
+            writer.transport.abort()  # a failed test leaves no server thread waiting
+
+
+@pytest.mark.asyncio
+async def test_a_file_system_refusing_sendfile_gets_its_spans_read(
+        aiohttp_client, virtual_file, monkeypatch, problems):
+    vf, full = virtual_file
+
+    def refuse(*args: Any) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sendfile", refuse)
+    client = await aiohttp_client(make_app({"vf": SpansOnly(vf)}, {"vf": 1000}))
+    response = await client.get("/vf")
+    assert (response.status, await response.read()) == (200, full)
+    response = await client.get("/vf", headers={"Range": "bytes=-50000"})
+    assert (response.status, await response.read()) == (206, full[-50000:])
+    assert any("sendfile refused" in r.getMessage() for r in problems.debug)
+    assert problems.records == []
+
+
+@pytest.fixture
+def fragile_file(tmp_path, testdata) -> tuple[VirtualFile, bytes, SampleFiles, list]:
+    """A two-recording ``VirtualFile`` over sample files this test may spoil."""
+    files = SampleFiles(tmp_path)
+    avc1 = (testdata / "avc1_1920x1080").read_bytes()
+    recs = []
+    start = 1_780_000_000 * 90_000
+    for rid in (1, 2):
+        rec = make_recording([3000] * 40, [3000] * 40, [i % 20 == 0 for i in range(40)],
+                             recording_id=rid, run_offset=rid - 1, start_time_90k=start)
+        files.write(rec.row, random_bytes(rec.row.sample_file_bytes, seed=40 + rid))
+        recs.append(rec)
+        start = rec.row.end_time_90k
+    vf = build_mp4([Segment(r.row, r.video_index, (0, r.row.duration_90k)) for r in recs],
+                   {1: sample_entry(avc1)}, files.open)
+    return vf, vf.read(0, vf.size), files, recs
+
+
+@pytest.mark.asyncio
+async def test_a_sample_file_too_short_mid_body_truncates_and_closes(
+        aiohttp_client, fragile_file, problems):
+    vf, full, files, recs = fragile_file
+    files.path(recs[1].row).write_bytes(b"\0" * 100)
+    client = await aiohttp_client(make_app({"vf": SpansOnly(vf)}, {"vf": VF_CHUNK}))
+    response = await client.get("/vf")
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
+    await wait_for(lambda: bool(problems.records))
+    (message,) = [r.getMessage() for r in problems.records]
+    assert "closing the connection" in message
+    assert "recording 1/2" in message and "the file holds 100 bytes" in message
+    # What doesn't need the spoiled file is still served.
+    response = await client.get("/vf", headers={"Range": "bytes=0-999"})
+    assert await response.read() == full[:1000]
+
+
+@pytest.mark.asyncio
+async def test_a_first_span_failing_is_raised_before_any_header(aiohttp_client, fragile_file):
+    vf, full, files, recs = fragile_file
+    files.path(recs[1].row).unlink()
+    app = web.Application()
+    seen: list[BaseException] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            return await serve_entity(request, SpansOnly(vf))
+        except FileNotFoundError as e:
+            seen.append(e)
+            raise web.HTTPNotFound(text="gone") from e
+
+    app.router.add_get("/vf", handler)
+    client = await aiohttp_client(app)
+    response = await client.get("/vf", headers={"Range": "bytes=-1000"})
+    assert (response.status, await response.text()) == (404, "gone")
+    assert len(seen) == 1
+
+
+class StubTransport:
+    def __init__(self, closing: bool = False, **extra: Any) -> None:
+        self.extra = extra
+        self.closing = closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.extra.get(name, default)
+
+
+def test_sendfile_only_on_a_plain_stream_socket_and_an_uncompressed_body():
+    """TLS (the transport encrypts: raw bytes on its socket would corrupt the stream), no
+    socket, a closing transport, or a compressed body: the entity's ``read`` serves."""
+    with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+        plain = web.StreamResponse()
+        assert http_entity._can_sendfile(StubTransport(socket=tcp), plain)
+        assert not http_entity._can_sendfile(StubTransport(socket=udp), plain)
+        tls = StubTransport(socket=tcp, sslcontext=ssl.create_default_context())
+        assert not http_entity._can_sendfile(tls, plain)
+        assert not http_entity._can_sendfile(StubTransport(), plain)
+        assert not http_entity._can_sendfile(StubTransport(closing=True, socket=tcp), plain)
+        compressed = web.StreamResponse()
+        compressed.enable_compression()
+        assert not http_entity._can_sendfile(StubTransport(socket=tcp), compressed)
+
+
+@dataclass
+class SlowAt(BytesEntity):
+    """A bytes entity whose read at ``slow_offset`` takes ``slow`` seconds."""
+
+    slow_offset: int = 0
+    slow: float = 0.0
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset == self.slow_offset:
+            with self.lock:
+                self.active += 1
+            try:
+                time.sleep(self.slow)
+            finally:
+                with self.lock:
+                    self.active -= 1
+        return super().read(offset, length)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_response_waits_for_the_read_it_was_waiting_for(problems):
+    """With ``handler_cancellation`` a client leaving cancels the handler while it awaits a
+    read; that read's thread runs on, and ``serve_entity`` must not return before it ends
+    (view.mp4 closes the sample file directory then)."""
+    entity = SlowAt(random_bytes(10 * 1000), slow_offset=2000, slow=0.6)
+    finished = {"e": asyncio.Event()}
+    app = make_app({"e": entity}, {"e": 1000}, finished)
+    async with running(app, handler_cancellation=True) as port:
+        reader, writer, status, _ = await raw_request(port, "/e")
+        assert await reader.readexactly(2000) == entity.data[:2000]
+        await asyncio.sleep(0.1)  # the read at 2000 is being awaited, the one at 3000 done
+        writer.transport.abort()
+        await asyncio.wait_for(finished["e"].wait(), 10)
+        assert entity.active_at_return == [0]
+    assert [r.getMessage() for r in problems.records] == []
+
+
+async def slow_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One response's head and (``Content-Length``) body, the body read 16 KiB at a time
+    with a pause after each."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    match = re.search(rb"Content-Length: (\d+)", head, re.I)
+    assert match, head
+    remaining = int(match.group(1))
+    body = b""
+    while remaining:
+        chunk = await reader.read(min(remaining, 16 << 10))
+        assert chunk, "connection closed mid-body"
+        body += chunk
+        remaining -= len(chunk)
+        await asyncio.sleep(0.001)
+    return head, body
+
+
+@pytest.mark.asyncio
+async def test_spans_wait_for_what_the_transport_still_holds(virtual_file):
+    """Two pipelined requests on a connection with tiny socket buffers and a slow reader: the
+    first answer, written through aiohttp, is still partly in the transport's buffer when the
+    second starts; the second's spans, written to the socket directly, must come after it."""
+    vf, full = virtual_file
+    first = BytesEntity(random_bytes(512 << 10, seed=17))
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sock = request.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return await serve_entity(request, first, chunk_size=64 << 10)
+
+    async def spans(request: web.Request) -> web.StreamResponse:
+        return await serve_entity(request, SpansOnly(vf))
+
+    app.router.add_get("/first", handler)
+    app.router.add_get("/vf", spans)
+    async with running(app) as port:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /vf HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        for expected in (first.data, full):
+            head, body = await asyncio.wait_for(slow_response(reader), 20)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert body == expected
+        writer.close()
+
+
+@pytest.mark.asyncio
+async def test_an_empty_spans_entity(aiohttp_client, tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    client = await aiohttp_client(
+        make_app({"e": SplitFile(str(tmp_path / "empty"), b"")}, {"e": 4}))
+    response = await client.get("/e")
+    assert (response.status, await response.read()) == (200, b"")
+    assert response.headers["Content-Length"] == "0"
+
+
+@pytest.mark.asyncio
+async def test_many_pieces_to_a_slow_client_through_tiny_socket_buffers(tmp_path):
+    """The socket is full again and again, at any point of a piece, its first byte included:
+    every byte still arrives, in order."""
+    data = random_bytes(400_000, seed=23)
+    (tmp_path / "data").write_bytes(data)
+    entity = SplitFile(str(tmp_path / "data"), data)
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sock = request.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return await serve_entity(request, entity)
+
+    app.router.add_get("/split", handler)
+    async with running(app) as port:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=8192)
+        for header in ("bytes=0-", "bytes=10-20,3000-290000,-1000"):
+            writer.write(f"GET /split HTTP/1.1\r\nHost: x\r\nRange: {header}\r\n\r\n".encode())
+            head, body = await asyncio.wait_for(slow_response(reader), 30)
+            assert head.startswith(b"HTTP/1.1 206")
+            if header == "bytes=0-":
+                assert body == data
+            else:
+                for a, b in ((10, 21), (3000, 290001), (399_000, 400_000)):
+                    assert f"Content-Range: bytes {a}-{b - 1}/400000".encode() in body
+                    assert data[a:b] in body
+        writer.close()

@@ -9,16 +9,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import io
+import os
 import re
 import struct
+from unittest import mock
 
 import av
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moonfire.playback import mp4_boxes
-from moonfire.playback.mp4 import FORMAT_VERSION, build_mp4, split_at_gaps
+from moonfire.playback import mp4, mp4_boxes
+from moonfire.playback.mp4 import FORMAT_VERSION, SampleFileSpan, build_mp4, split_at_gaps
 from moonfire.playback.segment import Segment
 from tests.support.recordings import (
     BASE_TIME_90K,
@@ -409,3 +411,87 @@ def test_ffmpeg_decodes_every_frame_of_a_new_run_after_a_trailing_zero(
     segments = [segment(first), Segment(second_run, first.video_index, (0, 810_005))]
     packets, decoded = demux_and_decode(whole(build(segments, files, clip_avc1)))
     assert len(packets) == decoded == 2 * len(clip_packets)
+
+
+# ---- spans: the bytes of read() as in-memory pieces and sample file ranges ---------------------
+
+
+def span_bytes(vf, offset: int, length: int) -> tuple[bytes, list]:
+    """What ``spans`` describes, each file span read through its own ``open()`` (and closed),
+    and the pieces themselves."""
+    pieces = list(vf.spans(offset, length))
+    out = bytearray()
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            out += piece
+        else:
+            fd = piece.open()
+            try:
+                out += os.pread(fd, piece.length, piece.offset)
+            finally:
+                os.close(fd)
+    return bytes(out), pieces
+
+
+@given(data=st.data())
+def test_spans_describe_exactly_the_bytes_of_read(ranged_file, data):
+    """Random ranges and random in-memory piece limits (so boxes and tables are cut and
+    joined at every place): the pieces are exactly ``read``'s bytes, none empty, bytes pieces
+    at most the limit and joined up to it, each file span inside its segment's sample bytes."""
+    vf, full = ranged_file
+    offset = data.draw(st.integers(0, len(full) + 3))
+    length = data.draw(st.integers(0, len(full) - offset + 8))
+    limit = data.draw(st.one_of(st.integers(1, 64), st.just(mp4.STREAM_CHUNK_BYTES)))
+    with mock.patch.object(mp4, "STREAM_CHUNK_BYTES", limit):
+        got, pieces = span_bytes(vf, offset, length)
+    assert got == vf.read(offset, length) == full[offset : offset + length]
+    sample_ranges = {s.row.composite_id: s.sample_byte_range for s in vf.segments}
+    for previous, piece in zip([None, *pieces], pieces, strict=False):
+        if isinstance(piece, bytes):
+            assert 0 < len(piece) <= limit
+            if isinstance(previous, bytes):
+                assert len(previous) == limit, "adjacent in-memory pieces are joined"
+        else:
+            assert isinstance(piece, SampleFileSpan) and piece.length > 0
+            start, end = sample_ranges[piece.row.composite_id]
+            assert start <= piece.offset and piece.offset + piece.length <= end
+
+
+def test_whole_file_spans_are_the_moov_then_one_span_per_segment(files, avc1):
+    first, second = run_of_two(files)
+    vf = build([segment(first), segment(second, (0, 12))], files, avc1)
+    pieces = list(vf.spans(0, vf.size))
+    assert [type(p) for p in pieces] == [bytes, SampleFileSpan, SampleFileSpan]
+    assert len(pieces[0]) == vf.media_data_offset
+    assert [(p.row.recording_id, p.offset, p.length) for p in pieces[1:]] == [
+        (1, 0, 45), (2, 0, sum(SIZES[:3]))]
+    assert str(pieces[2]) == "bytes 0-17 of the sample file of recording 1/2"
+
+
+def test_spans_open_no_file_until_asked_and_give_a_descriptor_to_close(files, avc1):
+    rec = synthetic(files)
+    vf = build([segment(rec)], files, avc1)
+    opened = files.opened
+    (head, span) = vf.spans(0, vf.size)
+    assert files.opened == opened, "making spans opens nothing"
+    fd = span.open()  # SampleFiles.open returns a file object: its descriptor is duplicated
+    try:
+        assert files.opened == opened + 1
+        assert os.pread(fd, 45, 0) == whole(vf)[vf.media_data_offset :]
+    finally:
+        os.close(fd)
+    raw = os.open(files.path(rec.row), os.O_RDONLY)
+    as_fd = dataclasses.replace(span, open_sample_file=lambda row: raw)
+    assert as_fd.open() == raw, "an opener's descriptor is handed over as it is"
+    os.close(raw)
+
+
+def test_spans_check_the_range_at_once_and_end_with_the_file(files, avc1):
+    vf = build([segment(synthetic(files))], files, avc1)
+    with pytest.raises(ValueError, match="offset -1"):
+        vf.spans(-1, 4)
+    with pytest.raises(ValueError, match="length -2"):
+        vf.spans(0, -2)
+    assert list(vf.spans(vf.size, 10)) == [] == list(vf.spans(3, 0))
+    (tail,) = vf.spans(vf.size - 3, 100)
+    assert (tail.offset, tail.length) == (42, 3)

@@ -49,7 +49,7 @@ import datetime
 import hashlib
 import os
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -154,6 +154,39 @@ class _Table:
         return numbers
 
 
+@dataclass(frozen=True, slots=True)
+class SampleFileSpan:
+    """Bytes ``[offset, offset + length)`` of a recording's sample file: a piece of
+    ``VirtualFile.spans`` that a server sends straight from the file (``os.sendfile``).
+
+    It names the file rather than holding it open, so a span that is never sent costs no
+    descriptor; :meth:`open` opens it when its turn comes.
+    """
+
+    row: RecordingRow
+    open_sample_file: SampleFileOpener
+    offset: int
+    length: int
+
+    def open(self) -> int:
+        """A new descriptor of the sample file, which the caller closes (blocking: it opens a
+        file).  An opener returning a file object has its descriptor duplicated and the object
+        closed, so the caller has one thing to close either way."""
+        handle = self.open_sample_file(self.row)
+        if isinstance(handle, int):
+            return handle
+        try:
+            return os.dup(handle.fileno())
+        finally:
+            handle.close()
+
+    def __str__(self) -> str:
+        return (
+            f"bytes {self.offset}-{self.offset + self.length - 1} of the sample file of "
+            f"recording {recording_name(self.row)}"
+        )
+
+
 @dataclass(slots=True)
 class _SampleData:
     """A segment's byte range of its sample file."""
@@ -161,6 +194,13 @@ class _SampleData:
     segment: Segment
     open_sample_file: SampleFileOpener
     size: int
+
+    def span(self, start: int, stop: int) -> SampleFileSpan:
+        """Bytes ``[start, stop)`` of this slice, as a range of the sample file."""
+        return SampleFileSpan(
+            self.segment.row, self.open_sample_file,
+            self.segment.sample_byte_range[0] + start, stop - start,
+        )
 
     def read(self, start: int, stop: int) -> bytes:
         file_offset = self.segment.sample_byte_range[0] + start
@@ -249,6 +289,55 @@ class VirtualFile:
             offset = chunk_stop
             index += 1
         return b"".join(parts)
+
+    def spans(self, offset: int, length: int) -> Iterator[bytes | SampleFileSpan]:
+        """The bytes ``read(offset, length)`` returns, as pieces in order: in-memory bytes
+        (boxes and sample tables, at most ``STREAM_CHUNK_BYTES`` each, adjacent ones joined)
+        and a :class:`SampleFileSpan` per segment's sample data in the range.  No piece is
+        empty; their lengths add up to ``len(read(offset, length))``.
+
+        The ranges are checked at once (``ValueError`` as in ``read``); the pieces are made as
+        the iterator is advanced, which blocks (tables are converted then, as in ``read``), so
+        advance it off the event loop.  Sample files are neither opened nor checked here: a
+        short one shows when its span is sent.
+        """
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid range: offset {offset}, length {length}")
+        return self._spans(offset, min(offset + length, self.size))
+
+    def _spans(self, offset: int, stop: int) -> Iterator[bytes | SampleFileSpan]:
+        pending: list[bytes | memoryview] = []
+        pending_bytes = 0
+        index = bisect.bisect_right(self._ends, offset)
+        while offset < stop:
+            piece = self._slices[index]
+            piece_end = self._ends[index]
+            piece_start = piece_end - piece.size
+            chunk_stop = min(stop, piece_end)
+            if chunk_stop == offset:  # an empty slice
+                index += 1
+                continue
+            if isinstance(piece, _SampleData):
+                if pending:
+                    yield b"".join(pending)
+                    pending.clear()
+                    pending_bytes = 0
+                yield piece.span(offset - piece_start, chunk_stop - piece_start)
+                offset = chunk_stop
+            else:
+                # Up to what fills the pending piece to STREAM_CHUNK_BYTES.
+                part_stop = min(chunk_stop, offset + STREAM_CHUNK_BYTES - pending_bytes)
+                pending.append(piece.read(offset - piece_start, part_stop - piece_start))
+                pending_bytes += part_stop - offset
+                offset = part_stop
+                if pending_bytes == STREAM_CHUNK_BYTES:
+                    yield b"".join(pending)
+                    pending.clear()
+                    pending_bytes = 0
+            if offset == piece_end:
+                index += 1
+        if pending:
+            yield b"".join(pending)
 
     def write_to(self, fileobj: BinaryIO, progress: Callable[[int], object] | None = None) -> None:
         """Streams the whole file in chunks; ``progress(n)`` after each (e.g. ``tqdm.update``)."""

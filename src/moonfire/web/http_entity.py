@@ -29,6 +29,24 @@ ahead of the socket, so the event loop never waits for a disk.  A client that go
 mid-body ends the response quietly (a debug line, no traceback); a read that fails mid-body is
 logged and the connection closed, since the status line is already gone and a short body on
 a kept-alive connection would be read as the start of the next response.
+
+**Spans.**  Reading a chunk into Python and writing it to the socket copies each byte twice,
+which made ``view.mp4`` run at 0.55–0.71× of aiohttp's ``FileResponse`` (which uses
+``sendfile``).  An entity that also has ``spans`` (a :class:`SpansEntity`, such as
+``VirtualFile``) describes its bytes as in-memory pieces and :class:`FileSpan` ranges of files.
+Over a plain (not TLS) socket such a body, once the headers are out, is written by an executor
+thread straight to the socket: file ranges with ``os.sendfile`` (file to socket in the kernel),
+in-memory pieces with ``os.write``.  A thread, not the loop as ``FileResponse``'s
+``loop.sendfile`` has it, because ``sendfile`` reads the disk: sample files are on busy hard
+disks, and a seek on the loop would stall every other client, live streams included.  The
+thread writes to a duplicate of the socket's descriptor (a transport closed meanwhile can't
+have its number reused under the thread), starts only once the transport's own buffer is
+empty (bytes stay in order), and never waits for a slow client for long: the socket is
+non-blocking, and after ``SENDFILE_WAIT_SECONDS`` without room in it the thread returns and the
+loop waits for the socket to be writable, holding no thread.  Over TLS or another kind of
+transport the entity's ``read`` serves as above; a file system that refuses ``sendfile`` has
+its spans read (``os.pread``) and written by the thread.  Each file is opened when its span's
+turn comes and closed once it is sent, whatever happens to the connection.
 """
 
 from __future__ import annotations
@@ -37,12 +55,18 @@ import asyncio
 import collections
 import datetime
 import enum
+import errno
 import logging
+import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+import select
+import socket
+import stat
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import hdrs, web
 
@@ -83,6 +107,37 @@ class Entity(Protocol):
     def content_type(self) -> str: ...
 
     def read(self, offset: int, length: int) -> bytes: ...
+
+
+class FileSpan(Protocol):
+    """Bytes ``[offset, offset + length)`` of a file, one piece of ``SpansEntity.spans``: sent
+    from the file by the kernel, never read into Python.
+
+    ``open`` returns a new descriptor of the file, which ``serve_entity`` closes once the span
+    is sent (or is not to be); it blocks, and is called from an executor thread.  ``str()``
+    of a span names it in error messages.
+    """
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def length(self) -> int: ...
+
+    def open(self) -> int: ...
+
+
+class SpansEntity(Entity, Protocol):
+    """An entity that can say which of its bytes lie in files, so they can be ``sendfile``d.
+
+    ``spans(offset, length)`` yields, in order, pieces that together are exactly
+    ``read(offset, length)``: bytes (keep each to about a megabyte: a piece is held in memory
+    whole) and :class:`FileSpan` ranges.  Advancing the iterator may block; it is advanced in
+    executor threads, one piece at a time, never by two threads at once.  ``read`` stays
+    required: it serves when ``sendfile`` can't be used.
+    """
+
+    def spans(self, offset: int, length: int) -> Iterator[bytes | FileSpan]: ...
 
 
 # ---- ranges --------------------------------------------------------------------------------
@@ -496,11 +551,13 @@ async def serve_entity(
     too); ``entity_headers`` (``Content-Disposition``, ``X-…``) go on 200s and on 206s not
     answered through ``If-Range``.  Other methods get 405 (``Allow: GET,HEAD``), though the
     router should not send them here.  The body is read ``chunk_size`` bytes at a time in the
-    loop's default executor.  If the first read fails, its exception propagates before
+    loop's default executor, or, for a :class:`SpansEntity` on a plain socket, sent from its
+    spans by executor threads (see the module docstring).  If the first read fails (or the
+    first piece of the spans, its file opened, can't be had), its exception propagates before
     anything is sent (so middleware can turn it into an error response); a later failure
     closes the connection.  When this returns or raises (client gone and cancelled
-    included), no read of ``entity`` is running, so the caller may close what it reads
-    from.  Returns the response, already sent.
+    included), no read of ``entity`` is running and every file a span opened is closed, so
+    the caller may close what it reads from.  Returns the response, already sent.
     """
     if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
         raise web.HTTPMethodNotAllowed(request.method, [hdrs.METH_GET, hdrs.METH_HEAD])
@@ -561,7 +618,12 @@ async def serve_entity(
         except ConnectionError as e:
             log.debug("%s %s: client went away (%s)", request.method, request.path, e)
         return response  # nothing more: aiohttp would send body bytes on HEAD (media-notes §6)
-    await _send_body(request, response, entity, layout, chunk_size)
+    spans = getattr(entity, "spans", None)
+    transport = request.transport
+    if spans is not None and transport is not None and _can_sendfile(transport, response):
+        await _send_spans(request, response, transport, entity, spans, layout, chunk_size)
+    else:
+        await _send_body(request, response, entity, layout, chunk_size)
     return response
 
 
@@ -619,7 +681,9 @@ async def _send_body(
             else:
                 assert isinstance(step, ByteRange)
                 try:
-                    data = await pending
+                    # Shielded: a cancellation must not mark the read done while its thread
+                    # runs on (``_settle`` waits for it).
+                    data = await asyncio.shield(pending)
                     if len(data) != step.length:
                         raise EntityReadError(
                             f"read of bytes {step.start}-{step.stop - 1} of {entity!r} "
@@ -644,7 +708,7 @@ async def _send_body(
         await _settle([f for _, f in queue if isinstance(f, asyncio.Future)])
 
 
-async def _settle(reads: list[asyncio.Future[bytes]]) -> None:
+async def _settle(reads: Sequence[asyncio.Future[Any]]) -> None:
     """Waits for reads still in flight, so that none runs once ``serve_entity`` is over (its
     caller may close what the entity reads from, e.g. the sample file directory).
 
@@ -676,3 +740,333 @@ def _abort(request: web.BaseRequest, response: web.StreamResponse, problem: str)
     response.force_close()
     if request.transport is not None:
         request.transport.close()
+
+
+# ---- sending spans -------------------------------------------------------------------------
+
+#: How long an executor thread sending a body waits for room in the socket before handing the
+#: wait back to the event loop (which waits holding no thread).  Long enough that a client
+#: reading at full speed is served without a trip through the loop each time the socket
+#: fills; short enough that a stalled client holds a thread only this long.
+SENDFILE_WAIT_SECONDS = 0.02
+
+#: How long one executor call goes on sending before it returns to the loop: bounds how long a
+#: cancelled response waits for its thread (files are closed only after) and how long a
+#: connection closed by the server goes unnoticed.
+SENDFILE_CALL_SECONDS = 0.05
+
+#: While waiting for a stalled client's socket to take bytes, how often to look whether the
+#: transport was closed meanwhile (the duplicate descriptor would keep the socket open).
+_CLOSED_CHECK_SECONDS = 1.0
+
+#: ``os.sendfile`` errors meaning "not for this file (system)": its spans are read instead.
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+_MEMORY = (bytes, bytearray, memoryview)
+
+_T = TypeVar("_T")
+
+
+def _can_sendfile(transport: asyncio.BaseTransport, response: web.StreamResponse) -> bool:
+    """Whether body bytes may go to ``transport``'s socket directly: a plain stream socket
+    (no TLS, whose bytes the transport encrypts), and a body aiohttp would send as given
+    (no compression, no chunked encoding)."""
+    if not hasattr(os, "sendfile") or response.compression or response.chunked:
+        return False
+    if transport.is_closing():
+        return False
+    if (transport.get_extra_info("sslcontext") is not None
+            or transport.get_extra_info("ssl_object") is not None):
+        return False
+    sock = transport.get_extra_info("socket")
+    return sock is not None and getattr(sock, "type", None) == socket.SOCK_STREAM
+
+
+async def _in_thread(function: Callable[..., _T], *args: Any,
+                     orphan: Callable[[_T], object] | None = None) -> _T:
+    """``function(*args)`` in the default executor.  Cancelled, it still waits for the thread
+    to finish (so nothing it uses is closed under it), hands a result that came anyway to
+    ``orphan`` (to close what it holds), and then lets the cancellation go on."""
+    future = asyncio.get_running_loop().run_in_executor(None, function, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        try:
+            await _settle([future])
+        finally:
+            if orphan is not None and not future.cancelled() and future.exception() is None:
+                orphan(future.result())
+        raise
+
+
+@dataclass(frozen=True)
+class _OpenSpan:
+    """A span whose file is open (``fd``, closed once the span is sent or abandoned)."""
+
+    span: FileSpan
+    fd: int
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _close_piece(piece: bytes | _OpenSpan | None) -> None:
+    if isinstance(piece, _OpenSpan):
+        piece.close()
+
+
+def _pieces(
+    entity: Entity,
+    spans: Callable[[int, int], Iterator[bytes | FileSpan]],
+    layout: Sequence[bytes | ByteRange],
+) -> Generator[bytes | FileSpan, None, None]:
+    """The body as pieces: the layout's literal bytes, and the entity's spans of each range,
+    checked to add up to the range (``EntityReadError`` otherwise).  Blocking."""
+    for part in layout:
+        if isinstance(part, bytes):
+            yield part
+            continue
+        got = 0
+        for piece in spans(part.start, part.length):
+            n = len(piece) if isinstance(piece, _MEMORY) else piece.length
+            if n < 0 or got + n > part.length:
+                got = -1
+                break
+            got += n
+            if n:
+                yield piece
+        if got != part.length:
+            raise EntityReadError(
+                f"spans of bytes {part.start}-{part.stop - 1} of {entity!r} "
+                f"{'overrun the range' if got < 0 else f'hold {got} bytes'}"
+            )
+
+
+def _next_piece(pieces: Iterator[bytes | FileSpan]) -> bytes | _OpenSpan | None:
+    """The next piece, a file span with its file open and checked to hold it; None at the
+    end.  Blocking."""
+    piece = next(pieces, None)
+    if piece is None or isinstance(piece, _MEMORY):
+        return piece
+    fd = piece.open()
+    try:
+        st = os.fstat(fd)
+        end = piece.offset + piece.length
+        if stat.S_ISREG(st.st_mode) and st.st_size < end:
+            raise EntityReadError(f"{piece}: the file holds {st.st_size} bytes, not {end}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return _OpenSpan(piece, fd)
+
+
+_DONE, _BLOCKED, _MORE = "done", "blocked", "more"
+
+
+class _Pump:
+    """Writes a body, after its headers, straight to a duplicate of the socket's descriptor:
+    file spans with ``os.sendfile`` (or, for a file sendfile turns down, ``os.pread`` and
+    ``os.write``), in-memory pieces with ``os.write``.  ``run`` is called in an executor
+    thread, one call at a time; the loop calls ``close`` once no call runs.
+
+    The duplicate descriptor, not the transport's: the transport may be closed (the client
+    gone, the server stopping) while a thread writes, and the number of a closed descriptor
+    can be reused at once by another open file.
+    """
+
+    def __init__(self, pieces: Iterator[bytes | FileSpan], sock: int,
+                 first: bytes | _OpenSpan, chunk_size: int) -> None:
+        self.sock = sock
+        self.position = 0  # body bytes sent
+        self._pieces = pieces
+        self._piece: bytes | _OpenSpan | None = first
+        self._done = 0  # bytes of the current piece sent
+        self._chunk_size = chunk_size
+        self._sendfile = True
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLOUT)
+
+    def where(self) -> str:
+        if isinstance(self._piece, _OpenSpan):
+            return f"body byte {self.position}, {self._piece.span}"
+        return f"body byte {self.position}"
+
+    def run(self, wait: float, seconds: float) -> str:
+        """Sends until the body is all sent (``_DONE``), the socket has had no room for
+        ``wait`` seconds (``_BLOCKED``: wait for it to be writable, then call again) or
+        ``seconds`` have passed (``_MORE``).  Raises ``ConnectionError`` when the client is
+        gone, ``EntityReadError`` or ``OSError`` when the entity's bytes can't be had."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._piece is None:
+                self._piece = _next_piece(self._pieces)
+                self._done = 0
+                if self._piece is None:
+                    return _DONE
+            piece = self._piece
+            length = piece.span.length if isinstance(piece, _OpenSpan) else len(piece)
+            try:
+                if isinstance(piece, _OpenSpan):
+                    n, full = self._send_file(piece)
+                else:
+                    n = os.write(self.sock, memoryview(piece)[self._done :])
+                    full = n < length - self._done
+            except BlockingIOError:
+                full, n = True, 0
+            self._done += n
+            self.position += n
+            if self._done == length:
+                self._piece = None
+                _close_piece(piece)
+            # A short write means a full socket: wait for room rather than try again at once
+            # (which would send a sliver or nothing), as the loop's own sendfile does.
+            if full and not self._poller.poll(wait * 1000):
+                return _BLOCKED
+            if time.monotonic() >= deadline:
+                return _MORE
+
+    def _send_file(self, piece: _OpenSpan) -> tuple[int, bool]:
+        """Sends some of the span: the bytes sent, and whether the socket took less than
+        offered (it is full)."""
+        span, fd = piece.span, piece.fd
+        offset = span.offset + self._done
+        remaining = span.length - self._done
+        if self._sendfile:
+            try:
+                n = os.sendfile(self.sock, fd, offset, remaining)
+            except OSError as e:
+                if e.errno not in _NO_SENDFILE:
+                    raise
+                log.debug("sendfile refused %s (%s); reading instead", span, e)
+                self._sendfile = False
+                return 0, False
+            if n == 0:
+                raise EntityReadError(f"{span}: the file ended {remaining} bytes early")
+            return n, n < remaining
+        data = os.pread(fd, min(remaining, self._chunk_size), offset)
+        if not data:
+            raise EntityReadError(f"{span}: the file ended {remaining} bytes early")
+        n = os.write(self.sock, data)  # what the socket doesn't take is read again next time
+        return n, n < len(data)
+
+    def close(self) -> None:
+        """Closes the file of a piece not sent through, and the duplicate descriptor."""
+        piece, self._piece = self._piece, None
+        _close_piece(piece)
+        os.close(self.sock)
+
+
+async def _flush(transport: asyncio.Transport, writer: Any, sock: int) -> None:
+    """Waits until the transport has sent what aiohttp gave it (the headers), so that bytes
+    written to the socket directly come after them.  With write buffer limits of 0 the
+    transport pauses the protocol until its buffer is empty, which is what ``drain`` waits
+    for; the limits are put back after."""
+    send_headers = getattr(writer, "send_headers", None)
+    if send_headers is not None:
+        send_headers()  # StreamResponse.prepare has sent them: cheap insurance
+    if not transport.get_write_buffer_size():
+        return
+    low, high = transport.get_write_buffer_limits()
+    transport.set_write_buffer_limits(high=0, low=0)
+    try:
+        while transport.get_write_buffer_size() and not transport.is_closing():
+            protocol = getattr(writer, "protocol", None)
+            if getattr(protocol, "writing_paused", False):
+                await writer.drain()
+            else:  # a protocol that doesn't say: wait for room, then look again
+                await _writable(transport, sock)
+                await asyncio.sleep(0)
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits(high=high, low=low)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _writable(transport: asyncio.BaseTransport, sock: int) -> None:
+    """Waits for room in the socket ``sock`` (a duplicate of ``transport``'s), looking every
+    ``_CLOSED_CHECK_SECONDS`` whether the transport was closed meanwhile."""
+    loop = asyncio.get_running_loop()
+    while True:
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(sock, _resolve, ready)
+        try:
+            await asyncio.wait([ready], timeout=_CLOSED_CHECK_SECONDS)
+        finally:
+            loop.remove_writer(sock)
+        if ready.done():
+            return
+        if transport.is_closing():
+            raise ConnectionResetError("the connection was closed")
+
+
+async def _send_spans(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    transport: asyncio.Transport,
+    entity: Entity,
+    spans: Callable[[int, int], Iterator[bytes | FileSpan]],
+    layout: Sequence[bytes | ByteRange],
+    chunk_size: int,
+) -> None:
+    """``_send_body`` for a ``SpansEntity`` on a plain socket: the first piece is made (its
+    file opened and checked) before the headers go, so its failure propagates; the rest of
+    the body is sent by a ``_Pump``, and a failure there closes the connection.  A client gone
+    ends it with a debug line.  Every file opened is closed before this returns."""
+    pieces = _pieces(entity, spans, layout)
+    try:
+        first = await _in_thread(_next_piece, pieces, orphan=_close_piece)
+        await _pump_body(request, response, transport, pieces, first, chunk_size)
+    finally:
+        pieces.close()
+
+
+async def _pump_body(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    transport: asyncio.Transport,
+    pieces: Iterator[bytes | FileSpan],
+    first: bytes | _OpenSpan | None,
+    chunk_size: int,
+) -> None:
+    """Prepares the response and has a ``_Pump`` send the body from ``first`` on."""
+    pump: _Pump | None = None
+    try:
+        try:
+            writer = await response.prepare(request)
+            if first is not None:
+                if transport.is_closing():  # its socket may be closed: nothing to duplicate
+                    raise ConnectionResetError("the connection was closed")
+                pump = _Pump(pieces, os.dup(transport.get_extra_info("socket").fileno()),
+                             first, chunk_size)
+        finally:
+            if pump is None:
+                _close_piece(first)
+        if pump is not None:
+            await _flush(transport, writer, pump.sock)
+            while True:
+                if transport.is_closing():
+                    raise ConnectionResetError("the connection was closed")
+                try:
+                    why = await _in_thread(pump.run, SENDFILE_WAIT_SECONDS,
+                                           SENDFILE_CALL_SECONDS)
+                except ConnectionError:
+                    raise
+                except Exception as e:
+                    if transport.is_closing():
+                        raise ConnectionResetError(f"connection closed ({e!r})") from e
+                    _abort(request, response, f"{pump.where()}: {e!r}")
+                    return
+                if why == _DONE:
+                    break
+                if why == _BLOCKED:
+                    await _writable(transport, pump.sock)
+        await response.write_eof()
+    except ConnectionError as e:
+        log.debug("%s %s: client went away mid-body (%s)", request.method, request.path, e)
+    finally:
+        if pump is not None:
+            pump.close()
