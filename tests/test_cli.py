@@ -12,9 +12,12 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +39,8 @@ from tests.support.cli import (
 )
 from tests.support.engine import BASE_TIME_90K, ENTRY
 from tests.support.synthetic_stream import feed
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -483,11 +488,40 @@ def test_errors_in_a_real_process_are_one_line_without_traceback(tmp_path):
     assert result.returncode == 1 and "Traceback" in result.stderr
 
 
-def test_demo_records_and_prints_the_export_command(tmp_path):
+def test_demo_records_serves_the_player_and_prints_the_export_command(tmp_path):
+    """The quickstart's command: records, serves the player on loopback while it does, and
+    says how to export what it recorded."""
     demo_dir = str(tmp_path / "demo")
-    result = moonfire_process("demo", "--seconds", "12", "--data-dir", demo_dir)
-    assert result.returncode == 0, result.stderr
-    [command] = [line for line in result.stdout.splitlines() if "moonfire export" in line]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moonfire", "demo", "--seconds", "12", "--data-dir", demo_dir,
+         "--listen", f"127.0.0.1:{port}"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("watch it live: "):
+                break
+        player_url = lines[-1].split(": ", 1)[1].strip()
+        assert player_url.startswith(f"http://127.0.0.1:{port}/player.html?live=")
+        with urllib.request.urlopen(player_url, timeout=10) as page:
+            assert page.status == 200 and b"<video" in page.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/", timeout=10) as api:
+            assert [c["shortName"] for c in json.loads(api.read())["cameras"]] == ["demo"]
+        rest, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stdout = "".join(lines) + rest
+    assert proc.returncode == 0, err
+    [command] = [line for line in stdout.splitlines() if "moonfire export" in line]
     argv = shlex.split(command.split(": ", 1)[1])
     assert argv[:3] == ["moonfire", "export", "demo"]
     start = parse_time(argv[argv.index("--start") + 1])
@@ -500,5 +534,5 @@ def test_demo_records_and_prints_the_export_command(tmp_path):
     # The first recording spans one to two intervals (plus up to a GOP), so 12 s rotates.
     assert len(rows) >= 2
     assert rows and (start, end) == (rows[0].start_time_90k, rows[-1].end_time_90k)
-    assert f"recorded {len(rows)} recording" in result.stdout
+    assert f"recorded {len(rows)} recording" in stdout
     assert_storage_consistent(demo_dir)

@@ -2,10 +2,12 @@
 
 It (1) creates a data directory, or reuses one a previous demo made, (2) adds
 the synthetic camera ``demo`` (an H.264 test pattern encoded in real time)
-with a short rotation interval so a few seconds show rotation, (3) records it,
-and (4) prints what was recorded and the ``moonfire export`` command that
-turns it into an ``.mp4``.  It uses its own data directory, never
-``$MOONFIRE_DATA_DIR``, so trying it cannot touch real recordings.
+with a short rotation interval so a few seconds show rotation, (3) records it
+while serving the HTTP API and the player on loopback (``--listen``, as
+``moonfire run`` does) and prints the URL to watch it live, and (4) prints what
+was recorded and the ``moonfire export`` command that turns it into an ``.mp4``.
+It uses its own data directory, never ``$MOONFIRE_DATA_DIR``, so trying it
+cannot touch real recordings.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import argparse
 import os
 import shlex
 import threading
+import uuid as uuidlib
 
 from moonfire.cli._stop import exit_code, stop_on_signals
 from moonfire.cli.main import CommandError
 from moonfire.cli.recordings import split_runs
+from moonfire.cli.run import DEFAULT_LISTEN, refuse_open_listen, web_starter
 from moonfire.db import Camera, RecordingRow, UnknownCameraError
 from moonfire.sizes import format_size
 from moonfire.storage import data_dir as datadir
@@ -49,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seconds", type=float, default=20.0, help="how long to record (default: 20)"
     )
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="ADDR:PORT",
+        help=f"serve the player and API here while recording (loopback; default {DEFAULT_LISTEN})",
+    )
+    p.add_argument("--no-listen", action="store_true", help="don't serve HTTP")
     p.set_defaults(func=run)
 
 
@@ -58,12 +69,30 @@ def run(args: argparse.Namespace) -> int:
     prepare_data_dir(args.data_dir)
     camera = ensure_demo_camera(args.data_dir)
     from moonfire.ingest.daemon import run_cameras  # imports PyAV: only when recording
+    from moonfire.ingest.live import LiveFeeds
+    from moonfire.web.server import parse_listen
+
+    listen = None if args.no_listen else parse_listen(args.listen)
+    if listen is not None:
+        refuse_open_listen(args.data_dir, listen[0], allow_unauthenticated=False)
+    camera_uuid = str(uuidlib.UUID(bytes=camera.uuid))
+
+    def say_where(url: str, _daemon: object) -> None:
+        print(f"watch it live: {url}/player.html?live={camera_uuid}/main")
+        print(f"the API:       {url}/api/?days=true")
 
     print(f"recording camera {DEMO_CAMERA!r} ({camera.main.url}) for {args.seconds:g} s ...")
     stop = threading.Event()
     with stop_on_signals(stop) as received:
         code = run_cameras(
-            args.data_dir, duration_sec=args.seconds, stop=stop, camera_names=[DEMO_CAMERA]
+            args.data_dir,
+            duration_sec=args.seconds,
+            stop=stop,
+            camera_names=[DEMO_CAMERA],
+            on_started=None if listen is None else web_starter(
+                args.data_dir, listen, on_listening=say_where
+            ),
+            live=None if listen is None else LiveFeeds(estimate_durations=True),
         )
     with datadir.open_db(args.data_dir, read_only=True) as db:
         rows = [

@@ -72,35 +72,16 @@ def run(args: argparse.Namespace) -> int:
     check_cameras(args.data_dir, args.camera)
     from moonfire.ingest.daemon import run_cameras  # imports PyAV: only when recording
     from moonfire.ingest.live import LiveFeeds
-    from moonfire.web.app import build_app
-    from moonfire.web.auth import Auth
-    from moonfire.web.context import WebContext
-    from moonfire.web.server import WebServer, parse_listen
+    from moonfire.web.server import parse_listen
 
     listen = None if args.no_listen else parse_listen(args.listen)
     if listen is not None:
         refuse_open_listen(args.data_dir, listen[0], args.allow_unauthenticated)
-
-    def start_web(daemon: Daemon) -> Callable[[], None]:
-        assert listen is not None
-        ctx = WebContext.open(args.data_dir)
-        auth = Auth(
-            ctx.db,
-            trust_forward_headers=args.trust_forward_headers,
-            allow_unauthenticated=args.allow_unauthenticated,
-        )
-        server = WebServer(lambda: build_app(ctx, auth, recorder=DaemonView(daemon)), *listen)
-        try:
-            server.start()
-        except BaseException:
-            ctx.close()
-            raise
-
-        def stop_web() -> None:
-            server.stop()
-            ctx.close()
-
-        return stop_web
+    start_web = None if listen is None else web_starter(
+        args.data_dir, listen,
+        trust_forward_headers=args.trust_forward_headers,
+        allow_unauthenticated=args.allow_unauthenticated,
+    )
 
     stop = threading.Event()
     with stop_on_signals(stop) as received:
@@ -109,12 +90,53 @@ def run(args: argparse.Namespace) -> int:
             duration_sec=args.for_seconds,
             stop=stop,
             camera_names=args.camera,
-            on_started=None if listen is None else start_web,
+            on_started=start_web,
             # Each frame goes out as it arrives (its duration estimated from the one before), not
             # a frame later: live latency stays a few ms instead of a frame interval.
             live=None if listen is None else LiveFeeds(estimate_durations=True),
         )
     return exit_code(code, received)
+
+
+def web_starter(
+    data_dir: str,
+    listen: tuple[str, int],
+    *,
+    trust_forward_headers: bool = False,
+    allow_unauthenticated: bool = False,
+    on_listening: Callable[[str, Daemon], None] | None = None,
+) -> Callable[[Daemon], Callable[[], None]]:
+    """What ``run_cameras`` calls once recording runs: start the web server on ``listen``
+    (its own connection and thread) and return what stops it.  ``on_listening(url,
+    daemon)`` is told the server's URL once it listens (``moonfire demo`` prints it)."""
+    from moonfire.web.app import build_app
+    from moonfire.web.auth import Auth
+    from moonfire.web.context import WebContext
+    from moonfire.web.server import WebServer
+
+    def start_web(daemon: Daemon) -> Callable[[], None]:
+        ctx = WebContext.open(data_dir)
+        auth = Auth(
+            ctx.db,
+            trust_forward_headers=trust_forward_headers,
+            allow_unauthenticated=allow_unauthenticated,
+        )
+        server = WebServer(lambda: build_app(ctx, auth, recorder=DaemonView(daemon)), *listen)
+        try:
+            server.start()
+        except BaseException:
+            ctx.close()
+            raise
+        if on_listening is not None:
+            on_listening(server.url, daemon)
+
+        def stop_web() -> None:
+            server.stop()
+            ctx.close()
+
+        return stop_web
+
+    return start_web
 
 
 class DaemonView:
