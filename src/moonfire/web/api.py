@@ -35,7 +35,7 @@ from moonfire.db import (
 )
 from moonfire.ingest.sources import redact_url
 from moonfire.playback import fragment
-from moonfire.web.auth import Auth, Caller
+from moonfire.web.auth import Auth, require_permission
 from moonfire.web.context import WebContext
 from moonfire.web.recorder import NOT_RECORDED, RecorderView, StreamStatus
 
@@ -56,12 +56,6 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 def plain_error(status: type[web.HTTPException], message: str) -> web.HTTPException:
     """Moonfire's errors: a human-readable text/plain body the UI shows as it is."""
     return status(text=message, content_type="text/plain")
-
-
-def require(caller: Caller, permission: str) -> None:
-    """403 unless ``caller`` has ``permission`` (an attribute of ``Permissions``)."""
-    if not getattr(caller.permissions, permission):
-        raise plain_error(web.HTTPForbidden, f"{permission} required")
 
 
 def server_time_zone() -> str:
@@ -325,7 +319,7 @@ class Api:
         days = request.query.get("days") == "true"
         configs = request.query.get("cameraConfigs") == "true"
         if configs:
-            require(caller, "read_camera_configs")
+            require_permission(caller, "read_camera_configs")
 
         statuses = self._statuses()
 
@@ -366,7 +360,7 @@ class Api:
 
     async def recordings(self, request: web.Request) -> web.Response:
         caller = await self.auth.caller(request)
-        require(caller, "view_video")
+        require_permission(caller, "view_video")
         start = _int_param(request, "startTime90k")
         end = _int_param(request, "endTime90k")
         split = _int_param(request, "split90k")

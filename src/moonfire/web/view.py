@@ -34,8 +34,8 @@ from moonfire.playback import fragment
 from moonfire.playback.mp4 import VirtualFile, build_mp4
 from moonfire.playback.segment import Segment, SegmentError
 from moonfire.storage.sample_file_dir import uuid_name
-from moonfire.web.api import find_stream, plain_error, require
-from moonfire.web.auth import Auth
+from moonfire.web.api import find_stream, plain_error
+from moonfire.web.auth import Auth, require_permission
 from moonfire.web.context import WebContext
 from moonfire.web.http_entity import serve_entity
 from moonfire_core.sampledir import SampleDirectory
@@ -201,7 +201,7 @@ class View:
 
     async def view_mp4(self, request: web.Request) -> web.StreamResponse:
         caller = await self.auth.caller(request)
-        require(caller, "view_video")
+        require_permission(caller, "view_video")
         unknown = sorted(set(request.query) - VIEW_PARAMETERS)
         if unknown:
             raise plain_error(web.HTTPBadRequest, f"parameter {unknown[0]} not understood")
