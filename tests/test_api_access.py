@@ -26,8 +26,6 @@ import asyncio
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +45,7 @@ from moonfire.web.app import build_app
 from moonfire.web.auth import Auth, csrf_token, encode_session_id
 from moonfire.web.context import WebContext
 from tests.support.cli import moonfire_process
+from tests.support.net import free_port, stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_URL = "testsrc://?size=160x120&fps=10&bitrate=50k&gop=10"
@@ -218,12 +217,6 @@ class Site:
             return f.read()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
     """``moonfire run --listen`` over a data dir with a user per permission (and one with
@@ -268,12 +261,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
                         for name in ("nobody", "viewer", "configs", "signals", "admin")}
         yield site
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         db.close()
     assert proc.returncode == 0, site.log()
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import moonfire_process
+from tests.support.net import free_port, stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = "/usr/bin/chromium"
@@ -48,12 +47,6 @@ CHROME_FLAGS = (
     "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage",
     "--mute-audio",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def need_browser() -> None:
@@ -127,12 +120,7 @@ def recorder(tmp_path_factory) -> Iterator[Recorder]:
         rec.camera_uuid = camera["uuid"]
         yield rec
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
     assert proc.returncode == 0, rec.log()
 
 

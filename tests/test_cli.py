@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from tests.support.cli import (
     sample_files,
 )
 from tests.support.engine import BASE_TIME_90K, ENTRY
+from tests.support.net import free_port
 from tests.support.synthetic_stream import feed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -492,9 +492,7 @@ def test_demo_records_serves_the_player_and_prints_the_export_command(tmp_path):
     """The quickstart's command: records, serves the player on loopback while it does, and
     says how to export what it recorded."""
     demo_dir = str(tmp_path / "demo")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moonfire", "demo", "--seconds", "12", "--data-dir", demo_dir,
          "--listen", f"127.0.0.1:{port}"],

@@ -30,18 +30,13 @@ from moonfire.storage import data_dir as datadir
 from moonfire.storage.invariants import check
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire_core import decode_index
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_SCRIPT = ROOT / "tests" / "support" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 ROTATE_SEC = 2
 RETAIN = 10**9
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RtspServer:

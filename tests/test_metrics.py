@@ -47,6 +47,7 @@ from moonfire.web.context import WebContext
 from moonfire.web.recorder import NOT_RECORDED
 from moonfire.web.server import WebServer
 from tests.support.cli import moonfire_process
+from tests.support.net import free_port
 
 MAIN_URL = "testsrc://?size=320x240&fps=10&bitrate=100k&gop=10"
 SUB_URL = "testsrc://?size=160x120&fps=5&bitrate=50k&gop=5"
@@ -383,14 +384,6 @@ async def test_metrics_need_a_login_once_a_user_exists(tmp_path, aiohttp_client,
 
 
 # ---- a real `moonfire run --listen`, and a directory removed under it -------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rm_rf(path: str) -> None:

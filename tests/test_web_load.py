@@ -24,7 +24,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import pytest
 
 from moonfire.storage import data_dir as datadir
 from tests.support.cli import moonfire_process
+from tests.support.net import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMERAS = 4
@@ -50,12 +50,6 @@ LOAD_SEC = 20.0
 MAX_RANGE = 256 * 1024
 #: Descriptors the server may hold beyond its baseline after the clients leave.
 FD_MARGIN = 6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fd_count(pid: int) -> int:

@@ -25,15 +25,10 @@ import pytest
 from moonfire.playback.fragment import init_segment
 from moonfire.storage import data_dir as datadir
 from tests.support.cli import moonfire_process
+from tests.support.net import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_URL = "testsrc://?size=320x240&fps=15&bitrate=100k&gop=15"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_run(data_dir: str, *args: str) -> subprocess.Popen:
