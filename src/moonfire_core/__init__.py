@@ -19,7 +19,7 @@ from .index import (
     decode_index,
     encode_index,
 )
-from .records import PreviousWriter, RecordingToSave
+from .records import PreviousWriter, RecordingToSave, WriterSnapshot
 from .sampledir import SampleDirectory
 from .writer import Writer
 
@@ -48,6 +48,7 @@ __all__ = [
     "RecordingToSave",
     "SampleDirectory",
     "Writer",
+    "WriterSnapshot",
     "sampledir",
     "set_fault_hook",
     "writer",

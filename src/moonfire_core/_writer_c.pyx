@@ -27,7 +27,12 @@ import os
 from moonfire_core import _args, _fault_hook
 from moonfire_core._errors import RecordingAbandonedError
 from moonfire_core._index_c import SampleIndexEncoder
-from moonfire_core.records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+from moonfire_core.records import (
+    FLAG_TRAILING_ZERO,
+    PreviousWriter,
+    RecordingToSave,
+    WriterSnapshot,
+)
 
 #: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
 MAX_DURATION_90K = 2**31 - 1
@@ -352,6 +357,31 @@ cdef class Writer:
             data += written
             size -= written
         return 0
+
+    def snapshot(self):
+        """The recording so far, for serving it while it grows; None before a sample is indexed.
+
+        Not thread-safe, like ``write``; see the twin.
+        """
+        if self._closed or self._error is not None or not self._has_local_start:
+            return None
+        index = self._index
+        # Python ints, as in close: a local start minus a previous end can leave 64 bits.
+        start = self._prev_end if self._has_prev_end else self._local_start
+        return WriterSnapshot(
+            stream_id=self._stream_id,
+            sample_file_uuid=self._uuid,
+            run_offset=self._run_offset,
+            start_time_90k=start,
+            duration_90k=index.total_duration_90k,
+            local_time_delta_90k=self._local_start - start,
+            video_samples=index.video_samples,
+            video_sync_samples=index.video_sync_samples,
+            sample_file_bytes=index.sample_file_bytes,
+            file_bytes=self._file_bytes,
+            video_sample_entry_id=self._video_sample_entry_id,
+            video_index=bytes(index.video_index),
+        )
 
     def __enter__(self):
         return self

@@ -25,7 +25,7 @@ from . import _args, _fault_hook
 from ._clock_py import ClockAdjuster
 from ._errors import RecordingAbandonedError
 from ._index_py import SampleIndexEncoder
-from .records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave
+from .records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave, WriterSnapshot
 
 #: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
 MAX_DURATION_90K = 2**31 - 1
@@ -315,6 +315,32 @@ class Writer:
                 raise _os_error(e, self._path) from None
             self._file_bytes += written
             view = view[written:]
+
+    def snapshot(self) -> WriterSnapshot | None:
+        """The recording so far, for serving it while it grows; None before a sample is indexed.
+
+        Not thread-safe, like ``write``: call it from the thread that writes (the
+        recorder publishes the result for other threads).  It does no I/O and never
+        changes the writer; a closed or corrupt writer has no snapshot.
+        """
+        if self._closed or self._error is not None or self._local_start is None:
+            return None
+        index = self._index
+        start = self._local_start if self._prev_end is None else self._prev_end
+        return WriterSnapshot(
+            stream_id=self._stream_id,
+            sample_file_uuid=self._uuid,
+            run_offset=self._run_offset,
+            start_time_90k=start,
+            duration_90k=index.total_duration_90k,
+            local_time_delta_90k=self._local_start - start,
+            video_samples=index.video_samples,
+            video_sync_samples=index.video_sync_samples,
+            sample_file_bytes=index.sample_file_bytes,
+            file_bytes=self._file_bytes,
+            video_sample_entry_id=self._video_sample_entry_id,
+            video_index=bytes(index.video_index),
+        )
 
     def __enter__(self) -> "Writer":
         return self

@@ -41,3 +41,28 @@ class RecordingToSave:
     video_sample_entry_id: int
     video_index: bytes
     sample_file_sha1: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSnapshot:
+    """The recording a writer is writing, as far as it has gone (``Writer.snapshot``).
+
+    For serving the recording being written (``growing`` in the API): the fields
+    mean what ``RecordingToSave``'s do, over the samples indexed so far (every
+    sample but the newest, whose duration is not known yet).  ``file_bytes`` is
+    how many bytes reached the file: the indexed samples whose bytes all lie
+    below it can be read back now; the rest are still in the writer's buffer.
+    """
+
+    stream_id: int
+    sample_file_uuid: bytes
+    run_offset: int
+    start_time_90k: int
+    duration_90k: int
+    local_time_delta_90k: int
+    video_samples: int
+    video_sync_samples: int
+    sample_file_bytes: int
+    file_bytes: int
+    video_sample_entry_id: int
+    video_index: bytes
