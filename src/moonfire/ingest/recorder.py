@@ -24,6 +24,10 @@ the same everywhere:
   the next key frame starts a new run.  When the error is a full disk, the
   syncer is asked to delete this stream's oldest recordings to make room, so
   recording goes on even if the budget was set larger than the disk.
+
+The recording being written is published as ``growing`` (a ``WriterSnapshot``,
+replaced whole, so other threads read it without a lock) at most every
+``GROWING_REFRESH_90K``: the API serves it while it grows.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from moonfire.time import MAX_RECORDING_DURATION, TIME_UNITS_PER_SEC
 from moonfire_core import RecordingAbandonedError
-from moonfire_core.records import PreviousWriter
+from moonfire_core.records import PreviousWriter, WriterSnapshot
 from moonfire_core.writer import Writer
 
 if TYPE_CHECKING:
@@ -47,6 +51,9 @@ log = logging.getLogger(__name__)
 ROTATE_BY_90K = MAX_RECORDING_DURATION - 30 * TIME_UNITS_PER_SEC
 #: Media duration at which a recording without a key frame in sight ends anyway.
 END_RUN_AT_90K = MAX_RECORDING_DURATION - 5 * TIME_UNITS_PER_SEC
+#: How often the snapshot of the recording being written is refreshed (local time):
+#: one copy of its index (a few KiB) per half second.
+GROWING_REFRESH_90K = TIME_UNITS_PER_SEC // 2
 #: The first recording of a run gets a second interval only while it stays this short.
 FIRST_RECORDING_MAX_SEC = ROTATE_BY_90K // TIME_UNITS_PER_SEC - 30
 
@@ -111,6 +118,9 @@ class StreamRecorder:
         self.recordings_closed = 0
         #: The recording being written (None between recordings), for the live view.
         self.current: RecordingStart | None = None
+        #: The recording being written as far as it has gone, for the API (None: none yet).
+        self.growing: WriterSnapshot | None = None
+        self._growing_due_90k = 0
         self._runs = 0
         self._run_start_pts = 0
 
@@ -163,6 +173,9 @@ class StreamRecorder:
             self._on_write_error(e)
         else:
             self._last_pts = pts_90k
+            if local_time_90k >= self._growing_due_90k:
+                self.growing = self._writer.snapshot()
+                self._growing_due_90k = local_time_90k + GROWING_REFRESH_90K
 
     def end_run(self) -> None:
         """The session ended (error or shutdown): close with a trailing zero; next run anew."""
@@ -194,6 +207,8 @@ class StreamRecorder:
         """Close the current writer; True if its recording went to the syncer to be saved."""
         writer, self._writer = self._writer, None
         self.current = None
+        self.growing = None
+        self._growing_due_90k = 0
         assert writer is not None
         try:
             self._prev = writer.close(next_pts)

@@ -293,6 +293,9 @@ class Syncer:
         self._pending: Any = None
         #: UUIDs handed to writers and not yet saved or abandoned -> stream id.
         self._writing: dict[bytes, int] = {}
+        #: Closed recordings queued and not yet committed (or dropped), oldest first, by
+        #: UUID: the API lists them (``firstUncommitted``) and serves them from memory.
+        self._uncommitted: dict[bytes, RecordingToSave] = {}
         self._to_unlink: list[bytes] = []
         self._to_mark_deleted: list[bytes] = []
         #: Stream id -> bytes of its committed recordings.
@@ -357,7 +360,21 @@ class Syncer:
             # Its reservation stays, so the next start deletes the file.
             _close_quietly(recording.fd)
             raise
+        with self._uuid_lock:
+            self._uncommitted[recording.sample_file_uuid] = recording
         self._queue.put(_Save(recording, time.monotonic()))
+
+    def uncommitted(self, stream_id: int) -> list[RecordingToSave]:
+        """``stream_id``'s closed recordings not yet committed, oldest first (any thread).
+
+        Their files hold every byte (``Writer.close`` flushed them) but may not be
+        durable yet.  A recording leaves this list only after its transaction
+        committed, or when it was dropped, so a caller that reads this list and
+        then the database sees each recording at least once; it may see one in
+        both (committed in between), which it recognises by its start time.
+        """
+        with self._uuid_lock:
+            return [r for r in self._uncommitted.values() if r.stream_id == stream_id]
 
     def abandon(
         self, sample_file_uuid: bytes, fd: int | None, error: BaseException | None = None
@@ -753,6 +770,8 @@ class Syncer:
                     break
             if isinstance(command, _Save):
                 _close_quietly(command.recording.fd)
+                with self._uuid_lock:
+                    self._uncommitted.pop(command.recording.sample_file_uuid, None)
             elif isinstance(command, _Abandon) and command.fd is not None:
                 _close_quietly(command.fd)
             done = getattr(command, "done", None)
@@ -793,6 +812,15 @@ class Syncer:
         with self._uuid_lock:
             for save in batch:
                 self._writing.pop(save.recording.sample_file_uuid, None)
+        try:
+            self._make_durable_and_commit(batch)
+        finally:
+            # Committed, rejected or lost to a failure: no longer waiting to be committed.
+            with self._uuid_lock:
+                for save in batch:
+                    self._uncommitted.pop(save.recording.sample_file_uuid, None)
+
+    def _make_durable_and_commit(self, batch: list[_Save]) -> None:
         durable = self._fsync_files(batch)
         if not durable:
             return
