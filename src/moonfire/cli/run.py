@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from moonfire.ingest.live import LiveFeeds
     from moonfire.storage.syncer import Syncer
     from moonfire.web.recorder import StreamStatus
+    from moonfire.web.unsaved import RecorderState
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -166,6 +167,21 @@ class DaemonView:
 
     def dir_errors(self) -> Mapping[int, str]:
         return {dir_id: str(error) for dir_id, error in self._daemon.dir_errors.items()}
+
+    def recorder_state(self, stream_id: int) -> RecorderState | None:
+        from moonfire.web.unsaved import RecorderState
+
+        for streamer in self._daemon.streamers:
+            if streamer.stream.id != stream_id:
+                continue
+            syncer = self._daemon.syncers.get(streamer.stream.sample_file_dir_id)
+            if syncer is None:
+                return None
+            # This order (the writer's snapshot, then the syncer's queue) is the one
+            # moonfire.web.unsaved needs to see each recording at least once.
+            growing = streamer.recorder.growing
+            return RecorderState(growing, syncer.uncommitted(stream_id), syncer.open_id)
+        return None
 
 
 def refuse_open_listen(data_dir: str, host: str, allow_unauthenticated: bool) -> None:

@@ -38,6 +38,7 @@ from moonfire.playback import fragment
 from moonfire.web.auth import Auth, require_permission
 from moonfire.web.context import WebContext
 from moonfire.web.recorder import NOT_RECORDED, RecorderView, StreamStatus
+from moonfire.web.unsaved import UnsavedRecording, unsaved_recordings
 
 #: ``Cache-Control`` of the JSON replies (web-api.md §0).
 NO_CACHE = "private, no-cache"
@@ -213,7 +214,9 @@ def find_stream(db: Database, camera_text: str, stream_type: str) -> tuple[Camer
 
 
 def coalesce_recordings(
-    rows: list[RecordingRow], split_90k: int | None
+    rows: list[RecordingRow],
+    split_90k: int | None,
+    uncommitted: Iterable[UnsavedRecording] = (),
 ) -> list[dict[str, Any]]:
     """Moonfire's ``list_aggregated_recordings``: rows by run, merged while consecutive.
 
@@ -221,7 +224,14 @@ def coalesce_recordings(
     sample entry is the same, the times chain exactly, its open is the same, and the row's
     wall duration with it stays below ``split_90k``.  (Moonfire answers 500 when times or
     opens don't chain; starting a new row instead shows the same recordings.)
+
+    ``uncommitted`` are the recordings still in the recorder's memory
+    (``moonfire.web.unsaved``): a row holding one has ``firstUncommitted``, and a row
+    ending with the one being written is ``growing``.
     """
+    committed = {r.composite_id for r in rows}  # one committed since wins (see unsaved)
+    unsaved = {u.row.composite_id: u for u in uncommitted if u.row.composite_id not in committed}
+    rows = rows + [u.row for u in unsaved.values()]
     out: list[dict[str, Any]] = []
     current: dict[int, dict[str, Any]] = {}  # run start id -> its open row
     for row in sorted(rows, key=lambda r: r.start_time_90k):
@@ -241,6 +251,7 @@ def coalesce_recordings(
             agg["videoSamples"] += row.video_samples
             agg["sampleFileBytes"] += row.sample_file_bytes
             agg["_trailing_zero"] = row.has_trailing_zero
+            _mark_unsaved(agg, unsaved.get(row.composite_id))
             continue
         agg = {
             "startId": row.recording_id,
@@ -254,6 +265,7 @@ def coalesce_recordings(
             "sampleFileBytes": row.sample_file_bytes,
             "_trailing_zero": row.has_trailing_zero,
         }
+        _mark_unsaved(agg, unsaved.get(row.composite_id))
         current[run_start] = agg
         out.append(agg)
     for agg in out:
@@ -263,6 +275,18 @@ def coalesce_recordings(
         if agg.pop("_trailing_zero"):
             agg["hasTrailingZero"] = True
     return out
+
+
+def _mark_unsaved(agg: dict[str, Any], recording: UnsavedRecording | None) -> None:
+    """``firstUncommitted`` at the row's first uncommitted member; ``growing`` from its newest."""
+    if recording is None:
+        agg.pop("growing", None)
+        return
+    agg.setdefault("firstUncommitted", recording.row.recording_id)
+    if recording.growing:
+        agg["growing"] = True
+    else:
+        agg.pop("growing", None)
 
 
 def sample_entry_json(entry: VideoSampleEntry) -> dict[str, int]:
@@ -371,11 +395,24 @@ class Api:
             _camera, stream = find_stream(
                 db, request.match_info["uuid"], request.match_info["stream"]
             )
+            # The recorder's state before the database: see moonfire.web.unsaved.
+            state = None if self.recorder is None else self.recorder.recorder_state(stream.id)
+            unsaved = []
+            if state is not None and low < high:
+                unsaved = [
+                    u for u in unsaved_recordings(state, stream, db.last_recording(stream.id))
+                    if u.row.start_time_90k < high and u.row.end_time_90k > low
+                ]
             rows = db.list_recordings_by_time(stream.id, low, high) if low < high else []
+            entry_ids = {r.video_sample_entry_id for r in rows}
+            entry_ids.update(u.row.video_sample_entry_id for u in unsaved)
             entries = {}
-            for entry_id in sorted({r.video_sample_entry_id for r in rows}):
+            for entry_id in sorted(entry_ids):
                 entries[str(entry_id)] = sample_entry_json(db.get_video_sample_entry(entry_id))
-            return {"recordings": coalesce_recordings(rows, split), "videoSampleEntries": entries}
+            return {
+                "recordings": coalesce_recordings(rows, split, unsaved),
+                "videoSampleEntries": entries,
+            }
 
         return json_response(await self.ctx.query(build))
 

@@ -72,7 +72,7 @@ def build_app(
         middlewares=[metrics.middleware, _errors], client_max_size=MAX_BODY_BYTES
     )
     api = Api(ctx, auth, recorder)
-    view = View(ctx, auth)
+    view = View(ctx, auth, recorder)
     app.add_routes(auth.routes())
     app.add_routes(api.routes())
     app.add_routes(view.routes())

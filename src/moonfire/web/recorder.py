@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from moonfire.ingest.live import LiveFeeds
     from moonfire.storage.syncer import Syncer
+    from moonfire.web.unsaved import RecorderState
 
 #: The state of a stream no streamer of this process records (``moonfire status`` says so).
 NOT_RECORDED = "not recorded by this daemon"
@@ -61,4 +62,8 @@ class RecorderView(Protocol):
 
     def dir_errors(self) -> Mapping[int, str]:
         """Why each failed sample file directory failed, by directory id."""
+        ...
+
+    def recorder_state(self, stream_id: int) -> RecorderState | None:
+        """The stream's recordings not yet committed (None: no streamer records it here)."""
         ...

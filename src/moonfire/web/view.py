@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -34,10 +35,12 @@ from moonfire.playback import fragment
 from moonfire.playback.mp4 import VirtualFile, build_mp4
 from moonfire.playback.segment import Segment, SegmentError
 from moonfire.storage.sample_file_dir import uuid_name
-from moonfire.web.api import find_stream, plain_error
+from moonfire.web.api import NO_CACHE, find_stream, plain_error
 from moonfire.web.auth import Auth, require_permission
 from moonfire.web.context import WebContext
 from moonfire.web.http_entity import serve_entity
+from moonfire.web.recorder import RecorderView
+from moonfire.web.unsaved import UnsavedRecording, unsaved_recordings
 from moonfire_core.sampledir import SampleDirectory
 
 #: ``Cache-Control`` of media replies (web-api.md §0).
@@ -89,16 +92,31 @@ def parse_s(text: str) -> SegmentSpec:
 
 
 def segments_for(
-    db: Database, stream: Stream, spec: SegmentSpec, names: dict[int, str]
+    db: Database,
+    stream: Stream,
+    spec: SegmentSpec,
+    names: dict[int, str],
+    unsaved: Mapping[int, UnsavedRecording] | None = None,
 ) -> list[Segment]:
     """The clipped segments one spec names; 404 for a missing recording or another open,
     400 for an end past the recordings.  Adds each segment's sample file name to ``names``
-    (by composite id)."""
+    (by composite id).  ``unsaved`` (by recording id) are the recordings only the
+    recorder's memory holds yet (``moonfire.web.unsaved``): read before the database, so
+    a committed row found here wins."""
+    unsaved = unsaved or {}
     rows = {
         r.recording_id: r
         for r in db.list_recordings_by_id(stream.id, spec.start_id, spec.end_id)
     }
-    playbacks = db.list_playback_by_id(stream.id, spec.start_id, spec.end_id)
+    # Composite id -> (sample file uuid, video_index).
+    stored = {
+        cid: (p.sample_file_uuid, p.video_index)
+        for cid, p in db.list_playback_by_id(stream.id, spec.start_id, spec.end_id).items()
+    }
+    for recording_id, recording in unsaved.items():
+        if spec.start_id <= recording_id <= spec.end_id and recording_id not in rows:
+            rows[recording_id] = recording.row
+            stored[recording.row.composite_id] = (recording.sample_file_uuid, recording.video_index)
     ordered: list[RecordingRow] = []
     for recording_id in range(spec.start_id, spec.end_id + 1):
         row = rows.get(recording_id)
@@ -126,12 +144,13 @@ def segments_for(
         lo, hi = max(spec.rel_start, begin), min(rel_end, end)
         if hi < lo or (hi == lo and row.duration_90k > 0):
             continue  # outside [rel_start, rel_end)
-        playback = playbacks.get(row.composite_id)
-        if playback is None:  # deleted between the two reads
+        found = stored.get(row.composite_id)
+        if found is None:  # deleted between the two reads
             raise plain_error(web.HTTPNotFound, f"no recording {stream.id}/{row.recording_id}")
-        names[row.composite_id] = uuid_name(playback.sample_file_uuid)
+        sample_file_uuid, video_index = found
+        names[row.composite_id] = uuid_name(sample_file_uuid)
         try:
-            segments.append(Segment(row, playback.video_index, (lo - begin, hi - begin)))
+            segments.append(Segment(row, video_index, (lo - begin, hi - begin)))
         except SegmentError as e:
             raise plain_error(web.HTTPInternalServerError, str(e)) from e
     return segments
@@ -166,9 +185,10 @@ class BytesEntity:
 
 
 class View:
-    def __init__(self, ctx: WebContext, auth: Auth) -> None:
+    def __init__(self, ctx: WebContext, auth: Auth, recorder: RecorderView | None = None) -> None:
         self.ctx = ctx
         self.auth = auth
+        self.recorder = recorder
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -218,8 +238,18 @@ class View:
             camera, stream = find_stream(
                 db, request.match_info["uuid"], request.match_info["stream"]
             )
+            # The recorder's state, then the newest committed row, then the rows by id:
+            # the order moonfire.web.unsaved needs.
+            state = None if self.recorder is None else self.recorder.recorder_state(stream.id)
+            unsaved = {} if state is None else {
+                u.row.recording_id: u
+                for u in unsaved_recordings(state, stream, db.last_recording(stream.id))
+            }
             names: dict[int, str] = {}
-            segments = [seg for spec in specs for seg in segments_for(db, stream, spec, names)]
+            segments = [
+                seg for spec in specs for seg in segments_for(db, stream, spec, names, unsaved)
+            ]
+            in_memory.extend(s for s in segments if s.row.recording_id in unsaved)
             if not segments:
                 raise plain_error(web.HTTPBadRequest, "the s parameters select no frames")
             entries = {
@@ -243,13 +273,15 @@ class View:
                 directory.close()
                 raise plain_error(web.HTTPBadRequest, str(e)) from None
 
+        in_memory: list[Segment] = []
         camera, stream, file, directory = await self.ctx.query(build)
         name = attachment_name(camera, stream, file.segments[0].row.start_time_90k)
         try:
             return await serve_entity(
                 request,
                 file,
-                headers={"Cache-Control": MEDIA_CACHE},
+                # A recording not committed yet may still change (its ETag with it).
+                headers={"Cache-Control": NO_CACHE if in_memory else MEDIA_CACHE},
                 entity_headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
         finally:
