@@ -9,6 +9,7 @@ that is the documented default.
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import io
 import json
@@ -22,6 +23,7 @@ import pytest
 
 from moonfire.db import Database
 from moonfire.storage import data_dir as datadir
+from moonfire.time import server_time_zone
 from moonfire.web.app import build_app
 from moonfire.web.auth import Auth
 from moonfire.web.context import WebContext
@@ -270,3 +272,60 @@ def test_init_segment_with_its_aspect(served):
     assert served.get(f"/api/init/{entry_id}.mp4", {"If-None-Match": headers["ETag"]})[0] == 304
     for bad in ("999999", "abc", "-1"):
         assert served.get(f"/api/init/{bad}.mp4")[0] == 404
+
+
+def _subtitles(data: bytes) -> tuple[list[str], list[int], int]:
+    """The timestamp track's texts and packet durations, and the video frames decoded."""
+    with av.open(io.BytesIO(data)) as container:
+        (track,) = container.streams.subtitles
+        assert track.codec_context.name == "mov_text"
+        packets = [p for p in container.demux(track) if p.size]
+        texts = [bytes(p)[2:].decode() for p in packets]
+        durations = [int(p.duration * p.time_base * 90000) for p in packets]
+    return texts, durations, _decoded_frames(data)
+
+
+def test_view_mp4_with_ts_true_adds_a_subtitle_track_of_wall_clock_seconds(served):
+    with db_of(served) as db:
+        rows = db.list_recordings(served.main_id)
+    first, last = rows[0], rows[-1]
+    base = f"/api/cameras/{served.camera_uuid}/main/view.mp4?s={first.recording_id}-"
+    status, headers, with_ts = served.get(f"{base}{last.recording_id}&ts=true")
+    assert status == 200, with_ts
+    _, plain_headers, plain = served.get(f"{base}{last.recording_id}&ts=false")
+    assert headers["ETag"] != plain_headers["ETag"]
+    texts, durations, frames = _subtitles(with_ts)
+    assert frames == _decoded_frames(plain) == sum(r.video_samples for r in rows)
+    zone = zoneinfo.ZoneInfo(server_time_zone())
+    start_sec = first.start_time_90k // 90000
+    end_sec = -(-last.end_time_90k // 90000)
+    # One sample per wall second each recording overlaps: recordings of a run abut, so a
+    # second split between two shows twice, once for each.
+    assert len(texts) >= end_sec - start_sec
+    assert texts[0] == datetime.datetime.fromtimestamp(start_sec, zone).strftime(
+        "%Y-%m-%d %H:%M:%S %z"
+    )
+    assert texts[-1] == datetime.datetime.fromtimestamp(end_sec - 1, zone).strftime(
+        "%Y-%m-%d %H:%M:%S %z"
+    )
+    assert sum(durations) == sum(r.duration_90k for r in rows)
+    assert all(0 < d <= 90000 for d in durations)
+    # Ranges of the subtitle payload (the file's tail) are the same bytes as the whole.
+    status, _h, tail = served.get(f"{base}{last.recording_id}&ts=true", {"Range": "bytes=-100"})
+    assert status == 206 and tail == with_ts[-100:]
+
+
+def test_export_with_timestamps_writes_the_same_track(served, tmp_path):
+    with db_of(served) as db:
+        rows = db.list_recordings(served.main_id)
+    out = tmp_path / "front.mp4"
+    done = moonfire_process(
+        "export", "front", "--start", str(rows[0].start_time_90k),
+        "--end", str(rows[-1].end_time_90k), "-o", str(out), "--timestamps",
+        "--data-dir", served.data_dir,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    texts, durations, frames = _subtitles(out.read_bytes())
+    assert frames == sum(r.video_samples for r in rows)
+    assert sum(durations) == sum(r.duration_90k for r in rows)
+    assert len(texts) >= (rows[-1].end_time_90k - rows[0].start_time_90k) // 90000

@@ -16,8 +16,10 @@ number.
 from __future__ import annotations
 
 import calendar
+import os
 import re
 import time as _time
+import zoneinfo
 from datetime import datetime, timedelta
 from operator import index
 from typing import Any
@@ -279,3 +281,30 @@ def format_duration(d: int) -> str:
     if not parts:
         return "0 seconds"
     return ("-" if units < 0 else "") + " ".join(parts)
+
+
+def server_time_zone() -> str:
+    """The IANA name of the server's zone, for ``timeZoneName`` and calendar days.
+
+    ``TZ`` if it names a zone, else what ``/etc/localtime`` links to, else ``UTC``.
+    """
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        target = os.readlink("/etc/localtime")
+        candidates.append(target.split("zoneinfo/", 1)[-1])
+    except OSError:
+        pass
+    try:
+        with open("/etc/timezone") as f:
+            candidates.append(f.read().strip())
+    except OSError:
+        pass
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+        return name
+    return "UTC"

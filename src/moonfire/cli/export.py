@@ -17,6 +17,7 @@ import re
 import stat
 import sys
 import tempfile
+import zoneinfo
 from collections.abc import Callable
 
 from tqdm import tqdm
@@ -26,7 +27,7 @@ from moonfire.db import MAIN, STREAM_TYPES
 from moonfire.playback.export_plan import ExportError, ExportPart, plan_export
 from moonfire.sizes import format_size
 from moonfire.storage.data_dir import open_db
-from moonfire.time import format_duration, format_time, parse_time
+from moonfire.time import format_duration, format_time, parse_time, server_time_zone
 
 _GAP_POLICY = (
     "A .mp4 covers one stretch without gaps: when the range spans gaps between recordings, "
@@ -55,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start", required=True, help="start of the range (inclusive)")
     p.add_argument("--end", required=True, help="end of the range (exclusive)")
     p.add_argument("-o", "--output", required=True, help="the .mp4 to write (see above for gaps)")
+    p.add_argument(
+        "--timestamps", action="store_true",
+        help="add a subtitle track showing the wall-clock time of each second, in the "
+        "server's time zone (VLC, mpv and ffmpeg show it; the video is not re-encoded)",
+    )
     p.set_defaults(func=run)
 
 
@@ -62,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     start, end = parse_time(args.start), parse_time(args.end)
     with open_db(args.data_dir, read_only=True) as db:
         try:
-            parts = plan_export(db, args.camera, start, end, args.stream)
+            zone = zoneinfo.ZoneInfo(server_time_zone()) if args.timestamps else None
+            parts = plan_export(db, args.camera, start, end, args.stream, zone)
         except ExportError as e:
             raise CommandError(str(e)) from e
         paths = output_paths(args.output, len(parts))

@@ -10,6 +10,7 @@ fails the export up front instead of leaving a partial output behind.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -53,10 +54,16 @@ def clip_to_range(row: RecordingRow, start_90k: int, end_90k: int) -> tuple[int,
 
 
 def plan_export(
-    db: Database, camera: int | str, start_90k: int, end_90k: int, stream_type: str = MAIN
+    db: Database,
+    camera: int | str,
+    start_90k: int,
+    end_90k: int,
+    stream_type: str = MAIN,
+    timestamps: datetime.tzinfo | None = None,
 ) -> list[ExportPart]:
     """The ``.mp4`` files (one per gap-free stretch, in time order) for ``[start_90k, end_90k)``
-    of a camera's main (or sub) stream.
+    of a camera's main (or sub) stream; with ``timestamps``, each has a subtitle track showing
+    the wall-clock time in that zone.
 
     :raises ExportError: start not before end, no recordings in the range, or a sample file
         that is missing or whose size differs from the database row.
@@ -104,7 +111,7 @@ def plan_export(
         first, last = stretch[0], stretch[-1]
         parts.append(
             ExportPart(
-                file=build_mp4(stretch, entries, open_sample_file),
+                file=build_mp4(stretch, entries, open_sample_file, timestamps),
                 start_90k=first.row.start_time_90k + first.desired_range_90k[0],
                 end_90k=last.row.start_time_90k + last.desired_range_90k[1],
             )

@@ -10,7 +10,8 @@ interior segments take the fast path.
 Layout (``moov`` before ``mdat`` so players can start at once)::
 
     ftyp  moov{mvhd trak{tkhd [edts/elst] mdia{mdhd hdlr minf{vmhd dinf
-          stbl{stsd stts stsc stsz co64 stss}}}}}  mdat(64-bit header)
+          stbl{stsd stts stsc stsz co64 stss}}}} [trak (timestamp subtitles)]}
+          mdat(64-bit header)
 
 Choices, each a decision a reader might otherwise have to reverse-engineer:
 
@@ -58,6 +59,7 @@ import numpy as np
 from moonfire.codec import CodecError, sample_entry_from_box
 from moonfire.playback import mp4_boxes as boxes
 from moonfire.playback.segment import Segment, recording_name
+from moonfire.playback.subtitles import SubtitleTrack
 
 if TYPE_CHECKING:
     from moonfire.db import RecordingRow, VideoSampleEntry
@@ -355,11 +357,14 @@ def build_mp4(
     segments: Sequence[Segment],
     sample_entries: dict[int, VideoSampleEntry],
     open_sample_file: SampleFileOpener,
+    timestamps: datetime.tzinfo | None = None,
 ) -> VirtualFile:
     """Lays out a ``.mp4`` over ``segments`` (in order).
 
     ``sample_entries`` maps ``video_sample_entry_id`` to the entry (at least those the segments
     use); ``open_sample_file(row)`` returns a readable fd or binary file of the row's sample file.
+    ``timestamps`` adds a second track, of subtitles showing each second's wall-clock time in
+    that zone (``moonfire.playback.subtitles``).
     Raises ``ValueError`` for no segments, an unknown sample entry, a gap between segments (see
     :func:`split_at_gaps`) or a segment after a trailing zero in the same run.
     """
@@ -398,8 +403,12 @@ def build_mp4(
     if edits is not None:
         trak_head += boxes.edts(edits)
     trak_len = len(trak_head) + 8 + mdia_len
-    moov_head = boxes.mvhd(creation_1904, presentation_duration)
-    moov_len = len(moov_head) + 8 + trak_len
+    subtitles = None if timestamps is None else SubtitleTrack(segments, timestamps)
+    subtitle_trak_len = 0 if subtitles is None else len(subtitles.trak(creation_1904, 0))
+    moov_head = boxes.mvhd(
+        creation_1904, presentation_duration, next_track_id=2 if subtitles is None else 3
+    )
+    moov_len = len(moov_head) + 8 + trak_len + subtitle_trak_len
     ftyp = boxes.ftyp()
     mdat_payload_start = len(ftyp) + 8 + moov_len + 16
 
@@ -438,14 +447,20 @@ def build_mp4(
         boxes.full_box_header(b"stss", stss_len) + struct.pack(">I", key_frames),
         STSS,
     )
-    static += boxes.mdat_header(int(data_lengths.sum()))
+    video_bytes = int(data_lengths.sum())
+    if subtitles is not None:  # its samples follow the video's
+        static += subtitles.trak(creation_1904, mdat_payload_start + video_bytes)
+    static += boxes.mdat_header(video_bytes + (0 if subtitles is None else subtitles.size))
     pieces.append(_Static(bytes(static)))
     for segment, length in zip(segments, data_lengths.tolist(), strict=True):
         if length:
             pieces.append(_SampleData(segment, open_sample_file, length))
+    if subtitles is not None and subtitles.size:
+        pieces.append(subtitles)
 
     return VirtualFile(
-        segments, stsd_entries, pieces, _etag(segments), last_modified_90k, mdat_payload_start
+        segments, stsd_entries, pieces, _etag(segments, timestamps), last_modified_90k,
+        mdat_payload_start,
     )
 
 
@@ -547,8 +562,10 @@ def _edit_list(segments: Sequence[Segment]) -> tuple[list[tuple[int, int]] | Non
     return [(duration, time) for duration, time in edits], presentation_duration
 
 
-def _etag(segments: Sequence[Segment]) -> str:
+def _etag(segments: Sequence[Segment], timestamps: datetime.tzinfo | None = None) -> str:
     digest = hashlib.sha1(bytes([FORMAT_VERSION]))
+    if timestamps is not None:  # the subtitles' text depends on the zone
+        digest.update(f":ts:{timestamps}:".encode())
     for segment in segments:
         row = segment.row
         start, end = segment.desired_range_90k

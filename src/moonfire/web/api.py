@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import uuid as uuidlib
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,7 @@ from moonfire.db import (
 )
 from moonfire.ingest.sources import redact_url
 from moonfire.playback import fragment
+from moonfire.time import server_time_zone
 from moonfire.web.auth import Auth, require_permission
 from moonfire.web.context import WebContext
 from moonfire.web.recorder import NOT_RECORDED, RecorderView, StreamStatus
@@ -57,33 +57,6 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 def plain_error(status: type[web.HTTPException], message: str) -> web.HTTPException:
     """Moonfire's errors: a human-readable text/plain body the UI shows as it is."""
     return status(text=message, content_type="text/plain")
-
-
-def server_time_zone() -> str:
-    """The IANA name of the server's zone, for ``timeZoneName`` and calendar days.
-
-    ``TZ`` if it names a zone, else what ``/etc/localtime`` links to, else ``UTC``.
-    """
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    try:
-        target = os.readlink("/etc/localtime")
-        candidates.append(target.split("zoneinfo/", 1)[-1])
-    except OSError:
-        pass
-    try:
-        with open("/etc/timezone") as f:
-            candidates.append(f.read().strip())
-    except OSError:
-        pass
-    for name in candidates:
-        if not name:
-            continue
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            continue
-        return name
-    return "UTC"
 
 
 def days_of(rows: Iterable[RecordingRow], zone: zoneinfo.ZoneInfo) -> dict[str, dict[str, int]]:

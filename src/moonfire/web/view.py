@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from moonfire.playback import fragment
 from moonfire.playback.mp4 import VirtualFile, build_mp4
 from moonfire.playback.segment import Segment, SegmentError
 from moonfire.storage.sample_file_dir import uuid_name
+from moonfire.time import server_time_zone
 from moonfire.web.api import NO_CACHE, find_stream, plain_error
 from moonfire.web.auth import Auth, require_permission
 from moonfire.web.context import WebContext
@@ -189,6 +191,8 @@ class View:
         self.ctx = ctx
         self.auth = auth
         self.recorder = recorder
+        #: The server's zone: the timestamp subtitles show its local time.
+        self.zone = zoneinfo.ZoneInfo(server_time_zone())
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -231,8 +235,8 @@ class View:
             raise plain_error(web.HTTPBadRequest, str(e)) from None
         if not specs:
             raise plain_error(web.HTTPBadRequest, "at least one s parameter is required")
-        if request.query.get("ts", "false") == "true":
-            raise plain_error(web.HTTPBadRequest, "ts=true (a timestamp track) is not served yet")
+        # Only "true" adds the timestamp subtitles (any other value is off, as in Moonfire).
+        timestamps = self.zone if request.query.get("ts") == "true" else None
 
         def build(db: Database) -> tuple[Camera, Stream, VirtualFile, SampleDirectory]:
             camera, stream = find_stream(
@@ -268,7 +272,8 @@ class View:
                 return directory.open_file(names[row.composite_id])
 
             try:
-                return camera, stream, build_mp4(segments, entries, open_sample_file), directory
+                file = build_mp4(segments, entries, open_sample_file, timestamps)
+                return camera, stream, file, directory
             except ValueError as e:
                 directory.close()
                 raise plain_error(web.HTTPBadRequest, str(e)) from None
