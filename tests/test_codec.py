@@ -9,6 +9,7 @@ from moonfire.codec import (
     SampleEntry,
     UnsupportedCodecError,
     h264,
+    h265,
     sample_entry_from_box,
     sample_entry_from_extradata,
 )
@@ -74,8 +75,16 @@ def test_entry_from_extradata_matches_the_stored_one(camera_avc1: bytes, paramet
 
 
 def test_unknown_fourcc_is_refused_by_name(camera_avc1: bytes) -> None:
+    vp09 = camera_avc1[:4] + b"vp09" + camera_avc1[8:]
+    message = r"box type at offset 4 is b'vp09'; moonfire reads only b'avc1', b'hvc1'"
+    with pytest.raises(UnsupportedCodecError, match=message):
+        sample_entry_from_box(vp09)
+
+
+def test_each_fourcc_goes_to_its_codec(camera_avc1: bytes) -> None:
+    # An avc1 box relabelled hvc1 reaches the H.265 parser, which finds no hvcC in it.
     hvc1 = camera_avc1[:4] + b"hvc1" + camera_avc1[8:]
-    with pytest.raises(UnsupportedCodecError, match=r"box type at offset 4 is b'hvc1'.*b'avc1'"):
+    with pytest.raises(h265.SampleEntryError, match="hvc1 box has no hvcC child"):
         sample_entry_from_box(hvc1)
 
 
@@ -90,7 +99,7 @@ def test_malformed_box_of_a_known_codec_gets_that_codecs_error(camera_avc1: byte
 
 
 def test_unknown_stream_codec_is_refused_by_name(parameter_sets) -> None:
-    message = "video codec is vp9; moonfire records only h264"
+    message = r"video codec is vp9; moonfire records only H.264 \(h264\) and H.265 \(hevc\)"
     with pytest.raises(UnsupportedCodecError, match=message):
         sample_entry_from_extradata(annex_b(*parameter_sets), codec="vp9")
 
@@ -108,6 +117,7 @@ def test_codec_errors_are_moonfire_errors_and_value_errors() -> None:
     ):
         assert issubclass(error, MoonfireError) and issubclass(error, ValueError), error
     assert issubclass(h264.H264Error, CodecError)
+    assert issubclass(h265.H265Error, CodecError)
 
 
 # --- samples ----------------------------------------------------------------------------------

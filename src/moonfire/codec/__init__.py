@@ -1,20 +1,23 @@
 """What moonfire knows about each video codec: sample entries, parameter sets, key frames.
 
 Everything outside this package goes through ``moonfire.codec.base.SampleEntry`` and the two
-functions below; only the codec modules (``h264``; ``h265`` next) know bitstream details.
+functions below; only the codec modules (``h264``, ``h265``) know bitstream details.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from moonfire.codec import h264
+from moonfire.codec import h264, h265
 from moonfire.codec.base import CodecError, SampleEntry, UnsupportedCodecError
 
 __all__ = [
+    "RECORDABLE_CODECS",
     "CodecError",
     "SampleEntry",
     "UnsupportedCodecError",
+    "playback_note",
+    "recordable_codec_names",
     "sample_entry_from_box",
     "sample_entry_from_extradata",
 ]
@@ -22,12 +25,31 @@ __all__ = [
 #: Stored sample entry box type → the parser of that codec's boxes.
 _FROM_BOX: dict[bytes, Callable[[bytes], SampleEntry]] = {
     h264.FOURCC: h264.sample_entry_from_avc1,
+    h265.FOURCC: h265.sample_entry_from_hvc1,
 }
 
 #: Stream codec (as FFmpeg names it) → the builder of that codec's entry from its extradata.
 _FROM_EXTRADATA: dict[str, Callable[[bytes], SampleEntry]] = {
     "h264": h264.sample_entry_from_extradata,
+    "hevc": h265.sample_entry_from_extradata,
 }
+
+#: Video codecs moonfire records, as FFmpeg names them → as people name them.
+RECORDABLE_CODECS: dict[str, str] = {"h264": "H.264", "hevc": "H.265"}
+
+
+def recordable_codec_names() -> str:
+    """``H.264 (h264) and H.265 (hevc)``: for messages refusing another codec."""
+    names = [f"{human} ({name})" for name, human in RECORDABLE_CODECS.items()]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
+def playback_note(codec_string: str) -> str | None:
+    """What a user should know before playing a file of this RFC 6381 codec (which players can),
+    or None for a codec every common player and browser plays (H.264)."""
+    if codec_string.startswith((h265.FOURCC.decode(), "hev1")):
+        return h265.PLAYERS
+    return None
 
 
 def sample_entry_from_box(data: bytes) -> SampleEntry:
@@ -48,10 +70,11 @@ def sample_entry_from_box(data: bytes) -> SampleEntry:
 
 
 def sample_entry_from_extradata(extradata: bytes, codec: str = "h264") -> SampleEntry:
-    """The sample entry for a stream of ``codec`` (FFmpeg's name: ``h264``), from its ffmpeg
-    ``extradata``.  Raises ``UnsupportedCodecError`` for a codec moonfire does not record."""
+    """The sample entry for a stream of ``codec`` (FFmpeg's name: ``h264``, ``hevc``), from its
+    ffmpeg ``extradata``.  Raises ``UnsupportedCodecError`` for a codec moonfire does not record."""
     build = _FROM_EXTRADATA.get(codec)
     if build is None:
-        known = ", ".join(_FROM_EXTRADATA)
-        raise UnsupportedCodecError(f"video codec is {codec}; moonfire records only {known}")
+        raise UnsupportedCodecError(
+            f"video codec is {codec}; moonfire records only {recordable_codec_names()}"
+        )
     return build(extradata)

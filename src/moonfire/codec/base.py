@@ -2,7 +2,7 @@
 
 Ingest and playback know nothing about a codec's bitstream (NAL unit types, where a box keeps
 its profile bytes); they go through a ``SampleEntry``, which each codec module implements
-(``moonfire.codec.h264`` for ``avc1``; ``moonfire.codec.h265`` for ``hvc1`` next).  A sample
+(``moonfire.codec.h264`` for ``avc1``, ``moonfire.codec.h265`` for ``hvc1``).  A sample
 entry is the ISO/IEC 14496-12 VisualSampleEntry box stored in ``video_sample_entry.data`` plus
 what can be derived from it.
 
@@ -70,7 +70,8 @@ class SampleEntry(Protocol):
 
     def to_sample(self, packet: bytes) -> bytes:
         """A packet as the sample file stores it: Annex B start codes replaced by length prefixes
-        when ``need_transform``, otherwise the packet unchanged."""
+        when ``need_transform`` (H.265 also drops in-band repeats of the entry's parameter
+        sets, as ``hvc1`` wants them only in ``hvcC``), otherwise the packet unchanged."""
         ...
 
     def is_key_frame(self, sample: bytes) -> bool:
@@ -78,11 +79,13 @@ class SampleEntry(Protocol):
         ...
 
     def parameter_sets(self, annex_b: bytes) -> tuple[bytes, ...]:
-        """The distinct parameter-set NAL units (H.264: SPS and PPS) of an Annex B buffer, in
-        first-seen order.  Cameras repeat them before key frames; repeats are not changes."""
+        """The distinct parameter-set NAL units (H.264: SPS, PPS; H.265: VPS, SPS, PPS) of an
+        Annex B buffer, in first-seen order.  Cameras repeat them before key frames; repeats
+        are not changes."""
         ...
 
     def extradata_from_parameter_sets(self, nals: Sequence[bytes]) -> bytes | None:
         """Annex B extradata holding ``nals`` when they are a complete set for a new entry of
-        this codec (H.264: at least one SPS and one PPS), else None (a partial update)."""
+        this codec (H.264: an SPS and a PPS; H.265: a VPS, an SPS and a PPS), else None (a
+        partial update)."""
         ...
