@@ -60,6 +60,7 @@ def decode_outcome(index: ModuleType, blob: bytes) -> tuple:
         d.is_key.tolist(),
         d.positions.tolist(),
         d.starts.tolist(),
+        d.composition_offsets.tolist(),
         d.sample_file_bytes,
         d.total_duration_90k,
         d.video_samples,
@@ -285,6 +286,7 @@ def test_decoded_columns_have_the_documented_dtypes_and_are_read_only(impl) -> N
         "is_key": np.bool_,
         "positions": np.int64,
         "starts": np.int64,
+        "composition_offsets": np.int32,
     }
     for name, dtype in columns.items():
         column = getattr(decoded, name)
@@ -501,7 +503,7 @@ def test_encode_index_refuses_what_the_encoder_refuses(impl, samples, message: s
 def test_encoder_takes_numpy_scalars_and_keywords(impl) -> None:
     encoder = impl.index.SampleIndexEncoder()
     encoder.add_sample(np.int32(10), np.int64(1000), np.bool_(True))
-    encoder.add_sample(duration_90k=9, bytes=10, is_key=False)
+    encoder.add_sample(duration_90k=9, bytes=10, is_key=False, composition_offset_90k=np.int16(0))
     assert encoder.video_index == EXAMPLE_A_BLOB[:5]
 
 
@@ -656,7 +658,264 @@ def test_whatever_decodes_is_consistent_and_re_encodes(impl, blob: bytes) -> Non
     assert not (durations[:-1] == 0).any()
     assert decoded.sample_file_bytes == int(sizes.sum()) <= INT32_MAX
     assert decoded.total_duration_90k == int(durations.sum()) <= INT32_MAX
-    re_encoded = impl.index.encode_index(decoded.durations, decoded.sizes, decoded.is_key)
+    re_encoded = impl.index.encode_index(
+        decoded.durations, decoded.sizes, decoded.is_key, decoded.composition_offsets
+    )
+    assert len(re_encoded) <= len(blob)
+    assert decode_outcome(impl.index, re_encoded) == decode_outcome(impl.index, blob)
+
+
+# --------------------------------------------------------------------------- version 2 (B-frames)
+#
+# Composition offsets (pts - dts) per sample, issue 10 §1.  The bytes, from _index_py's docstring:
+# 0x0A, varint N, N version-1 records, N zigzag32 offset varints; only when an offset is non-zero.
+
+OffsetSample = tuple[int, int, bool, int]
+
+
+def version_2_blob(samples: list[OffsetSample]) -> bytes:
+    """A version-2 blob built from first principles, independent of the codec."""
+    records = b""
+    prev_duration = prev_key = prev_nonkey = 0
+    for duration, size, is_key, _ in samples:
+        prev = prev_key if is_key else prev_nonkey
+        records += record(duration - prev_duration, size - prev, is_key)
+        prev_duration = duration
+        if is_key:
+            prev_key = size
+        else:
+            prev_nonkey = size
+    offsets = b"".join(varint(zigzag(offset)) for *_, offset in samples)
+    return b"\x0a" + varint(len(samples)) + records + offsets
+
+
+def encode_with_offsets(index: ModuleType, samples: list[OffsetSample]) -> bytes:
+    encoder = index.SampleIndexEncoder()
+    for duration, size, is_key, offset in samples:
+        encoder.add_sample(duration, size, is_key, offset)
+    return encoder.video_index
+
+
+def encode_batch_with_offsets(index: ModuleType, samples: list[OffsetSample]) -> bytes:
+    columns = list(zip(*samples, strict=True)) if samples else [[], [], [], []]
+    return index.encode_index(*columns)
+
+
+#: x264 ``bframes=2`` in decode order, as the GStreamer camera sends it (30 fps): I, P, B, B, then
+#: the end of the run (trailing zero).  Shown at 6000, 15000, 9000, 12000 (decode + offset).
+BFRAME_GOP: list[OffsetSample] = [
+    (3000, 100, True, 6000),
+    (3000, 50, False, 12000),
+    (3000, 20, False, 3000),
+    (0, 20, False, 3000),
+]
+BFRAME_GOP_BLOB = bytes.fromhex("0a 04 e1 5d c8 01 00 64 00 3b de 5d 00 e0 5d c0 bb 01 f0 2e f0 2e")
+
+
+def test_bframe_vector_encodes_to_the_documented_bytes(impl) -> None:
+    assert version_2_blob(BFRAME_GOP) == BFRAME_GOP_BLOB
+    assert encode_with_offsets(impl.index, BFRAME_GOP) == BFRAME_GOP_BLOB
+    assert encode_batch_with_offsets(impl.index, BFRAME_GOP) == BFRAME_GOP_BLOB
+    # The records are version 1's, byte for byte, between the header and the offsets.
+    version_1 = encode_batch(impl.index, [sample[:3] for sample in BFRAME_GOP])
+    assert BFRAME_GOP_BLOB[2 : 2 + len(version_1)] == version_1
+
+
+def test_bframe_vector_decodes_with_its_offsets(impl) -> None:
+    decoded = impl.index.decode_index(BFRAME_GOP_BLOB)
+    assert decoded.composition_offsets.tolist() == [6000, 12000, 3000, 3000]
+    assert decoded.has_composition_offsets
+    assert decoded.starts.tolist() == [0, 3000, 6000, 9000]
+    assert (decoded.video_samples, decoded.video_sync_samples) == (4, 1)
+    assert (decoded.sample_file_bytes, decoded.total_duration_90k) == (190, 9000)
+    assert decoded.has_trailing_zero
+    shown = (decoded.starts + decoded.composition_offsets).tolist()
+    assert shown == [6000, 15000, 9000, 12000]
+    samples = list(impl.index.SampleIndexIterator(BFRAME_GOP_BLOB))
+    assert [(s.duration_90k, s.bytes, s.is_key, s.composition_offset_90k) for s in samples] == (
+        BFRAME_GOP
+    )
+    assert [s.pos for s in samples] == [0, 100, 150, 170]
+
+
+@pytest.mark.parametrize(("samples", "blob"), ENCODER_VECTORS)
+def test_zero_offsets_keep_the_version_1_bytes(impl, samples, blob: bytes) -> None:
+    """Existing recordings (and any stream without B-frames) keep their bytes exactly."""
+    with_zeros = [(*sample, 0) for sample in samples]
+    assert encode_with_offsets(impl.index, with_zeros) == blob
+    assert encode_batch_with_offsets(impl.index, with_zeros) == blob
+    decoded = impl.index.decode_index(blob)
+    assert decoded.composition_offsets.tolist() == [0] * len(samples)
+    assert not decoded.has_composition_offsets
+    assert all(s.composition_offset_90k == 0 for s in impl.index.SampleIndexIterator(blob))
+
+
+def test_encoder_switches_to_version_2_at_the_first_offset(impl) -> None:
+    encoder = impl.index.SampleIndexEncoder()
+    encoder.add_sample(3000, 100, True)
+    encoder.add_sample(3000, 50, False, 0)
+    assert encoder.video_index == encode_batch(impl.index, [(3000, 100, True), (3000, 50, False)])
+    assert not encoder.has_composition_offsets
+    encoder.add_sample(3000, 20, False, -3000)
+    assert encoder.has_composition_offsets
+    expected = [(3000, 100, True, 0), (3000, 50, False, 0), (3000, 20, False, -3000)]
+    assert encoder.video_index == version_2_blob(expected)
+    assert (encoder.video_samples, encoder.sample_file_bytes) == (3, 170)
+
+
+def test_offsets_of_either_sign_up_to_int32_round_trip(impl) -> None:
+    samples = [(1, 5, True, INT32_MAX), (1, 5, False, -(2**31)), (1, 5, False, -1), (1, 5, True, 0)]
+    blob = encode_batch_with_offsets(impl.index, samples)
+    assert blob == version_2_blob(samples)
+    assert impl.index.decode_index(blob).composition_offsets.tolist() == [s[3] for s in samples]
+
+
+@pytest.mark.parametrize("offset", [2**31, -(2**31) - 1, 2**70])
+def test_encoder_refuses_an_offset_beyond_int32_and_stays_unchanged(impl, offset: int) -> None:
+    message = f"composition offset {offset} does not fit int32 (sample 1)"
+    encoder = impl.index.SampleIndexEncoder()
+    encoder.add_sample(3000, 100, True, 6000)
+    before = (encoder.video_index, encoder.video_samples, encoder.sample_file_bytes)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encoder.add_sample(3000, 10, False, offset)
+    assert (encoder.video_index, encoder.video_samples, encoder.sample_file_bytes) == before
+    if offset < 2**63:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            impl.index.encode_index([3000, 3000], [100, 10], [True, False], [6000, offset])
+
+
+def test_encoder_reports_the_first_bad_sample_whatever_its_problem(impl) -> None:
+    """An offset problem at sample 1 is reported before a size problem at sample 2."""
+    message = "composition offset 2147483648 does not fit int32 (sample 1)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        impl.index.encode_index([1, 1, 1], [1, 1, 0], [True, False, False], [0, 2**31, 0])
+
+
+def test_encode_index_refuses_an_offsets_column_of_another_length(impl) -> None:
+    message = "durations, sizes, is_key and composition_offsets must have the same length"
+    with pytest.raises(ValueError, match=f"^{message}, got 2, 2, 2 and 1$"):
+        impl.index.encode_index([1, 1], [1, 1], [True, False], [5])
+    with pytest.raises(TypeError, match="composition_offsets must hold integers"):
+        impl.index.encode_index([1], [1], [True], [0.5])
+
+
+VERSION_2_ERROR_VECTORS = [
+    ("0a", "version 2 index: bad sample count varint at offset 1: truncated"),
+    ("0a 80 80 80 80 80", "version 2 index: bad sample count varint at offset 1: over 32 bits"),
+    ("0a 00", "version 2 index declares 0 samples (count at offset 1)"),
+    (
+        "0a 02 09 06 02",
+        "version 2 index declares 2 samples but the bytes from offset 2 hold at most 1 records",
+    ),
+    ("0a 01 09 06", "bad composition offset varint at offset 4: truncated (sample 0)"),
+    (
+        "0a 01 09 06 80 80 80 80 80",
+        "bad composition offset varint at offset 4: over 32 bits (sample 0)",
+    ),
+    (
+        "0a 02 09 06 08 02 02 80",
+        "bad composition offset varint at offset 7: truncated (sample 1)",
+    ),
+    (
+        "0a 01 09 06 02 00",
+        "version 2 index has 1 bytes after its last composition offset (offset 5)",
+    ),
+    (
+        "0a 01 09 06 00",
+        "version 2 index has only zero composition offsets (from offset 4); "
+        "such an index is stored as version 1",
+    ),
+    # Record rules, worded as in version 1, with offsets counted from the blob's start.
+    (
+        "0a 01 04 00 02",
+        "non-positive bytes 0 after applying delta 0 to key=false frame at ts 0 "
+        "(sample 0 at offset 2)",
+    ),
+    (
+        "0a 02 00 02 00 02 02 02",
+        "zero duration only allowed at end; have 2 bytes left (sample 0 at offset 2)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("blob", "message"), VERSION_2_ERROR_VECTORS)
+def test_corrupt_version_2_index_is_rejected_with_offset_and_rule(
+    impl, blob: str, message: str
+) -> None:
+    data = bytes.fromhex(blob)
+    with pytest.raises(CorruptIndexError, match=f"^{re.escape(message)}$"):
+        impl.index.decode_index(data)
+    assert iterate_outcome(impl.index, data) == ([], message)
+
+
+def test_version_2_iterator_yields_the_good_samples_before_a_bad_record(impl) -> None:
+    blob = bytes.fromhex("0a 02 09 06 04 00 02 02")
+    message = (
+        "non-positive bytes 0 after applying delta 0 to key=false frame at ts 2 "
+        "(sample 1 at offset 4)"
+    )
+    samples, error = iterate_outcome(impl.index, blob)
+    assert (samples, error) == ([(0, 0, 2, 3, True, 1)], message)
+    with pytest.raises(CorruptIndexError, match=f"^{re.escape(message)}$"):
+        impl.index.decode_index(blob)
+
+
+offset_value = st.one_of(
+    st.integers(-6000, 12000), st.sampled_from([0, 0, 0, INT32_MAX, -(2**31)])
+)
+
+
+@st.composite
+def samples_with_offsets(draw) -> list[OffsetSample]:
+    samples = draw(valid_samples())
+    return [(*sample, draw(offset_value)) for sample in samples]
+
+
+@given(samples_with_offsets())
+def test_offsets_round_trip_through_both_encoders(impl, samples) -> None:
+    blob = encode_with_offsets(impl.index, samples)
+    assert encode_batch_with_offsets(impl.index, samples) == blob
+    if any(s[3] for s in samples):
+        assert blob == version_2_blob(samples)
+    else:
+        assert blob == encode_batch(impl.index, [s[:3] for s in samples])
+    decoded = impl.index.decode_index(blob)
+    got = list(
+        zip(
+            decoded.durations.tolist(),
+            decoded.sizes.tolist(),
+            decoded.is_key.tolist(),
+            decoded.composition_offsets.tolist(),
+            strict=True,
+        )
+    )
+    assert got == samples
+    iterated = [
+        (s.duration_90k, s.bytes, s.is_key, s.composition_offset_90k)
+        for s in impl.index.SampleIndexIterator(blob)
+    ]
+    assert iterated == samples
+
+
+version_2_like = st.binary(max_size=40).map(lambda tail: b"\x0a" + tail)
+
+
+@given(version_2_like)
+def test_iterator_agrees_on_any_version_2_blob_and_what_decodes_re_encodes(
+    impl, blob: bytes
+) -> None:
+    outcome = decode_outcome(impl.index, blob)
+    samples, error = iterate_outcome(impl.index, blob)
+    if outcome[0] == "error":
+        assert error == outcome[1]
+        return
+    assert error is None
+    assert [s[5] for s in samples] == outcome[6]
+    decoded = impl.index.decode_index(blob)
+    assert decoded.has_composition_offsets
+    re_encoded = impl.index.encode_index(
+        decoded.durations, decoded.sizes, decoded.is_key, decoded.composition_offsets
+    )
     assert len(re_encoded) <= len(blob)
     assert decode_outcome(impl.index, re_encoded) == decode_outcome(impl.index, blob)
 
@@ -713,6 +972,25 @@ if not NO_EXTENSIONS:
         blob = mutate(
             _index_py.encode_index(*zip(*samples, strict=True)) if samples else b"", mutations
         )
+        assert decode_outcome(_index_c, blob) == decode_outcome(_index_py, blob)
+        assert iterate_outcome(_index_c, blob) == iterate_outcome(_index_py, blob)
+
+    any_samples_with_offsets = st.lists(
+        st.tuples(any_int, any_int, st.booleans(), any_int), max_size=12
+    )
+
+    @pytest.mark.c_extension
+    @given(any_samples_with_offsets)
+    def test_twins_encode_offsets_identically_or_fail_identically(samples) -> None:
+        for encode in (encode_with_offsets, encode_batch_with_offsets):
+            assert encode_outcome(encode, _index_c, samples) == encode_outcome(
+                encode, _index_py, samples
+            )
+
+    @pytest.mark.c_extension
+    @given(samples_with_offsets(), st.lists(mutation, min_size=1, max_size=3))
+    def test_twins_decode_mutated_version_2_blobs_identically(samples, mutations) -> None:
+        blob = mutate(encode_batch_with_offsets(_index_py, samples), mutations)
         assert decode_outcome(_index_c, blob) == decode_outcome(_index_py, blob)
         assert iterate_outcome(_index_c, blob) == iterate_outcome(_index_py, blob)
 

@@ -115,6 +115,15 @@ def two_writes(env: Env, pts1: Any, pts2: Any, local: Any = T0) -> Any:
     return w.close(None).end_time_90k
 
 
+def dts_writes(env: Env, *times: tuple[Any, Any]) -> Any:
+    """Writes one packet per ``(pts, dts)``; the saved recording's duration."""
+    w = env.writer()
+    for number, (pts, dts) in enumerate(times):
+        w.write(b"f", T0 + 3000 * number, pts, number == 0, dts)
+    w.close(None)
+    return env.sink.events[-1][2]
+
+
 def close_twice(env: Env, next_pts: Any) -> Any:
     """A bad ``next_pts`` leaves the writer open with nothing sent; a plain close then saves."""
     w = env.started()
@@ -125,6 +134,12 @@ def close_twice(env: Env, next_pts: Any) -> Any:
     else:
         return "closed"
     return first, w.close(None)
+
+
+def close_after_dts(env: Env, next_pts: Any) -> Any:
+    w = env.writer()
+    w.write(b"key", T0, 3000, True, 7)
+    return w.close(next_pts)
 
 
 def after_close(env: Env, call: Callable[[Any], Any]) -> Any:
@@ -290,6 +305,28 @@ CASES: list[tuple[str, Callable[[Env], Any], Ok | Raises]] = [
      Raises(ValueError, "writer for <dir>/rec is closed")),
     ("write-bad-type-after-close", lambda e: after_close(e, lambda w: w.write(None, 1.5, 1, 1)),
      Raises(ValueError, "is closed")),
+    # --- Writer.write(..., dts_90k): decode times (B-frames) ---
+    ("write-dts-float", lambda e: dts_writes(e, (0, 0.5)),
+     Raises(TypeError, "dts_90k must be an integer, not float, for <dir>/rec")),
+    ("write-dts-bool", lambda e: dts_writes(e, (0, False)), Raises(TypeError, "not bool")),
+    ("write-dts-2**63", lambda e: dts_writes(e, (0, 2**63)),
+     Raises(OverflowError, "dts_90k 9223372036854775808 does not fit in 64 bits")),
+    ("write-dts-numpy", lambda e: dts_writes(e, (np.int64(6000), np.int32(0)), (3000, 3000)),
+     Ok(3000)),
+    ("write-dts-reordered", lambda e: dts_writes(e, (6000, 0), (15000, 3000), (9000, 6000)),
+     Ok(6000)),
+    ("write-dts-equal", lambda e: dts_writes(e, (6000, 5), (3000, 5)),
+     Raises(ValueError, "<dir>/rec: dts not monotonically increasing; got 5 then 5")),
+    ("write-dts-offset-2**31", lambda e: dts_writes(e, (2**31, 0)),
+     Raises(ValueError, "<dir>/rec: pts 2147483648 is 2147483648 from dts 0; a composition "
+            "offset must fit int32")),
+    ("write-dts-offset-min", lambda e: dts_writes(e, (-(2**31), 0), (3000, 3000)), Ok(3000)),
+    ("write-dts-offset-full-range", lambda e: dts_writes(e, (I64_MAX, -(2**63))),
+     Raises(ValueError, "is 18446744073709551615 from dts -9223372036854775808")),
+    ("write-dts-jump", lambda e: dts_writes(e, (0, 0), (2**40, 2**40)),
+     Raises(ValueError, "<dir>/rec: dts jumps from 0 to 1099511627776")),
+    ("write-dts-then-close-equal", lambda e: close_after_dts(e, 7),
+     Raises(ValueError, "<dir>/rec: dts not monotonically increasing; got 7 then 7")),
     # --- Writer.close(next_pts) ---
     ("close-next-float", lambda e: close_twice(e, 1.5),
      Ok((("TypeError", False, []), PreviousWriter(T0, 0, 0)))),

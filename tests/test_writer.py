@@ -186,6 +186,73 @@ def test_a_pts_jump_beyond_the_index_range_is_refused(impl, tmp_path, sink) -> N
     assert sink.only_saved.video_samples == 1
 
 
+# ---------------------------------------------------------------- B-frames (issue 10 §1)
+
+#: x264 ``bframes=2`` in decode order: (pts, dts, is_key) of I P B B P B B at 30 fps, as the
+#: GStreamer camera sends them over RTSP.
+BFRAME_PACKETS = [
+    (90000, 84000, True),
+    (99000, 87000, False),
+    (93000, 90000, False),
+    (96000, 93000, False),
+    (108000, 96000, False),
+    (102000, 99000, False),
+    (105000, 102000, False),
+]
+
+
+def test_b_frames_are_indexed_in_decode_order_with_composition_offsets(
+    impl, tmp_path, sink
+) -> None:
+    writer = new_writer(impl, tmp_path, sink)
+    for number, (pts, dts, key) in enumerate(BFRAME_PACKETS):
+        writer.write(b"frame%d" % number, T0 + number * FRAME, pts, key, dts)
+    writer.close(next_pts=105000)  # the next recording's first decode time
+    rec = sink.only_saved
+    decoded = _index_py.decode_index(rec.video_index)
+    assert decoded.durations.tolist() == [FRAME] * 7
+    assert decoded.composition_offsets.tolist() == [pts - dts for pts, dts, _ in BFRAME_PACKETS]
+    shown = (decoded.starts + decoded.composition_offsets + 84000).tolist()
+    assert shown == [pts for pts, _, _ in BFRAME_PACKETS]
+    assert rec.video_index[0] == 0x0A  # version 2
+    assert (rec.duration_90k, rec.flags, rec.video_sync_samples) == (7 * FRAME, 0, 1)
+
+
+def test_decode_times_decide_the_order_and_their_name_is_in_the_message(
+    impl, tmp_path, sink
+) -> None:
+    writer = new_writer(impl, tmp_path, sink)
+    writer.write(b"i", T0, 9000, True, 3000)
+    writer.write(b"b", T0 + FRAME, 3000, False, 6000)  # pts goes back: fine, dts goes on
+    with pytest.raises(ValueError, match=r"dts not monotonically increasing; got 6000 then 6000$"):
+        writer.write(b"x", T0 + 2 * FRAME, 12000, False, 6000)
+    writer.write(b"p", T0 + 2 * FRAME, 12000, False, 9000)
+    writer.close()
+    decoded = _index_py.decode_index(sink.only_saved.video_index)
+    assert decoded.composition_offsets.tolist() == [6000, -3000, 3000]
+    assert decoded.durations.tolist() == [3000, 3000, 0]
+
+
+def test_a_stream_without_dts_keeps_version_1_bytes(impl, tmp_path, sink) -> None:
+    writer = new_writer(impl, tmp_path, sink)
+    writer.write(b"aaa", T0, 0, True, 0)  # dts = pts everywhere: no offsets, no version 2
+    writer.write(b"bbb", T0 + FRAME, FRAME, False)
+    writer.close(next_pts=2 * FRAME)
+    rec = sink.only_saved
+    assert rec.video_index == impl.index.encode_index([FRAME, FRAME], [3, 3], [True, False])
+
+
+def test_snapshot_carries_the_composition_offsets(impl, tmp_path, sink) -> None:
+    writer = new_writer(impl, tmp_path, sink)
+    for number, (pts, dts, key) in enumerate(BFRAME_PACKETS[:4]):
+        writer.write(b"f", T0 + number * FRAME, pts, key, dts)
+    snapshot = writer.snapshot()
+    assert snapshot is not None
+    decoded = _index_py.decode_index(snapshot.video_index)
+    assert decoded.composition_offsets.tolist() == [6000, 12000, 3000]  # the 4th is unflushed
+    writer.close()
+
+
 def test_an_empty_packet_is_refused(impl, tmp_path, sink) -> None:
     with new_writer(impl, tmp_path, sink) as writer:
         with pytest.raises(ValueError, match=f"empty packet for {writer.path} at pts 3"):

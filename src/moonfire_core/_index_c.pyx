@@ -6,6 +6,11 @@ appends varints to a growable ``PyMem`` buffer, and the batch paths (``encode_in
 ``decode_index``) run one C loop with no Python object per sample.  Python is touched only to
 build the result and, on the cold error paths, to word the message through ``_index_rules``.
 
+Version 2 (composition offsets, see ``_index_py``): the encoder keeps the offsets column in a
+second buffer from the first sample and joins header, records and offsets when the blob is read;
+the decoder checks the header and offsets first (``_version_2_layout``), then runs the very same
+record loop over the records' byte range.
+
 Arithmetic is done in ``int64_t`` throughout: every value the format can carry (a u32 varint,
 an int32 total plus an int32 delta) fits without overflow, so the int32 limits are plain
 comparisons.  The GIL is kept: an index is a few KiB and decoding it takes microseconds.
@@ -29,11 +34,17 @@ from ._errors import CorruptIndexError
 from ._index_rules import (
     as_blob,
     as_columns,
+    bad_offset_varint,
+    bad_sample_count,
     bad_varint,
+    bytes_after_offsets,
     bytes_overflow,
     duration_overflow,
     negative_duration,
+    no_samples_declared,
     non_positive_bytes,
+    offsets_all_zero,
+    records_too_short,
     sample_problem,
     zero_duration_not_last,
 )
@@ -56,6 +67,8 @@ __all__ = [
 
 cdef enum:
     _INT32_MAX = 2147483647
+    _VERSION_2_MARKER = 0x0A  # see _index_rules.VERSION_2_MARKER
+    _MAX_VARINT_BYTES = 5
     _DURATION_DELTA_LIMIT = 1073741824  # 2**30, see _index_rules
     # Two varints of at most 5 bytes each.
     _MAX_RECORD_BYTES = 10
@@ -157,7 +170,9 @@ cdef struct _EncoderState:
     int64_t sync_samples
 
 
-cdef inline bint _sample_ok(const _EncoderState* state, int64_t duration, int64_t size) noexcept:
+cdef inline bint _sample_ok(
+    const _EncoderState* state, int64_t duration, int64_t size, int64_t offset
+) noexcept:
     """The accept set of ``_index_rules.sample_problem``, in C (``and`` short-circuits, so the
     subtraction runs only on values already bounded by int32)."""
     return (
@@ -167,6 +182,7 @@ cdef inline bint _sample_ok(const _EncoderState* state, int64_t duration, int64_
         and duration <= _INT32_MAX - state.total_duration
         and size <= _INT32_MAX - state.total_bytes
         and -_DURATION_DELTA_LIMIT <= duration - state.prev_duration < _DURATION_DELTA_LIMIT
+        and -_INT32_MAX - 1 <= offset <= _INT32_MAX
     )
 
 
@@ -189,7 +205,7 @@ cdef inline unsigned char* _append_sample(
     return out
 
 
-cdef object _refusal(const _EncoderState* state, duration, size):
+cdef object _refusal(const _EncoderState* state, duration, size, offset):
     """The ``ValueError`` for a sample ``_sample_ok`` refused, worded by ``_index_rules``."""
     problem = sample_problem(
         state.samples,
@@ -198,10 +214,32 @@ cdef object _refusal(const _EncoderState* state, duration, size):
         state.prev_duration,
         state.total_duration,
         state.total_bytes,
+        _as_int(offset),
     )
     if problem is None:  # the C check and the rules disagree: a bug, never silently accept
-        return AssertionError(f"sample ({duration}, {size}) refused without a rule")
+        return AssertionError(f"sample ({duration}, {size}, {offset}) refused without a rule")
     return ValueError(problem)
+
+
+cdef bytes _version_2_blob(
+    int64_t samples,
+    const unsigned char* records,
+    Py_ssize_t records_length,
+    const unsigned char* offsets,
+    Py_ssize_t offsets_length,
+):
+    """Marker, sample count, records, offsets: a version-2 blob (see ``_index_py``)."""
+    cdef unsigned char header[1 + _MAX_VARINT_BYTES]
+    header[0] = _VERSION_2_MARKER
+    cdef Py_ssize_t header_length = _put_varint(header + 1, <uint32_t>samples) - header
+    cdef bytes blob = PyBytes_FromStringAndSize(
+        NULL, header_length + records_length + offsets_length
+    )
+    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(blob)
+    memcpy(out, header, header_length)
+    memcpy(out + header_length, records, records_length)
+    memcpy(out + header_length + records_length, offsets, offsets_length)
+    return blob
 
 
 @cython.final
@@ -215,16 +253,24 @@ cdef class SampleIndexEncoder:
     cdef unsigned char* _buffer
     cdef Py_ssize_t _length
     cdef Py_ssize_t _capacity
+    # The version-2 offsets column, kept from the first sample (see _index_py).
+    cdef unsigned char* _offsets
+    cdef Py_ssize_t _offsets_length
+    cdef Py_ssize_t _offsets_capacity
+    cdef bint _has_offsets
     cdef _EncoderState _state
 
     def __cinit__(self):
         self._buffer = <unsigned char*>PyMem_Malloc(_INITIAL_CAPACITY)
-        if self._buffer == NULL:
+        self._offsets = <unsigned char*>PyMem_Malloc(_INITIAL_CAPACITY)
+        if self._buffer == NULL or self._offsets == NULL:
             raise MemoryError()
         self._capacity = _INITIAL_CAPACITY
+        self._offsets_capacity = _INITIAL_CAPACITY
 
     def __dealloc__(self):
         PyMem_Free(self._buffer)
+        PyMem_Free(self._offsets)
 
     cdef int _grow(self) except -1:
         cdef Py_ssize_t capacity = self._capacity * 2
@@ -235,26 +281,58 @@ cdef class SampleIndexEncoder:
         self._capacity = capacity
         return 0
 
-    def add_sample(self, duration_90k, bytes, is_key) -> None:
-        """Append one sample: its duration (90 kHz units), its size in bytes, and its key flag."""
-        cdef int duration_overflowed, size_overflowed
-        # Same conversion order as the twin: index(duration), index(bytes), bool(is_key).
+    cdef int _grow_offsets(self) except -1:
+        cdef Py_ssize_t capacity = self._offsets_capacity * 2
+        cdef unsigned char* buffer = <unsigned char*>PyMem_Realloc(self._offsets, capacity)
+        if buffer == NULL:
+            raise MemoryError()
+        self._offsets = buffer
+        self._offsets_capacity = capacity
+        return 0
+
+    def add_sample(self, duration_90k, bytes, is_key, composition_offset_90k=0) -> None:
+        """Append one sample: its duration (90 kHz units, decode time to the next sample), its
+        size in bytes, its key flag and its composition offset (presentation minus decode time;
+        0 for streams without B-frames)."""
+        cdef int duration_overflowed, size_overflowed, offset_overflowed
+        # Same conversion order as the twin: index(duration), index(bytes), bool(is_key), index(offset).
         cdef int64_t duration = PyLong_AsLongLongAndOverflow(duration_90k, &duration_overflowed)
         cdef int64_t size = PyLong_AsLongLongAndOverflow(bytes, &size_overflowed)
         cdef bint key = PyObject_IsTrue(is_key)
-        if duration_overflowed or size_overflowed or not _sample_ok(&self._state, duration, size):
-            raise _refusal(&self._state, duration_90k, bytes)
+        cdef int64_t offset = PyLong_AsLongLongAndOverflow(
+            composition_offset_90k, &offset_overflowed
+        )
+        if (
+            duration_overflowed or size_overflowed or offset_overflowed
+            or not _sample_ok(&self._state, duration, size, offset)
+        ):
+            raise _refusal(&self._state, duration_90k, bytes, composition_offset_90k)
         if self._capacity - self._length < _MAX_RECORD_BYTES:
             self._grow()
+        if self._offsets_capacity - self._offsets_length < _MAX_VARINT_BYTES:
+            self._grow_offsets()
         cdef unsigned char* end = _append_sample(
             &self._state, self._buffer + self._length, duration, size, key
         )
         self._length = end - self._buffer
+        end = _put_varint(self._offsets + self._offsets_length, _zigzag(offset))
+        self._offsets_length = end - self._offsets
+        if offset != 0:
+            self._has_offsets = True
 
     @property
     def video_index(self) -> bytes:
-        """The blob so far (a copy)."""
-        return PyBytes_FromStringAndSize(<char*>self._buffer, self._length)
+        """The blob so far (a copy): version 2 once a sample had a non-zero offset."""
+        if not self._has_offsets:
+            return PyBytes_FromStringAndSize(<char*>self._buffer, self._length)
+        return _version_2_blob(
+            self._state.samples, self._buffer, self._length, self._offsets, self._offsets_length
+        )
+
+    @property
+    def has_composition_offsets(self) -> bool:
+        """Some sample so far has a non-zero composition offset (the blob is version 2)."""
+        return self._has_offsets
 
     @property
     def sample_file_bytes(self) -> int:
@@ -285,10 +363,16 @@ ctypedef fused _column_t:
 
 
 cdef bytes _encode_columns(
-    const _column_t* duration_at, const _column_t* size_at, const uint8_t* key_at, Py_ssize_t count
+    const _column_t* duration_at,
+    const _column_t* size_at,
+    const uint8_t* key_at,
+    const int64_t* offset_at,
+    Py_ssize_t count,
 ):
+    """The blob of ``count`` samples; ``offset_at`` is NULL when every offset is 0."""
     cdef _EncoderState state
     memset(&state, 0, sizeof(state))
+    cdef int64_t offset = 0
     # Allocate the worst case so the loop never checks for room, then shrink the bytes object in
     # place (as CPython's own encoders do): one allocation, no copy, and only the pages actually
     # written are ever touched.
@@ -297,29 +381,73 @@ cdef bytes _encode_columns(
     cdef unsigned char* out = start
     cdef Py_ssize_t i
     try:
-        for i in range(count):
-            if not _sample_ok(&state, duration_at[i], size_at[i]):
-                raise _refusal(&state, duration_at[i], size_at[i])
-            out = _append_sample(&state, out, duration_at[i], size_at[i], key_at[i] != 0)
+        if offset_at == NULL:  # version 1: the loop without the offset check
+            for i in range(count):
+                if not _sample_ok(&state, duration_at[i], size_at[i], 0):
+                    raise _refusal(&state, duration_at[i], size_at[i], 0)
+                out = _append_sample(&state, out, duration_at[i], size_at[i], key_at[i] != 0)
+        else:
+            for i in range(count):
+                offset = offset_at[i]
+                if not _sample_ok(&state, duration_at[i], size_at[i], offset):
+                    raise _refusal(&state, duration_at[i], size_at[i], offset)
+                out = _append_sample(&state, out, duration_at[i], size_at[i], key_at[i] != 0)
     except BaseException:
         Py_XDECREF(result)
         raise
     _PyBytes_Resize(&result, out - start)  # on failure it frees ``result`` and raises
     encoded = <bytes>result  # a new reference; drop the one _new_bytes gave us
     Py_XDECREF(result)
-    return encoded
+    if offset_at == NULL:
+        return encoded
+    return _with_offsets(encoded, offset_at, count)
 
 
-def encode_index(durations, sizes, is_key) -> bytes:
-    """Encode whole columns at once; same bytes and same errors as ``SampleIndexEncoder``."""
-    duration_column, size_column, key_column = as_columns(durations, sizes, is_key)
+cdef bytes _with_offsets(bytes records, const int64_t* offset_at, Py_ssize_t count):
+    """``records`` as version 2 with the (already checked) offsets, if any is non-zero."""
+    cdef Py_ssize_t i
+    cdef bint any_offset = False
+    for i in range(count):
+        if offset_at[i] != 0:
+            any_offset = True
+            break
+    if not any_offset:
+        return records
+    cdef unsigned char* offsets = <unsigned char*>PyMem_Malloc(count * _MAX_VARINT_BYTES + 1)
+    if offsets == NULL:
+        raise MemoryError()
+    cdef unsigned char* out = offsets
+    try:
+        for i in range(count):
+            out = _put_varint(out, _zigzag(offset_at[i]))
+        return _version_2_blob(
+            count, <const unsigned char*>PyBytes_AS_STRING(records), len(records),
+            offsets, out - offsets,
+        )
+    finally:
+        PyMem_Free(offsets)
+
+
+def encode_index(durations, sizes, is_key, composition_offsets=None) -> bytes:
+    """Encode whole columns at once; same bytes and same errors as ``SampleIndexEncoder``.
+
+    ``composition_offsets`` (one per sample, or ``None`` for all zero) makes a version-2 index
+    when any is non-zero.
+    """
+    duration_column, size_column, key_column, offset_column = as_columns(
+        durations, sizes, is_key, composition_offsets
+    )
     cdef Py_ssize_t count = len(duration_column)
     cdef const uint8_t* key_at = <const uint8_t*>cnp.PyArray_DATA(key_column)
+    cdef const int64_t* offset_at = NULL
+    if offset_column is not None and count > 0:
+        offset_at = <const int64_t*>cnp.PyArray_DATA(offset_column)
     if duration_column.dtype == size_column.dtype == np.int32:
         return _encode_columns(
             <const int32_t*>cnp.PyArray_DATA(duration_column),
             <const int32_t*>cnp.PyArray_DATA(size_column),
             key_at,
+            offset_at,
             count,
         )
     # Mixed widths: widen both (bound to names so the arrays outlive the pointers into them).
@@ -329,6 +457,7 @@ def encode_index(durations, sizes, is_key) -> bytes:
         <const int64_t*>cnp.PyArray_DATA(durations64),
         <const int64_t*>cnp.PyArray_DATA(sizes64),
         key_at,
+        offset_at,
         count,
     )
 
@@ -452,6 +581,98 @@ cdef struct _Columns:
     int64_t* starts
 
 
+cdef enum _LayoutStatus:
+    # What the version-2 checks found (see _index_py._version_2_layout, same order).
+    _LAYOUT_OK = 0
+    _BAD_SAMPLE_COUNT = -1
+    _NO_SAMPLES = -2
+    _RECORDS_TOO_SHORT = -3
+    _BAD_OFFSET_VARINT = -4
+    _BYTES_AFTER_OFFSETS = -5
+    _OFFSETS_ALL_ZERO = -6
+
+
+cdef struct _Layout:
+    Py_ssize_t records_start
+    Py_ssize_t records_end
+    int64_t samples          # declared
+    # Context of a failed check, read only to word the error.
+    Py_ssize_t error_offset
+    Py_ssize_t varint_status
+    int64_t error_sample
+    int64_t room
+
+
+cdef _LayoutStatus _version_2_extent(
+    const unsigned char* data, Py_ssize_t end, _Layout* layout
+) noexcept nogil:
+    """Header and records' extent of a version-2 blob (``data[0]`` is the marker)."""
+    cdef uint32_t declared = 0
+    cdef Py_ssize_t offset = _read_varint(data, end, 1, &declared)
+    if offset < 0:
+        layout.varint_status = offset
+        return _BAD_SAMPLE_COUNT
+    if declared == 0:
+        return _NO_SAMPLES
+    layout.samples = declared
+    layout.records_start = offset
+    # Every varint ends in exactly one byte below 0x80 and a record is two varints.
+    cdef int64_t wanted = 2 * <int64_t>declared
+    cdef int64_t found = 0
+    while offset < end and found < wanted:
+        found += data[offset] < 0x80
+        offset += 1
+    if found < wanted:
+        layout.room = found // 2
+        return _RECORDS_TOO_SHORT
+    layout.records_end = offset
+    return _LAYOUT_OK
+
+
+cdef _LayoutStatus _version_2_offsets(
+    const unsigned char* data, Py_ssize_t end, _Layout* layout, int32_t* out
+) noexcept nogil:
+    """Read the ``layout.samples`` offsets after the records into ``out``; check the rest."""
+    cdef Py_ssize_t offset = layout.records_end
+    cdef Py_ssize_t after
+    cdef uint32_t value = 0
+    cdef bint any_offset = False
+    cdef int64_t i
+    for i in range(layout.samples):
+        after = _read_varint(data, end, offset, &value)
+        if after < 0:
+            layout.error_offset = offset
+            layout.varint_status = after
+            layout.error_sample = i
+            return _BAD_OFFSET_VARINT
+        out[i] = <int32_t>_unzigzag(value)
+        any_offset = any_offset or value != 0
+        offset = after
+    if offset < end:
+        layout.error_offset = offset
+        return _BYTES_AFTER_OFFSETS
+    if not any_offset:
+        return _OFFSETS_ALL_ZERO
+    return _LAYOUT_OK
+
+
+cdef int _raise_layout(_Layout layout, _LayoutStatus status, Py_ssize_t end) except -1:
+    """Raise the twin's ``CorruptIndexError`` for a failed version-2 check."""
+    if status == _BAD_SAMPLE_COUNT:
+        raise bad_sample_count(layout.varint_status)
+    if status == _NO_SAMPLES:
+        raise no_samples_declared()
+    if status == _RECORDS_TOO_SHORT:
+        raise records_too_short(layout.samples, layout.room, layout.records_start)
+    if status == _BAD_OFFSET_VARINT:
+        raise bad_offset_varint(layout.error_offset, layout.varint_status, layout.error_sample)
+    if status == _BYTES_AFTER_OFFSETS:
+        raise bytes_after_offsets(end - layout.error_offset, layout.error_offset)
+    if status == _OFFSETS_ALL_ZERO:
+        raise offsets_all_zero(layout.records_end)
+    raise AssertionError(f"unknown layout status {status}")
+
+
 cdef Py_ssize_t _decode_samples(
     _Cursor* cursor, _Columns* out, Py_ssize_t limit, _Step* status
 ) noexcept nogil:
@@ -512,18 +733,52 @@ cdef class SampleIndexIterator:
     cdef bytes _blob  # keeps the buffer the cursor points into alive
     cdef _Cursor _cursor
     cdef bint _exhausted
+    cdef bint _started
+    cdef int32_t* _offsets  # version 2: the offsets column, checked at the first step
 
     def __init__(self, blob):
         self._blob = as_blob(blob)
         _open_cursor(&self._cursor, self._blob)
         self._exhausted = False
+        self._started = False
+        PyMem_Free(self._offsets)  # a second __init__ starts over
+        self._offsets = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self._offsets)
 
     def __iter__(self):
         return self
 
+    cdef int _start(self) except -1:
+        """Version 2: check the header and offsets (before any sample, as ``decode_index``)."""
+        self._started = True
+        cdef _Cursor* c = &self._cursor
+        if c.end == 0 or c.data[0] != _VERSION_2_MARKER:
+            return 0
+        cdef _Layout layout
+        memset(&layout, 0, sizeof(layout))
+        cdef _LayoutStatus status = _version_2_extent(c.data, c.end, &layout)
+        if status == _LAYOUT_OK:
+            self._offsets = <int32_t*>PyMem_Malloc(layout.samples * sizeof(int32_t))
+            if self._offsets == NULL:
+                raise MemoryError()
+            status = _version_2_offsets(c.data, c.end, &layout, self._offsets)
+        if status != _LAYOUT_OK:
+            _raise_layout(layout, status, c.end)
+        c.offset = layout.records_start
+        c.end = layout.records_end
+        return 0
+
     def __next__(self):
         if self._blob is None or self._exhausted:
             raise StopIteration
+        if not self._started:
+            try:
+                self._start()
+            except BaseException:
+                self._exhausted = True
+                raise
         cdef _Step status
         _decode_samples(&self._cursor, NULL, 1, &status)
         if status != _SAMPLE:
@@ -532,7 +787,8 @@ cdef class SampleIndexIterator:
                 raise StopIteration
             _raise_corrupt(self._cursor, status)
         cdef _Cursor* c = &self._cursor
-        return Sample(c.pos, c.start_90k, c.duration_90k, c.size, c.is_key)
+        cdef int32_t offset = 0 if self._offsets == NULL else self._offsets[c.sample]
+        return Sample(c.pos, c.start_90k, c.duration_90k, c.size, c.is_key, offset)
 
 
 cdef inline Py_ssize_t _count_terminators(const unsigned char* data, Py_ssize_t end) noexcept nogil:
@@ -573,13 +829,25 @@ def decode_index(blob) -> DecodedIndex:
     cdef bytes data = as_blob(blob)
     cdef _Cursor c
     _open_cursor(&c, data)
-    # Every varint ends in exactly one byte below 0x80 and a record is two varints, so this is the
-    # exact sample count of a valid blob and an upper bound for any prefix the loop accepts.
-    cdef Py_ssize_t capacity = _count_terminators(c.data, c.end) // 2
-    # One allocation holds all five columns (25 bytes a sample), widest first so each stays
-    # aligned: one malloc instead of five, and a block the allocator reuses warm between calls
+    cdef _Layout layout
+    cdef _LayoutStatus layout_status = _LAYOUT_OK
+    cdef bint version_2 = c.end > 0 and c.data[0] == _VERSION_2_MARKER
+    cdef Py_ssize_t capacity
+    if version_2:
+        memset(&layout, 0, sizeof(layout))
+        layout_status = _version_2_extent(c.data, c.end, &layout)
+        if layout_status != _LAYOUT_OK:
+            _raise_layout(layout, layout_status, c.end)
+        capacity = layout.samples  # at most half the blob's length: the extent checked it
+    else:
+        # Every varint ends in exactly one byte below 0x80 and a record is two varints, so this
+        # is the exact sample count of a valid blob and an upper bound for any prefix the loop
+        # accepts.
+        capacity = _count_terminators(c.data, c.end) // 2
+    # One allocation holds all six columns (29 bytes a sample), widest first so each stays
+    # aligned: one malloc instead of six, and a block the allocator reuses warm between calls
     # instead of returning to the kernel and faulting back in page by page.
-    cdef cnp.npy_intp block_bytes = capacity * 25
+    cdef cnp.npy_intp block_bytes = capacity * 29
     cdef cnp.ndarray block = cnp.PyArray_EMPTY(1, &block_bytes, cnp.NPY_UINT8, 0)
     cdef char* base = <char*>cnp.PyArray_DATA(block)
     cdef _Columns out
@@ -587,7 +855,16 @@ def decode_index(blob) -> DecodedIndex:
     out.starts = <int64_t*>(base + 8 * capacity)
     out.durations = <int32_t*>(base + 16 * capacity)
     out.sizes = <int32_t*>(base + 20 * capacity)
-    out.is_key = <uint8_t*>(base + 24 * capacity)
+    cdef int32_t* offsets = <int32_t*>(base + 24 * capacity)
+    out.is_key = <uint8_t*>(base + 28 * capacity)
+    if version_2:
+        layout_status = _version_2_offsets(c.data, c.end, &layout, offsets)
+        if layout_status != _LAYOUT_OK:
+            _raise_layout(layout, layout_status, c.end)
+        c.offset = layout.records_start
+        c.end = layout.records_end
+    else:
+        memset(offsets, 0, 4 * capacity)
     cdef _Step status
     cdef Py_ssize_t n = _decode_samples(&c, &out, capacity, &status)
     if status == _SAMPLE:
@@ -601,9 +878,10 @@ def decode_index(blob) -> DecodedIndex:
     return DecodedIndex(
         durations=_read_only_view(block, 16 * n, n, cnp.NPY_INT32),
         sizes=_read_only_view(block, 20 * n, n, cnp.NPY_INT32),
-        is_key=_read_only_view(block, 24 * n, n, cnp.NPY_BOOL),
+        is_key=_read_only_view(block, 28 * n, n, cnp.NPY_BOOL),
         positions=_read_only_view(block, 0, n, cnp.NPY_INT64),
         starts=_read_only_view(block, 8 * n, n, cnp.NPY_INT64),
+        composition_offsets=_read_only_view(block, 24 * n, n, cnp.NPY_INT32),
         sample_file_bytes=c.pos,
         total_duration_90k=c.start_90k,
         video_samples=n,

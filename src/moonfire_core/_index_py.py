@@ -9,6 +9,22 @@ A recording's index is one record per video sample, each two varints (protobuf/L
 All three predictors start at 0.  Nothing absolute is stored: a sample's byte position in its
 sample file and its start time are running sums, recomputed by every reader.  Limits and the
 exact error messages live in ``_index_rules`` so both twins agree on them.
+
+**Version 2** (issue 10: B-frames) adds a composition offset per sample, ``pts - dts``: samples
+are stored in decode order, durations are decode-time deltas, and a frame is shown at its start
+plus its offset.  Only a recording with some non-zero offset is written this way; every other
+index stays version 1, byte for byte::
+
+    0x0A                      marker (a negative first duration in version 1: never valid there)
+    varint N                  the sample count, N >= 1
+    N records                 exactly as in version 1 (the rules above, same error messages)
+    N varints                 zigzag32(composition offset) of each sample, in order
+
+and nothing after.  At least one offset is non-zero (else the index must be version 1), so each
+recording has one encoding.  The offsets are absolute, not deltas: B-frame patterns alternate, so
+deltas would be no shorter.  Putting them after the records keeps the records' bytes those of
+version 1 and lets the encoder choose the version when the blob is read, not up front.  A reader
+checks the header, that 2N varint ends follow it, every offset and the end, then the records.
 """
 
 from __future__ import annotations
@@ -25,13 +41,20 @@ from ._index_rules import (
     INT32_MAX,
     VARINT_OVER_32_BITS,
     VARINT_TRUNCATED,
+    VERSION_2_MARKER,
     as_blob,
     as_columns,
+    bad_offset_varint,
+    bad_sample_count,
     bad_varint,
+    bytes_after_offsets,
     bytes_overflow,
     duration_overflow,
     negative_duration,
+    no_samples_declared,
     non_positive_bytes,
+    offsets_all_zero,
+    records_too_short,
     sample_problem,
     zero_duration_not_last,
 )
@@ -127,6 +150,8 @@ class SampleIndexEncoder:
 
     __slots__ = (
         "_index",
+        "_offsets",
+        "_has_offsets",
         "_prev_duration",
         "_prev_bytes_key",
         "_prev_bytes_nonkey",
@@ -138,6 +163,10 @@ class SampleIndexEncoder:
 
     def __init__(self) -> None:
         self._index = bytearray()
+        #: The version-2 offsets column, kept from the first sample so the version can change
+        #: at any sample without re-walking the records.
+        self._offsets = bytearray()
+        self._has_offsets = False
         self._prev_duration = 0
         self._prev_bytes_key = 0
         self._prev_bytes_nonkey = 0
@@ -146,11 +175,16 @@ class SampleIndexEncoder:
         self._video_samples = 0
         self._video_sync_samples = 0
 
-    def add_sample(self, duration_90k: int, bytes: int, is_key: bool) -> None:
-        """Append one sample: its duration (90 kHz units), its size in bytes, and its key flag."""
+    def add_sample(
+        self, duration_90k: int, bytes: int, is_key: bool, composition_offset_90k: int = 0
+    ) -> None:
+        """Append one sample: its duration (90 kHz units, decode time to the next sample), its
+        size in bytes, its key flag and its composition offset (presentation minus decode time;
+        0 for streams without B-frames)."""
         duration = operator.index(duration_90k)
         size = operator.index(bytes)
         key = bool(is_key)
+        offset = operator.index(composition_offset_90k)
         problem = sample_problem(
             self._video_samples,
             duration,
@@ -158,9 +192,13 @@ class SampleIndexEncoder:
             self._prev_duration,
             self._total_duration_90k,
             self._sample_file_bytes,
+            offset,
         )
         if problem is not None:
             raise ValueError(problem)
+        _append_varint(self._offsets, _zigzag32(offset))
+        if offset:
+            self._has_offsets = True
         # sample_problem bounded both deltas, so _zigzag32's range check would never fire.
         _append_varint(self._index, (_zigzag32(duration - self._prev_duration) << 1) | key)
         self._prev_duration = duration
@@ -177,8 +215,17 @@ class SampleIndexEncoder:
 
     @property
     def video_index(self) -> bytes:
-        """The blob so far (a copy)."""
-        return bytes(self._index)
+        """The blob so far (a copy): version 2 once a sample had a non-zero offset."""
+        if not self._has_offsets:
+            return bytes(self._index)
+        header = bytearray([VERSION_2_MARKER])
+        _append_varint(header, self._video_samples)
+        return bytes(header + self._index + self._offsets)
+
+    @property
+    def has_composition_offsets(self) -> bool:
+        """Some sample so far has a non-zero composition offset (the blob is version 2)."""
+        return self._has_offsets
 
     @property
     def sample_file_bytes(self) -> int:
@@ -202,28 +249,87 @@ class SampleIndexEncoder:
         return self._video_samples > 0 and self._prev_duration == 0
 
 
-def encode_index(durations: Any, sizes: Any, is_key: Any) -> bytes:
-    """Encode whole columns at once; same bytes and same errors as ``SampleIndexEncoder``."""
-    duration_column, size_column, key_column = as_columns(durations, sizes, is_key)
+def encode_index(
+    durations: Any, sizes: Any, is_key: Any, composition_offsets: Any = None
+) -> bytes:
+    """Encode whole columns at once; same bytes and same errors as ``SampleIndexEncoder``.
+
+    ``composition_offsets`` (one per sample, or ``None`` for all zero) makes a version-2 index
+    when any is non-zero.
+    """
+    duration_column, size_column, key_column, offset_column = as_columns(
+        durations, sizes, is_key, composition_offsets
+    )
+    offsets = [0] * len(duration_column) if offset_column is None else offset_column.tolist()
     encoder = SampleIndexEncoder()
-    for duration, size, key in zip(
-        duration_column.tolist(), size_column.tolist(), key_column.tolist(), strict=True
+    for duration, size, key, offset in zip(
+        duration_column.tolist(), size_column.tolist(), key_column.tolist(), offsets, strict=True
     ):
-        encoder.add_sample(duration, size, key)
+        encoder.add_sample(duration, size, key, offset)
     return encoder.video_index
 
 
 # --------------------------------------------------------------------------- decoder (§2.4)
 
 
-def _records(data: bytes) -> Iterator[tuple[int, int, int, int, bool]]:
-    """Yield ``(pos, start_90k, duration_90k, bytes, is_key)`` per record, checking every rule.
+def _version_2_layout(data: bytes) -> tuple[int, int, list[int]]:
+    """Check a version-2 blob's header and offsets: ``(records start, records end, offsets)``.
+
+    Everything but the records themselves, in the order the module docstring gives; the records
+    are then decoded between the two offsets returned, by the version-1 loop.
+    """
+    end = len(data)
+    declared, offset = _varint_at(data, 1)
+    if offset < 0:
+        raise bad_sample_count(offset)
+    if declared == 0:
+        raise no_samples_declared()
+    records_start = offset
+    # Every varint ends in exactly one byte below 0x80 and a record is two varints.
+    wanted = 2 * declared
+    found = 0
+    while offset < end and found < wanted:
+        found += data[offset] < 0x80
+        offset += 1
+    if found < wanted:
+        raise records_too_short(declared, found // 2, records_start)
+    records_end = offset
+    offsets: list[int] = []
+    for sample in range(declared):
+        value, after = _varint_at(data, offset)
+        if after < 0:
+            raise bad_offset_varint(offset, after, sample)
+        offsets.append(_unzigzag32(value))
+        offset = after
+    if offset < end:
+        raise bytes_after_offsets(end - offset, offset)
+    if not any(offsets):
+        raise offsets_all_zero(records_end)
+    return records_start, records_end, offsets
+
+
+def _records(data: bytes) -> Iterator[tuple[int, int, int, int, bool, int]]:
+    """Yield ``(pos, start_90k, duration_90k, bytes, is_key, composition offset)`` per record,
+    checking every rule.
 
     The single decoding loop behind both ``SampleIndexIterator`` and ``decode_index``, so they
     accept the same blobs and fail with the same message at the same sample.
     """
-    end = len(data)
-    offset = 0
+    if data[:1] == bytes([VERSION_2_MARKER]):
+        offset, end, offsets = _version_2_layout(data)
+        for record, composition_offset in zip(
+            _records_between(data, offset, end), offsets, strict=True
+        ):
+            yield (*record, composition_offset)
+        return
+    for record in _records_between(data, 0, len(data)):
+        yield (*record, 0)
+
+
+def _records_between(
+    data: bytes, offset: int, end: int
+) -> Iterator[tuple[int, int, int, int, bool]]:
+    """The version-1 records in ``data[offset:end]`` (offsets in messages count from 0)."""
     sample = 0
     pos = 0
     start = 0
@@ -309,18 +415,21 @@ def decode_index(blob: Any) -> DecodedIndex:
     durations: list[int] = []
     sizes: list[int] = []
     keys: list[bool] = []
-    for pos, start, duration, size, is_key in _records(as_blob(blob)):
+    offsets: list[int] = []
+    for pos, start, duration, size, is_key, offset in _records(as_blob(blob)):
         positions.append(pos)
         starts.append(start)
         durations.append(duration)
         sizes.append(size)
         keys.append(is_key)
+        offsets.append(offset)
     return DecodedIndex(
         durations=_read_only(durations, np.int32),
         sizes=_read_only(sizes, np.int32),
         is_key=_read_only(keys, np.bool_),
         positions=_read_only(positions, np.int64),
         starts=_read_only(starts, np.int64),
+        composition_offsets=_read_only(offsets, np.int32),
         sample_file_bytes=positions[-1] + sizes[-1] if sizes else 0,
         total_duration_90k=starts[-1] + durations[-1] if durations else 0,
         video_samples=len(sizes),

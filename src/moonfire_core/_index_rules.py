@@ -13,6 +13,8 @@ Integer limits (brief §2.2 leaves overflow unchecked; we close that hole):
 * The first varint holds ``(zigzag32(Δduration) << 1) | key`` in 32 bits, so a duration may change
   by at least ``-2**30`` and less than ``2**30`` from the previous sample's.  The decoder can only
   produce such deltas, so whatever decodes also re-encodes.
+* A composition offset (presentation minus decode time, B-frames) is any int32: it is stored as
+  one zigzag32 varint per sample, in version 2 only (see ``_index_py``'s docstring for the bytes).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ INT32_MAX = 2**31 - 1
 #: ``-DURATION_DELTA_LIMIT <= Δduration < DURATION_DELTA_LIMIT`` (see the module docstring).
 DURATION_DELTA_LIMIT = 2**30
 
+#: First byte of a version-2 index (samples with composition offsets).  It is the varint
+#: ``(2 << 2) | 0b10``: as a version-1 first record it would have bit 1 set, i.e. a negative first
+#: duration, which version 1 refuses; so no version-1 blob starts with it and old indexes keep
+#: their bytes and meaning.  (Later versions may take ``(version << 2) | 0b10`` likewise.)
+VERSION_2_MARKER = 0x0A
+INT32_MIN = -(2**31)
+
 #: Varint reader status codes (negative "end offsets"), shared with the C twin.
 VARINT_TRUNCATED = -1
 VARINT_OVER_32_BITS = -2
@@ -41,11 +50,27 @@ def as_blob(blob: Any) -> bytes:
     return bytes(memoryview(blob))
 
 
+def has_composition_offsets(blob: Any) -> bool:
+    """The blob is a version-2 index, i.e. some sample has a composition offset (B-frames).
+
+    Reads one byte, so a caller can size a ``ctts`` table without decoding the index; the
+    decoder still checks the rest.  One function for both twins: there is nothing to compile.
+    """
+    view = memoryview(blob)
+    return len(view) > 0 and view[0] == VERSION_2_MARKER
+
+
 # --------------------------------------------------------------------------- encoder input
 
 
 def sample_problem(
-    sample: int, duration: int, size: int, prev_duration: int, total_duration: int, total_bytes: int
+    sample: int,
+    duration: int,
+    size: int,
+    prev_duration: int,
+    total_duration: int,
+    total_bytes: int,
+    composition_offset: int = 0,
 ) -> str | None:
     """Why the encoder must refuse ``sample`` (0-based), or ``None`` if it may be appended.
 
@@ -67,6 +92,8 @@ def sample_problem(
             f"duration delta {duration - prev_duration} (from {prev_duration} to {duration}) "
             f"is outside the storable range [-2**30, 2**30)"
         )
+    elif not INT32_MIN <= composition_offset <= INT32_MAX:
+        problem = f"composition offset {composition_offset} does not fit int32"
     else:
         return None
     return f"{problem} (sample {sample})"
@@ -102,25 +129,42 @@ def _bool_column(name: str, values: Any) -> npt.NDArray[np.bool_]:
 
 
 def as_columns(
-    durations: Any, sizes: Any, is_key: Any
-) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer], npt.NDArray[np.bool_]]:
-    """Coerce ``encode_index`` arguments to contiguous integer, integer and bool columns.
+    durations: Any, sizes: Any, is_key: Any, composition_offsets: Any = None
+) -> tuple[
+    npt.NDArray[np.integer],
+    npt.NDArray[np.integer],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64] | None,
+]:
+    """Coerce ``encode_index`` arguments to contiguous integer, integer, bool (and int64) columns.
 
     An int32 column is used as is; any other integer column is widened to int64 (never narrowed)
     so an out-of-range value reaches the per-sample checks and is reported with its sample number,
     exactly as ``SampleIndexEncoder.add_sample`` would report it, instead of wrapping silently.
+    ``composition_offsets`` stays ``None`` when not given, and is always int64 when given.
     """
     duration_column = _integer_column("durations", durations)
     size_column = _integer_column("sizes", sizes)
     key_column = _bool_column("is_key", is_key)
-    lengths = (len(duration_column), len(size_column), len(key_column))
-    if len(set(lengths)) != 1:
-        durations_length, sizes_length, keys_length = lengths
+    if composition_offsets is None:
+        lengths = (len(duration_column), len(size_column), len(key_column))
+        if len(set(lengths)) != 1:
+            durations_length, sizes_length, keys_length = lengths
+            raise ValueError(
+                "durations, sizes and is_key must have the same length, got "
+                f"{durations_length}, {sizes_length} and {keys_length}"
+            )
+        return duration_column, size_column, key_column, None
+    offset_column = np.ascontiguousarray(
+        _integer_column("composition_offsets", composition_offsets), dtype=np.int64
+    )
+    all_lengths = (len(duration_column), len(size_column), len(key_column), len(offset_column))
+    if len(set(all_lengths)) != 1:
         raise ValueError(
-            "durations, sizes and is_key must have the same length, got "
-            f"{durations_length}, {sizes_length} and {keys_length}"
+            "durations, sizes, is_key and composition_offsets must have the same length, got "
+            f"{all_lengths[0]}, {all_lengths[1]}, {all_lengths[2]} and {all_lengths[3]}"
         )
-    return duration_column, size_column, key_column
+    return duration_column, size_column, key_column, offset_column
 
 
 # --------------------------------------------------------------------------- decoder errors
@@ -169,4 +213,47 @@ def bytes_overflow(total: int, size: int, sample: int, record: int) -> CorruptIn
     """The running sample file size (which bounds the running per-type size) exceeds int32."""
     return _corrupt(
         f"sample file bytes {total} overflow int32 after a sample of {size} bytes", sample, record
+    )
+
+
+# Version 2 (composition offsets).  Checked before any record, in this order: the sample count,
+# the records' extent, each offset, the bytes after them, the offsets not all zero.  Each names
+# the offset where the problem is.
+
+
+def bad_sample_count(status: int) -> CorruptIndexError:
+    reason = _VARINT_REASONS[status]
+    return CorruptIndexError(f"version 2 index: bad sample count varint at offset 1: {reason}")
+
+
+def no_samples_declared() -> CorruptIndexError:
+    return CorruptIndexError("version 2 index declares 0 samples (count at offset 1)")
+
+
+def records_too_short(declared: int, room: int, records_start: int) -> CorruptIndexError:
+    """Fewer than ``2 * declared`` varints follow the header: the records can't all be there."""
+    return CorruptIndexError(
+        f"version 2 index declares {declared} samples but the bytes from offset {records_start} "
+        f"hold at most {room} records"
+    )
+
+
+def bad_offset_varint(offset: int, status: int, sample: int) -> CorruptIndexError:
+    reason = _VARINT_REASONS[status]
+    return CorruptIndexError(
+        f"bad composition offset varint at offset {offset}: {reason} (sample {sample})"
+    )
+
+
+def bytes_after_offsets(left: int, offset: int) -> CorruptIndexError:
+    return CorruptIndexError(
+        f"version 2 index has {left} bytes after its last composition offset (offset {offset})"
+    )
+
+
+def offsets_all_zero(offset: int) -> CorruptIndexError:
+    """Version 2 is only for recordings that need offsets: all-zero ones must be version 1."""
+    return CorruptIndexError(
+        f"version 2 index has only zero composition offsets (from offset {offset}); "
+        "such an index is stored as version 1"
     )

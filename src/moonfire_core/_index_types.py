@@ -25,6 +25,10 @@ class Sample(NamedTuple):
     duration_90k: int
     bytes: int
     is_key: bool
+    #: Presentation minus decode time (90 kHz), non-zero only for B-frame streams.  Samples are
+    #: stored in decode order, so ``start_90k`` is the decode time; the frame is shown at
+    #: ``start_90k + composition_offset_90k``.
+    composition_offset_90k: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -42,9 +46,16 @@ class DecodedIndex:
     positions: npt.NDArray[np.int64]
     #: 90 kHz offset of each sample from the recording start (running sum of durations before it).
     starts: npt.NDArray[np.int64]
+    #: Presentation minus decode time of each sample (90 kHz); all zero for a version-1 index.
+    composition_offsets: npt.NDArray[np.int32]
     sample_file_bytes: int
     total_duration_90k: int
     video_samples: int
     video_sync_samples: int
     #: The last sample has duration 0: the stream ended before its length was known (flags bit 1).
     has_trailing_zero: bool
+
+    @property
+    def has_composition_offsets(self) -> bool:
+        """Some sample is shown at another time than it is decoded (a version-2 index)."""
+        return bool(self.composition_offsets.any())

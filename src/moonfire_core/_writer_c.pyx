@@ -36,6 +36,10 @@ from moonfire_core.records import (
 
 #: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
 MAX_DURATION_90K = 2**31 - 1
+#: Largest ``|pts - dts|`` (the ``video_index`` stores it as an int32).
+MAX_COMPOSITION_OFFSET_90K = 2**31 - 1
+# Below this magnitude a difference of two int64s can't overflow.
+cdef int64_t _SAFE_DIFFERENCE = 1 << 62
 
 cdef object _hook = None
 
@@ -86,7 +90,9 @@ cdef class Writer:
     cdef bint _has_unflushed
     cdef bint _unflushed_is_key
     cdef int64_t _unflushed_local_time
-    cdef int64_t _unflushed_pts
+    cdef int64_t _unflushed_dts     # its decode time (its pts when the stream gives no dts)
+    cdef int64_t _unflushed_offset  # pts - dts
+    cdef str _time_name             # what the decode times were called, for messages
     cdef Py_ssize_t _unflushed_bytes
     cdef char* _buffer
     cdef Py_ssize_t _buffered
@@ -98,6 +104,7 @@ cdef class Writer:
     def __cinit__(self):
         self._closed = True  # until fully constructed, so __del__ leaves a half-built one alone
         self._fd = -1
+        self._time_name = "pts"
 
     def __init__(
         self,
@@ -154,11 +161,13 @@ cdef class Writer:
     def closed(self):
         return self._closed
 
-    def write(self, packet, local_time_90k, pts_90k, is_key):
+    def write(self, packet, local_time_90k, pts_90k, is_key, dts_90k=None):
         """Append one sample: index the previous one, then buffer or write this one."""
         cdef Py_buffer view
-        cdef int64_t local_time, pts
+        cdef int64_t local_time, pts, dts
+        cdef int64_t offset = 0
         cdef bint key
+        cdef str time_name = "pts"
         if self._closed:
             raise ValueError(f"writer for {self._path} is closed")
         if self._error is not None:
@@ -176,6 +185,20 @@ cdef class Writer:
             key = False
         else:
             key = _args.boolean(is_key, "is_key", self._path)
+        if dts_90k is None:
+            dts = pts
+        else:
+            dts = _int64(dts_90k, "dts_90k", self._path)
+            time_name = "dts"
+            if -_SAFE_DIFFERENCE < pts < _SAFE_DIFFERENCE and -_SAFE_DIFFERENCE < dts < _SAFE_DIFFERENCE:
+                offset = pts - dts
+                if not -MAX_COMPOSITION_OFFSET_90K - 1 <= offset <= MAX_COMPOSITION_OFFSET_90K:
+                    raise self._offset_error(pts, dts)
+            else:  # the exact difference, in Python ints
+                wide_offset = <object>pts - <object>dts
+                if not -MAX_COMPOSITION_OFFSET_90K - 1 <= wide_offset <= MAX_COMPOSITION_OFFSET_90K:
+                    raise self._offset_error(pts, dts)
+                offset = wide_offset
         try:
             PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
         except Exception:  # TypeError, BufferError; NumPy raises ValueError
@@ -185,7 +208,7 @@ cdef class Writer:
             if view.len == 0:
                 raise ValueError(f"empty packet for {self._path} at pts {pts}")
             if self._has_unflushed:
-                self._index_unflushed(self._duration_until(pts))
+                self._index_unflushed(self._duration_until(dts, time_name))
             self._append(<const char*>view.buf, view.len)
             self._hash_update(packet)
             self._unflushed_bytes = view.len
@@ -193,7 +216,9 @@ cdef class Writer:
             PyBuffer_Release(&view)
         self._has_unflushed = True
         self._unflushed_local_time = local_time
-        self._unflushed_pts = pts
+        self._unflushed_dts = dts
+        self._unflushed_offset = offset
+        self._time_name = time_name
         self._unflushed_is_key = key
 
     def close(self, next_pts=None):
@@ -209,7 +234,7 @@ cdef class Writer:
         if next_pts is not None:
             pts = _int64(next_pts, "next_pts", self._path)
             if self._has_unflushed:
-                last_duration = self._duration_until(pts)
+                last_duration = self._duration_until(pts, self._time_name)
         self._closed = True
         if self._error is None and self._has_unflushed:
             # The fd must still go to the sink exactly once; see the twin.
@@ -252,18 +277,24 @@ cdef class Writer:
         )
         return PreviousWriter(start + duration, local_time_delta, self._run_offset)
 
-    cdef int64_t _duration_until(self, int64_t pts_90k) except? -1:
-        """The unflushed sample's duration if the next sample starts at ``pts_90k``."""
+    cdef object _offset_error(self, int64_t pts, int64_t dts):
+        return ValueError(
+            f"{self._path}: pts {pts} is {<object>pts - <object>dts} from dts {dts}; "
+            f"a composition offset must fit int32"
+        )
+
+    cdef int64_t _duration_until(self, int64_t dts_90k, str name) except? -1:
+        """The unflushed sample's duration if the next sample is decoded at ``dts_90k``."""
         # Unsigned: the difference of two int64s can exceed int64 (the twin prints it whole).
-        cdef uint64_t duration = <uint64_t>pts_90k - <uint64_t>self._unflushed_pts
-        if pts_90k <= self._unflushed_pts:
+        cdef uint64_t duration = <uint64_t>dts_90k - <uint64_t>self._unflushed_dts
+        if dts_90k <= self._unflushed_dts:
             raise ValueError(
-                f"{self._path}: pts not monotonically increasing; "
-                f"got {self._unflushed_pts} then {pts_90k}"
+                f"{self._path}: {name} not monotonically increasing; "
+                f"got {self._unflushed_dts} then {dts_90k}"
             )
         if duration > MAX_DURATION_90K:
             raise ValueError(
-                f"{self._path}: pts jumps from {self._unflushed_pts} to {pts_90k}; "
+                f"{self._path}: {name} jumps from {self._unflushed_dts} to {dts_90k}; "
                 f"a sample duration of {duration} exceeds {MAX_DURATION_90K}"
             )
         return <int64_t>duration
@@ -272,7 +303,9 @@ cdef class Writer:
         """Add the unflushed sample to the index; fold its arrival into the local start."""
         duration = self._adjuster.adjust_c(duration)
         try:
-            self._add_sample(duration, self._unflushed_bytes, self._unflushed_is_key)
+            self._add_sample(
+                duration, self._unflushed_bytes, self._unflushed_is_key, self._unflushed_offset
+            )
         except ValueError as e:
             raise ValueError(f"{self._path}: cannot index sample: {e}") from e
         self._total_duration += duration

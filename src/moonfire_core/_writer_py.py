@@ -3,10 +3,14 @@
 This is the readable reference for the compiled twin, which keeps the same state in C fields.
 
 The index runs one sample behind the data: a sample's duration is only known when the next
-pts arrives, so the newest packet waits as the *unflushed* sample.  Bytes go through a
-user-space buffer (fewer ``write`` syscalls than packets) and are written with ``pwrite`` at
-the writer's own offset, so truncating after a failed write can never leave the file offset
-past the end of the file.
+decode time arrives, so the newest packet waits as the *unflushed* sample.  Samples come in
+decode order; a stream with B-frames passes each one's decode time (``dts_90k``) beside its
+presentation time, durations are decode-time deltas and ``pts - dts`` goes to the index as the
+sample's composition offset (a version-2 ``video_index``).  Without a dts, decode time = pts.
+
+Bytes go through a user-space buffer (fewer ``write`` syscalls than packets) and are written
+with ``pwrite`` at the writer's own offset, so truncating after a failed write can never leave
+the file offset past the end of the file.
 
 Failure model (era 1): if a write fails after every byte of the already-indexed samples
 reached the file, the file is truncated back to ``index.sample_file_bytes``, the failed packet
@@ -29,6 +33,8 @@ from .records import FLAG_TRAILING_ZERO, PreviousWriter, RecordingToSave, Writer
 
 #: Longest sample duration: the ``video_index`` and ``ClockAdjuster`` work in i32.
 MAX_DURATION_90K = 2**31 - 1
+#: Largest ``|pts - dts|`` (the ``video_index`` stores it as an int32).
+MAX_COMPOSITION_OFFSET_90K = 2**31 - 1
 
 _hook: _fault_hook.FaultHook | None = None
 
@@ -100,7 +106,9 @@ class Writer:
         # The unflushed sample: written (or buffered) and hashed, not yet indexed.
         self._has_unflushed = False
         self._unflushed_local_time = 0
-        self._unflushed_pts = 0
+        self._unflushed_dts = 0  # its decode time (its pts when the stream gives no dts)
+        self._unflushed_offset = 0  # pts - dts
+        self._time_name = "pts"  # what the decode times were called, for messages
         self._unflushed_bytes = 0
         self._unflushed_is_key = False
         self._buffer = bytearray()
@@ -126,20 +134,29 @@ class Writer:
     def closed(self) -> bool:
         return self._closed
 
-    def write(self, packet: Any, local_time_90k: int, pts_90k: int, is_key: bool) -> None:
+    def write(
+        self,
+        packet: Any,
+        local_time_90k: int,
+        pts_90k: int,
+        is_key: bool,
+        dts_90k: int | None = None,
+    ) -> None:
         """Append one sample: index the previous one, then buffer or write this one.
 
         :param packet: the sample's bytes (any C-contiguous bytes-like object).
         :param local_time_90k: when it was received, on the local (monotonic-derived) clock;
             a non-negative 64-bit integer.
-        :param pts_90k: its presentation time, a 64-bit integer; must increase from packet to
-            packet.
+        :param pts_90k: its presentation time, a 64-bit integer; without ``dts_90k`` it must
+            increase from packet to packet.
         :param is_key: a ``bool``.
+        :param dts_90k: its decode time (B-frame streams), a 64-bit integer that must increase
+            from packet to packet, with ``pts_90k - dts_90k`` within int32; ``None``: the pts.
         :raises TypeError: an argument of the wrong type (nothing is written).
         :raises BufferError: ``packet`` is not C-contiguous.
         :raises OverflowError: an integer outside 64 bits.
-        :raises ValueError: closed or corrupt writer, empty packet, negative local time, pts not
-            increasing or jumping too far.
+        :raises ValueError: closed or corrupt writer, empty packet, negative local time, decode
+            time not increasing or jumping too far, pts too far from dts.
         :raises OSError: the write failed (see the failure model above).
         """
         if self._closed:
@@ -153,25 +170,38 @@ class Writer:
         local_time_90k = _args.non_negative_int64(local_time_90k, "local_time_90k", path)
         pts_90k = _args.int64(pts_90k, "pts_90k", path)
         is_key = _args.boolean(is_key, "is_key", path)
+        if dts_90k is None:
+            dts, time_name = pts_90k, "pts"
+        else:
+            dts, time_name = _args.int64(dts_90k, "dts_90k", path), "dts"
+        offset = pts_90k - dts
+        if not -MAX_COMPOSITION_OFFSET_90K - 1 <= offset <= MAX_COMPOSITION_OFFSET_90K:
+            raise ValueError(
+                f"{path}: pts {pts_90k} is {offset} from dts {dts}; "
+                f"a composition offset must fit int32"
+            )
         data = _args.byte_view(packet, path)
         size = len(data)
         if size == 0:
             raise ValueError(f"empty packet for {self._path} at pts {pts_90k}")
         if self._has_unflushed:
-            self._index_unflushed(self._duration_until(pts_90k))
+            self._index_unflushed(self._duration_until(dts, time_name))
         self._append(data)
         self._hasher.update(data)
         self._has_unflushed = True
         self._unflushed_local_time = local_time_90k
-        self._unflushed_pts = pts_90k
+        self._unflushed_dts = dts
+        self._unflushed_offset = offset
+        self._time_name = time_name
         self._unflushed_bytes = size
         self._unflushed_is_key = is_key
 
     def close(self, next_pts: int | None = None) -> PreviousWriter:
         """Index the last sample, flush, and hand the file to the sink.
 
-        :param next_pts: the pts of the next recording's first sample (exact last duration);
-            ``None`` when the run ends, which records a trailing zero.
+        :param next_pts: the decode time (its dts, or its pts without one) of the next
+            recording's first sample (exact last duration); ``None`` when the run ends, which
+            records a trailing zero.
         :returns: what the next writer of this run needs.
         :raises TypeError, OverflowError, ValueError: a bad ``next_pts`` (not an integer, or not
             after the last pts); the writer stays open and nothing went to the sink.
@@ -184,7 +214,7 @@ class Writer:
         if next_pts is not None:
             next_pts = _args.int64(next_pts, "next_pts", self._path)
             if self._has_unflushed:
-                last_duration = self._duration_until(next_pts)
+                last_duration = self._duration_until(next_pts, self._time_name)
         self._closed = True
         if self._error is None and self._has_unflushed:
             # The fd must still go to the sink exactly once.  Only a failed write (OSError) or
@@ -229,17 +259,18 @@ class Writer:
         )
         return PreviousWriter(start + duration, local_time_delta, self._run_offset)
 
-    def _duration_until(self, pts_90k: int) -> int:
-        """The unflushed sample's duration if the next sample starts at ``pts_90k``."""
-        duration = pts_90k - self._unflushed_pts
+    def _duration_until(self, dts_90k: int, name: str) -> int:
+        """The unflushed sample's duration if the next sample is decoded at ``dts_90k``
+        (``name``: what the caller's times are, ``pts`` or ``dts``, for the messages)."""
+        duration = dts_90k - self._unflushed_dts
         if duration <= 0:
             raise ValueError(
-                f"{self._path}: pts not monotonically increasing; "
-                f"got {self._unflushed_pts} then {pts_90k}"
+                f"{self._path}: {name} not monotonically increasing; "
+                f"got {self._unflushed_dts} then {dts_90k}"
             )
         if duration > MAX_DURATION_90K:
             raise ValueError(
-                f"{self._path}: pts jumps from {self._unflushed_pts} to {pts_90k}; "
+                f"{self._path}: {name} jumps from {self._unflushed_dts} to {dts_90k}; "
                 f"a sample duration of {duration} exceeds {MAX_DURATION_90K}"
             )
         return duration
@@ -248,7 +279,9 @@ class Writer:
         """Add the unflushed sample to the index; fold its arrival into the local start."""
         duration = self._adjuster.adjust(duration)
         try:
-            self._index.add_sample(duration, self._unflushed_bytes, self._unflushed_is_key)
+            self._index.add_sample(
+                duration, self._unflushed_bytes, self._unflushed_is_key, self._unflushed_offset
+            )
         except ValueError as e:
             raise ValueError(f"{self._path}: cannot index sample: {e}") from e
         self._total_duration += duration

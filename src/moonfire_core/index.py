@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from ._compat import FALLBACKS, NO_EXTENSIONS
+from ._index_rules import has_composition_offsets
 
 if TYPE_CHECKING or NO_EXTENSIONS:
     from ._index_py import (
@@ -41,4 +42,5 @@ __all__ = [
     "SampleIndexIterator",
     "decode_index",
     "encode_index",
+    "has_composition_offsets",
 ]
