@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from moonfire.playback import mp4, mp4_boxes
 from moonfire.playback.mp4 import FORMAT_VERSION, SampleFileSpan, build_mp4, split_at_gaps
 from moonfire.playback.segment import Segment
+from tests.support import bframes
 from tests.support.recordings import (
     BASE_TIME_90K,
     Box,
@@ -495,3 +496,87 @@ def test_spans_check_the_range_at_once_and_end_with_the_file(files, avc1):
     assert list(vf.spans(vf.size, 10)) == [] == list(vf.spans(3, 0))
     (tail,) = vf.spans(vf.size - 3, 100)
     assert (tail.offset, tail.length) == (42, 3)
+
+
+# ---- B-frames (issue 10 §1): ctts, and the edit list that starts at the first shown frame ------
+
+#: I P B B P B B in decode order (durations are decode-time deltas): shown at 6, 15, 9, 12, ...
+BFRAME_DURATIONS = [3, 3, 3, 3, 3, 3, 3]
+BFRAME_OFFSETS = [6, 12, 3, 3, 12, 3, 3]
+BFRAME_KEYS = [True, False, False, False, False, False, False]
+
+
+def bframe_recording(files: SampleFiles) -> Recording:
+    rec = make_recording(
+        BFRAME_DURATIONS, SIZES + [18, 21], BFRAME_KEYS, composition_offsets=BFRAME_OFFSETS
+    )
+    files.write(rec.row, b"".join(bytes([i]) * size for i, size in enumerate(SIZES + [18, 21])))
+    return rec
+
+
+def test_b_frames_get_a_ctts_and_an_edit_list_from_the_first_shown_frame(files, avc1):
+    rec = bframe_recording(files)
+    root = tree(build([segment(rec)], files, avc1))
+    stbl = root.find(STBL)
+    assert [child.fourcc for child in stbl.children][:4] == [b"stsd", b"stts", b"ctts", b"stsc"]
+    ctts = stbl.find("ctts")
+    assert ctts.payload[:4] == b"\0\0\0\0", "ctts version 0: the offsets are not negative"
+    assert table_entries(ctts, ">II") == [(1, offset) for offset in BFRAME_OFFSETS]
+    assert table_entries(stbl.find("stts"), ">II") == [(1, 3)] * 7
+    # The first frame is shown at media time 6: the (only) edit starts there.
+    elst = root.find("moov/trak/edts/elst")
+    assert table_entries(elst, ">QqI") == [(21, 6, 0x0001_0000)]
+
+
+def test_a_clipped_b_frame_segment_keeps_its_offsets_and_starts_at_its_key_frame(files, avc1):
+    rec = bframe_recording(files)
+    root = tree(build([segment(rec, (4, 12))], files, avc1))  # from the key frame at 0
+    assert table_entries(root.find(f"{STBL}/ctts"), ">II") == [(1, o) for o in BFRAME_OFFSETS[:4]]
+    # Skip 4 of decode time, shifted by the key frame's offset 6.
+    assert table_entries(root.find("moov/trak/edts/elst"), ">QqI") == [(8, 10, 0x0001_0000)]
+
+
+def test_recordings_without_b_frames_next_to_ones_with_get_zero_offsets(files, avc1):
+    plain = synthetic(files, is_key=[True] * 5)
+    with_b = make_recording(
+        BFRAME_DURATIONS, SIZES + [18, 21], BFRAME_KEYS, composition_offsets=BFRAME_OFFSETS,
+        recording_id=2, run_offset=1, start_time_90k=plain.row.end_time_90k,
+    )
+    files.write(with_b.row, bytes(sum(SIZES) + 39))
+    root = tree(build([segment(plain), segment(with_b)], files, avc1))
+    entries = table_entries(root.find(f"{STBL}/ctts"), ">II")
+    assert entries == [(1, 0)] * 5 + [(1, offset) for offset in BFRAME_OFFSETS]
+    assert not root.find("moov/trak").has("edts"), "the first shown frame is at 0"
+
+
+@pytest.fixture(scope="module")
+def bframe_clip() -> tuple[list[bframes.BFramePacket], bytes]:
+    """45 frames (3 GOPs) of x264 with 2 B-frames, in decode order, and their ``avc1``."""
+    return bframes.encode_clip()
+
+
+def decoded_pts(data: bytes) -> list[int]:
+    with av.open(io.BytesIO(data)) as container:
+        return [frame.pts for frame in container.decode(video=0)]
+
+
+def test_ffmpeg_plays_every_b_frame_in_presentation_order(files, bframe_clip):
+    packets, avc1_box = bframe_clip
+    keys = [i for i, p in enumerate(packets) if p.is_key]
+    recordings = bframes.run_of(files, packets, [0, keys[1], keys[2], len(packets)])
+    data = whole(build([segment(r) for r in recordings], files, avc1_box))
+    pts = decoded_pts(data)
+    # Every frame, the first shown at 0, each one frame after the other: the camera's pts.
+    first = min(p.pts for p in packets)
+    assert pts == sorted(p.pts - first for p in packets)
+    assert pts == [3000 * i for i in range(len(packets))]
+
+
+def test_a_b_frame_export_from_a_later_key_frame_starts_at_0(files, bframe_clip):
+    packets, avc1_box = bframe_clip
+    (rec,) = bframes.run_of(files, packets, [0, len(packets)])
+    keys = [i for i, p in enumerate(packets) if p.is_key]
+    key_start = packets[keys[1]].dts - packets[0].dts
+    data = whole(build([segment(rec, (key_start, rec.row.duration_90k))], files, avc1_box))
+    pts = decoded_pts(data)
+    assert pts == [3000 * i for i in range(len(packets) - keys[1])]

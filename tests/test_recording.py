@@ -174,3 +174,51 @@ def test_index_with_other_byte_total_than_the_row_is_refused():
     row = dataclasses.replace(rec.row, sample_file_bytes=44)
     with pytest.raises(ValueError, match="expected 44 sample file bytes, index sums to 45"):
         Segment(row, rec.video_index, (2, 20))
+
+
+# ---- B-frames (issue 10 §1): composition offsets ---------------------------------------------
+
+BFRAME_OFFSETS = [6, 12, 3, 3, 12]
+
+
+def with_offsets():
+    return make_recording(
+        [3, 3, 3, 3, 3], SIZES, [True, False, False, True, False],
+        composition_offsets=BFRAME_OFFSETS,
+    )
+
+
+def test_offsets_are_known_on_the_fast_path_without_decoding(index_decodes):
+    rec = with_offsets()
+    segment = Segment(rec.row, rec.video_index, (0, rec.row.duration_90k))
+    assert segment.has_composition_offsets
+    assert index_decodes == []
+    plain = all_sync()
+    plain_segment = Segment(plain.row, plain.video_index, (0, plain.row.duration_90k))
+    assert not plain_segment.has_composition_offsets
+    assert plain_segment.first_composition_offset_90k() == 0
+    assert plain_segment.sample_tables().composition_offsets is None
+    assert index_decodes == [len(plain.video_index)]  # the tables only
+
+
+def test_sample_tables_carry_the_clipped_offsets():
+    rec = with_offsets()
+    segment = Segment(rec.row, rec.video_index, (10, 14))  # from the key frame at 9
+    assert segment.first_frame_index == 3
+    assert segment.first_composition_offset_90k() == 3
+    offsets = segment.sample_tables().composition_offsets
+    assert offsets is not None and offsets.dtype == np.int32
+    assert offsets.tolist() == BFRAME_OFFSETS[3:]
+    assert segment.first_composition_offset_90k() == 3  # from the cached tables too
+
+
+def test_a_run_ending_b_frame_segment_is_shown_past_its_last_decode_time():
+    rec = make_recording(
+        [3, 3, 3, 0], SIZES[:4], [True, False, False, False], composition_offsets=[6, 12, 3, 3]
+    )
+    segment = Segment(rec.row, rec.video_index, (0, rec.row.duration_90k))
+    # The P frame decoded at 3 is shown at 15 for one frame: until 18 (the media ends at 9).
+    assert segment.shown_until_90k() == 18
+    no_trailing_zero = with_offsets()
+    whole = Segment(no_trailing_zero.row, no_trailing_zero.video_index, (0, 15))
+    assert whole.shown_until_90k() == whole.media_duration_90k == 15

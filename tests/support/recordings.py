@@ -37,9 +37,12 @@ def make_recording(
     run_offset: int = 0,
     start_time_90k: int = BASE_TIME_90K,
     sample_entry_id: int = 1,
+    composition_offsets: Sequence[int] | None = None,
 ) -> Recording:
-    """A committed recording with these samples (flags computed from the last duration)."""
-    blob = encode_index(list(durations), list(sizes), list(is_key))
+    """A committed recording with these samples (flags computed from the last duration);
+    ``composition_offsets`` (B-frames, pts - dts) make a version-2 index."""
+    offsets = None if composition_offsets is None else list(composition_offsets)
+    blob = encode_index(list(durations), list(sizes), list(is_key), offsets)
     row = RecordingRow(
         composite_id=composite_id(stream_id, recording_id),
         stream_id=stream_id,

@@ -10,7 +10,7 @@ interior segments take the fast path.
 Layout (``moov`` before ``mdat`` so players can start at once)::
 
     ftyp  moov{mvhd trak{tkhd [edts/elst] mdia{mdhd hdlr minf{vmhd dinf
-          stbl{stsd stts stsc stsz co64 stss}}}} [trak (timestamp subtitles)]}
+          stbl{stsd stts [ctts] stsc stsz co64 stss}}}} [trak (timestamp subtitles)]}
           mdat(64-bit header)
 
 Choices, each a decision a reader might otherwise have to reverse-engineer:
@@ -34,6 +34,19 @@ Choices, each a decision a reader might otherwise have to reverse-engineer:
   is refused, unless the new segment's recording starts a new run (``run_offset == 0``, or another
   run or camera).  That zero-duration frame keeps duration 0: the next sample then shares its
   decode time, so every frame is still demuxed and decoded, and no presentation time is invented.
+* **B-frames** (issue 10 §1): samples are in decode order and ``stts`` holds decode-time deltas.
+  When any segment's index has composition offsets, ``ctts`` gives every sample its offset
+  (one entry per sample, as ``stts``; 0 for recordings without B-frames), version 0: the
+  offsets are the camera's pts - dts, never negative for the cameras seen and for decode times
+  moonfire derives (at most the pts; ``moonfire.ingest.decode_times``); a camera sending
+  dts > pts would give a negative entry, which FFmpeg still reads right (it reads ``ctts``
+  entries as signed in either version), other players perhaps not.  The first frame is then
+  shown at its offset, not at 0, so every edit's media time is shifted by the first segment's
+  first-frame offset: the first *shown* frame starts at the requested time, and FFmpeg (which
+  plays ``<video>`` in Chromium too) gives strictly increasing presentation times from 0.
+  Version 0 plus an edit list is the form every player reads (media-notes §3).  A file ending
+  its run stretches its last edit over the frames shown after its last decode time.  Files
+  without B-frames keep their bytes (no ``ctts``, no shift), so ``FORMAT_VERSION`` stays.
 * Durations too large for 32 bits (over 13.25 hours) switch ``mvhd``/``tkhd``/``mdhd`` to
   version 1.  ``mdhd`` holds the media duration (Σ ``stts``); ``mvhd``/``tkhd`` the presentation
   duration (Σ desired durations).
@@ -94,14 +107,15 @@ class _Static:
         return memoryview(self.data)[start:stop]
 
 
-STTS, STSZ, STSS = 0, 1, 2
+STTS, STSZ, STSS, CTTS = 0, 1, 2, 3
 
 #: Bytes per entry of each table kind.
-_ENTRY_BYTES = {STTS: 8, STSZ: 4, STSS: 4}
+_ENTRY_BYTES = {STTS: 8, STSZ: 4, STSS: 4, CTTS: 8}
 
 
 class _Table:
-    """The ``stts``, ``stsz`` or ``stss`` entries (``kind``) of *all* segments, as one slice.
+    """The ``stts``, ``ctts``, ``stsz`` or ``stss`` entries (``kind``) of *all* segments, as one
+    slice.
 
     One slice rather than one per segment, so a read of the whole ``moov`` converts every segment
     covered with a handful of large numpy operations (``np.concatenate`` straight into the
@@ -149,6 +163,16 @@ class _Table:
             pairs = np.empty((sum(len(t.durations) for t in tables), 2), dtype=">i4")
             pairs[:, 0] = 1
             np.concatenate([t.durations for t in tables], out=pairs[:, 1])
+            return pairs
+        if self.kind == CTTS:
+            # (sample count 1, offset) pairs; a recording without offsets contributes zeros.
+            pairs = np.zeros((sum(len(t.durations) for t in tables), 2), dtype=">i4")
+            pairs[:, 0] = 1
+            at = 0
+            for t in tables:
+                if t.composition_offsets is not None:
+                    pairs[at : at + len(t.durations), 1] = t.composition_offsets
+                at += len(t.durations)
             return pairs
         is_key = np.concatenate([t.is_key for t in tables])
         numbers = np.flatnonzero(is_key).astype(">i4")
@@ -373,7 +397,10 @@ def build_mp4(
     _check_trailing_zeros(segments)
     _check_no_gaps(segments)
     stsd_entries, description_numbers = _distinct_sample_entries(segments, sample_entries)
-    edits, presentation_duration = _edit_list(segments)
+    with_ctts = any(segment.has_composition_offsets for segment in segments)
+    # With B-frames the first frame is shown at its composition offset: the edits start there.
+    first_shown_90k = segments[0].first_composition_offset_90k()
+    edits, presentation_duration = _edit_list(segments, first_shown_90k)
     media_duration = sum(segment.media_duration_90k for segment in segments)
     last_modified_90k = max(segment.row.end_time_90k for segment in segments)
     creation_1904 = last_modified_90k // boxes.TIMESCALE_90K + boxes.EPOCH_1904_OFFSET
@@ -386,14 +413,14 @@ def build_mp4(
     stsc = boxes.stsc([(s.frames, d) for s, d in zip(segments, description_numbers, strict=True)])
     # Payload lengths of the full boxes (after version/flags): count fields plus entries.
     stts_len = 4 + 8 * frames
+    ctts_len = 4 + 8 * frames
     stsz_len = 8 + 4 * frames
     co64_len = 4 + 8 * len(segments)
     stss_len = 4 + 4 * key_frames
     full_box_overhead = 12
+    table_lens = [stts_len, stsz_len, co64_len, stss_len] + ([ctts_len] if with_ctts else [])
     stbl_len = (
-        len(fixed_stbl_head)
-        + len(stsc)
-        + sum(full_box_overhead + n for n in (stts_len, stsz_len, co64_len, stss_len))
+        len(fixed_stbl_head) + len(stsc) + sum(full_box_overhead + n for n in table_lens)
     )
     minf_head = boxes.vmhd() + boxes.dinf()
     minf_len = len(minf_head) + 8 + stbl_len
@@ -436,6 +463,8 @@ def build_mp4(
         boxes.full_box_header(b"stts", stts_len) + struct.pack(">I", frames),
         STTS,
     )
+    if with_ctts:
+        add_table(boxes.full_box_header(b"ctts", ctts_len) + struct.pack(">I", frames), CTTS)
     static += stsc
     add_table(
         boxes.full_box_header(b"stsz", stsz_len) + struct.pack(">II", 0, frames),
@@ -538,18 +567,30 @@ def _check_no_gaps(segments: Sequence[Segment]) -> None:
             )
 
 
-def _edit_list(segments: Sequence[Segment]) -> tuple[list[tuple[int, int]] | None, int]:
+def _edit_list(
+    segments: Sequence[Segment], first_shown_90k: int = 0
+) -> tuple[list[tuple[int, int]] | None, int]:
     """``elst`` entries (None when not needed) and the presentation duration they span.
 
     Each segment skips ``desired start - actual start`` of its media and keeps its desired
     duration; a keep continuing exactly where the previous entry's media ends extends it.
+    ``first_shown_90k`` is the first frame's composition offset (B-frames): the media's
+    presentation timeline starts there, so every edit starts that much later.
+
+    A file ending where its run ended (a trailing zero) with B-frames has frames shown after its
+    last decode time: the last edit is stretched to show them (FFmpeg drops frames outside every
+    edit), which only the last segment can do without overlapping the next one's.
     """
     edits: list[list[int]] = []  # [segment_duration, media_time]
-    media_time = 0
-    for segment in segments:
+    media_time = first_shown_90k
+    for number, segment in enumerate(segments):
         start, end = segment.desired_range_90k
         keep = end - start
         segment_media_time = media_time + start - segment.actual_start_90k
+        if number == len(segments) - 1 and segment.has_composition_offsets:
+            # Where the segment's frames are shown until, in this file's media time.
+            shown_until = media_time - first_shown_90k + segment.shown_until_90k()
+            keep = max(keep, shown_until - segment_media_time)
         if keep > 0:
             if edits and edits[-1][0] + edits[-1][1] == segment_media_time:
                 edits[-1][0] += keep

@@ -19,6 +19,10 @@ starts exactly at ``s``.  Its last duration is trimmed to ``s - last_start``, po
 
 ``sample_tables()`` produces the per-sample durations, sizes and key flags of just this segment,
 with the last duration trimmed to the desired end, and cross-checks the counts against the row.
+
+B-frames (issue 10 §1): frames are stored in decode order, so every time here (starts,
+durations, the ranges) is a decode time; a version-2 index adds each frame's composition offset
+(shown at start + offset), which ``sample_tables()`` passes on for the ``.mp4``'s ``ctts``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 from moonfire.db.rows import index_mismatches
 from moonfire.errors import MoonfireError
 from moonfire_core import CorruptIndexError, DecodedIndex, decode_index
+from moonfire_core.index import has_composition_offsets
 
 if TYPE_CHECKING:
     from moonfire.db import RecordingRow
@@ -43,6 +48,8 @@ class SampleTables:
     durations: np.ndarray  # int32, 90 kHz units
     sizes: np.ndarray  # int32, bytes
     is_key: np.ndarray  # bool
+    #: int32, presentation minus decode time; None when the recording has none (no B-frames).
+    composition_offsets: np.ndarray | None = None
 
 
 class SegmentError(MoonfireError, ValueError):
@@ -73,6 +80,7 @@ class Segment:
         "sample_byte_range",
         "have_trailing_zero",
         "first_frame_index",
+        "has_composition_offsets",
         "_video_index",
         "_decoded",
         "_tables",
@@ -90,6 +98,9 @@ class Segment:
         self.row = row
         self.desired_range_90k = (start, end)
         self._video_index = video_index
+        #: Known from the index's first byte, without decoding it (the ``.mp4`` sizes its
+        #: ``ctts`` from this).
+        self.has_composition_offsets = has_composition_offsets(video_index)
         self._decoded: DecodedIndex | None = None
         self._tables: SampleTables | None = None
         if start == 0 and end == row.duration_90k and row.video_samples > 0:
@@ -156,6 +167,29 @@ class Segment:
         if problems:
             raise SegmentError(f"recording {recording_name(self.row)}: {problems[0]}")
 
+    def first_composition_offset_90k(self) -> int:
+        """Presentation minus decode time of the segment's first (key) frame: how far into the
+        media the first frame is shown.  0 without B-frames (no decoding then)."""
+        if not self.has_composition_offsets:
+            return 0
+        if self._tables is not None:
+            assert self._tables.composition_offsets is not None
+            return int(self._tables.composition_offsets[0])
+        return int(self._decode().composition_offsets[self.first_frame_index])
+
+    def shown_until_90k(self) -> int:
+        """For a segment ending its run (trailing zero) with B-frames: when its last shown frame
+        ends, relative to its actual start (a zero-duration frame counting one tick, so it is
+        shown at all).  Otherwise the media duration: frames shown past the desired end of a
+        clip are outside the range asked for."""
+        if not (self.has_composition_offsets and self.have_trailing_zero):
+            return self.media_duration_90k
+        tables = self.sample_tables()
+        assert tables.composition_offsets is not None
+        starts = np.concatenate(([0], np.cumsum(tables.durations[:-1], dtype=np.int64)))
+        ends = starts + tables.composition_offsets + np.maximum(tables.durations, 1)
+        return max(int(ends.max()), self.media_duration_90k)
+
     @property
     def media_duration_90k(self) -> int:
         """Σ of the trimmed sample durations: from the actual start to the desired end."""
@@ -173,10 +207,14 @@ class Segment:
             if trimmed != durations[-1]:  # copy only to trim: whole recordings need no copy
                 durations = durations.copy()
                 durations[-1] = trimmed
+            offsets = None
+            if self.has_composition_offsets:
+                offsets = decoded.composition_offsets[begin:stop].astype(np.int32, copy=False)
             self._tables = SampleTables(
                 durations=durations,
                 sizes=decoded.sizes[begin:stop].astype(np.int32, copy=False),
                 is_key=decoded.is_key[begin:stop].astype(np.bool_, copy=False),
+                composition_offsets=offsets,
             )
             self._decoded = None  # the tables are all later readers need
         return self._tables
