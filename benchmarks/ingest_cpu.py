@@ -10,7 +10,8 @@ streamer, the syncer's fsyncs and SQLite transactions) from ``time.process_time`
 (a) **one 1080p30, 4 Mbit/s stream through the full streamer path.**  A clip of
     ``--seconds`` is encoded once with PyAV (cached in ``--cache``) as MPEG-TS,
     so packets are Annex B like RTSP's and go through ``annex_b_to_avc``.  It is
-    read at full speed by ``Streamer``'s session code: PyAV demux (no decoding),
+    read at full speed (``open_source(..., realtime=False)``; a file camera is otherwise
+    paced to its frame rate) by ``Streamer``'s session code: PyAV demux (no decoding),
     sample entry, local time, conversion, ``StreamRecorder.write``, rotation
     every 60 s, syncer.  Target: well under 1% of a core per real-time stream.
 
@@ -26,6 +27,7 @@ set ``MOONFIRE_NO_EXTENSIONS=1`` to measure the pure-Python twins.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
@@ -36,6 +38,7 @@ import numpy as np
 
 import moonfire_core
 from moonfire.ingest.recorder import StreamRecorder
+from moonfire.ingest.sources import open_source
 from moonfire.ingest.streamer import Streamer
 from moonfire.storage import data_dir as datadir
 from moonfire.time import TIME_UNITS_PER_SEC
@@ -79,7 +82,9 @@ def bench_streamer(clip: str, work: str) -> tuple[float, float, int]:
     db, sample_file_dir = datadir.init(path)
     camera = db.add_camera("clip", url=clip, retain_bytes=10**12, rotate_interval_sec=60)
     syncer = sample_file_dir.start_syncer()
-    streamer = Streamer(camera, db, syncer)
+    # A file source is paced to its frame rate like a camera; the benchmark wants full speed.
+    full_speed = functools.partial(open_source, realtime=False)
+    streamer = Streamer(camera, camera.main, db, syncer, source_factory=full_speed)
     cpu0 = time.process_time()
     streamer._session()  # one session in this thread: open, demux, convert, write, end_run
     syncer.close()

@@ -1,6 +1,6 @@
 """moonfire.db schema: connection pragmas, constraints, versions and the v1 -> v2 -> v3 -> v4
-upgrade (v2 -> v3 -> v4 and v3 -> v4 on the releases' own data directories, ``tests/data``:
-``tests/test_open_scheme.py``)."""
+-> v5 upgrade (v2 -> ... and v3 -> ... on the releases' own data directories, ``tests/data``:
+``tests/test_open_scheme.py``; v4 -> v5 on a version-4 database built here)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from moonfire.db import (
     DatabaseError,
     DatabaseVersionError,
     NotAMoonfireDatabaseError,
+    schema,
 )
+from moonfire.db.errors import InvalidConfigError
 from moonfire.db.schema import DEFAULT_DIR_NAME
 from tests.support.implementations import FIXTURE_V2, TESTDATA
 
@@ -351,7 +353,7 @@ def test_upgrade_from_era1_keeps_recordings_and_adds_the_new_schema(tmp_path: Pa
         assert db.add_camera("back").id == 2
 
     conn = sqlite3.connect(path)
-    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3, 4]
+    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3, 4, 5]
     upgraded = schema_shape(conn)
     conn.close()
     fresh = sqlite3.connect(tmp_path / "fresh")
@@ -434,3 +436,61 @@ def test_failed_upgrade_leaves_the_database_at_version_1(tmp_path: Path) -> None
     assert "url" not in columns
     conn.close()
     assert (tmp_path / "db.v1-backup").is_file()  # copied aside before the attempt
+
+
+# ---- version 5: a stream's RTSP transport ----------------------------------------------
+
+
+def make_v4_database(path: Path, sample_dir: Path) -> None:
+    """A version-4 database as the previous release created it (its steps, then version 4),
+    with a camera and a main stream recording a UDP-only camera's URL."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("pragma page_size = 16384")
+    conn.execute("pragma journal_mode = wal")
+    conn.execute("begin")
+    for statement in schema.V1_TABLES:
+        conn.execute(statement)
+    schema._apply_v1_to_v2(conn, str(sample_dir))
+    schema._apply_v2_to_v3(conn)
+    schema._apply_v3_to_v4(conn)
+    schema._record_version(conn, 4, "db creation")
+    conn.execute("insert into camera (id, uuid, short_name) values (1, ?, 'front')",
+                 (CAMERA_UUID,))
+    conn.execute("insert into stream (id, camera_id, type, url, record, retain_bytes,"
+                 " sample_file_dir_id, next_recording_id)"
+                 " values (1, 1, 'main', 'rtsp://192.0.2.1/main', 1, 1000, 1, 7)")
+    conn.execute("commit")
+    conn.close()
+
+
+def test_upgrade_from_v4_gives_streams_auto_transport_after_a_backup(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    make_v4_database(path, tmp_path / "sample")
+    with Database.open(path) as db:
+        stream = db.get_camera("front").main
+        assert (stream.transport, stream.url, stream.next_recording_id) == (
+            "auto", "rtsp://192.0.2.1/main", 7)
+    assert (tmp_path / "db.v4-backup").is_file()
+    with closing(sqlite3.connect(tmp_path / "db.v4-backup")) as backup:
+        assert backup.execute("select max(id) from version").fetchone() == (4,)
+    Database.create(tmp_path / "fresh", str(tmp_path / "sample")).close()
+    with closing(sqlite3.connect(path)) as upgraded, \
+            closing(sqlite3.connect(tmp_path / "fresh")) as fresh:
+        assert [v for (v,) in upgraded.execute("select id from version order by id")] == [
+            4, 5]
+        assert normalized_sql(upgraded) == normalized_sql(fresh)
+
+
+def test_transport_is_stored_per_stream_and_checked(tmp_path: Path, raw) -> None:
+    with Database.open(tmp_path / "db") as db:
+        camera = db.add_camera("udp-cam", url="rtsp://192.0.2.9/main", retain_bytes=1,
+                               transport="udp", sub_url="rtsp://192.0.2.9/sub",
+                               sub_retain_bytes=1, sub_transport="tcp")
+        assert (camera.main.transport, camera.sub.transport) == ("udp", "tcp")
+        assert db.update_camera("udp-cam", transport="auto").main.transport == "auto"
+        with pytest.raises(InvalidConfigError, match=r"sub_transport must be one of auto, "
+                           r"tcp, udp, got 'http'"):
+            db.update_camera("udp-cam", sub_transport="http")
+        assert db.get_camera("udp-cam").sub.transport == "tcp"
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        raw.execute("update stream set transport = 'http' where id = 1")

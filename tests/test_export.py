@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +174,11 @@ def recordings(data_dir: str, camera: str):
         return [(row, db.get_playback(row.composite_id)) for row in rows]
 
 
-def export(capsys, data_dir: str, camera: str, start, end, output: Path) -> tuple[int, str, str]:
+def export(
+    capsys, data_dir: str, camera: str, start, end, output: Path | str, *options: str
+) -> tuple[int, str, str]:
     times = ["--start", str(start), "--end", str(end)]
-    code = main(["export", "--data-dir", data_dir, camera, *times, "-o", str(output)])
+    code = main(["export", "--data-dir", data_dir, camera, *times, "-o", str(output), *options])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -303,6 +306,15 @@ def test_parts_of_an_earlier_longer_export_are_removed(library, capsys, tmp_path
         (tmp_path / name).write_bytes(b"not ours")
     (tmp_path / "gappy-5.mp4").mkdir()  # not a regular file: left alone
     code, out, err = export(capsys, library, "gappy", *gappy_range(library, False), output)
+    assert code == 1 and out == ""
+    assert f"{output} exists; give --force to replace it" in err
+    output.unlink()
+    code, out, err = export(capsys, library, "gappy", *gappy_range(library, False), output)
+    assert code == 1 and out == "", "stale parts are deleted only with --force"
+    assert f"{tmp_path / 'gappy-2.mp4'} looks like a part of an earlier export" in err
+    code, out, err = export(
+        capsys, library, "gappy", *gappy_range(library, False), output, "--force"
+    )
     assert (code, err) == (0, "")
     assert f"removed {tmp_path / 'gappy-2.mp4'}" in out
     assert f"removed {tmp_path / 'gappy-3.mp4'}" in out
@@ -413,3 +425,94 @@ def test_virtual_file_read_of_random_ranges_equals_the_written_file(library, cap
                 length,
             )
     assert part.duration_90k == end - start
+
+
+# ---- -o: what the export may write to ---------------------------------------------------
+
+
+def clip_range(data_dir: str) -> tuple[int, int]:
+    ((row, _),) = recordings(data_dir, "clip")
+    return row.start_time_90k, row.end_time_90k
+
+
+def make_fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def make_symlink(path: Path) -> None:
+    target = path.parent / "target.mp4"
+    target.write_bytes(b"the link's target")
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (make_fifo, "is not a regular file (a device, FIFO or socket)"),
+        (make_symlink, "is a symbolic link; the export won't replace it"),
+        (Path.mkdir, "is a directory"),
+    ],
+    ids=["fifo", "symlink", "directory"],
+)
+def test_a_destination_that_is_not_a_regular_file_is_refused_even_with_force(
+    clip_data_dir, capsys, tmp_path, make, fragment
+):
+    target = tmp_path / "out.mp4"
+    make(target)
+    before = os.lstat(target)
+    code, out, err = export(capsys, clip_data_dir, "clip", *clip_range(clip_data_dir), target,
+                            "--force")
+    assert code == 1 and out == "" and f"{target} {fragment}" in err
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), "node replaced"
+    if target.is_symlink():
+        assert target.read_bytes() == b"the link's target"
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".partial")]
+
+
+def test_a_device_node_is_refused_and_left_alone(clip_data_dir, capsys):
+    """``-o /dev/full`` once replaced the device with a regular file (the rename)."""
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    code, out, err = export(capsys, clip_data_dir, "clip", *clip_range(clip_data_dir),
+                            "/dev/full", "--force")
+    assert code == 1 and out == ""
+    assert "/dev/full is not a regular file" in err
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_an_existing_file_is_replaced_only_with_force(clip_data_dir, capsys, tmp_path):
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"yesterday's export")
+    code, out, err = export(capsys, clip_data_dir, "clip", *clip_range(clip_data_dir), target)
+    assert code == 1 and out == ""
+    assert f"{target} exists; give --force to replace it" in err
+    assert target.read_bytes() == b"yesterday's export"
+    code, out, err = export(capsys, clip_data_dir, "clip", *clip_range(clip_data_dir), target,
+                            "--force")
+    assert code == 0 and f"wrote {target}" in out
+    assert decoded_frame_count(target.read_bytes()) == clip_range_frames(clip_data_dir)
+
+
+def clip_range_frames(data_dir: str) -> int:
+    ((row, _),) = recordings(data_dir, "clip")
+    return row.video_samples
+
+
+def test_dash_writes_the_mp4_to_standard_output(clip_data_dir, capsysbinary, tmp_path):
+    start, end = clip_range(clip_data_dir)
+    to_file = tmp_path / "file.mp4"
+    assert main(["export", "--data-dir", clip_data_dir, "clip", "--start", str(start),
+                 "--end", str(end), "-o", str(to_file)]) == 0
+    capsysbinary.readouterr()
+    assert main(["export", "--data-dir", clip_data_dir, "clip", "--start", str(start),
+                 "--end", str(end), "-o", "-"]) == 0
+    out, err = capsysbinary.readouterr()
+    assert out == to_file.read_bytes(), "stdout carries exactly the .mp4"
+    assert b"wrote standard output" in err
+    assert sorted(os.listdir(tmp_path)) == ["data", "file.mp4"]
+
+
+def test_dash_refuses_a_range_with_several_stretches(library, capsys, tmp_path):
+    code, out, err = export(capsys, library, "gappy", *gappy_range(library, True), "-")
+    assert code == 1 and out == ""
+    assert "spans 2 stretches separated by gaps" in err and "(-o -) takes only one" in err

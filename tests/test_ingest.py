@@ -40,11 +40,15 @@ RETAIN = 10**9
 
 
 class RtspServer:
-    """``tests/support/rtsp_server.py`` as a subprocess; ``stop``/``start`` keep the same port."""
+    """``tests/support/rtsp_server.py`` as a subprocess; ``stop``/``start`` keep the same port.
+    ``flags`` go to the server as they are (``--udp-only``)."""
 
-    def __init__(self, user: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, user: str | None = None, password: str | None = None, flags: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.user, self.password = user, password
+        self.flags = flags
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, mount: str) -> str:
@@ -54,6 +58,7 @@ class RtspServer:
         args = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)]
         if self.user:
             args += ["--user", self.user, "--password", self.password or ""]
+        args += self.flags
         self.process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

@@ -413,7 +413,7 @@ def test_a_releases_data_directory_upgrades_to_4_and_keeps_everything(tmp_path, 
         assert db.list_reserved_sample_files(directory.id) == []
         last_open = db.last_complete_open(directory.id)
         assert (None if last_open is None else (last_open.id, last_open.uuid)) == old_open
-    assert _version(db_file) == schema.SCHEMA_VERSION == 4
+    assert _version(db_file) == schema.SCHEMA_VERSION == 5
     with closing(sqlite3.connect(db_file)) as conn:
         assert [v for (v,) in conn.execute("select id from version order by id")] == list(
             range(version, schema.SCHEMA_VERSION + 1))
@@ -470,7 +470,7 @@ def test_a_failed_upgrade_leaves_the_database_at_version_2(tmp_path, monkeypatch
     monkeypatch.undo()  # the next attempt succeeds, keeping the first backup
     with datadir.open_db(data_dir) as db:
         assert len(db.list_recordings(db.get_camera("front").main.id)) == 5
-    assert _version(db_file) == 4
+    assert _version(db_file) == schema.SCHEMA_VERSION
     assert os.path.exists(db_file + ".v2-backup.2")
 
 
@@ -528,7 +528,7 @@ def test_a_failed_upgrade_leaves_the_schema_3_database_untouched(tmp_path, monke
     with datadir.open_db(data_dir) as db:
         assert {c.short_name: len(db.list_recordings(c.main.id)) for c in db.list_cameras()} == (
             FIXTURE_RECORDINGS[3])
-    assert _version(db_file) == 4
+    assert _version(db_file) == schema.SCHEMA_VERSION
     assert _dump(db_file + ".v3-backup") == _dump(pristine)
     assert os.path.exists(db_file + ".v3-backup.2")
     assert violations(data_dir) == []

@@ -450,3 +450,74 @@ def test_export_of_a_missing_sub_stream_is_refused(data_dir, capsys, tmp_path):
     )
     one_line_error(code, err, "camera 'front' has no sub stream")
     assert out == "" and not output.exists()
+
+
+# ---- URLs and transports (issue 10 §4) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("rtsp://[::1", "not a valid URL: Invalid IPv6 URL"),
+        ("rtsp://cam:port/main", "not a valid URL: Port could not be cast"),
+        ("rtsp:///main", "an RTSP URL needs a host"),
+        ("http://cam.example/video.mjpg", "unsupported URL scheme 'http'"),
+        ("testsrc://?fps=0", "testsrc fps, gop and bitrate must be positive"),
+    ],
+    ids=["unclosed-ipv6", "bad-port", "no-host", "http", "bad-testsrc"],
+)
+def test_camera_add_and_edit_refuse_a_url_no_session_could_open(data_dir, capsys, url, fragment):
+    code, out, err = moonfire(capsys, "camera", "add", "bad", "--url", url, "--retain", "1GB",
+                              "--data-dir", data_dir)
+    one_line_error(code, err, f"--url {url}: {fragment}")
+    add_camera(capsys, data_dir, "front")
+    code, out, err = moonfire(capsys, "camera", "edit", "front", "--sub-url", url,
+                              "--sub-retain", "1GB", "--data-dir", data_dir)
+    one_line_error(code, err, f"--sub-url {url}: {fragment}")
+    assert [c["name"] for c in camera_list_json(capsys, data_dir)] == ["front"]
+    assert [s["type"] for s in camera_list_json(capsys, data_dir)[0]["streams"]] == ["main"]
+
+
+def test_a_bad_url_stored_before_validation_breaks_neither_list_nor_the_recorder(
+    data_dir, capsys
+):
+    """``rtsp://[::1`` once killed its streamer with a traceback and made ``camera list`` fail
+    for every camera.  Stored the way an older release let it in, it is now named and
+    retried, and the other camera records."""
+    add_camera(capsys, data_dir, "good")
+    with datadir.open_db(data_dir) as db:
+        db.add_camera("bad", url="rtsp://admin:pw@[::1", retain_bytes=10**9)
+    cameras = {c["name"]: c for c in camera_list_json(capsys, data_dir)}
+    assert cameras["bad"]["streams"][0]["url"] == "rtsp://admin:***@[::1"
+    from moonfire.ingest.daemon import start_daemon  # PyAV: only this test needs it
+
+    daemon = start_daemon(data_dir)
+    try:
+        streamers = {s.camera.short_name: s for s in daemon.streamers}
+        deadline = time.monotonic() + 15
+        while streamers["bad"].status().errors < 2 or streamers["good"].status().frames < 30:
+            assert time.monotonic() < deadline, {n: s.status() for n, s in streamers.items()}
+            time.sleep(0.05)
+        bad = streamers["bad"].status()
+        assert streamers["bad"].running, "the streamer thread died"
+    finally:
+        assert daemon.shutdown() == 0
+    assert bad.state == "retrying" and "not a valid URL: Invalid IPv6 URL" in bad.last_error
+    assert "pw" not in bad.last_error.replace("***", "")
+
+
+def test_transport_is_set_per_stream_on_add_and_edit_and_listed(data_dir, capsys):
+    add_camera(capsys, data_dir, "front", "--transport", "udp", "--sub-url", SUB_URL,
+               "--sub-retain", "1GB", "--sub-transport", "tcp")
+    (camera,) = camera_list_json(capsys, data_dir)
+    assert [(s["type"], s["transport"]) for s in camera["streams"]] == [
+        ("main", "udp"), ("sub", "tcp")]
+    code, out, err = moonfire(capsys, "camera", "edit", "front", "--transport", "auto",
+                              "--data-dir", data_dir)
+    assert (code, err) == (0, "") and "transport" in out
+    (camera,) = camera_list_json(capsys, data_dir)
+    assert [s["transport"] for s in camera["streams"]] == ["auto", "tcp"]
+    with pytest.raises(SystemExit) as exited:
+        moonfire(capsys, "camera", "edit", "front", "--transport", "quic", "--data-dir", data_dir)
+    assert exited.value.code == 2
+    assert "argument --transport: invalid choice: 'quic'" in capsys.readouterr().err

@@ -8,9 +8,16 @@ Mount points (each a live ``videotestsrc`` encoded by x264, one key frame a
 second at 30 fps, RTP payload type 96):
 
 * ``/cam1`` and ``/cam2``: 320x240 streams with different patterns;
+* ``/bframes``: 320x240, x264 high profile with two B-frames between references
+  (``bframes=2``, no ``tune=zerolatency``, which would turn them off): frames arrive in decode
+  order with presentation times out of order, as from Axis, Amcrest and Dahua cameras;
+* ``/h265``: 320x240 H.265 (x265, Main profile, no B-frames; key frames after the first are
+  CRA pictures, not IDR), as many current cameras send;
 * ``/audio``: an audio-only stream (no video), for the bad-input tests.
 
 With ``--user``/``--password`` every mount requires digest authentication.
+With ``--udp-only`` every mount refuses RTP over TCP (``461 Unsupported transport``),
+like a camera that streams only over UDP.
 Prints ``READY`` on stdout once it is listening; runs until SIGTERM/SIGINT.
 """
 
@@ -33,10 +40,25 @@ VIDEO = (
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=500 "
     "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
 )
+BFRAMES = (
+    "( videotestsrc is-live=true pattern=ball "
+    "! video/x-raw,width=320,height=240,framerate=30/1 "
+    "! x264enc speed-preset=ultrafast bframes=2 b-adapt=false dct8x8=true rc-lookahead=4 "
+    "key-int-max=30 bitrate=500 ! video/x-h264,profile=high "
+    "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+)
+H265 = (
+    "( videotestsrc is-live=true pattern=ball "
+    "! video/x-raw,format=I420,width=320,height=240,framerate=30/1 "
+    "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=300 "
+    "! rtph265pay name=pay0 pt=96 config-interval=-1 )"
+)
 AUDIO = "( audiotestsrc is-live=true ! audioconvert ! rtpL16pay name=pay0 pt=97 )"
 MOUNTS = {
     "/cam1": VIDEO.format(pattern="ball"),
     "/cam2": VIDEO.format(pattern="smpte"),
+    "/bframes": BFRAMES,
+    "/h265": H265,
     "/audio": AUDIO,
 }
 
@@ -46,6 +68,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument(
+        "--udp-only", action="store_true", help="refuse RTP over TCP (461), as some cameras do"
+    )
     args = parser.parse_args()
 
     Gst.init(None)
@@ -64,6 +89,8 @@ def main() -> int:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch)
         factory.set_shared(True)
+        if args.udp_only:
+            factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)
         if args.user:
             permissions = GstRtspServer.RTSPPermissions()
             permissions.add_role("user")

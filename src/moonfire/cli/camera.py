@@ -6,6 +6,12 @@ options (``--url``, ``--retain``, ``--max-days``, ``--dir``) are the main
 stream's, the ``--sub-`` ones the sub stream's.  A sub stream with a budget of 0
 is kept for live view and not recorded.
 
+A URL is checked when given (``check_camera_url``: it parses, its scheme is
+rtsp, rtsps, testsrc or a file path, a file exists), and ``--probe`` (or ``camera
+probe URL``) connects once and refuses a camera moonfire can't record, so a bad
+camera shows at setup, not as a night of retries.  ``--transport`` picks RTSP
+over TCP, UDP or ``auto`` (TCP, then UDP if the camera refuses TCP).
+
 Budgets are human sizes (``moonfire.sizes``).  Anything that deletes video
 (lowering a budget or maximum age, ``remove --delete-recordings``) goes through
 the syncer's initial rotation, the one code path that deletes sample files
@@ -17,11 +23,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from typing import Any
 
 from moonfire.cli.main import CommandError, add_data_dir_argument
 from moonfire.db import Camera, Database, Stream
-from moonfire.ingest.sources import redact_url
+from moonfire.ingest.probe import probe_stream
+from moonfire.ingest.sources import TRANSPORTS, SourceError, check_camera_url, redact_url
 from moonfire.sizes import format_size, parse_size
 from moonfire.storage.data_dir import open_db
 from moonfire.storage.retention import DAY_90K, budget_holds_90k
@@ -32,7 +40,7 @@ SIZE_HELP = "bytes, or a size like 500MB or 1.5T (SI, powers of 1000) or 10GiB (
 
 #: (option suffix, ``add_camera`` keyword suffix) of the per-stream options.
 _STREAM_OPTIONS = (("url", "url"), ("retain", "retain_bytes"), ("max_days", "max_age_days"),
-                   ("dir", "sample_file_dir"))
+                   ("dir", "sample_file_dir"), ("transport", "transport"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +64,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="main stream: rtsp:// URL, file path, or testsrc://?size=1280x720&fps=30",
     )
     _add_setting_arguments(add, adding=True)
+    add.add_argument(
+        "--probe", action="store_true",
+        help="connect to the main stream first and refuse to add a camera moonfire can't "
+        "record (see `moonfire camera probe`)",
+    )
     add.set_defaults(func=add_camera)
+
+    probe = actions.add_parser(
+        "probe",
+        help="connect to a camera once and say what it sends and whether moonfire can record it",
+        description="Connect to URL once and print its codec, profile, resolution, frame rate, "
+        "B-frames, audio and the transport used, and whether moonfire can record it (and why "
+        "not). Exit code 0 if it can, 1 if not.",
+    )
+    probe.add_argument("url", help="rtsp:// URL, file path, or testsrc://...")
+    probe.add_argument("--username", help="for the camera's authentication")
+    probe.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password from the first line of standard input (never on the command "
+        "line, where other users can see it)",
+    )
+    probe.add_argument("--transport", choices=TRANSPORTS, default="auto",
+                       help="RTSP over tcp, udp, or auto (TCP, then UDP; default)")
+    probe.add_argument("--timeout", type=float, default=10.0, metavar="SEC",
+                       help="how long to wait for the camera to answer (default 10)")
+    probe.add_argument("--json", action="store_true", help="print JSON instead of text")
+    probe.set_defaults(func=probe_camera)
 
     ls = actions.add_parser(
         "list",
@@ -119,6 +153,9 @@ def _add_setting_arguments(p: argparse.ArgumentParser, adding: bool) -> None:
     )
     p.add_argument("--dir", metavar="NAME", help="main stream's sample file directory "
                    "(`moonfire dir list`; default: the first)")
+    p.add_argument("--transport", choices=TRANSPORTS, help="main stream's RTSP transport: tcp, "
+                   "udp, or auto (TCP, then UDP if the camera refuses TCP)"
+                   + ("; default auto" if adding else ""))
     p.add_argument("--sub-url", metavar="URL", help="the sub stream's URL"
                    + ("" if adding else " ('' stops recording it)"))
     p.add_argument("--sub-retain", metavar="SIZE",
@@ -126,6 +163,8 @@ def _add_setting_arguments(p: argparse.ArgumentParser, adding: bool) -> None:
     p.add_argument("--sub-max-days", type=int, metavar="N",
                    help="the sub stream's maximum age in days")
     p.add_argument("--sub-dir", metavar="NAME", help="the sub stream's sample file directory")
+    p.add_argument("--sub-transport", choices=TRANSPORTS,
+                   help="the sub stream's RTSP transport (like --transport)")
     p.add_argument(
         "--rotate-seconds",
         type=int,
@@ -145,7 +184,12 @@ def _stream_changes(args: argparse.Namespace, adding: bool) -> dict[str, Any]:
             value = getattr(args, prefix + option)
             if value is None:
                 continue
-            if option == "retain":
+            if option == "url" and value:
+                try:
+                    check_camera_url(value)
+                except SourceError as e:
+                    raise CommandError(f"--{prefix.replace('_', '-')}url {e}") from None
+            elif option == "retain":
                 value = parse_size(value)
             elif option == "max_days":
                 if value < 0 or (value == 0 and adding):
@@ -169,6 +213,17 @@ def _stream_changes(args: argparse.Namespace, adding: bool) -> dict[str, Any]:
 def add_camera(args: argparse.Namespace) -> int:
     _refuse_password_without_username(args.name, args.username or None, args.password or None)
     changes = _stream_changes(args, adding=True)
+    if args.probe:
+        report = probe_stream(
+            args.url, args.username or None, args.password or None,
+            transport=args.transport or "auto",
+        )
+        print("\n".join(report.describe()))
+        if not report.recordable:
+            raise CommandError(
+                f"camera {args.name!r} not added: moonfire can't record {report.url}: "
+                f"{report.reason}"
+            )
     with open_db(args.data_dir) as db:
         camera = db.add_camera(
             args.name,
@@ -184,6 +239,24 @@ def add_camera(args: argparse.Namespace) -> int:
         f"every {camera.rotate_interval_sec} s"
     )
     return 0
+
+
+def probe_camera(args: argparse.Namespace) -> int:
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if password and not args.username:
+            raise CommandError("--password-stdin needs --username (a password alone can't "
+                               "reach the camera)")
+    if args.timeout <= 0:
+        raise CommandError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    report = probe_stream(args.url, args.username or None, password or None,
+                          transport=args.transport, timeout_sec=args.timeout)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(report.describe()))
+    return 0 if report.recordable else 1
 
 
 def _describe_stream(db: Database, camera: Camera, stream: Stream) -> str:
@@ -251,6 +324,7 @@ def _stream_summary(db: Database, stream: Stream) -> dict[str, Any]:
         "id": stream.id,
         "type": stream.type,
         "url": redact_url(stream.url),
+        "transport": stream.transport,
         "record": stream.record,
         "dir": db.sample_file_dir(stream.sample_file_dir_id).name,
         "retain_bytes": stream.retain_bytes,

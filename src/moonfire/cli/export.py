@@ -3,10 +3,14 @@
 Nothing is written until the whole export is planned and every sample file it needs checked
 (``moonfire.playback.export_plan.plan_export``). Each file is then streamed to a temporary file
 beside its destination, fsynced, and renamed into place only after *all* of them were written,
-so a failure leaves no partial output (the temporaries are removed). A destination that is a
-directory is refused before anything is written, so the renames don't stop halfway; after them,
-parts left by an earlier export to the same name with more stretches are deleted and the
-directory is fsynced.
+so a failure leaves no partial output (the temporaries are removed).
+
+Destinations are checked before anything is written, so the renames don't stop halfway and
+nothing is clobbered by surprise: a directory, symbolic link, device (``/dev/full``), FIFO or
+socket is refused (a rename would replace the node itself), and an existing regular file, or a
+part left by an earlier export with more stretches, only with ``--force``. After the renames,
+those stale parts are deleted and the directory is fsynced. ``-o -`` streams one stretch to
+standard output instead (the summary goes to standard error).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.codec import playback_note
 from moonfire.db import MAIN, STREAM_TYPES
 from moonfire.playback.export_plan import ExportError, ExportPart, plan_export
 from moonfire.sizes import format_size
@@ -32,10 +37,12 @@ from moonfire.time import format_duration, format_time, parse_time, server_time_
 _GAP_POLICY = (
     "A .mp4 covers one stretch without gaps: when the range spans gaps between recordings, "
     "the first stretch goes to OUTPUT and the following ones to OUTPUT with -2, -3, ... before "
-    "its extension (out.mp4, out-2.mp4, ...); existing files of those names are replaced. "
-    "Regular files named like further stretches (OUTPUT-N with N beyond this export's count, "
-    "e.g. left by an earlier, longer export) are deleted so they can't pass for part of this "
-    "one. A destination that is a directory is refused before anything is written."
+    "its extension (out.mp4, out-2.mp4, ...). Existing files of those names are replaced only "
+    "with --force, which also deletes regular files named like further stretches (OUTPUT-N "
+    "with N beyond this export's count, e.g. left by an earlier, longer export) so they can't "
+    "pass for part of this one. A destination that is not a regular file (a directory, "
+    "symbolic link, device or FIFO) is always refused, before anything is written. "
+    "-o - writes a single stretch to standard output."
 )
 
 
@@ -55,13 +62,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--start", required=True, help="start of the range (inclusive)")
     p.add_argument("--end", required=True, help="end of the range (exclusive)")
-    p.add_argument("-o", "--output", required=True, help="the .mp4 to write (see above for gaps)")
+    p.add_argument(
+        "-o", "--output", required=True,
+        help="the .mp4 to write (see above for gaps), or - for standard output",
+    )
+    p.add_argument(
+        "--force", action="store_true",
+        help="replace existing files (and delete stale parts of an earlier export)",
+    )
     p.add_argument(
         "--timestamps", action="store_true",
         help="add a subtitle track showing the wall-clock time of each second, in the "
         "server's time zone (VLC, mpv and ffmpeg show it; the video is not re-encoded)",
     )
     p.set_defaults(func=run)
+
+
+#: ``-o`` value meaning standard output.
+STDOUT = "-"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,14 +90,27 @@ def run(args: argparse.Namespace) -> int:
             parts = plan_export(db, args.camera, start, end, args.stream, zone)
         except ExportError as e:
             raise CommandError(str(e)) from e
-        paths = output_paths(args.output, len(parts))
-        write_atomically(parts, paths)
+        if args.output == STDOUT:
+            write_to_stdout(parts)
+            paths = ["standard output"]
+        else:
+            paths = output_paths(args.output, len(parts))
+            has_directory = os.path.isdir(_directory_of(args.output))
+            stale = stale_part_paths(args.output, len(parts)) if has_directory else []
+            check_destinations(paths, stale, force=args.force)
+            write_atomically(parts, paths)
+    summary = sys.stderr if args.output == STDOUT else sys.stdout
     for part, path in zip(parts, paths, strict=True):
         print(
             f"wrote {path}: {format_size(part.file.size)}, {format_duration(part.duration_90k)} "
             f"({format_time(part.start_90k)} .. {format_time(part.end_90k)}), "
-            f"{part.frames} frames"
+            f"{part.frames} frames", file=summary,
         )
+        note = playback_note(part.file.content_type.partition('codecs="')[2].rstrip('"'))
+        if note:
+            print(f"note: {path} is {note}", file=sys.stderr)
+    if args.output == STDOUT:
+        return 0
     stale = remove_stale_parts(args.output, len(parts))
     for path in stale:
         print(f"removed {path}: left by an earlier export with more stretches")
@@ -117,13 +148,74 @@ def remove_stale_parts(output: str, count: int) -> list[str]:
     return paths
 
 
+def write_to_stdout(parts: list[ExportPart]) -> None:
+    """The one stretch of ``parts`` to standard output (a pipe or a redirected file)."""
+    if len(parts) != 1:
+        raise CommandError(
+            f"the range spans {len(parts)} stretches separated by gaps, and standard output "
+            "(-o -) takes only one .mp4: narrow the range, or write to a file"
+        )
+    if sys.stdout.isatty():
+        raise CommandError(
+            "standard output is a terminal; redirect it (-o - > out.mp4, or into a pipe) "
+            "or give a file name"
+        )
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    (part,) = parts
+    with tqdm(
+        total=part.file.size, unit="B", unit_scale=True, desc="export", file=sys.stderr,
+        disable=None,
+    ) as bar:
+        part.file.write_to(out, bar.update)
+    out.flush()
+
+
+def check_destinations(paths: list[str], stale: list[str], *, force: bool) -> None:
+    """Refuse what must not be written to (always) or replaced (without ``force``), before
+    anything is written: what isn't a regular file first, as ``--force`` doesn't help there.
+    ``stale`` are the parts of an earlier export that would be deleted."""
+    existing: list[str] = []
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(mode):
+            raise CommandError(f"{path} is a directory; can't write the export there")
+        if stat.S_ISLNK(mode):
+            raise CommandError(
+                f"{path} is a symbolic link; the export won't replace it or write through it "
+                "(give the real path, or remove the link)"
+            )
+        if not stat.S_ISREG(mode):
+            raise CommandError(
+                f"{path} is not a regular file (a device, FIFO or socket); the export writes "
+                "only regular files (use -o - to write to standard output)"
+            )
+        existing.append(path)
+    if force:
+        return
+    if existing:
+        raise CommandError(
+            f"{existing[0]} exists{f' (and {len(existing) - 1} more)' if existing[1:] else ''};"
+            " give --force to replace it"
+        )
+    if stale:
+        raise CommandError(
+            f"{stale[0]} looks like a part of an earlier export with more stretches and would "
+            "be deleted so it can't pass for part of this one; give --force to delete it"
+        )
+
+
 def write_atomically(parts: list[ExportPart], paths: list[str]) -> None:
     """Writes every part to a temporary file, then renames them all; removes them on failure.
 
-    Every destination is checked first, so no rename fails after another succeeded for
-    a reason known in advance (a directory in the way).
+    Every destination is checked first (``check_destinations`` with ``force``: the caller
+    decides about replacing), so no rename fails after another succeeded for a reason known
+    in advance (a directory in the way).
     """
-    _check_destinations(paths)
+    check_destinations(paths, [], force=True)
     temporaries: list[str] = []
     total = sum(part.file.size for part in parts)
     try:
@@ -144,16 +236,6 @@ def write_atomically(parts: list[ExportPart], paths: list[str]) -> None:
 
 def _directory_of(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
-
-
-def _check_destinations(paths: list[str]) -> None:
-    for path in paths:
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(mode):
-            raise CommandError(f"{path} is a directory; can't write the export there")
 
 
 def _fsync_directory(directory: str) -> None:

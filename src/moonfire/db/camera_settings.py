@@ -23,7 +23,12 @@ CAMERA_SETTINGS = frozenset(
     {"short_name", "description", "username", "password", "rotate_interval_sec"}
 )
 #: ``sample_file_dir`` names the directory (its name or id); the others are columns.
-STREAM_SETTINGS = frozenset({"url", "retain_bytes", "max_age_days", "sample_file_dir"})
+STREAM_SETTINGS = frozenset(
+    {"url", "retain_bytes", "max_age_days", "sample_file_dir", "transport"}
+)
+#: A stream's RTSP transport (``moonfire.ingest.sources.TRANSPORTS``, which can't be imported
+#: here: the database layer doesn't load PyAV).
+TRANSPORTS = ("auto", "tcp", "udp")
 SUB_PREFIX = "sub_"
 SUB_STREAM_SETTINGS = frozenset(SUB_PREFIX + name for name in STREAM_SETTINGS)
 #: No more than this many days (about 100 years), so the age in 90 kHz units fits an int64.
@@ -75,6 +80,11 @@ def _validate_stream_setting(given_as: str, name: str, value: Any) -> None:
         if value is not None and not isinstance(value, str) and not _is_int(value):
             raise InvalidConfigError(
                 f"{given_as} must name a sample file directory (its name or id), got {value!r}"
+            )
+    elif name == "transport":
+        if value not in TRANSPORTS:
+            raise InvalidConfigError(
+                f"{given_as} must be one of {', '.join(TRANSPORTS)}, got {value!r}"
             )
 
 

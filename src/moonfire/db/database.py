@@ -387,10 +387,12 @@ class Database:
         description: str = "",
         max_age_days: int | None = None,
         sample_file_dir: int | str | None = None,
+        transport: str = "auto",
         sub_url: str | None = None,
         sub_retain_bytes: int = 0,
         sub_max_age_days: int | None = None,
         sub_sample_file_dir: int | str | None = None,
+        sub_transport: str = "auto",
     ) -> Camera:
         """Adds a camera with its main stream and, given ``sub_url``, its sub stream.
 
@@ -403,9 +405,10 @@ class Database:
             "password": password, "rotate_interval_sec": rotate_interval_sec,
         }
         main = {"url": url, "retain_bytes": retain_bytes, "max_age_days": max_age_days,
-                "sample_file_dir": sample_file_dir}
+                "sample_file_dir": sample_file_dir, "transport": transport}
         sub = {"url": sub_url, "retain_bytes": sub_retain_bytes,
-               "max_age_days": sub_max_age_days, "sample_file_dir": sub_sample_file_dir}
+               "max_age_days": sub_max_age_days, "sample_file_dir": sub_sample_file_dir,
+               "transport": sub_transport}
         validate_camera_settings(camera_settings)
         validate_camera_settings({k: v for k, v in main.items()})
         if sub_url is not None:
@@ -431,9 +434,10 @@ class Database:
         url = settings["url"] or ""
         conn.execute(
             "insert into stream (camera_id, type, url, record, retain_bytes, max_age_days,"
-            " sample_file_dir_id, next_recording_id) values (?, ?, ?, ?, ?, ?, ?, 1)",
+            " sample_file_dir_id, next_recording_id, transport) values (?, ?, ?, ?, ?, ?, ?, 1, ?)",
             (camera_id, stream_type, url, _records(stream_type, url, settings["retain_bytes"]),
-             settings["retain_bytes"], settings["max_age_days"], dir_id),
+             settings["retain_bytes"], settings["max_age_days"], dir_id,
+             settings.get("transport") or "auto"),
         )
 
     def _dir_id(self, conn: sqlite3.Connection, id_or_name: int | str | None) -> int:
@@ -710,6 +714,17 @@ class Database:
                 (stream_id,),
             ).fetchone()
         return None if row is None else RecordingRow(*row)
+
+    def runs_started_before(self, stream_id: int, start_time_90k: int) -> int:
+        """How many of the stream's stored runs began before ``start_time_90k`` (``X-Runs``;
+        runs whose first recording retention deleted are not counted)."""
+        with self._lock:
+            (count,) = self._conn.execute(
+                "select count(*) from recording where stream_id = ? and run_offset = 0"
+                " and start_time_90k < ?",
+                (stream_id, start_time_90k),
+            ).fetchone()
+        return int(count)
 
     def get_recording(self, composite_id: int) -> RecordingRow:
         with self._lock:

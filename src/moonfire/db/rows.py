@@ -59,18 +59,22 @@ class Stream:
     max_age_days: int | None
     sample_file_dir_id: int
     next_recording_id: int
+    #: RTSP transport: ``tcp``, ``udp`` or ``auto`` (TCP, then UDP if the camera refuses TCP).
+    transport: str = "auto"
 
 
 STREAM_COLUMNS = (
     "id, camera_id, type, url, record, retain_bytes, max_age_days, sample_file_dir_id, "
-    "next_recording_id"
+    "next_recording_id, transport"
 )
 
 
 def stream_from_row(row: Sequence[Any]) -> Stream:
     """A ``Stream`` from a row of ``STREAM_COLUMNS`` (``record`` is stored as 0 or 1)."""
-    id_, camera_id, type_, url, record, retain, max_age, dir_id, next_id = row
-    return Stream(id_, camera_id, type_, url, bool(record), retain, max_age, dir_id, next_id)
+    id_, camera_id, type_, url, record, retain, max_age, dir_id, next_id, transport = row
+    return Stream(
+        id_, camera_id, type_, url, bool(record), retain, max_age, dir_id, next_id, transport
+    )
 
 
 @dataclass(frozen=True, slots=True)

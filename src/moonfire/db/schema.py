@@ -16,6 +16,8 @@ directory may have several named sample file directories; a reservation names
 the directory its file is in.  The upgrade gives each camera's main stream the
 camera's id, so every composite id (and every exported URL) stays the same.
 Version 4 also adds the web API's users and their login sessions (``users.py``).
+Version 5 gives each stream its RTSP transport (``stream.transport``: ``tcp``,
+``udp`` or ``auto``, TCP then UDP); upgraded streams get ``auto``.
 
 A new database is built by running the version-1 tables and then the very same
 upgrade step an existing version-1 database gets, so a created and an upgraded
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from .errors import DatabaseVersionError, NotAMoonfireDatabaseError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OLDEST_UPGRADABLE_VERSION = 1
 #: Set before the first table exists; it cannot change once the file is in WAL mode.
 PAGE_SIZE = 16384
@@ -236,6 +238,13 @@ V4_TABLES: tuple[str, ...] = (
     "create index user_session_user on user_session (user_id)",
 )
 
+#: Schema changes from version 4 to 5.
+V4_TO_V5: tuple[str, ...] = (
+    # How to ask the camera for RTP: 'auto' tries TCP, then UDP if the camera refuses TCP.
+    """alter table stream add column transport text not null default 'auto'
+         check (transport in ('auto', 'tcp', 'udp'))""",
+)
+
 #: The name ``init`` gives the first sample file directory (and the upgrade, the old one).
 DEFAULT_DIR_NAME = "default"
 
@@ -251,21 +260,25 @@ def create(conn: sqlite3.Connection, sample_dir_path: str) -> None:
     _apply_v1_to_v2(conn, sample_dir_path)
     _apply_v2_to_v3(conn)
     _apply_v3_to_v4(conn)
+    _apply_v4_to_v5(conn)
     _record_version(conn, SCHEMA_VERSION, "db creation")
 
 
 def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -> None:
-    """Brings a version-1, -2 or -3 database to ``SCHEMA_VERSION`` inside the caller's
-    transaction (1 -> 2 -> 3 -> 4), foreign keys off (``without_foreign_keys``)."""
+    """Brings a version-1 to -4 database to ``SCHEMA_VERSION`` inside the caller's
+    transaction (1 -> 2 -> 3 -> 4 -> 5), foreign keys off (``without_foreign_keys``)."""
+    if not OLDEST_UPGRADABLE_VERSION <= from_version < SCHEMA_VERSION:
+        raise AssertionError(f"no upgrade path from schema version {from_version}")
     if from_version == 1:
         _upgrade_v1_to_v2(conn, sample_dir_path)
     if from_version <= 2:
         _apply_v2_to_v3(conn)
         _record_version(conn, 3, "upgrade from version 2")
-    elif from_version != 3:
-        raise AssertionError(f"no upgrade path from schema version {from_version}")
-    _apply_v3_to_v4(conn)
-    _record_version(conn, 4, "upgrade from version 3")
+    if from_version <= 3:
+        _apply_v3_to_v4(conn)
+        _record_version(conn, 4, "upgrade from version 3")
+    _apply_v4_to_v5(conn)
+    _record_version(conn, 5, "upgrade from version 4")
 
 
 def _upgrade_v1_to_v2(conn: sqlite3.Connection, sample_dir_path: str) -> None:
@@ -403,6 +416,11 @@ def _apply_v3_to_v4(conn: sqlite3.Connection) -> None:
             f"cannot upgrade to schema version 4: {len(problems)} rows reference missing "
             f"rows, e.g. table {problems[0][0]} row {problems[0][1]} -> {problems[0][2]}"
         )
+
+
+def _apply_v4_to_v5(conn: sqlite3.Connection) -> None:
+    for statement in V4_TO_V5:
+        conn.execute(statement)
 
 
 def _record_version(conn: sqlite3.Connection, version: int, notes: str) -> None:

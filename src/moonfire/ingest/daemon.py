@@ -10,7 +10,9 @@ the data directory exactly as ``moonfire check`` wants it:
    last run and enforces retention, synchronously, before any writer exists;
 3. start one ``Streamer`` per recorded stream (a camera's main and sub stream
    are two), stream *i* of *N* rotating at offset ``interval·i//N`` so
-   rotations (and their fsyncs) are staggered (§3.3);
+   rotations (and their fsyncs) are staggered (§3.3); and, with a live view, a
+   live-only ``Streamer`` per stream kept for live view only (a sub stream with
+   no budget), which uses no directory and connects while someone watches;
 4. wait for the stop event, the time limit, or every stream having stopped;
 5. stop and join every streamer (each ends its run: its last recording is
    saved with a trailing zero), close the syncers (each drains its queue and
@@ -45,8 +47,7 @@ from typing import Any
 from moonfire.db import Camera, Database, Stream
 from moonfire.ingest import status_file
 from moonfire.ingest.live import LiveFeeds
-from moonfire.ingest.sources import Source, open_source
-from moonfire.ingest.streamer import Streamer
+from moonfire.ingest.streamer import SourceFactory, Streamer
 from moonfire.storage.data_dir import open_db
 from moonfire.storage.dir_meta import DirectoryMismatchError
 from moonfire.storage.sample_file_dir import SampleFileDir
@@ -121,7 +122,10 @@ class Daemon:
         self.dir_errors[dir_id] = error
         self.fatal_error = self.fatal_error or error
         path = self.sample_file_dirs[dir_id].path if dir_id in self.sample_file_dirs else dir_id
-        failed = [s for s in self.streamers if s.stream.sample_file_dir_id == dir_id]
+        failed = [
+            s for s in self.streamers
+            if s.stream.sample_file_dir_id == dir_id and not s.live_only  # those write no file
+        ]
         log.critical(
             "sample file directory %s failed; stopping its stream%s %s: %s",
             path,
@@ -218,14 +222,20 @@ class Daemon:
     def no_camera_can_record(self) -> bool:
         """Every streamer has stopped on its own (storage failed under it): time to exit 1.
 
-        A streamer only ends without being told to when its syncer stopped, so
-        ``moonfire run`` then exits non-zero for a service manager to restart it.
+        A streamer ends without being told to when its syncer stopped, so ``moonfire
+        run`` then exits non-zero for a service manager to restart it; or when it read a
+        file to its end (``ended``), which is no failure: with only such streams left the
+        daemon keeps running (and serving what it recorded).  Live-only streamers don't
+        count: they record nothing, and keep running whatever happens to storage.
         """
         if self.stop_event.is_set():
             return False
-        if not self.streamers and not self.unstarted:
+        recorders = [s for s in self.streamers if not s.live_only]
+        if not recorders and not self.unstarted:
             return False
-        if any(s.running for s in self.streamers):
+        if any(s.running for s in recorders):
+            return False
+        if not self.unstarted and all(s.ended for s in recorders):
             return False
         log.error("no stream can record any more; exiting")
         if self.fatal_error is None:
@@ -351,6 +361,21 @@ def _select_cameras(db: Database, camera_names: list[str] | None) -> list[Camera
     return list({c.id: c for c in cameras}.values())  # a camera named twice is recorded once
 
 
+def _streams_for_live_only(cameras: list[Camera]) -> list[tuple[Camera, Stream]]:
+    """Every stream with a URL that doesn't record: a sub stream kept for live view."""
+    return [(c, s) for c in cameras for s in c.streams if s.url and not s.record]
+
+
+def _live_only_streamer(
+    daemon: Daemon, camera: Camera, stream: Stream, source_factory: SourceFactory | None = None
+) -> Streamer:
+    assert daemon.live is not None
+    return Streamer(
+        camera, stream, daemon.db, None, source_factory=source_factory, live=daemon.live,
+        live_only=True,
+    )
+
+
 def _streams_to_record(cameras: list[Camera]) -> list[tuple[Camera, Stream]]:
     """Every stream that records, by camera then main before sub; says why a camera has none."""
     chosen = []
@@ -367,7 +392,7 @@ def start_daemon(
     *,
     stop: threading.Event | None = None,
     camera_names: list[str] | None = None,
-    source_factory: Callable[[str, str | None, str | None], Source] = open_source,
+    source_factory: SourceFactory | None = None,
     live: LiveFeeds | None = None,
 ) -> Daemon:
     """Open ``data_dir`` for recording and start its syncers and streamers.
@@ -381,7 +406,8 @@ def start_daemon(
     daemon = Daemon(db, stop or threading.Event(), data_dir=data_dir)
     daemon.live = live
     try:
-        to_record = _streams_to_record(_select_cameras(db, camera_names))
+        cameras = _select_cameras(db, camera_names)
+        to_record = _streams_to_record(cameras)
         if not to_record:
             log.warning("no cameras to record in %s", data_dir)
         for dir_id in sorted({stream.sample_file_dir_id for _, stream in to_record}):
@@ -405,14 +431,23 @@ def start_daemon(
                     live=live,
                 )
             )
+        if live is not None:
+            for camera, stream in _streams_for_live_only(cameras):
+                daemon.streamers.append(
+                    _live_only_streamer(daemon, camera, stream, source_factory)
+                )
         for streamer in daemon.streamers:
             streamer.start()
         daemon.start_publishing()
     except BaseException:
         daemon.shutdown()
         raise
-    count = len(daemon.streamers)
-    log.info("recording %d stream%s from %s", count, "" if count == 1 else "s", data_dir)
+    count = sum(1 for s in daemon.streamers if not s.live_only)
+    live_only = len(daemon.streamers) - count
+    log.info(
+        "recording %d stream%s from %s%s", count, "" if count == 1 else "s", data_dir,
+        f"; {live_only} more for live view only, connected while watched" if live_only else "",
+    )
     return daemon
 
 
@@ -497,3 +532,53 @@ def raise_open_file_limit() -> int:
         return soft
     log.debug("open-file limit raised from %d to %d", soft, hard)
     return hard
+
+
+#: One caller at a time adds streamers (the web UI's setup page may save twice at once).
+_NEW_STREAMS_LOCK = threading.Lock()
+
+
+def start_new_streams(daemon: Daemon) -> list[str]:
+    """Start a streamer for each stream that records but has none in ``daemon``: a camera
+    added, or a stream given a URL and budget, while ``moonfire run`` runs (the web UI's
+    setup page).  Opens the stream's sample file directory if the daemon had none open
+    (a failed open is reported like one at start: the stream is ``failed``, with why).
+    Returns the new streams' names (``camera/main``); nothing once shutdown has begun.
+
+    Streams the daemon already knows are left as they are (a changed URL is used at the
+    next start).  With ``moonfire run --camera``, a stream of a camera left out at start
+    starts here too if it records; the setup page saves one camera at a time, so this
+    only happens to a camera the user just edited.  With a live view, a new stream kept
+    for live view only gets its live-only streamer too (named in the result as well).
+    """
+    with _NEW_STREAMS_LOCK:
+        if daemon._closed or daemon.stop_event.is_set():
+            return []
+        known = {s.stream.id for s in daemon.streamers} | {u.stream_id for u in daemon.unstarted}
+        cameras = daemon.db.list_cameras()
+        new = [(c, s) for c, s in _streams_to_record(cameras) if s.id not in known]
+        started = []
+        for camera, stream in new:
+            dir_id = stream.sample_file_dir_id
+            if dir_id not in daemon.syncers and dir_id not in daemon.dir_errors:
+                _open_dir(daemon, dir_id)
+            if dir_id not in daemon.syncers:
+                daemon.unstarted.append(UnstartedStream(
+                    camera.short_name, stream.type, str(daemon.dir_errors[dir_id]), stream.id))
+                continue
+            streamer = Streamer(camera, stream, daemon.db, daemon.syncers[dir_id],
+                                live=daemon.live)
+            daemon.streamers.append(streamer)
+            streamer.start()
+            started.append(streamer.name)
+            log.info("recording %s (added while running)", streamer.name)
+        if daemon.live is not None:
+            for camera, stream in _streams_for_live_only(cameras):
+                if stream.id in known:
+                    continue
+                streamer = _live_only_streamer(daemon, camera, stream)
+                daemon.streamers.append(streamer)
+                streamer.start()
+                started.append(streamer.name)
+                log.info("live view of %s ready (added while running)", streamer.name)
+        return started

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,7 +72,8 @@ class LiveRecording:
     #: Wall time (90 kHz since 1970) the recording's first frame was received: the
     #: recording's start to within the clock adjustment the writer applies.
     start_90k: int
-    #: pts of the recording's first frame; a frame's media time in it is ``pts - start_pts``.
+    #: Decode time of the recording's first frame (its pts without B-frames); a frame's media
+    #: time in it is its decode time minus this.
     start_pts_90k: int
     #: Summed media duration of the earlier recordings of its run.
     prev_media_duration_90k: int
@@ -89,20 +90,30 @@ class LiveFrame:
     #: The sample's bytes as the sample file holds them (H.264: length-prefixed NAL units).
     data: bytes
     is_key: bool
+    #: Its presentation time; frames come in decode order, so with B-frames this goes back and
+    #: forth (see ``composition_offset_90k``).
     pts_90k: int
-    #: Until the next frame's pts; the previous frame's (an estimate) for the last frame of a
-    #: session, before a pts jump, and for every frame with ``estimate_durations``.
+    #: Until the next frame's decode time; the previous frame's (an estimate) for the last
+    #: frame of a session, before a time jump, and for every frame with ``estimate_durations``.
     duration_90k: int
     #: Wall time the frame was received (90 kHz since 1970).
     local_time_90k: int
     #: ``time.monotonic_ns()`` when it was received: for measuring the live view's latency.
     received_ns: int
     recording: LiveRecording
+    #: Presentation minus decode time (B-frames; 0 otherwise): the fragment's ``trun`` carries
+    #: it so the player shows frames in presentation order.
+    composition_offset_90k: int = 0
+
+    @property
+    def decode_time_90k(self) -> int:
+        return self.pts_90k - self.composition_offset_90k
 
     @property
     def media_start_90k(self) -> int:
-        """Where the frame starts in its recording's media time (``X-Media-Time-Range``)."""
-        return self.pts_90k - self.recording.start_pts_90k
+        """Where the frame starts in its recording's media time (``X-Media-Time-Range``): its
+        decode time, as the recording's durations are decode-time deltas."""
+        return self.decode_time_90k - self.recording.start_pts_90k
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +194,8 @@ class LiveFeed:
         self._gop: list[tuple[int, LiveFrame]] = []
         self._gop_bytes = 0
         self._fanouts: dict[asyncio.AbstractEventLoop, _Fanout] = {}
+        #: Called after each new subscription (a live-only streamer connects on demand).
+        self._on_subscribe: list[Callable[[], None]] = []
         #: Frames published so far.
         self.published = 0
 
@@ -190,6 +203,13 @@ class LiveFeed:
     def subscribers(self) -> int:
         with self._lock:
             return sum(len(f.subscribers) for f in self._fanouts.values())
+
+    def on_subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after each new subscription, on the subscriber's event loop
+        with no lock held, so it must be quick (a live-only streamer sets an event: it
+        connects when its first viewer arrives)."""
+        with self._lock:
+            self._on_subscribe.append(callback)
 
     # ---- the publisher's side (any thread; never blocks on a subscriber) ----
 
@@ -237,6 +257,9 @@ class LiveFeed:
                 self, fanout, max_queue, [frame for _, frame in self._gop], self._seq
             )
             fanout.subscribers.add(subscription)
+            callbacks = list(self._on_subscribe)
+        for callback in callbacks:
+            callback()
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
@@ -490,9 +513,9 @@ class FramePublisher:
         self._next_recording_id = next_recording_id
         self._open_id = open_id
         self._at_once = feed.estimate_durations
-        self._pending: tuple[bytes, int, bool, int, int, int, LiveRecording] | None = None
-        #: pts of the previous frame of this session that went into a recording.
-        self._prev_pts: int | None = None
+        self._pending: tuple[bytes, int, bool, int, int, int, LiveRecording, int] | None = None
+        #: Decode time of the previous frame of this session that went into a recording.
+        self._prev_dts: int | None = None
         self._last_duration = 0
         self._start: RecordingStart | None = None
         self._recording: LiveRecording | None = None
@@ -507,24 +530,28 @@ class FramePublisher:
         local_time_90k: int,
         received_ns: int | None,
         start: RecordingStart | None,
+        *,
+        dts_90k: int | None = None,
     ) -> None:
         """A frame the recorder was given; ``start`` is the recording it went into (None if it
-        went into none: before the first key frame, or after a write error)."""
+        went into none: before the first key frame, or after a write error).  ``dts_90k`` is
+        its decode time (B-frames), ``None`` when that is the pts."""
         try:
-            if start is not None and self._prev_pts is not None and pts_90k > self._prev_pts:
-                self._last_duration = pts_90k - self._prev_pts
+            dts = pts_90k if dts_90k is None else dts_90k
+            if start is not None and self._prev_dts is not None and dts > self._prev_dts:
+                self._last_duration = dts - self._prev_dts
             if self._pending is not None:
                 self._publish(self._pending, self._last_duration)
                 self._pending = None
             if start is None:
-                self._prev_pts = None
+                self._prev_dts = None
                 return
-            self._prev_pts = pts_90k
+            self._prev_dts = dts
             if received_ns is None:
                 received_ns = time.monotonic_ns()
             item = (
                 bytes(data), pts_90k, is_key, video_sample_entry_id, local_time_90k,
-                received_ns, self._recording_for(start),
+                received_ns, self._recording_for(start), pts_90k - dts,
             )
             if self._at_once and self._last_duration > 0:
                 self._publish(item, self._last_duration)
@@ -543,19 +570,19 @@ class FramePublisher:
             if self._pending is not None:
                 self._publish(self._pending, self._last_duration)
             self._pending = None
-            self._prev_pts = None
+            self._prev_dts = None
             self.feed.reset()
         except Exception:  # noqa: BLE001 - as in frame()
             log.exception("live view of stream %d: ending the session", self.feed.stream_id)
 
     def _publish(
-        self, pending: tuple[bytes, int, bool, int, int, int, LiveRecording], duration: int
+        self, pending: tuple[bytes, int, bool, int, int, int, LiveRecording, int], duration: int
     ) -> None:
-        data, pts, is_key, entry_id, local_time, received_ns, recording = pending
+        data, pts, is_key, entry_id, local_time, received_ns, recording, offset = pending
         self.feed.publish(
             LiveFrame(
                 self.feed.stream_id, entry_id, data, is_key, pts, duration, local_time,
-                received_ns, recording,
+                received_ns, recording, offset,
             )
         )
 

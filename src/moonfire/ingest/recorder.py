@@ -10,7 +10,7 @@ the same everywhere:
   second is strictly past its boundary ``k·interval + offset``; the first
   recording of a run waits for the *second* boundary, so it lasts one to two
   intervals and has plenty of frames to estimate its start from.  The old
-  writer is closed with the key frame's pts, so its last duration is exact,
+  writer is closed with the key frame's decode time, so its last duration is exact,
   and the next recording continues the run (it starts exactly where the last
   one ended);
 * a new sample entry (new SPS/PPS) starts a new recording at that key frame;
@@ -18,8 +18,12 @@ the same everywhere:
   ``ROTATE_BY_90K`` it ends at the next key frame whatever the schedule, and a
   camera that sends no key frame at all by ``END_RUN_AT_90K`` has its run ended
   there (the frames until its next key frame can't start a recording);
-* pts going backwards (a camera that restarted its clock) ends the run, and
-  the packet is handled as the first of a new one;
+* decode time going backwards (a camera that restarted its clock) ends the
+  run, and the packet is handled as the first of a new one.  Decode time is the
+  packet's dts, or its pts when the source gives none: a camera with B-frames
+  sends frames in decode order, with pts going back at every B-frame, and
+  those frames belong in the run (issue 10 §1).  All media times here
+  (rotation, the writer's durations) are decode times;
 * a write error ends the run: the writer is closed (saving what it could) and
   the next key frame starts a new run.  When the error is a full disk, the
   syncer is asked to delete this stream's oldest recordings to make room, so
@@ -80,8 +84,10 @@ class RecordingStart:
 
     #: Wall time its first frame was received (90 kHz).
     local_time_90k: int
+    #: Decode time of its first frame (its pts for streams without B-frames): the origin of
+    #: the recording's media time.
     pts_90k: int
-    #: pts of the first frame of its run.
+    #: Decode time of the first frame of its run.
     run_start_pts_90k: int
     #: Runs this recorder has begun, the recording's own included.
     runs: int
@@ -112,8 +118,8 @@ class StreamRecorder:
         self._writer_entry_id: int | None = None
         self._prev: PreviousWriter | None = None
         self._rotate_at_sec = 0
-        self._writer_start_pts = 0
-        self._last_pts = 0
+        self._writer_start_dts = 0
+        self._last_dts = 0
         #: Recordings handed to the syncer so far (for status displays).
         self.recordings_closed = 0
         #: The recording being written (None between recordings), for the live view.
@@ -122,7 +128,7 @@ class StreamRecorder:
         self.growing: WriterSnapshot | None = None
         self._growing_due_90k = 0
         self._runs = 0
-        self._run_start_pts = 0
+        self._run_start_dts = 0
 
     @property
     def recording(self) -> bool:
@@ -135,44 +141,51 @@ class StreamRecorder:
         pts_90k: int,
         is_key: bool,
         video_sample_entry_id: int,
+        dts_90k: int | None = None,
     ) -> None:
-        """Record one packet, rotating or starting a recording at a key frame as needed."""
-        if self._writer is not None and pts_90k <= self._last_pts:
+        """Record one packet, rotating or starting a recording at a key frame as needed.
+
+        ``dts_90k`` is the packet's decode time, ``None`` for a stream in presentation order
+        (then the pts is the decode time).
+        """
+        dts = pts_90k if dts_90k is None else dts_90k
+        if self._writer is not None and dts <= self._last_dts:
             # The camera restarted its clock: what follows can't extend this run.
             log.warning(
-                "stream %s: pts went from %d back to %d; ending the run",
+                "stream %s: %s went from %d back to %d; ending the run",
                 self.stream_name,
-                self._last_pts,
-                pts_90k,
+                "pts" if dts_90k is None else "decode time",
+                self._last_dts,
+                dts,
             )
             self.end_run()
         if self._writer is not None:
-            media_90k = pts_90k - self._writer_start_pts
+            media_90k = dts - self._writer_start_dts
             if is_key and (
                 local_time_90k // TIME_UNITS_PER_SEC > self._rotate_at_sec
                 or video_sample_entry_id != self._writer_entry_id
                 or media_90k >= ROTATE_BY_90K
             ):
-                self._close_writer(next_pts=pts_90k)
+                self._close_writer(next_pts=dts)
             elif media_90k >= END_RUN_AT_90K:
                 log.warning(
                     "stream %s: no key frame for %d s; ending the run",
                     self.stream_name,
                     media_90k // TIME_UNITS_PER_SEC,
                 )
-                self._close_writer(next_pts=pts_90k)
+                self._close_writer(next_pts=dts)
                 self._prev = None
         if self._writer is None:
             if not is_key:
                 return
-            self._start_writer(local_time_90k, pts_90k, video_sample_entry_id)
+            self._start_writer(local_time_90k, dts, video_sample_entry_id)
         assert self._writer is not None
         try:
-            self._writer.write(packet, local_time_90k, pts_90k, is_key)
+            self._writer.write(packet, local_time_90k, pts_90k, is_key, dts_90k)
         except OSError as e:
             self._on_write_error(e)
         else:
-            self._last_pts = pts_90k
+            self._last_dts = dts
             if local_time_90k >= self._growing_due_90k:
                 self.growing = self._writer.snapshot()
                 self._growing_due_90k = local_time_90k + GROWING_REFRESH_90K
@@ -183,18 +196,18 @@ class StreamRecorder:
             self._close_writer(next_pts=None)
         self._prev = None
 
-    def _start_writer(self, local_time_90k: int, pts_90k: int, video_sample_entry_id: int) -> None:
+    def _start_writer(self, local_time_90k: int, dts_90k: int, video_sample_entry_id: int) -> None:
         first_in_run = self._prev is None
         self._writer = self._syncer.create_writer(
             self._prev, self.stream_id, video_sample_entry_id
         )
         self._writer_entry_id = video_sample_entry_id
-        self._writer_start_pts = pts_90k
+        self._writer_start_dts = dts_90k
         if first_in_run:
             self._runs += 1
-            self._run_start_pts = pts_90k
+            self._run_start_dts = dts_90k
         self.current = RecordingStart(
-            local_time_90k, pts_90k, self._run_start_pts, self._runs, self.recordings_closed
+            local_time_90k, dts_90k, self._run_start_dts, self._runs, self.recordings_closed
         )
         self._rotate_at_sec = rotation_boundary(
             local_time_90k // TIME_UNITS_PER_SEC,

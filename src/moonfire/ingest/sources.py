@@ -4,11 +4,17 @@
 yields ``SourcePacket``s with presentation times rebased to 90 kHz and to start
 at 0, so the streamer never sees a stream's own time base or epoch:
 
-* ``rtsp://`` URLs are read over TCP with a socket timeout; credentials are put
-  into the URL's userinfo (percent-encoded) so FFmpeg answers a digest or basic
-  challenge itself;
-* file paths and any other URL FFmpeg understands are read as they are (a file
-  at full speed, which is what the ingest benchmark wants);
+* ``rtsp://`` URLs are read over the stream's transport (``TRANSPORTS``: TCP, UDP,
+  or ``auto``: TCP, then UDP if the camera refuses TCP with 461 Unsupported
+  Transport) with a socket timeout; credentials are put into the URL's userinfo
+  (percent-encoded) so FFmpeg answers a digest or basic challenge itself.  A
+  camera that accepts the connection and never answers is reported as "no answer
+  from HOST:PORT within N s", not as FFmpeg's "Invalid data found";
+* file paths (and any other URL FFmpeg understands) are *finite*: read at their
+  native rate, like a camera (paced by their presentation times, so frames are
+  stamped with the wall clock as they would be live), and ``packets()`` ends at
+  the end of the file: the streamer then ends that stream instead of reopening it.
+  ``realtime=False`` reads at full speed (the ingest benchmark's choice);
 * ``testsrc://?size=1280x720&fps=30&bitrate=2M&gop=30`` is a synthetic camera
   (``bitrate`` in bits per second, read like a size: ``300k``, ``2M``):
   an H.264 test pattern encoded by PyAV and paced in real time, so the whole
@@ -17,10 +23,17 @@ at 0, so the streamer never sees a stream's own time base or epoch:
 Only the first video stream is used.  Every FFmpeg failure is raised as
 ``SourceError`` naming the URL *without* its password; passwords never reach a
 log line or an exception message.
+
+A frame cut off by a disconnect is never handed on: ``merge_same_pts`` yields a
+frame only once the next one began, and a live stream's last frame (whose end
+was never seen) is dropped; only a file's last frame is known to be complete.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import re
 import threading
 import time
 import urllib.parse
@@ -32,7 +45,9 @@ from typing import cast
 import av
 import numpy as np
 
+from moonfire.codec import RECORDABLE_CODECS, recordable_codec_names
 from moonfire.errors import MoonfireError
+from moonfire.ingest.decode_times import DecodeTimeFiller
 from moonfire.sizes import parse_size
 from moonfire.time import TIME_UNITS_PER_SEC
 
@@ -41,6 +56,13 @@ OPEN_TIMEOUT_SEC = 10.0
 READ_TIMEOUT_SEC = 10.0
 
 TESTSRC_SCHEME = "testsrc"
+RTSP_SCHEMES = ("rtsp", "rtsps")
+#: A stream's RTSP transport: ``auto`` tries TCP, then UDP if the camera refuses TCP.
+TRANSPORTS = ("auto", "tcp", "udp")
+DEFAULT_TRANSPORT = "auto"
+#: ``auto``'s pause between a camera refusing TCP and asking it for UDP: gst-rtsp-server
+#: answers 5XX to a SETUP that comes while it still tears down the refused session.
+AUTO_FALLBACK_PAUSE_SEC = 0.3
 _TESTSRC_DEFAULTS = {"size": "1280x720", "fps": "30", "bitrate": "2M", "gop": "30"}
 
 
@@ -64,6 +86,12 @@ class SourcePacket:
     read, for sources that hold a packet back (``AvSource`` merges pieces): its
     local frame time is the time of receipt (brief §3.2), not the time it is
     handed on.  ``None`` means "now", for sources that yield at once.
+
+    ``dts_90k`` is the decode time, on the pts's scale and origin.  Packets come
+    in decode order; with B-frames their pts go back and forth while the dts
+    increases (issue 10 §1).  ``None`` means the same as the pts (a source that
+    never reorders, like the synthetic camera).  ``AvSource`` sets it on every
+    packet, deriving it where FFmpeg gives none (``decode_times``).
     """
 
     data: bytes
@@ -71,6 +99,7 @@ class SourcePacket:
     is_key: bool
     new_extradata: bytes | None = None
     received_ns: int | None = None
+    dts_90k: int | None = None
 
 
 class Source:
@@ -80,6 +109,16 @@ class Source:
     extradata: bytes
     width: int
     height: int
+    #: True for a source with an end (a file): ``packets()`` returning means the stream is
+    #: over for good, not an error to reconnect after.
+    finite: bool = False
+    #: The RTSP transport in use (``tcp`` or ``udp``); None for anything but RTSP.
+    transport: str | None = None
+    #: Packets come at the pace of their timestamps (a camera, a paced file), so the two
+    #: can be compared to catch a camera's clock jumping; False for a file at full speed.
+    realtime: bool = True
+    #: The video codec as FFmpeg names it (``h264``, ``hevc``): picks the sample entry builder.
+    codec: str = "h264"
 
     def packets(self) -> Iterator[SourcePacket]:
         raise NotImplementedError
@@ -98,11 +137,60 @@ class Source:
         self.close()
 
 
-def open_source(url: str, username: str | None = None, password: str | None = None) -> Source:
-    """Open ``url`` (an RTSP URL, a file path, any FFmpeg URL, or ``testsrc://...``)."""
-    if urllib.parse.urlsplit(url).scheme == TESTSRC_SCHEME:
+def open_source(
+    url: str,
+    username: str | None = None,
+    password: str | None = None,
+    *,
+    transport: str = DEFAULT_TRANSPORT,
+    realtime: bool = True,
+    open_timeout_sec: float = OPEN_TIMEOUT_SEC,
+) -> Source:
+    """Open ``url`` (an RTSP URL, a file path, any FFmpeg URL, or ``testsrc://...``).
+
+    ``transport`` applies to RTSP only; ``realtime=False`` reads a file at full speed.
+    """
+    if url_scheme(url) == TESTSRC_SCHEME:
         return TestPatternSource(url)
-    return AvSource(url, username, password)
+    return AvSource(
+        url, username, password, transport=transport, realtime=realtime,
+        open_timeout_sec=open_timeout_sec,
+    )
+
+
+def check_camera_url(url: str) -> None:
+    """Refuse, with a ``SourceError`` saying why, a URL no session could open: one that
+    doesn't parse (``rtsp://[::1``), an RTSP URL without a host or with a bad port, a
+    scheme other than rtsp, rtsps, testsrc or a file path (``file://`` or none), bad
+    ``testsrc`` parameters.  For ``camera add``/``edit`` and the web UI, so a mistake
+    shows at setup rather than as a night of retries.  A file need not exist yet (its
+    disk may be mounted later); ``--probe`` says whether it can be read."""
+    scheme = url_scheme(url)
+    redacted = redact_url(url)
+    parts = urllib.parse.urlsplit(url)
+    if scheme in RTSP_SCHEMES:
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that isn't a number
+        except ValueError as e:
+            raise SourceError(redacted, f"not a valid URL: {e}") from None
+        if not parts.hostname:
+            raise SourceError(redacted, "an RTSP URL needs a host: rtsp://HOST[:PORT]/PATH")
+    elif scheme == TESTSRC_SCHEME:
+        TestPatternSettings.from_url(url)
+    elif scheme not in ("", "file"):
+        raise SourceError(
+            redacted, f"unsupported URL scheme {scheme!r}: moonfire records rtsp://, rtsps://, "
+            "a file path or testsrc://"
+        )
+
+
+def url_scheme(url: str) -> str:
+    """``url``'s scheme, lower case ('' for a file path); ``SourceError`` if it can't be parsed
+    (``rtsp://[::1``), so a bad URL ends a session with a message, not a thread."""
+    try:
+        return urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError as e:
+        raise SourceError(redact_url(url), f"not a valid URL: {e}") from None
 
 
 # ---- URLs and passwords --------------------------------------------------------------
@@ -129,13 +217,24 @@ def with_credentials(url: str, username: str | None, password: str | None) -> st
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password in its userinfo replaced by ``***``."""
-    parts = urllib.parse.urlsplit(url)
+    """``url`` with any password in its userinfo replaced by ``***``.
+
+    Never raises: a URL ``urlsplit`` refuses (``rtsp://u:pw@[::1``) is redacted by pattern,
+    so one bad URL can't break ``camera list`` or a log line for every camera.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return _USERINFO_PASSWORD.sub(r"\1:***@", url)
     userinfo, at, host = parts.netloc.rpartition("@")
     if not at or ":" not in userinfo:
         return url
     user = userinfo.split(":", 1)[0]
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+#: ``//user:password@`` in a URL, for ``redact_url``'s fallback.
+_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*):[^/@]*@")
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
@@ -151,30 +250,24 @@ def _scrub(text: str, secrets: list[str]) -> str:
 class AvSource(Source):
     """Any stream libavformat can demux, RTSP included."""
 
-    def __init__(self, url: str, username: str | None, password: str | None) -> None:
-        full_url = with_credentials(url, username, password)
-        self.url = redact_url(full_url)
-        self._secrets = [s for s in (password, urllib.parse.quote(password or "", safe="")) if s]
-        embedded = urllib.parse.urlsplit(url).password
-        if embedded:
-            self._secrets.append(embedded)
-        self._full_url = full_url
+    def __init__(
+        self,
+        url: str,
+        username: str | None,
+        password: str | None,
+        *,
+        transport: str = DEFAULT_TRANSPORT,
+        realtime: bool = True,
+        open_timeout_sec: float = OPEN_TIMEOUT_SEC,
+    ) -> None:
+        self._connection = connect(url, username, password, transport, open_timeout_sec)
+        self.url = self._connection.url
+        self._container = self._connection.container
+        self.transport = self._connection.transport
+        self.finite = self.transport is None
+        self._paced = self.finite and realtime
+        self.realtime = realtime or not self.finite
         self._interrupted = threading.Event()
-        options: dict[str, str] = {}
-        if urllib.parse.urlsplit(url).scheme in ("rtsp", "rtsps"):
-            options = {
-                "rtsp_transport": "tcp",
-                # FFmpeg >= 5 names the RTSP socket I/O timeout "timeout", in microseconds.
-                "timeout": str(int(READ_TIMEOUT_SEC * 1_000_000)),
-                "user_agent": "moonfire",
-                "probesize": "262144",
-            }
-        try:
-            self._container = av.open(
-                full_url, options=options, timeout=(OPEN_TIMEOUT_SEC, READ_TIMEOUT_SEC)
-            )
-        except (av.FFmpegError, OSError, ValueError) as e:
-            raise self._error("can't open", e) from None
         try:
             self._stream = self._pick_video_stream()
         except BaseException:
@@ -189,10 +282,7 @@ class AvSource(Source):
         self._tb_den = tb.denominator
 
     def _error(self, what: str, e: BaseException) -> SourceError:
-        # An FFmpegError's str() repeats the URL (with its password); its strerror does not.
-        text = getattr(e, "strerror", None) or str(e).replace(self._full_url, self.url)
-        reason = f"{what}: {_scrub(text, self._secrets)}"
-        return SourceError(self.url, reason)
+        return self._connection.error(what, e)
 
     def _pick_video_stream(self) -> av.video.stream.VideoStream:
         streams = self._container.streams
@@ -201,13 +291,23 @@ class AvSource(Source):
             raise SourceError(self.url, f"no video stream (streams found: {kinds})")
         stream = streams.video[0]
         codec = stream.codec_context.name
-        if codec != "h264":
-            raise SourceError(self.url, f"video codec is {codec}; only H.264 is supported")
+        if codec not in RECORDABLE_CODECS:
+            only = recordable_codec_names()
+            raise SourceError(self.url, f"video codec is {codec}; moonfire records only {only}")
+        self.codec = codec
         return stream
 
     def packets(self) -> Iterator[SourcePacket]:
-        """Access units in order; pieces FFmpeg split off with one pts are joined back."""
-        for packet in merge_same_pts(self._demux()):
+        """Access units in order; pieces FFmpeg split off with one pts are joined back.
+
+        A live stream's last frame is dropped (``merge_same_pts``): the stream ending
+        there means the link dropped, maybe mid-frame.  A file's are paced to its
+        presentation times unless opened with ``realtime=False``.
+        """
+        merged = merge_same_pts(self._demux(), last_is_complete=self.finite)
+        if self._paced:
+            merged = pace(merged, self._interrupted)
+        for packet in merged:
             if self._interrupted.is_set():
                 return
             yield packet
@@ -216,6 +316,9 @@ class AvSource(Source):
         first_pts: int | None = None
         last_extradata = self.extradata
         monotonic_ns = time.monotonic_ns
+        # FFmpeg gives the first packets of an RTSP session with B-frames no dts: hold them
+        # until one has it, then fill theirs in (decode_times).
+        decode_times: DecodeTimeFiller[SourcePacket] = DecodeTimeFiller()
         try:
             for packet in self._container.demux(self._stream):
                 received_ns = monotonic_ns()
@@ -226,15 +329,22 @@ class AvSource(Source):
                 pts_90k = packet.pts * self._tb_num // self._tb_den
                 if first_pts is None:
                     first_pts = pts_90k
+                dts_90k = None
+                if packet.dts is not None:
+                    dts_90k = packet.dts * self._tb_num // self._tb_den - first_pts
                 new_extradata = None
                 if packet.has_sidedata("new_extradata"):
                     data = bytes(packet.get_sidedata("new_extradata"))
                     if data and data != last_extradata:
                         new_extradata = last_extradata = data
-                yield SourcePacket(
+                source_packet = SourcePacket(
                     bytes(packet), pts_90k - first_pts, packet.is_keyframe, new_extradata,
                     received_ns,
                 )
+                for ready, dts in decode_times.push(source_packet, source_packet.pts_90k, dts_90k):
+                    yield dataclasses.replace(ready, dts_90k=dts)
+            for ready, dts in decode_times.finish():
+                yield dataclasses.replace(ready, dts_90k=dts)
         except (av.FFmpegError, OSError) as e:
             if self._interrupted.is_set():
                 return
@@ -248,7 +358,9 @@ class AvSource(Source):
         self._container.close()
 
 
-def merge_same_pts(pieces: Iterable[SourcePacket]) -> Iterator[SourcePacket]:
+def merge_same_pts(
+    pieces: Iterable[SourcePacket], last_is_complete: bool = True
+) -> Iterator[SourcePacket]:
     """``pieces`` with consecutive runs of one pts joined into one packet.
 
     FFmpeg's parser can cut a multi-slice RTSP frame into several packets with
@@ -256,6 +368,12 @@ def merge_same_pts(pieces: Iterable[SourcePacket]) -> Iterator[SourcePacket]:
     packet is yielded only when the next pts arrives (one frame of latency), so
     it keeps the ``received_ns`` of its first piece: its local time stays the
     time it arrived.
+
+    That is also what makes a frame *known complete*: its successor began.  The
+    last one, when ``pieces`` ends, is yielded only if ``last_is_complete`` (a
+    file's end); a live stream that ends has dropped its link, perhaps mid-frame
+    (a live555 camera killed mid-frame left its first RTP packet as a frame), so
+    it is dropped.  If ``pieces`` raises, the pending frame is dropped too.
     """
     pending: SourcePacket | None = None
     for piece in pieces:
@@ -266,13 +384,161 @@ def merge_same_pts(pieces: Iterable[SourcePacket]) -> Iterator[SourcePacket]:
                 pending.is_key or piece.is_key,
                 piece.new_extradata or pending.new_extradata,
                 pending.received_ns,
+                pending.dts_90k,
             )
             continue
         if pending is not None:
             yield pending
         pending = piece
-    if pending is not None:
+    if pending is not None and last_is_complete:
         yield pending
+
+
+def pace(packets: Iterable[SourcePacket], stop: threading.Event) -> Iterator[SourcePacket]:
+    """``packets`` handed on no faster than their presentation times, from the first one's
+    arrival, each stamped as received when handed on: a file read like a live camera.
+
+    It follows the largest pts so far, so reordered (B-frame) pts never make it wait.
+    Returns early once ``stop`` is set.
+    """
+    start_ns: int | None = None
+    first_pts = latest_pts = 0
+    for packet in packets:
+        if start_ns is None:
+            start_ns, first_pts = time.monotonic_ns(), packet.pts_90k
+        latest_pts = max(latest_pts, packet.pts_90k - first_pts)
+        due_ns = start_ns + latest_pts * 100_000 // 9
+        delay_ns = due_ns - time.monotonic_ns()
+        if delay_ns > 0 and stop.wait(delay_ns / 1e9):
+            return
+        yield dataclasses.replace(packet, received_ns=time.monotonic_ns())
+
+
+# ---- connecting ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An opened libavformat container and what is needed to describe its errors."""
+
+    container: av.container.InputContainer
+    #: The URL with any password replaced by ``***``.
+    url: str
+    #: ``tcp`` or ``udp`` for RTSP; None for a file.
+    transport: str | None
+    full_url: str
+    secrets: tuple[str, ...]
+
+    def error(self, what: str, e: BaseException) -> SourceError:
+        reason = _ffmpeg_reason(e, self.full_url, self.url, self.secrets)
+        return SourceError(self.url, f"{what}: {reason}")
+
+
+def connect(
+    url: str,
+    username: str | None,
+    password: str | None,
+    transport: str = DEFAULT_TRANSPORT,
+    open_timeout_sec: float = OPEN_TIMEOUT_SEC,
+) -> Connection:
+    """Open ``url`` with libavformat: an RTSP camera over ``transport`` (``auto``: TCP, then
+    UDP if the camera refuses TCP), anything else as it is.  ``SourceError`` says why not,
+    in words a user can act on (a refused password, a silent camera, a refused transport).
+    """
+    if transport not in TRANSPORTS:
+        raise SourceError(
+            redact_url(url), f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})"
+        )
+    scheme = url_scheme(url)
+    full_url = with_credentials(url, username, password)
+    redacted = redact_url(full_url)
+    secrets = [s for s in (password, urllib.parse.quote(password or "", safe="")) if s]
+    embedded = urllib.parse.urlsplit(url).password
+    if embedded:
+        secrets.append(embedded)
+    if scheme not in RTSP_SCHEMES:
+        try:
+            container = av.open(full_url, timeout=(open_timeout_sec, READ_TIMEOUT_SEC))
+        except (av.FFmpegError, OSError, ValueError) as e:
+            reason = _ffmpeg_reason(e, full_url, redacted, secrets)
+            raise SourceError(redacted, f"can't open: {reason}") from None
+        return Connection(container, redacted, None, full_url, tuple(secrets))
+    tries = ["tcp", "udp"] if transport == "auto" else [transport]
+    for lower in tries:
+        started = time.monotonic()
+        try:
+            container = av.open(
+                full_url, options=_rtsp_options(lower),
+                timeout=(open_timeout_sec, READ_TIMEOUT_SEC),
+            )
+        except (av.FFmpegError, OSError, ValueError) as e:
+            refused_tcp = lower == "tcp" and _refuses_transport(e)
+            if refused_tcp and lower != tries[-1]:
+                time.sleep(AUTO_FALLBACK_PAUSE_SEC)
+                continue  # auto: the camera wants UDP
+            raise SourceError(
+                redacted, "can't open: " + _rtsp_open_failure(
+                    e, full_url, redacted, secrets, lower, time.monotonic() - started,
+                    open_timeout_sec,
+                ),
+            ) from None
+        return Connection(container, redacted, lower, full_url, tuple(secrets))
+    raise AssertionError("unreachable: the last transport tried raises")
+
+
+def _rtsp_options(transport: str) -> dict[str, str]:
+    return {
+        "rtsp_transport": transport,
+        # FFmpeg >= 5 names the RTSP socket I/O timeout "timeout", in microseconds.
+        "timeout": str(int(READ_TIMEOUT_SEC * 1_000_000)),
+        "user_agent": "moonfire",
+        "probesize": "262144",
+    }
+
+
+def _refuses_transport(e: BaseException) -> bool:
+    """FFmpeg's word for RTSP's 461 Unsupported Transport is EPROTONOSUPPORT."""
+    return getattr(e, "errno", None) == errno.EPROTONOSUPPORT or "461" in str(e)
+
+
+def _rtsp_open_failure(
+    e: BaseException, full_url: str, redacted: str, secrets: list[str], transport: str,
+    elapsed_sec: float, timeout_sec: float,
+) -> str:
+    """Why an RTSP open failed, in a camera's terms rather than FFmpeg's."""
+    if isinstance(e, av.HTTPUnauthorizedError):
+        return "the camera refused the username/password (401 Unauthorized)"
+    if transport == "tcp" and _refuses_transport(e):
+        return (
+            "the camera refused RTP over TCP (461 Unsupported Transport); "
+            "it may stream only over UDP: use transport udp or auto"
+        )
+    if transport == "udp" and _refuses_transport(e):
+        return (
+            "the camera refused RTP over UDP (461 Unsupported Transport); "
+            "use transport tcp or auto"
+        )
+    if elapsed_sec >= 0.9 * timeout_sec and not isinstance(e, ConnectionRefusedError):
+        # A camera that accepts and never answers: FFmpeg says "Invalid data found".
+        return f"no answer from {_host_port(full_url)} within {timeout_sec:g} s"
+    return _ffmpeg_reason(e, full_url, redacted, secrets)
+
+
+def _host_port(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    default = 322 if parts.scheme.lower() == "rtsps" else 554
+    return f"{host}:{parts.port or default}"
+
+
+def _ffmpeg_reason(
+    e: BaseException, full_url: str, redacted: str, secrets: Iterable[str]
+) -> str:
+    # An FFmpegError's str() repeats the URL (with its password); its strerror does not.
+    text = getattr(e, "strerror", None) or str(e).replace(full_url, redacted)
+    return _scrub(text, list(secrets))
 
 
 # ---- the synthetic camera --------------------------------------------------------------

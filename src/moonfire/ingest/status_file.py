@@ -12,8 +12,11 @@ Each recorded stream (``streams``: ``camera/main``, ``camera/sub``) is
 ``recording`` (connected and writing), ``retrying`` (not connected: starting,
 or backing off after an error, with the error as its reason) or ``failed``
 (its sample file directory stopped or could not be opened: it will not record
-again in this process, with the reason).  ``storage_errors`` maps each failed
-directory's name to why.
+again in this process, with the reason) or ``ended`` (a file used as a camera
+reached its end: it is not reopened).  A stream kept for live view only (a sub
+stream with no budget) is ``live only``: connected while someone watches (no
+reason), else idle (the reason says so) or ``retrying`` while a viewer waits for
+a camera that fails.  ``storage_errors`` maps each failed directory's name to why.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ STALE_AFTER_SEC = 3 * PUBLISH_EVERY_SEC
 RECORDING = "recording"
 RETRYING = "retrying"
 FAILED = "failed"
+ENDED = "ended"
+#: A stream kept for live view only: never recorded, connected while it is watched.
+LIVE_ONLY = "live only"
 
 
 def status_path(data_dir: str) -> str:

@@ -82,7 +82,9 @@ def message_header(frame: LiveFrame, frame_content_type: str) -> bytes:
 def live_message(frame: LiveFrame, frame_content_type: str, sequence: int) -> bytes:
     """One binary message: the header block, then a media segment holding ``frame`` alone
     (``tfdt`` 0, as Moonfire writes it)."""
-    sample = FragmentSample(frame.duration_90k, len(frame.data), frame.is_key)
+    sample = FragmentSample(
+        frame.duration_90k, len(frame.data), frame.is_key, frame.composition_offset_90k
+    )
     return message_header(frame, frame_content_type) + media_segment(
         sequence, [sample], frame.data
     )
