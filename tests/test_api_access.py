@@ -109,8 +109,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/signals", SESSION),
     Route("GET", "/api/request", OPEN),
     Route("GET", "/api/cameras/{uuid}/{stream}/view.mp4", "view_video", query="?s={recording}"),
+    Route("GET", "/api/cameras/{uuid}/{stream}/view.m4s", "view_video", query="?s={recording}"),
+    Route("GET", "/api/cameras/{uuid}/{stream}/view.mp4.txt", "view_video",
+          query="?s={recording}"),
+    Route("GET", "/api/cameras/{uuid}/{stream}/view.m4s.txt", "view_video",
+          query="?s={recording}"),
     # §2.6: any authenticated caller.
     Route("GET", "/api/init/{id}.mp4", SESSION),
+    Route("GET", "/api/init/{id}.mp4.txt", SESSION),
     # §2.7: after the upgrade, a refusal is an error message and a close.
     Route("GET", "/api/cameras/{uuid}/{stream}/live.m4s", "view_video", websocket=True),
     # Beyond /api/: the pages (open, as Moonfire's UI files are) and the Prometheus metrics

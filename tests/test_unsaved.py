@@ -8,6 +8,8 @@ being written to the samples whose bytes reached its file.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from moonfire.db import RecordingRow, Stream
@@ -162,3 +164,14 @@ def test_snapshot_cut_never_exceeds_the_index(file_bytes: int) -> None:
     state = RecorderState(snapshot(T0, [100] * 10, file_bytes), [], open_id=None)
     found = unsaved_recordings(state, STREAM, None)
     assert [u.row.video_samples for u in found] == ([] if file_bytes == 0 else [10])
+
+
+def test_a_cut_keeps_the_b_frames_composition_offsets() -> None:
+    durations, sizes, keys = [3000] * 4, [500, 100, 100, 100], [True] + [False] * 3
+    offsets = [6000, 0, 3000, -3000]
+    growing = dataclasses.replace(
+        snapshot(T0, sizes, file_bytes=700),
+        video_index=encode_index(durations, sizes, keys, offsets),
+    )
+    (found,) = unsaved_recordings(RecorderState(growing, [], open_id=7), STREAM, None)
+    assert decode_index(found.video_index).composition_offsets.tolist() == [6000, 0, 3000]

@@ -329,3 +329,69 @@ def test_export_with_timestamps_writes_the_same_track(served, tmp_path):
     assert frames == sum(r.video_samples for r in rows)
     assert sum(durations) == sum(r.duration_90k for r in rows)
     assert len(texts) >= (rows[-1].end_time_90k - rows[0].start_time_90k) // 90000
+
+
+def test_view_m4s_is_a_media_segment_with_the_run_headers(served):
+    with db_of(served) as db:
+        rows = db.list_recordings(served.main_id)
+    in_run = [r for r in rows if r.recording_id - r.run_offset == rows[0].recording_id]
+    assert len(in_run) >= 2, "the fixture's first run has several recordings"
+    second = in_run[1]
+    base = f"/api/cameras/{served.camera_uuid}/main/view.m4s"
+    status, headers, body = served.get(f"{base}?s={second.recording_id}")
+    assert status == 200, body
+    assert body[4:8] == b"moof" and headers["Cache-Control"] == "private, max-age=3600"
+    assert "Content-Disposition" not in headers
+    assert headers["X-Prev-Media-Duration"] == str(in_run[0].duration_90k)
+    assert headers["X-Runs"] == "1"  # the stream's first run, which began before it
+    assert "X-Leading-Media-Duration" not in headers
+    status, _h, init = served.get(f"/api/init/{second.video_sample_entry_id}.mp4")
+    assert status == 200
+    assert _decoded_frames(init + body) == second.video_samples
+    status, _h, part = served.get(f"{base}?s={second.recording_id}", {"Range": "bytes=8-107"})
+    assert status == 206 and part == body[8:108]
+
+    status, first_headers, _b = served.get(f"{base}?s={in_run[0].recording_id}")
+    assert first_headers["X-Prev-Media-Duration"] == "0" and first_headers["X-Runs"] == "1"
+    # A start between key frames: the leading frames are there, and said to be.
+    # (10 fps, a key frame a second: 4500 past a whole second is half a frame past a key.)
+    start = (second.duration_90k // 2) // 90000 * 90000 + 4500
+    status, clipped_headers, clipped = served.get(f"{base}?s={second.recording_id}.{start}-")
+    assert status == 200
+    assert 0 < int(clipped_headers.get("X-Leading-Media-Duration", "0")) <= start
+    assert 0 < _decoded_frames(init + clipped) < second.video_samples
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("s=1&ts=true", 400), ("s=1&speed=2", 400), ("", 400), ("s=999999", 404)],
+)
+def test_view_m4s_refuses_what_it_cannot_serve(served, query, status):
+    got, headers, body = served.get(f"/api/cameras/{served.camera_uuid}/main/view.m4s?{query}")
+    assert got == status, body
+    assert headers["Content-Type"].startswith("text/plain")
+
+
+def test_txt_forms_outline_what_would_be_sent(served):
+    with db_of(served) as db:
+        rows = db.list_recordings(served.main_id)
+    first = rows[0]
+    base = f"/api/cameras/{served.camera_uuid}/main"
+    _, mp4_headers, mp4 = served.get(f"{base}/view.mp4?s={first.recording_id}")
+    status, headers, text = served.get(f"{base}/view.mp4.txt?s={first.recording_id}")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    lines = text.decode().splitlines()
+    assert f"ETag: {mp4_headers['ETag']}" in lines
+    assert f"Content-Length: {len(mp4)}" in lines
+    assert any(line.startswith(f"  {first.stream_id}/{first.recording_id}: [0, ") for line in lines)
+    boxes = [line.split() for line in lines[lines.index("boxes (offset, size, type):") + 1 :]]
+    outline = {(int(offset), box) for offset, _size, box in boxes}
+    assert (0, "ftyp") in outline and (32, "moov") in outline
+    mdat_offset = mp4.index(b"mdat") - 4
+    assert (mdat_offset, "mdat") in outline and ("stss" in {b for _o, b in outline})
+
+    status, _h, m4s_text = served.get(f"{base}/view.m4s.txt?s={first.recording_id}")
+    assert status == 200 and b"X-Runs: 1" in m4s_text and b" moof" in m4s_text
+    status, _h, init_text = served.get(f"/api/init/{first.video_sample_entry_id}.mp4.txt")
+    assert status == 200 and b"X-Aspect: " in init_text and b" avc1" in init_text
+    assert served.get(f"{base}/view.mp4.txt?s=999999")[0] == 404

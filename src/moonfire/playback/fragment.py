@@ -155,9 +155,7 @@ def media_segment(
         raise ValueError(f"samples total {total} bytes; the data is {len(payload)} bytes")
 
     with_offsets = any(s.composition_offset_90k for s in samples)
-    trun_flags = TRUN_DATA_OFFSET | TRUN_SAMPLE_DURATION | TRUN_SAMPLE_SIZE | TRUN_SAMPLE_FLAGS
     if with_offsets:
-        trun_flags |= TRUN_COMPOSITION_OFFSET
         entry = struct.Struct(">IIIi")
         entries = b"".join(
             entry.pack(s.duration_90k, s.size, _flags(s), s.composition_offset_90k)
@@ -166,30 +164,56 @@ def media_segment(
     else:
         entry = struct.Struct(">III")
         entries = b"".join(entry.pack(s.duration_90k, s.size, _flags(s)) for s in samples)
+    header = media_segment_header(
+        sequence, len(samples), entries, with_offsets, len(payload),
+        base_media_decode_time_90k=base_media_decode_time_90k,
+    )
+    return b"".join((header, payload))
 
+
+def media_segment_header(
+    sequence: int,
+    sample_count: int,
+    trun_entries: bytes,
+    with_composition_offsets: bool,
+    payload_len: int,
+    *,
+    base_media_decode_time_90k: int = 0,
+) -> bytes:
+    """The ``moof`` and the ``mdat`` header of a media segment whose ``trun`` entries are
+    given already packed (duration, size, flags and, ``with_composition_offsets``, a signed
+    offset per sample, big-endian): what comes before the ``payload_len`` sample bytes.
+
+    For ``view.m4s``, which packs a recording's entries with numpy and sends its sample
+    bytes straight from the file.
+    """
+    if payload_len > boxes.U32_MAX - 8:
+        raise ValueError(f"{payload_len} bytes of samples: a media segment must stay under 4 GiB")
+    trun_flags = TRUN_DATA_OFFSET | TRUN_SAMPLE_DURATION | TRUN_SAMPLE_SIZE | TRUN_SAMPLE_FLAGS
+    if with_composition_offsets:
+        trun_flags |= TRUN_COMPOSITION_OFFSET
     mfhd = boxes.full_box(b"mfhd", 0, 0, struct.pack(">I", sequence))
     tfhd = boxes.full_box(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, struct.pack(">I", 1))
     if boxes.needs_version_1(base_media_decode_time_90k):
         tfdt = boxes.full_box(b"tfdt", 1, 0, struct.pack(">Q", base_media_decode_time_90k))
     else:
         tfdt = boxes.full_box(b"tfdt", 0, 0, struct.pack(">I", base_media_decode_time_90k))
-    # trun: the data offset is patched once the moof's size is known (it depends on nothing
-    # after the offset field, so a placeholder of the same width serves).
-    trun_len = 12 + 8 + len(entries)  # full box header, sample_count + data_offset, entries
+    # trun: the data offset is known once the moof's size is (which doesn't depend on it).
+    trun_len = 12 + 8 + len(trun_entries)  # full box header, sample_count + data_offset, entries
     traf_len = 8 + len(tfhd) + len(tfdt) + trun_len
     moof_len = 8 + len(mfhd) + traf_len
     data_offset = moof_len + 8  # past the mdat header
     trun = boxes.full_box(
         b"trun",
-        1 if with_offsets else 0,
+        1 if with_composition_offsets else 0,
         trun_flags,
-        struct.pack(">Ii", len(samples), data_offset),
-        entries,
+        struct.pack(">Ii", sample_count, data_offset),
+        trun_entries,
     )
     traf = boxes.box(b"traf", tfhd, tfdt, trun)
     moof = boxes.box(b"moof", mfhd, traf)
     assert len(moof) == moof_len
-    return b"".join((moof, boxes.box_header(b"mdat", len(payload)), payload))
+    return moof + boxes.box_header(b"mdat", payload_len)
 
 
 def _flags(sample: FragmentSample) -> int:

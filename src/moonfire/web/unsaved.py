@@ -118,7 +118,8 @@ def _on_disk(snapshot: WriterSnapshot, recording_composite_id: int, open_id: int
         video_index = snapshot.video_index
     else:
         video_index = encode_index(
-            decoded.durations[:count], decoded.sizes[:count], decoded.is_key[:count]
+            decoded.durations[:count], decoded.sizes[:count], decoded.is_key[:count],
+            decoded.composition_offsets[:count],
         )
     durations = decoded.durations[:count]
     row = RecordingRow(

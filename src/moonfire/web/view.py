@@ -14,11 +14,12 @@ its sample bytes are read on the web side's read pool, never on the loop.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,9 +33,10 @@ from moonfire.db import (
     VideoSampleEntry,
 )
 from moonfire.errors import MoonfireError
-from moonfire.playback import fragment
-from moonfire.playback.mp4 import VirtualFile, build_mp4
-from moonfire.playback.segment import Segment, SegmentError
+from moonfire.playback import box_dump, fragment
+from moonfire.playback.media_segment import build_m4s, leading_media_duration_90k
+from moonfire.playback.mp4 import SampleFileOpener, VirtualFile, build_mp4
+from moonfire.playback.segment import Segment, SegmentError, recording_name
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import server_time_zone
 from moonfire.web.api import NO_CACHE, find_stream, plain_error
@@ -186,6 +188,26 @@ class BytesEntity:
         return self.data[offset : offset + length]
 
 
+#: Builds the file a request serves from its segments: (file, extra entity headers).
+_Maker = Callable[
+    [Database, Stream, list[Segment], dict[int, VideoSampleEntry], SampleFileOpener],
+    tuple[VirtualFile, dict[str, str]],
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A built ``view.mp4``/``view.m4s`` and what serving it needs; ``directory`` is open."""
+
+    camera: Camera
+    stream: Stream
+    file: VirtualFile
+    headers: dict[str, str]
+    directory: SampleDirectory
+    #: It holds a recording not committed yet (so it may not be cached).
+    in_memory: bool
+
+
 class View:
     def __init__(self, ctx: WebContext, auth: Auth, recorder: RecorderView | None = None) -> None:
         self.ctx = ctx
@@ -197,7 +219,11 @@ class View:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/api/cameras/{uuid}/{stream}/view.mp4", self.view_mp4),
+            web.get("/api/cameras/{uuid}/{stream}/view.m4s", self.view_m4s),
+            web.get("/api/cameras/{uuid}/{stream}/view.mp4.txt", self.view_mp4_txt),
+            web.get("/api/cameras/{uuid}/{stream}/view.m4s.txt", self.view_m4s_txt),
             web.get("/api/init/{id}.mp4", self.init_mp4),
+            web.get("/api/init/{id}.mp4.txt", self.init_mp4),
         ]
 
     async def init_mp4(self, request: web.Request) -> web.StreamResponse:
@@ -216,14 +242,87 @@ class View:
 
         entry = await self.ctx.query(load)
         width, height = fragment.aspect(entry)
+        entity = BytesEntity(
+            fragment.init_segment(entry), fragment.content_type(entry), SERVER_START
+        )
+        if request.path.endswith(".txt"):
+            lines = [
+                f"Content-Type: {entity.content_type}",
+                f"ETag: {entity.etag}",
+                f"Content-Length: {entity.size}",
+                f"X-Aspect: {width}:{height}",
+                f"sample entry {entry.id}: {entry.width}x{entry.height}",
+                "",
+                "boxes (offset, size, type):",
+                *box_dump.outline(entity.read, entity.size),
+            ]
+            return web.Response(
+                text="\n".join(lines) + "\n", content_type="text/plain",
+                headers={"Cache-Control": MEDIA_CACHE},
+            )
         return await serve_entity(
             request,
-            BytesEntity(fragment.init_segment(entry), fragment.content_type(entry), SERVER_START),
+            entity,
             headers={"Cache-Control": MEDIA_CACHE},
             entity_headers={"X-Aspect": f"{width}:{height}"},
         )
 
     async def view_mp4(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, await self._open(request, self._mp4_maker(request)))
+
+    async def view_m4s(self, request: web.Request) -> web.StreamResponse:
+        """The same recordings as one fMP4 media segment (``moonfire.playback.media_segment``)."""
+        return await self._serve(request, await self._open(request, self._m4s_maker(request)))
+
+    async def view_mp4_txt(self, request: web.Request) -> web.StreamResponse:
+        return await self._describe(await self._open(request, self._mp4_maker(request)))
+
+    async def view_m4s_txt(self, request: web.Request) -> web.StreamResponse:
+        return await self._describe(await self._open(request, self._m4s_maker(request)))
+
+    def _mp4_maker(self, request: web.Request) -> _Maker:
+        # Only "true" adds the timestamp subtitles (any other value is off, as in Moonfire).
+        timestamps = self.zone if request.query.get("ts") == "true" else None
+
+        def make(
+            db: Database, stream: Stream, segments: list[Segment],
+            entries: dict[int, VideoSampleEntry], opener: SampleFileOpener,
+        ) -> tuple[VirtualFile, dict[str, str]]:
+            return build_mp4(segments, entries, opener, timestamps), {}
+
+        return make
+
+    def _m4s_maker(self, request: web.Request) -> _Maker:
+        if request.query.get("ts") == "true":
+            raise plain_error(
+                web.HTTPBadRequest, "view.m4s has no timestamp track; ask view.mp4 for ts=true"
+            )
+
+        def make(
+            db: Database, stream: Stream, segments: list[Segment],
+            entries: dict[int, VideoSampleEntry], opener: SampleFileOpener,
+        ) -> tuple[VirtualFile, dict[str, str]]:
+            file = build_m4s(segments, entries, opener)
+            first = segments[0].row
+            run_start_id = first.recording_id - first.run_offset
+            earlier = db.list_recordings_by_id(stream.id, run_start_id, first.recording_id - 1)
+            runs = db.runs_started_before(stream.id, first.start_time_90k)
+            headers = {
+                # The X- headers describe the first segment only (web-api.md §3).
+                "X-Prev-Media-Duration": str(sum(r.duration_90k for r in earlier)),
+                "X-Runs": str(runs + (1 if first.run_offset == 0 else 0)),
+            }
+            leading = leading_media_duration_90k(segments[0])
+            if leading > 0:
+                headers["X-Leading-Media-Duration"] = str(leading)
+            return file, headers
+
+        return make
+
+    async def _open(self, request: web.Request, make: _Maker) -> _Opened:
+        """What ``view.mp4``, ``view.m4s`` and their ``.txt`` forms share: the ``s=``
+        parameters and the recordings they name (committed or still in the recorder's
+        memory), and the file ``make`` builds from them.  The caller closes its directory."""
         caller = await self.auth.caller(request)
         require_permission(caller, "view_video")
         unknown = sorted(set(request.query) - VIEW_PARAMETERS)
@@ -235,10 +334,8 @@ class View:
             raise plain_error(web.HTTPBadRequest, str(e)) from None
         if not specs:
             raise plain_error(web.HTTPBadRequest, "at least one s parameter is required")
-        # Only "true" adds the timestamp subtitles (any other value is off, as in Moonfire).
-        timestamps = self.zone if request.query.get("ts") == "true" else None
 
-        def build(db: Database) -> tuple[Camera, Stream, VirtualFile, SampleDirectory]:
+        def build(db: Database) -> _Opened:
             camera, stream = find_stream(
                 db, request.match_info["uuid"], request.match_info["stream"]
             )
@@ -253,7 +350,6 @@ class View:
             segments = [
                 seg for spec in specs for seg in segments_for(db, stream, spec, names, unsaved)
             ]
-            in_memory.extend(s for s in segments if s.row.recording_id in unsaved)
             if not segments:
                 raise plain_error(web.HTTPBadRequest, "the s parameters select no frames")
             entries = {
@@ -272,22 +368,62 @@ class View:
                 return directory.open_file(names[row.composite_id])
 
             try:
-                file = build_mp4(segments, entries, open_sample_file, timestamps)
-                return camera, stream, file, directory
+                file, headers = make(db, stream, segments, entries, open_sample_file)
             except ValueError as e:
                 directory.close()
                 raise plain_error(web.HTTPBadRequest, str(e)) from None
+            in_memory = any(s.row.recording_id in unsaved for s in segments)
+            return _Opened(camera, stream, file, headers, directory, in_memory)
 
-        in_memory: list[Segment] = []
-        camera, stream, file, directory = await self.ctx.query(build)
-        name = attachment_name(camera, stream, file.segments[0].row.start_time_90k)
+        return await self.ctx.query(build)
+
+    async def _serve(self, request: web.Request, opened: _Opened) -> web.StreamResponse:
+        headers = dict(opened.headers)
+        if request.path.endswith(".mp4"):
+            name = attachment_name(
+                opened.camera, opened.stream, opened.file.segments[0].row.start_time_90k
+            )
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
         try:
             return await serve_entity(
                 request,
-                file,
+                opened.file,
                 # A recording not committed yet may still change (its ETag with it).
-                headers={"Cache-Control": NO_CACHE if in_memory else MEDIA_CACHE},
-                entity_headers={"Content-Disposition": f'attachment; filename="{name}"'},
+                headers={"Cache-Control": NO_CACHE if opened.in_memory else MEDIA_CACHE},
+                entity_headers=headers,
             )
         finally:
-            directory.close()  # every read of the response is done
+            opened.directory.close()  # every read of the response is done
+
+    async def _describe(self, opened: _Opened) -> web.Response:
+        """The ``.txt`` form: the headers, the segments and the box outline."""
+        file = opened.file
+        lines = [
+            f"Content-Type: {file.content_type}",
+            f"ETag: {file.etag}",
+            f"Content-Length: {file.size}",
+            *(f"{name}: {value}" for name, value in opened.headers.items()),
+            "",
+            "segments (recording: desired range, actual range, frames, bytes of its file):",
+        ]
+        for segment in file.segments:
+            start, end = segment.desired_range_90k
+            first_byte, last_byte = segment.sample_byte_range
+            lines.append(
+                f"  {recording_name(segment.row)}: [{start}, {end}), "
+                f"[{segment.actual_start_90k}, {segment.actual_end_90k}), {segment.frames} "
+                f"frames, bytes {first_byte}-{last_byte}"
+            )
+        lines += ["", "boxes (offset, size, type):"]
+        loop = asyncio.get_running_loop()
+        try:
+            # Only box headers are read, but some lie in sample tables built on reading.
+            boxes = await loop.run_in_executor(
+                self.ctx.read_executor, box_dump.outline, file.read, file.size
+            )
+        finally:
+            opened.directory.close()
+        return web.Response(
+            text="\n".join(lines + boxes) + "\n", content_type="text/plain",
+            headers={"Cache-Control": NO_CACHE if opened.in_memory else MEDIA_CACHE},
+        )
