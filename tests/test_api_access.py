@@ -123,7 +123,20 @@ ROUTES: tuple[Route, ...] = (
     # (issue 11 §5: like the API, they need a caller).
     Route("GET", "/", OPEN),
     Route("GET", "/player.html", OPEN),
+    Route("GET", "/static/{path}", OPEN),
     Route("GET", "/metrics", SESSION),
+    # moonfire's own setup and status endpoints (web/admin.py): adminUsers, refused with 403
+    # (require_permission); mutations need the CSRF token like the users routes.
+    Route("GET", "/api/admin/status", "admin_users"),
+    Route("GET", "/api/admin/cameras", "admin_users"),
+    Route("POST", "/api/admin/cameras", "admin_users", csrf=True,
+          body=lambda v: {"camera": {"shortName": v["new"]}}),
+    Route("PATCH", "/api/admin/cameras/{uuid}", "admin_users", csrf=True,
+          body=lambda v: {"camera": {"description": "walked"}}),
+    # The walk's camera is being recorded, so removing it is refused (409) once allowed.
+    Route("DELETE", "/api/admin/cameras/{uuid}", "admin_users", csrf=True, ok=409,
+          body=lambda v: {}),
+    Route("POST", "/api/admin/probe", "admin_users", csrf=True, body=lambda v: {"url": MAIN_URL}),
 )
 
 MUTATIONS = [r for r in ROUTES if r.body is not None and r.needs != OPEN]
@@ -212,7 +225,7 @@ class Site:
             target = self.entry_id
         return {
             "uuid": self.camera_uuid, "stream": "main", "id": target,
-            "recording": self.recording_id, "new": f"new-{self.counter[0]}",
+            "recording": self.recording_id, "new": f"new-{self.counter[0]}", "path": "app.css",
         }
 
     def url(self, route: Route, values: dict[str, Any]) -> str:

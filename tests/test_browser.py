@@ -14,27 +14,31 @@ the tests skip on a developer's machine and fail under ``CI``, which must run th
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from moonfire.playback.mp4 import build_mp4
+from moonfire.playback.segment import Segment
+from tests.support import bframes
+from tests.support.browser import chromium, need_browser, wait_until
 from tests.support.cli import moonfire_process
 from tests.support.net import free_port, stop_process
+from tests.support.recordings import SampleFiles, sample_entry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 MAIN_URL = "testsrc://?size=320x240&fps=15&bitrate=150k&gop=15"
 SUB_URL = "testsrc://?size=160x120&fps=10&bitrate=50k&gop=10"
 #: Recordings rotate this often; the view test waits for a few of them in one run.
@@ -42,26 +46,6 @@ ROTATE_SEC = 2
 #: Media the view test wants committed before it plays (several recordings, so a seek to
 #: the middle crosses into another one).
 VIEW_SECONDS = 6.0
-CHROME_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu",
-    "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage",
-    "--mute-audio",
-)
-
-
-def need_browser() -> None:
-    """Skip (developer) or fail (CI) without Chromium, its driver or selenium."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        message = (f"no headless browser ({', '.join(missing)} missing); scripts/test.sh "
-                   "installs the Debian packages chromium and chromium-driver and selenium")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @dataclass
@@ -127,38 +111,8 @@ def recorder(tmp_path_factory) -> Iterator[Recorder]:
 @pytest.fixture(scope="module")
 def browser(recorder) -> Iterator[Any]:
     """Headless Chromium with the flags media-notes §7 lists (a fresh profile each run)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="moonfire-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    # SE_OFFLINE: Selenium Manager would otherwise try to download a driver first.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SE_OFFLINE", "true")
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(30)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait_until(
-    what: str, probe: Callable[[], Any], timeout: float, state: Callable[[], Any]
-) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail with the page's state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; page state: {state()}")
-        time.sleep(0.1)
 
 
 #: What the page is doing, read in one go: times, ranges, counts, errors.
@@ -269,13 +223,12 @@ def test_browser_plays_live_m4s_through_mse(recorder, browser, stream, size):
     assert len(second["buffered"]) == 1, second["buffered"]
 
 
-def test_the_front_page_links_the_player_and_the_player_lists_the_cameras(recorder, browser):
-    """From ``/``, the player lists each stream with a live link and links to its latest
-    recordings, and such a link plays."""
+def test_the_player_lists_the_cameras_with_links_that_play(recorder, browser):
+    """The player lists each stream with a live link and links to its latest recordings,
+    and such a link plays.  (``/`` is the web UI now: tests/test_ui.py.)"""
     from selenium.webdriver.common.by import By
 
-    browser.get(recorder.base + "/")
-    browser.find_element(By.CSS_SELECTOR, 'a[href="/player.html"]').click()
+    browser.get(recorder.base + "/player.html")
 
     def links() -> list[str]:
         return [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "li a")]
@@ -291,3 +244,43 @@ def test_the_front_page_links_the_player_and_the_player_lists_the_cameras(record
     wait_until("the recording to play",
                lambda: (s := page_state(browser))["currentTime"] > 0.3 and s["errors"] == [],
                20, lambda: page_state(browser))
+
+
+def test_browser_plays_a_b_frame_mp4_to_its_end(browser, tmp_path):
+    """Issue 10 §1: the ``.mp4`` of a camera with B-frames (``ctts`` and the edit list from the
+    first shown frame) plays in Chromium from 0 to its end, every frame decoded.  Built from
+    x264 B-frame recordings by ``build_mp4`` as ``view.mp4`` is (the RTSP camera is
+    tests/test_bframes.py's), and served as a file: this checks the browser's demuxer only."""
+    packets, avc1 = bframes.encode_clip(frames=60, width=320, height=240)
+    files = SampleFiles(tmp_path)
+    keys = [i for i, p in enumerate(packets) if p.is_key]
+    recordings = bframes.run_of(files, packets, [0, keys[2], len(packets)])
+    segments = [Segment(r.row, r.video_index, (0, r.row.duration_90k)) for r in recordings]
+    mp4 = build_mp4(segments, {1: sample_entry(avc1)}, files.open)
+    (tmp_path / "bframes.mp4").write_bytes(mp4.read(0, mp4.size))
+    (tmp_path / "bframes.html").write_text('<video id="video" muted src="bframes.mp4"></video>')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/bframes.html")
+        browser.execute_script(
+            'const v = document.getElementById("video"); v.playbackRate = 4; v.play();'
+        )
+
+        def state() -> dict[str, Any]:
+            return browser.execute_script(
+                'const v = document.getElementById("video");'
+                "return {ended: v.ended, time: v.currentTime, duration: v.duration,"
+                " decoded: v.webkitDecodedFrameCount, width: v.videoWidth,"
+                " error: v.error ? [v.error.code, v.error.message] : null};"
+            )
+
+        done = wait_until("the B-frame file to play to its end",
+                          lambda: (s := state())["ended"] and s, 15, state)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done["error"] is None and done["width"] == 320, done
+    assert abs(done["duration"] - len(packets) / bframes.FPS) < 0.05, done
+    assert done["decoded"] == len(packets), done

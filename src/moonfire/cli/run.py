@@ -183,6 +183,11 @@ class DaemonView:
             return RecorderState(growing, syncer.uncommitted(stream_id), syncer.open_id)
         return None
 
+    def start_new_streams(self) -> list[str]:
+        from moonfire.ingest.daemon import start_new_streams
+
+        return start_new_streams(self._daemon)
+
 
 def refuse_open_listen(data_dir: str, host: str, allow_unauthenticated: bool) -> None:
     """Listening beyond loopback with no user would let anyone on the network watch."""

@@ -14,15 +14,15 @@ capped at ``MAX_BODY_BYTES``: the API's bodies are small JSON objects.
 from __future__ import annotations
 
 import functools
-import html
+import hashlib
 import importlib.resources
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-import moonfire
 from moonfire.ingest.live import LiveFeeds
+from moonfire.web import admin
 from moonfire.web.api import Api
 from moonfire.web.auth import Auth
 from moonfire.web.context import WebContext
@@ -77,34 +77,37 @@ def build_app(
     app.add_routes(api.routes())
     app.add_routes(view.routes())
     app.add_routes(metrics.routes())
+    app.add_routes(admin.routes(ctx, auth, recorder))
     if feeds is not None:
         from moonfire.web import live  # noqa: PLC0415 - only a recorder has live feeds
 
         app.add_routes(live.routes(feeds, ctx.db, auth))
-    app.add_routes([web.get("/", _index), web.get("/player.html", _player)])
+    app.add_routes([
+        web.get("/", _index),
+        web.get("/player.html", _player),
+        web.get("/static/{path:.+}", _static),
+    ])
     return app
 
 
 async def _index(request: web.Request) -> web.Response:
-    """Until the web UI exists: what is running, and where the API is."""
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>moonfire</title></head>
-<body>
-<h1>moonfire {html.escape(moonfire.__version__)}</h1>
-<p>The recorder is running. Its HTTP API is Moonfire NVR's: start at
-<a href="/api/?days=true"><code>/api/?days=true</code></a>.</p>
-<p>Watch the cameras, live or recorded, in the minimal
-<a href="/player.html">player</a>.</p>
-</body></html>
-"""
-    return web.Response(text=body, content_type="text/html", headers={"Cache-Control": "public"})
+    """The web UI (``static/index.html``, which loads ``static/js/app.js``)."""
+    return _static_response("index.html", request)
+
+
+#: The content types of what ``static/`` holds; any other name is a 404.
+STATIC_TYPES = {
+    ".html": "text/html", ".js": "text/javascript", ".css": "text/css",
+    ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon", ".txt": "text/plain",
+}
 
 
 @functools.cache
 def static_file(name: str) -> bytes:
     """A file shipped in ``moonfire/web/static`` (package data), read once: they are small
     and change only with the installed package."""
-    return importlib.resources.files("moonfire.web").joinpath("static").joinpath(name).read_bytes()
+    static = importlib.resources.files("moonfire.web").joinpath("static")
+    return static.joinpath(*name.split("/")).read_bytes()
 
 
 async def _player(request: web.Request) -> web.Response:
@@ -114,3 +117,37 @@ async def _player(request: web.Request) -> web.Response:
         body=static_file("player.html"), content_type="text/html", charset="utf-8",
         headers={"Cache-Control": "public"},
     )
+
+
+@functools.cache
+def _static_etag(name: str) -> str:
+    return '"' + hashlib.blake2b(static_file(name), digest_size=12).hexdigest() + '"'
+
+
+def _static_response(name: str, request: web.Request) -> web.Response:
+    """A shipped file with a strong ETag and ``no-cache``: the browser revalidates (a 304)
+    so an upgraded moonfire's UI is used at once, without hashed names or a build step."""
+    etag = _static_etag(name)
+    headers = {"Cache-Control": "no-cache", "ETag": etag}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    suffix = name[name.rfind("."):]
+    return web.Response(
+        body=static_file(name), content_type=STATIC_TYPES[suffix],
+        charset=None if suffix in (".png", ".ico") else "utf-8", headers=headers,
+    )
+
+
+async def _static(request: web.Request) -> web.Response:
+    """``/static/<path>``: the UI's modules and styles, from the installed package."""
+    path = request.match_info["path"]
+    parts = path.split("/")
+    suffix = path[path.rfind("."):] if "." in parts[-1] else ""
+    if suffix not in STATIC_TYPES or any(p in ("", ".", "..") or p.startswith(".")
+                                         for p in parts):
+        raise web.HTTPNotFound(text=f"no static file {path}")
+    try:
+        static_file(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise web.HTTPNotFound(text=f"no static file {path}") from None
+    return _static_response(path, request)

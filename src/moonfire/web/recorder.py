@@ -67,3 +67,9 @@ class RecorderView(Protocol):
     def recorder_state(self, stream_id: int) -> RecorderState | None:
         """The stream's recordings not yet committed (None: no streamer records it here)."""
         ...
+
+    def start_new_streams(self) -> list[str]:
+        """Start recording every stream that should record and has no streamer yet (a
+        camera the setup page just added); their names.  Blocks briefly (it may open a
+        sample file directory): call it off the event loop."""
+        ...
