@@ -186,8 +186,10 @@ def test_stream_counters_match_the_database_and_the_daemon(recorded):
         assert value(samples, "moonfire_stream_reconnects_total", **labels) == (
             recorded.daemon_status(s)["errors"]) == 0
         assert value(samples, "moonfire_stream_last_frame_age_seconds", **labels) < 3
-        assert value(samples, "moonfire_stream_state", state="recording", **labels) == 1
-        assert value(samples, "moonfire_stream_state", state="failed", **labels) == 0
+        # A series for every state `moonfire status` can show, a file's end and live only too.
+        assert {state: value(samples, "moonfire_stream_state", state=state, **labels)
+                for state in ("recording", "retrying", "failed", "ended", "live only")} == {
+            "recording": 1, "retrying": 0, "failed": 0, "ended": 0, "live only": 0}
     # The stream this process doesn't record has its budget, but no recorder counters.
     assert value(samples, "moonfire_stream_retain_bytes", camera="back", stream="main") == 2**20
     assert ("moonfire_stream_frames_total",

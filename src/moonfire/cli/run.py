@@ -172,7 +172,7 @@ class DaemonView:
         from moonfire.web.unsaved import RecorderState
 
         for streamer in self._daemon.streamers:
-            if streamer.stream.id != stream_id:
+            if streamer.stream.id != stream_id or streamer.live_only:
                 continue
             syncer = self._daemon.syncers.get(streamer.stream.sample_file_dir_id)
             if syncer is None:

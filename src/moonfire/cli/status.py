@@ -64,8 +64,8 @@ def status_lines(data_dir: str, now: float | None = None) -> list[str]:
             for stream in camera.streams:
                 name = f"{camera.short_name}/{stream.type}"
                 last = db.last_recording(stream.id)
-                if not stream.record and last is None:
-                    continue  # a sub stream kept for live view only
+                if not stream.record and last is None and name not in published:
+                    continue  # a sub stream kept for live view, which no daemon streams
                 last_text = "no recordings"
                 if last is not None:
                     last_text = f"last recording ends {format_time(last.end_time_90k)}"

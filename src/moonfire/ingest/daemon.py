@@ -182,7 +182,8 @@ class Daemon:
             self._publisher.start()
 
     def statuses(self) -> list[dict[str, Any]]:
-        """The latest status of every stream to record, in stream order, the unstarted last."""
+        """The latest status of every stream to record (the live-only ones after them), the
+        unstarted last."""
         return list(self.statuses_by_stream_id().values())
 
     def statuses_by_stream_id(self) -> dict[int, dict[str, Any]]:

@@ -21,13 +21,15 @@ Prometheus, give it a user of its own with only ``viewVideo``
 The metrics (``camera`` and ``stream`` label a stream: ``front``, ``main``;
 ``dir`` a sample file directory by name):
 
-* per stream this process records: ``moonfire_stream_frames_total``,
+* per stream this process records (or streams for live view only):
+  ``moonfire_stream_frames_total``,
   ``moonfire_stream_recordings_total`` and ``moonfire_stream_recorded_bytes_total``
   (the recordings committed by this process and their sample file bytes),
   ``moonfire_stream_reconnects_total`` (sessions that ended in an error),
   ``moonfire_stream_last_frame_age_seconds`` (to about a second: the daemon notes
   the frame counts every second), ``moonfire_stream_state{state=...}`` (1 for
-  the state ``moonfire status`` shows, 0 for the others);
+  the state ``moonfire status`` shows, 0 for the others: ``recording``,
+  ``retrying``, ``failed``, ``ended``, ``live only``);
 * per stream that records: ``moonfire_stream_retain_bytes``,
   ``moonfire_stream_usage_bytes``, and ``moonfire_stream_retention_forecast_days``:
   how many days of video the budget holds at the bitrate recorded so far, as
@@ -66,7 +68,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from moonfire.db import Database, Stream
-from moonfire.ingest.status_file import FAILED, RECORDING, RETRYING
+from moonfire.ingest.status_file import ENDED, FAILED, LIVE_ONLY, RECORDING, RETRYING
 from moonfire.storage.retention import forecast_days
 from moonfire.web.auth import Auth
 from moonfire.web.context import WebContext
@@ -79,7 +81,8 @@ if TYPE_CHECKING:
 
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-STATES = (RECORDING, RETRYING, FAILED)
+#: Every state a stream's ``moonfire_stream_state`` gauge has a series for.
+STATES = (RECORDING, RETRYING, FAILED, ENDED, LIVE_ONLY)
 STREAM_LABELS = ("camera", "stream")
 
 

@@ -30,11 +30,13 @@ NOT_RECORDED = "not recorded by this daemon"
 
 @dataclass(frozen=True, slots=True)
 class StreamStatus:
-    """One recorded stream, as the daemon last saw it."""
+    """One stream the daemon records (or streams for live view only), as it last saw it."""
 
-    #: ``recording``, ``retrying`` or ``failed`` (``moonfire.ingest.status_file``).
+    #: ``recording``, ``retrying``, ``failed``, ``ended`` or ``live only``
+    #: (``moonfire.ingest.status_file``).
     state: str
-    #: Why it is retrying or failed; None while recording.
+    #: Why it is retrying, failed or ended, or a live-only stream is idle; None while
+    #: recording or streaming.
     reason: str | None
     #: Frames received since the daemon started.
     frames: int
@@ -53,7 +55,7 @@ class RecorderView(Protocol):
         ...
 
     def stream_statuses(self) -> Mapping[int, StreamStatus]:
-        """Every stream the daemon records or failed to start, by stream id."""
+        """Every stream the daemon records, streams live only or failed to start, by id."""
         ...
 
     def syncers(self) -> Mapping[int, Syncer]:
