@@ -506,10 +506,10 @@ def test_demo_records_serves_the_player_and_prints_the_export_command(tmp_path):
             lines.append(line)
             if line.startswith("watch it live: "):
                 break
-        player_url = lines[-1].split(": ", 1)[1].strip()
-        assert player_url.startswith(f"http://127.0.0.1:{port}/player.html?live=")
-        with urllib.request.urlopen(player_url, timeout=10) as page:
-            assert page.status == 200 and b"<video" in page.read()
+        ui_url = lines[-1].split(": ", 1)[1].strip()
+        assert ui_url == f"http://127.0.0.1:{port}/#/live"
+        with urllib.request.urlopen(ui_url, timeout=10) as page:  # the fragment stays here
+            assert page.status == 200 and b'<script type="module"' in page.read()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/", timeout=10) as api:
             assert [c["shortName"] for c in json.loads(api.read())["cameras"]] == ["demo"]
         rest, err = proc.communicate(timeout=90)

@@ -16,7 +16,6 @@ import argparse
 import os
 import shlex
 import threading
-import uuid as uuidlib
 
 from moonfire.cli._stop import exit_code, stop_on_signals
 from moonfire.cli.main import CommandError
@@ -75,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
     listen = None if args.no_listen else parse_listen(args.listen)
     if listen is not None:
         refuse_open_listen(args.data_dir, listen[0], allow_unauthenticated=False)
-    camera_uuid = str(uuidlib.UUID(bytes=camera.uuid))
 
     def say_where(url: str, _daemon: object) -> None:
-        print(f"watch it live: {url}/player.html?live={camera_uuid}/main")
+        print(f"watch it live: {url}/#/live")
+        print(f"play it back:  {url}/#/play?camera={DEMO_CAMERA}")
         print(f"the API:       {url}/api/?days=true")
 
     print(f"recording camera {DEMO_CAMERA!r} ({camera.main.url}) for {args.seconds:g} s ...")
