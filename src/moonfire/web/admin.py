@@ -324,7 +324,8 @@ class Admin:
             camera = find_camera(db, uuid_text)
             if any(s.id in recording for s in camera.streams):
                 raise plain_error(web.HTTPConflict, f"camera {camera.short_name!r} is being "
-                                  "recorded by this moonfire run; set its URLs empty and "
+                                  "recorded (or streamed for live view) by this moonfire "
+                                  "run; set its URLs empty and "
                                   "restart it, then remove the camera once its recordings "
                                   "are gone")
             try:
