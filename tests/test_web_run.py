@@ -135,3 +135,16 @@ def test_run_says_which_address_it_cannot_listen_on(data_dir):
     assert proc.returncode == 1, out
     assert f"can't listen on 127.0.0.1:{port}" in out
     assert "Traceback" not in out
+
+
+def test_run_listens_where_moonfire_listen_says_without_listen(data_dir, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("MOONFIRE_LISTEN", f"127.0.0.1:{port}")
+    proc = start_run(data_dir)
+    try:
+        doc = wait_for_api(port, proc)
+        assert [c["shortName"] for c in doc["cameras"]] == ["front"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert f"127.0.0.1:{port}" in out

@@ -20,7 +20,7 @@ import threading
 from moonfire.cli._stop import exit_code, stop_on_signals
 from moonfire.cli.main import CommandError
 from moonfire.cli.recordings import split_runs
-from moonfire.cli.run import DEFAULT_LISTEN, refuse_open_listen, web_starter
+from moonfire.cli.run import DEFAULT_LISTEN, default_listen, refuse_open_listen, web_starter
 from moonfire.db import Camera, RecordingRow, UnknownCameraError
 from moonfire.sizes import format_size
 from moonfire.storage import data_dir as datadir
@@ -54,9 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--listen",
-        default=DEFAULT_LISTEN,
+        default=default_listen(),
         metavar="ADDR:PORT",
-        help=f"serve the player and API here while recording (loopback; default {DEFAULT_LISTEN})",
+        help="serve the web UI and API here while recording (loopback; default "
+        f"$MOONFIRE_LISTEN or {DEFAULT_LISTEN})",
     )
     p.add_argument("--no-listen", action="store_true", help="don't serve HTTP")
     p.set_defaults(func=run)

@@ -9,6 +9,7 @@ connection (``moonfire.web``), so recording never waits for it.
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
+def default_listen() -> str:
+    """``--listen``'s default: ``$MOONFIRE_LISTEN`` if set (a service's environment, or a
+    test run with several recorders at once), else loopback port 8080."""
+    return os.environ.get("MOONFIRE_LISTEN") or DEFAULT_LISTEN
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run",
@@ -41,9 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--listen",
-        default=DEFAULT_LISTEN,
+        default=default_listen(),
         metavar="ADDR:PORT",
-        help=f"serve the HTTP API and web UI here (default {DEFAULT_LISTEN}; [::1]:8080 for IPv6)",
+        help=f"serve the HTTP API and web UI here (default $MOONFIRE_LISTEN or {DEFAULT_LISTEN}; "
+        "[::1]:8080 for IPv6)",
     )
     p.add_argument("--no-listen", action="store_true", help="don't serve HTTP at all")
     p.add_argument(
