@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import time
 import urllib.request
 from email.message import Message
@@ -21,9 +20,8 @@ import av
 import pytest
 
 from moonfire.storage import data_dir as datadir
-from tests.support.cli import moonfire_process
 from tests.support.net import free_port
-from tests.test_web_run import start_run, wait_for_api
+from tests.support.run import data_dir_with_camera, moonfire_run, wait_for_api
 
 #: 1 Mbit/s: the writer's 64 KiB buffer reaches the file about twice a second (what is
 #: still buffered isn't served yet).
@@ -32,15 +30,7 @@ URL = "testsrc://?size=320x240&fps=15&bitrate=1M&gop=15"
 
 @pytest.fixture
 def data_dir(tmp_path) -> str:
-    path = str(tmp_path / "data")
-    for argv in (
-        ("init",),
-        ("camera", "add", "front", "--url", URL, "--retain", "100MiB",
-         "--rotate-seconds", "60"),
-    ):
-        done = moonfire_process(*argv, "--data-dir", path)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return path
+    return data_dir_with_camera(str(tmp_path / "data"), URL, "--rotate-seconds", "60")
 
 
 def get(url: str) -> tuple[Message, bytes]:
@@ -69,9 +59,8 @@ def growing_row(base: str, deadline: float, more_than: int = 0) -> dict:
 
 def test_the_recording_being_written_is_listed_and_served_as_it_grows(data_dir):
     port = free_port()
-    proc = start_run(data_dir, "--listen", f"127.0.0.1:{port}")
-    try:
-        doc = wait_for_api(port, proc)
+    with moonfire_run(data_dir, "--listen", f"127.0.0.1:{port}") as run:
+        doc = wait_for_api(port, run.proc)
         base = f"http://127.0.0.1:{port}/api/cameras/{doc['cameras'][0]['uuid']}/main"
         first = growing_row(base, time.monotonic() + 20)
         assert first["firstUncommitted"] == first["startId"]
@@ -98,14 +87,7 @@ def test_the_recording_being_written_is_listed_and_served_as_it_grows(data_dir):
         assert decoded_frames(later_data) >= later["videoSamples"]
         _, pinned_again = get(f"{base}/view.mp4?s={spec}.0-{rel_end}")
         assert decoded_frames(pinned_again) == first["videoSamples"]
-
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, out
+    assert run.returncode == 0, run.output
     with datadir.open_db(data_dir, read_only=True) as db:
         stream_id = db.list_cameras()[0].main.id
         (row,) = db.list_recordings(stream_id)

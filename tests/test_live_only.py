@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import signal
 import time
 import urllib.request
 
@@ -29,8 +28,8 @@ from moonfire.storage import data_dir as datadir
 from moonfire.storage.syncer import SampleDirectoryFailedError
 from tests.support.cli import moonfire_process
 from tests.support.net import free_port
+from tests.support.run import data_dir_with_camera, moonfire_run, wait_for_api
 from tests.test_ingest import wait_for
-from tests.test_web_run import start_run, wait_for_api
 
 MAIN_URL = "testsrc://?size=160x120&fps=10&bitrate=50k&gop=10"
 SUB_URL = "testsrc://?size=160x120&fps=15&bitrate=50k&gop=15"
@@ -38,14 +37,9 @@ FRAMES = 20
 
 
 def make_data_dir(path: str) -> str:
-    for argv in (
-        ("init",),
-        ("camera", "add", "front", "--url", MAIN_URL, "--retain", "100MiB",
-         "--sub-url", SUB_URL, "--sub-retain", "0", "--rotate-seconds", "1"),
-    ):
-        done = moonfire_process(*argv, "--data-dir", path)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return path
+    return data_dir_with_camera(
+        path, MAIN_URL, "--sub-url", SUB_URL, "--sub-retain", "0", "--rotate-seconds", "1"
+    )
 
 
 async def watch(url: str, messages: int) -> tuple[list[bytes], float]:
@@ -86,9 +80,8 @@ def test_live_only_sub_stream_is_watchable_and_never_recorded(tmp_path):
     data_dir = make_data_dir(str(tmp_path / "data"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_run(data_dir, "--listen", f"127.0.0.1:{port}")
-    try:
-        doc = wait_for_api(port, proc)
+    with moonfire_run(data_dir, "--listen", f"127.0.0.1:{port}") as run:
+        doc = wait_for_api(port, run.proc)
         camera = doc["cameras"][0]
         assert camera["streams"]["sub"]["record"] is False
         # Nobody watches yet: not connected, and every view of the state says so.
@@ -128,14 +121,8 @@ def test_live_only_sub_stream_is_watchable_and_never_recorded(tmp_path):
         metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
         assert 'moonfire_stream_state{camera="front",state="live only",stream="sub"} 1.0' in (
             metrics), metrics
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, out
-    assert "1 more for live view only" in out, out
+    assert run.returncode == 0, run.output
+    assert "1 more for live view only" in run.output, run.output
     with datadir.open_db(data_dir, read_only=True) as db:
         front = db.get_camera("front")
         assert front.sub is not None

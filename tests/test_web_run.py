@@ -10,11 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -24,44 +20,15 @@ import pytest
 
 from moonfire.playback.fragment import init_segment
 from moonfire.storage import data_dir as datadir
-from tests.support.cli import moonfire_process
 from tests.support.net import free_port
+from tests.support.run import data_dir_with_camera, moonfire_run, start_run, wait_for_api
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_URL = "testsrc://?size=320x240&fps=15&bitrate=100k&gop=15"
-
-
-def start_run(data_dir: str, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
-    return subprocess.Popen(
-        [sys.executable, "-m", "moonfire", "run", "--data-dir", data_dir, *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
-def wait_for_api(port: int, proc: subprocess.Popen, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/?days=true", timeout=5) as r:
-                return json.loads(r.read())
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the API never answered")
 
 
 @pytest.fixture
 def data_dir(tmp_path) -> str:
-    path = str(tmp_path / "data")
-    for argv in (
-        ("init",),
-        ("camera", "add", "front", "--url", MAIN_URL, "--retain", "100MiB",
-         "--rotate-seconds", "1"),
-    ):
-        done = moonfire_process(*argv, "--data-dir", path)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return path
+    return data_dir_with_camera(str(tmp_path / "data"), MAIN_URL, "--rotate-seconds", "1")
 
 
 async def watch_live(port: int, camera_uuid: str, messages: int) -> list[bytes]:
@@ -81,9 +48,8 @@ async def watch_live(port: int, camera_uuid: str, messages: int) -> list[bytes]:
 
 def test_run_serves_the_api_and_live_view_while_recording(data_dir):
     port = free_port()
-    proc = start_run(data_dir, "--listen", f"127.0.0.1:{port}")
-    try:
-        doc = wait_for_api(port, proc)
+    with moonfire_run(data_dir, "--listen", f"127.0.0.1:{port}") as run:
+        doc = wait_for_api(port, run.proc)
         (camera,) = doc["cameras"]
         assert camera["shortName"] == "front" and camera["streams"]["main"]["record"] is True
         messages = asyncio.run(watch_live(port, camera["uuid"], 30))
@@ -108,14 +74,8 @@ def test_run_serves_the_api_and_live_view_while_recording(data_dir):
         ) as r:
             with av.open(io.BytesIO(r.read())) as container:
                 assert sum(1 for _ in container.decode(video=0)) > 0
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, out
-    assert "serving the API" in out
+    assert run.returncode == 0, run.output
+    assert "serving the API" in run.output
 
 
 def test_run_refuses_to_listen_beyond_loopback_without_users(data_dir):
@@ -140,11 +100,7 @@ def test_run_says_which_address_it_cannot_listen_on(data_dir):
 def test_run_listens_where_moonfire_listen_says_without_listen(data_dir, monkeypatch):
     port = free_port()
     monkeypatch.setenv("MOONFIRE_LISTEN", f"127.0.0.1:{port}")
-    proc = start_run(data_dir)
-    try:
-        doc = wait_for_api(port, proc)
+    with moonfire_run(data_dir) as run:
+        doc = wait_for_api(port, run.proc)
         assert [c["shortName"] for c in doc["cameras"]] == ["front"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    assert f"127.0.0.1:{port}" in out
+    assert f"127.0.0.1:{port}" in run.output

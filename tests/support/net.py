@@ -14,11 +14,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM ``proc`` and wait for it; SIGKILL if it doesn't stop within ``timeout``."""
+def stop_process(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """SIGTERM ``proc`` and wait for it; SIGKILL if it doesn't stop within ``timeout`` (its
+    ``returncode`` then says so).  Returns what it printed to a text-mode ``stdout`` pipe,
+    read to the end (a pipe left unread can stall the process), or "" if it has none."""
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout)
+        out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait()
+        out, _ = proc.communicate()
+    return out or ""

@@ -14,11 +14,12 @@ says ``need_transform`` and ``to_sample`` converts each packet.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from moonfire.errors import MoonfireError
 
-__all__ = ["CodecError", "SampleEntry", "UnsupportedCodecError"]
+__all__ = ["CodecError", "CodecSampleEntry", "SampleEntry", "UnsupportedCodecError"]
 
 
 class CodecError(MoonfireError, ValueError):
@@ -89,3 +90,34 @@ class SampleEntry(Protocol):
         this codec (H.264: an SPS and a PPS; H.265: a VPS, an SPS and a PPS), else None (a
         partial update)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class CodecSampleEntry:
+    """The fields every codec's ``SampleEntry`` holds, and the members every codec derives from
+    them the same way.  A codec's entry (``h264.AvcSampleEntry``, ``h265.HevcSampleEntry``)
+    subclasses it and adds what needs its bitstream: ``to_sample``, ``is_key_frame`` and the
+    parameter set methods."""
+
+    #: The complete sample entry box (``box``), as stored in ``video_sample_entry.data``.
+    data: bytes
+    width: int
+    height: int
+    rfc6381_codec: str
+    need_transform: bool
+    #: Bytes of each NAL unit's length prefix in a sample (from the codec's configuration
+    #: record; 4 when we build the record).
+    nal_length_size: int = 4
+
+    @property
+    def fourcc(self) -> bytes:
+        """The box type: the codec modules only make entries of their own, checked, type."""
+        return self.data[4:8]
+
+    @property
+    def box(self) -> bytes:
+        return self.data
+
+    @property
+    def codec_string(self) -> str:
+        return self.rfc6381_codec

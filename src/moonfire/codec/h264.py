@@ -26,6 +26,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from moonfire.codec.base import CodecSampleEntry
 from moonfire.codec.h264_sps import (
     NAL_TYPE_AUD,
     NAL_TYPE_IDR,
@@ -42,7 +43,15 @@ from moonfire.codec.h264_sps import (
     parse_sps,
     rbsp_from_nal,
 )
-from moonfire_core.annexb import annex_b_to_avc, is_annex_b, split_annex_b
+from moonfire.codec.nal_units import (
+    annex_b_parameter_sets,
+    extradata_from_parameter_sets,
+    length_prefixed_nals,
+    nals_by_type,
+    u16_length_nals,
+)
+from moonfire.codec.visual_entry import read_visual_sample_entry, visual_sample_entry
+from moonfire_core.annexb import annex_b_to_avc, is_annex_b
 
 __all__ = [
     "NAL_TYPE_AUD",
@@ -75,10 +84,6 @@ __all__ = [
 FOURCC = b"avc1"
 
 _PARAMETER_SET_TYPES = (NAL_TYPE_SPS, NAL_TYPE_PPS)
-_START_CODE = b"\x00\x00\x00\x01"
-
-#: Size of an ``avc1`` box without its children (brief §4.1: avc1 length = 86 + avcC length).
-AVC1_HEADER_BYTES = 86
 
 
 class DecoderConfigError(H264Error):
@@ -162,97 +167,39 @@ def parse_avc_decoder_config(record: bytes) -> AvcDecoderConfig:
 
 def _read_nal_list(record: bytes, offset: int, count: int, name: str) -> tuple[list[bytes], int]:
     """``count`` u16-length-prefixed NAL units starting after the count byte at ``offset``."""
-    offset += 1
-    nals = []
-    for i in range(count):
-        if offset + 2 > len(record):
-            raise DecoderConfigError(
-                f"AVCDecoderConfigurationRecord truncated at offset {offset}: "
-                f"no length for {name} {i + 1} of {count}"
-            )
-        (length,) = struct.unpack_from(">H", record, offset)
-        offset += 2
-        if offset + length > len(record):
-            raise DecoderConfigError(
-                f"AVCDecoderConfigurationRecord truncated at offset {offset}: {name} {i + 1} of "
-                f"{count} needs {length} bytes, {len(record) - offset} left"
-            )
-        nals.append(record[offset : offset + length])
-        offset += length
-    return nals, offset
+    return u16_length_nals(
+        record, offset + 1, count, DecoderConfigError, "AVCDecoderConfigurationRecord", name
+    )
 
 
 # --- sample entries ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class AvcSampleEntry:
+class AvcSampleEntry(CodecSampleEntry):
     """A ``video_sample_entry`` of H.264: the ``avc1`` box plus what the recorder needs to know.
 
     Implements ``moonfire.codec.base.SampleEntry`` (``box`` is ``data``, ``codec_string`` is
-    ``rfc6381_codec``).  ``need_transform`` is true when samples arrive in Annex B form and must
-    be converted (``to_sample``) before they are written.
+    ``rfc6381_codec``; ``nal_length_size`` comes from ``avcC``).  ``need_transform`` is true
+    when samples arrive in Annex B form and must be converted (``to_sample``) before they are
+    written.
     """
-
-    data: bytes
-    width: int
-    height: int
-    rfc6381_codec: str
-    need_transform: bool
-    #: Bytes of each NAL unit's length prefix in a sample (from ``avcC``; 4 when we build it).
-    nal_length_size: int = 4
-
-    @property
-    def fourcc(self) -> bytes:
-        return FOURCC
-
-    @property
-    def box(self) -> bytes:
-        return self.data
-
-    @property
-    def codec_string(self) -> str:
-        return self.rfc6381_codec
 
     def to_sample(self, packet: bytes) -> bytes:
         return annex_b_to_avc(packet) if self.need_transform else packet
 
     def is_key_frame(self, sample: bytes) -> bool:
         """True if the sample holds a slice of an IDR picture."""
-        return any(nal and nal_type(nal) == NAL_TYPE_IDR for nal in self._nal_units(sample))
+        return any(
+            nal and nal_type(nal) == NAL_TYPE_IDR
+            for nal in length_prefixed_nals(sample, self.nal_length_size, SampleError)
+        )
 
     def parameter_sets(self, annex_b: bytes) -> tuple[bytes, ...]:
-        nals = split_annex_b(annex_b)
-        return tuple(dict.fromkeys(n for n in nals if n and nal_type(n) in _PARAMETER_SET_TYPES))
+        return annex_b_parameter_sets(annex_b, _PARAMETER_SET_TYPES, nal_type)
 
     def extradata_from_parameter_sets(self, nals: Sequence[bytes]) -> bytes | None:
-        types = {nal_type(n) for n in nals if n}
-        if NAL_TYPE_SPS not in types or NAL_TYPE_PPS not in types:
-            return None
-        return b"".join(_START_CODE + n for n in nals)
-
-    def _nal_units(self, sample: bytes) -> list[bytes]:
-        """The NAL units of a length-prefixed sample."""
-        size = self.nal_length_size
-        view = memoryview(sample)
-        nals = []
-        offset = 0
-        while offset < len(view):
-            if offset + size > len(view):
-                raise SampleError(
-                    f"sample truncated at offset {offset}: {len(view) - offset} bytes left for a "
-                    f"{size}-byte NAL unit length"
-                )
-            length = int.from_bytes(view[offset : offset + size], "big")
-            offset += size
-            if offset + length > len(view):
-                raise SampleError(
-                    f"sample truncated at offset {offset}: NAL unit of {length} bytes, "
-                    f"{len(view) - offset} left"
-                )
-            nals.append(bytes(view[offset : offset + length]))
-            offset += length
-        return nals
+        return extradata_from_parameter_sets(nals, _PARAMETER_SET_TYPES, nal_type)
 
 
 def avc1_box(avc_config_record: bytes, width: int, height: int) -> bytes:
@@ -260,21 +207,7 @@ def avc1_box(avc_config_record: bytes, width: int, height: int) -> bytes:
     if not (0 < width <= 0xFFFF and 0 < height <= 0xFFFF):
         raise SampleEntryError(f"picture size {width}x{height} does not fit the avc1 u16 fields")
     avcc = struct.pack(">I4s", 8 + len(avc_config_record), b"avcC") + avc_config_record
-    header = struct.pack(
-        ">I4s6xH16xHHIIIH32xHh",
-        AVC1_HEADER_BYTES + len(avcc),
-        FOURCC,
-        1,  # data_reference_index
-        width,
-        height,
-        0x00480000,  # horizresolution: 72 dpi, 16.16
-        0x00480000,  # vertresolution
-        0,  # reserved
-        1,  # frame_count
-        0x0018,  # depth: colour, no alpha
-        -1,  # pre_defined
-    )
-    return header + avcc
+    return visual_sample_entry(FOURCC, width, height, avcc)
 
 
 def _rfc6381_codec(sps: bytes) -> str:
@@ -290,9 +223,8 @@ def sample_entry_from_extradata(extradata: bytes) -> AvcSampleEntry:
         # the avcC parser when the stream setup (SDP sprop-parameter-sets) had no SPS/PPS.
         raise DecoderConfigError("camera sent no SPS/PPS in its stream setup (extradata is empty)")
     if is_annex_b(extradata):
-        nals = split_annex_b(extradata)
-        sps_list = [nal for nal in nals if nal_type(nal) == NAL_TYPE_SPS]
-        pps_list = [nal for nal in nals if nal_type(nal) == NAL_TYPE_PPS]
+        found = nals_by_type(extradata, _PARAMETER_SET_TYPES, nal_type, header_bytes=1)
+        sps_list, pps_list = found[NAL_TYPE_SPS], found[NAL_TYPE_PPS]
         if len(sps_list) != 1:
             raise DecoderConfigError(f"extradata has {len(sps_list)} SPS NAL units; expected 1")
         if not pps_list:
@@ -326,19 +258,7 @@ def sample_entry_from_avc1(data: bytes) -> AvcSampleEntry:
     is already length-prefixed.
     """
     data = bytes(data)
-    if len(data) < AVC1_HEADER_BYTES + 8:
-        raise SampleEntryError(
-            f"avc1 box of {len(data)} bytes is too short; at least {AVC1_HEADER_BYTES + 8} expected"
-        )
-    size, box_type = struct.unpack_from(">I4s", data, 0)
-    if box_type != FOURCC:
-        raise SampleEntryError(f"box type at offset 4 is {box_type!r}; expected {FOURCC!r}")
-    if size != len(data):
-        raise SampleEntryError(
-            f"avc1 box size field is {size} at offset 0; the data is {len(data)} bytes"
-        )
-    width, height = struct.unpack_from(">HH", data, 32)
-    record = _find_child(data, AVC1_HEADER_BYTES, b"avcC")
+    width, height, record = read_visual_sample_entry(data, FOURCC, b"avcC", SampleEntryError)
     config = parse_avc_decoder_config(record)
     sps = config.sps[0]
     info = parse_sps(sps)
@@ -354,20 +274,3 @@ def sample_entry_from_avc1(data: bytes) -> AvcSampleEntry:
         need_transform=False,
         nal_length_size=config.nal_length_size,
     )
-
-
-def _find_child(data: bytes, offset: int, wanted: bytes) -> bytes:
-    """The payload of the first child box of type ``wanted`` from ``offset`` to the end."""
-    while offset < len(data):
-        if offset + 8 > len(data):
-            raise SampleEntryError(f"avc1 box truncated at offset {offset}: partial child header")
-        size, box_type = struct.unpack_from(">I4s", data, offset)
-        if size < 8 or offset + size > len(data):
-            raise SampleEntryError(
-                f"child box {box_type!r} at offset {offset} has size {size}; "
-                f"{len(data) - offset} bytes remain"
-            )
-        if box_type == wanted:
-            return data[offset + 8 : offset + size]
-        offset += size
-    raise SampleEntryError(f"avc1 box has no {wanted.decode()} child")

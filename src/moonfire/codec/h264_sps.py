@@ -235,7 +235,7 @@ def parse_sps(sps: bytes) -> SpsInfo:
 
     coded_width = 16 * width_in_mbs
     coded_height = 16 * height_in_map_units * (1 if frame_mbs_only else 2)
-    crop_unit_x, crop_unit_y = _crop_units(chroma_format_idc, separate_colour_plane)
+    crop_unit_x, crop_unit_y = chroma_subsampling(chroma_format_idc, separate_colour_plane)
     if not frame_mbs_only:
         crop_unit_y *= 2
     left, right = crop[0] * crop_unit_x, crop[1] * crop_unit_x
@@ -267,10 +267,12 @@ def parse_sps(sps: bytes) -> SpsInfo:
     )
 
 
-def _crop_units(chroma_format_idc: int, separate_colour_plane: bool) -> tuple[int, int]:
-    """(CropUnitX, CropUnitY) for frame pictures (H.264 eq. 7-19..7-22, Table 6-1).
+def chroma_subsampling(chroma_format_idc: int, separate_colour_plane: bool) -> tuple[int, int]:
+    """(SubWidthC, SubHeightC) (H.264 and H.265 Table 6-1): the units, in luma samples, of
+    H.264 frame cropping (CropUnitX/Y of a frame picture, eq. 7-19..7-22) and of the H.265
+    conformance window, so ``h265_sps`` uses it too.
 
-    Monochrome or separately coded planes crop in luma samples; otherwise in chroma samples:
+    Monochrome or separately coded planes count in luma samples; otherwise in chroma samples:
     4:2:0 is subsampled both ways, 4:2:2 horizontally only, 4:4:4 not at all.
     """
     if separate_colour_plane or chroma_format_idc == 0:

@@ -28,6 +28,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from moonfire.codec.base import CodecSampleEntry
 from moonfire.codec.h265_sps import (
     IRAP_NAL_TYPES,
     NAL_TYPE_AUD,
@@ -43,8 +44,15 @@ from moonfire.codec.h265_sps import (
     nal_type,
     parse_sps,
 )
-from moonfire.codec.visual_entry import HEADER_BYTES, child_box, visual_sample_entry
-from moonfire_core.annexb import annex_b_to_avc, is_annex_b, split_annex_b
+from moonfire.codec.nal_units import (
+    annex_b_parameter_sets,
+    extradata_from_parameter_sets,
+    length_prefixed_nals,
+    nals_by_type,
+    u16_length_nals,
+)
+from moonfire.codec.visual_entry import read_visual_sample_entry, visual_sample_entry
+from moonfire_core.annexb import annex_b_to_avc, is_annex_b
 
 __all__ = [
     "FOURCC",
@@ -87,7 +95,6 @@ PLAYERS = (
 #: The parameter set types, in the order ``hvcC`` lists their arrays.
 PARAMETER_SET_TYPES = (NAL_TYPE_VPS, NAL_TYPE_SPS, NAL_TYPE_PPS)
 _PARAMETER_SET_NAMES = {NAL_TYPE_VPS: "VPS", NAL_TYPE_SPS: "SPS", NAL_TYPE_PPS: "PPS"}
-_START_CODE = b"\x00\x00\x00\x01"
 #: The fixed fields of an HEVCDecoderConfigurationRecord, before numOfArrays.
 _RECORD_HEADER_BYTES = 22
 
@@ -195,23 +202,17 @@ def parse_hevc_decoder_config(record: bytes) -> HevcDecoderConfig:
             )
         kind = record[offset] & 0x3F
         (count,) = struct.unpack_from(">H", record, offset + 1)
-        offset += 3
-        for j in range(count):
-            if offset + 2 > len(record):
-                raise DecoderConfigError(
-                    f"HEVCDecoderConfigurationRecord truncated at offset {offset}: no length "
-                    f"for NAL unit {j + 1} of {count} of type {kind}"
-                )
-            (length,) = struct.unpack_from(">H", record, offset)
-            offset += 2
-            if offset + length > len(record):
-                raise DecoderConfigError(
-                    f"HEVCDecoderConfigurationRecord truncated at offset {offset}: NAL unit "
-                    f"{j + 1} of {count} of type {kind} needs {length} bytes, "
-                    f"{len(record) - offset} left"
-                )
-            arrays.setdefault(kind, []).append(record[offset : offset + length])
-            offset += length
+        nals, offset = u16_length_nals(
+            record,
+            offset + 3,
+            count,
+            DecoderConfigError,
+            "HEVCDecoderConfigurationRecord",
+            "NAL unit",
+            f" of type {kind}",
+        )
+        if nals:  # an empty array leaves no entry, so ``arrays`` lists what the record holds
+            arrays.setdefault(kind, []).extend(nals)
     sps_count = len(arrays.get(NAL_TYPE_SPS, ()))
     if sps_count != 1:
         raise DecoderConfigError(
@@ -254,33 +255,15 @@ def hvc1_box(hevc_config_record: bytes, width: int, height: int) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class HevcSampleEntry:
+class HevcSampleEntry(CodecSampleEntry):
     """A ``video_sample_entry`` of H.265: the ``hvc1`` box plus what the recorder needs.
 
-    Implements ``moonfire.codec.base.SampleEntry``.  ``in_record`` holds the record's parameter
-    sets (trailing zero bytes removed), so that ``to_sample`` can drop their in-band repeats.
+    Implements ``moonfire.codec.base.SampleEntry`` (``nal_length_size`` comes from ``hvcC``).
+    ``in_record`` holds the record's parameter sets (trailing zero bytes removed), so that
+    ``to_sample`` can drop their in-band repeats.
     """
 
-    data: bytes
-    width: int
-    height: int
-    rfc6381_codec: str
-    need_transform: bool
-    #: Bytes of each NAL unit's length prefix in a sample (from ``hvcC``; 4 when we build it).
-    nal_length_size: int = 4
     in_record: frozenset[bytes] = field(default_factory=frozenset)
-
-    @property
-    def fourcc(self) -> bytes:
-        return FOURCC
-
-    @property
-    def box(self) -> bytes:
-        return self.data
-
-    @property
-    def codec_string(self) -> str:
-        return self.rfc6381_codec
 
     def to_sample(self, packet: bytes) -> bytes:
         """Annex B → 4-byte length prefixes, without the VPS/SPS/PPS ``hvcC`` already holds."""
@@ -311,51 +294,20 @@ class HevcSampleEntry:
         """True if the sample holds a slice of an IRAP picture (NAL types 16-23)."""
         return any(
             nal and nal_type(nal) in IRAP_NAL_TYPES
-            for nal in _length_prefixed_nals(sample, self.nal_length_size)
+            for nal in length_prefixed_nals(sample, self.nal_length_size, SampleError)
         )
 
     def parameter_sets(self, annex_b: bytes) -> tuple[bytes, ...]:
-        nals = split_annex_b(annex_b)
-        return tuple(dict.fromkeys(n for n in nals if _is_parameter_set(n)))
+        return annex_b_parameter_sets(annex_b, PARAMETER_SET_TYPES, nal_type)
 
     def extradata_from_parameter_sets(self, nals: Sequence[bytes]) -> bytes | None:
-        types = {nal_type(n) for n in nals if n}
-        if not types.issuperset(PARAMETER_SET_TYPES):
-            return None
-        return b"".join(_START_CODE + n for n in nals)
+        return extradata_from_parameter_sets(nals, PARAMETER_SET_TYPES, nal_type)
 
 
 def _bare(nal: bytes) -> bytes:
     """A parameter set without trailing zero bytes: they are Annex B trailing_zero_8bits, not
     part of the NAL unit (its last byte holds the RBSP stop bit), yet extradata may keep them."""
     return nal.rstrip(b"\x00")
-
-
-def _is_parameter_set(nal: bytes) -> bool:
-    return bool(nal) and nal_type(nal) in _PARAMETER_SET_NAMES
-
-
-def _length_prefixed_nals(sample: bytes, size: int) -> list[bytes]:
-    """The NAL units of a sample whose NAL units each follow a ``size``-byte length."""
-    view = memoryview(sample)
-    nals = []
-    offset = 0
-    while offset < len(view):
-        if offset + size > len(view):
-            raise SampleError(
-                f"sample truncated at offset {offset}: {len(view) - offset} bytes left for a "
-                f"{size}-byte NAL unit length"
-            )
-        length = int.from_bytes(view[offset : offset + size], "big")
-        offset += size
-        if offset + length > len(view):
-            raise SampleError(
-                f"sample truncated at offset {offset}: NAL unit of {length} bytes, "
-                f"{len(view) - offset} left"
-            )
-        nals.append(bytes(view[offset : offset + length]))
-        offset += length
-    return nals
 
 
 def _entry(
@@ -384,11 +336,7 @@ def sample_entry_from_extradata(extradata: bytes) -> HevcSampleEntry:
         info = parse_sps(config.nals(NAL_TYPE_SPS)[0])
         box = hvc1_box(extradata, info.width, info.height)
         return _entry(box, config, info, need_transform=False)
-    nals = split_annex_b(extradata)
-    found = {
-        kind: [n for n in nals if len(n) >= 2 and nal_type(n) == kind]
-        for kind in PARAMETER_SET_TYPES
-    }
+    found = nals_by_type(extradata, PARAMETER_SET_TYPES, nal_type, header_bytes=2)
     if not found[NAL_TYPE_VPS]:
         raise DecoderConfigError("extradata has 0 VPS NAL units; expected at least 1")
     if len(found[NAL_TYPE_SPS]) != 1:
@@ -411,19 +359,8 @@ def sample_entry_from_hvc1(data: bytes) -> HevcSampleEntry:
     is already length-prefixed.
     """
     data = bytes(data)
-    if len(data) < HEADER_BYTES + 8:
-        raise SampleEntryError(
-            f"hvc1 box of {len(data)} bytes is too short; at least {HEADER_BYTES + 8} expected"
-        )
-    size, box_type = struct.unpack_from(">I4s", data, 0)
-    if box_type != FOURCC:
-        raise SampleEntryError(f"box type at offset 4 is {box_type!r}; expected {FOURCC!r}")
-    if size != len(data):
-        raise SampleEntryError(
-            f"hvc1 box size field is {size} at offset 0; the data is {len(data)} bytes"
-        )
-    width, height = struct.unpack_from(">HH", data, 32)
-    config = parse_hevc_decoder_config(child_box(data, b"hvcC", SampleEntryError))
+    width, height, record = read_visual_sample_entry(data, FOURCC, b"hvcC", SampleEntryError)
+    config = parse_hevc_decoder_config(record)
     info = parse_sps(config.nals(NAL_TYPE_SPS)[0])
     if (info.width, info.height) != (width, height):
         raise SampleEntryError(

@@ -174,7 +174,7 @@ def _parse_sps_rbsp(bits: h264_sps.BitReader) -> SpsInfo:
     bit_depth_luma = 8 + _ue_at_most(bits, "bit_depth_luma_minus8", 8)
     bit_depth_chroma = 8 + _ue_at_most(bits, "bit_depth_chroma_minus8", 8)
 
-    sub_width, sub_height = _chroma_subsampling(chroma_format_idc, separate_colour_plane)
+    sub_width, sub_height = h264_sps.chroma_subsampling(chroma_format_idc, separate_colour_plane)
     left, right = window[0] * sub_width, window[1] * sub_width
     top, bottom = window[2] * sub_height, window[3] * sub_height
     width, height = coded_width - left - right, coded_height - top - bottom
@@ -202,11 +202,3 @@ def _parse_sps_rbsp(bits: h264_sps.BitReader) -> SpsInfo:
         width=width,
         height=height,
     )
-
-
-def _chroma_subsampling(chroma_format_idc: int, separate_colour_plane: bool) -> tuple[int, int]:
-    """(SubWidthC, SubHeightC) (H.265 Table 6-1): the conformance window's units in luma
-    samples.  Monochrome and separately coded planes count in luma samples."""
-    if separate_colour_plane or chroma_format_idc == 0:
-        return 1, 1
-    return {1: (2, 2), 2: (2, 1), 3: (1, 1)}[chroma_format_idc]

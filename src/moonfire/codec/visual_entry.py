@@ -2,7 +2,8 @@
 
 Every video sample entry (``avc1``, ``hvc1``, ...) is the same 86-byte VisualSampleEntry header,
 with the codec's configuration box (``avcC``, ``hvcC``) and optional boxes (``pasp``) as
-children.  Codec modules build and read their boxes with these two functions.
+children.  Codec modules build their boxes with ``visual_sample_entry`` and read them with
+``read_visual_sample_entry`` (``child_box`` finds any other child).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import struct
 
 from moonfire.codec.base import CodecError
 
-__all__ = ["HEADER_BYTES", "child_box", "visual_sample_entry"]
+__all__ = ["HEADER_BYTES", "child_box", "read_visual_sample_entry", "visual_sample_entry"]
 
 #: Size of a VisualSampleEntry without its children.
 HEADER_BYTES = 86
@@ -55,3 +56,22 @@ def child_box(data: bytes, wanted: bytes, error: type[CodecError]) -> bytes:
             return data[offset + 8 : offset + size]
         offset += size
     raise error(f"{name} box has no {wanted.decode('latin-1')} child")
+
+
+def read_visual_sample_entry(
+    data: bytes, fourcc: bytes, config_box: bytes, error: type[CodecError]
+) -> tuple[int, int, bytes]:
+    """(width, height, payload of the ``config_box`` child) of a stored ``fourcc`` box, or
+    ``error`` naming the field that is wrong: its length, type, size field or children."""
+    name = fourcc.decode("latin-1")
+    if len(data) < HEADER_BYTES + 8:
+        raise error(
+            f"{name} box of {len(data)} bytes is too short; at least {HEADER_BYTES + 8} expected"
+        )
+    size, box_type = struct.unpack_from(">I4s", data, 0)
+    if box_type != fourcc:
+        raise error(f"box type at offset 4 is {box_type!r}; expected {fourcc!r}")
+    if size != len(data):
+        raise error(f"{name} box size field is {size} at offset 0; the data is {len(data)} bytes")
+    width, height = struct.unpack_from(">HH", data, 32)
+    return width, height, child_box(data, config_box, error)
