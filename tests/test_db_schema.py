@@ -353,7 +353,7 @@ def test_upgrade_from_era1_keeps_recordings_and_adds_the_new_schema(tmp_path: Pa
         assert db.add_camera("back").id == 2
 
     conn = sqlite3.connect(path)
-    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3, 4, 5]
+    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3, 4, 5, 6]
     upgraded = schema_shape(conn)
     conn.close()
     fresh = sqlite3.connect(tmp_path / "fresh")
@@ -477,7 +477,7 @@ def test_upgrade_from_v4_gives_streams_auto_transport_after_a_backup(tmp_path: P
     with closing(sqlite3.connect(path)) as upgraded, \
             closing(sqlite3.connect(tmp_path / "fresh")) as fresh:
         assert [v for (v,) in upgraded.execute("select id from version order by id")] == [
-            4, 5]
+            4, 5, 6]
         assert normalized_sql(upgraded) == normalized_sql(fresh)
 
 
@@ -494,3 +494,37 @@ def test_transport_is_stored_per_stream_and_checked(tmp_path: Path, raw) -> None
         assert db.get_camera("udp-cam").sub.transport == "tcp"
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         raw.execute("update stream set transport = 'http' where id = 1")
+
+
+# ---- version 6: archives -----------------------------------------------------------------
+
+
+def test_upgrade_from_v5_adds_archives_after_a_backup(tmp_path: Path) -> None:
+    """A version-5 database gets the archive tables; its streams archive nowhere."""
+    path = tmp_path / "db"
+    make_v4_database(path, tmp_path / "sample")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("begin")
+    schema._apply_v4_to_v5(conn)
+    schema._record_version(conn, 5, "upgrade from version 4")
+    conn.execute("commit")
+    conn.close()
+    with Database.open(path) as db:
+        stream = db.get_camera("front").main
+        assert (stream.archive_id, stream.archive_days, stream.next_recording_id) == (
+            None, None, 7)
+        assert db.list_archives() == []
+        archive = db.add_archive("offsite", "s3://bucket/site", "http://127.0.0.1:9000")
+        assert (archive.bucket, archive.prefix) == ("bucket", "site")
+        assert db.update_camera("front", archive="offsite", archive_days=3).main.archive_id \
+            == archive.id
+    with closing(sqlite3.connect(tmp_path / "db.v5-backup")) as backup:
+        assert backup.execute("select max(id) from version").fetchone() == (5,)
+    Database.create(tmp_path / "fresh", str(tmp_path / "sample")).close()
+    with closing(sqlite3.connect(path)) as upgraded, \
+            closing(sqlite3.connect(tmp_path / "fresh")) as fresh:
+        assert [v for (v,) in upgraded.execute("select id from version order by id")] == [
+            4, 5, 6]
+        assert normalized_sql(upgraded) == normalized_sql(fresh)
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            upgraded.execute("update stream set archive_days = 0")

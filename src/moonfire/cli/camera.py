@@ -40,7 +40,8 @@ SIZE_HELP = "bytes, or a size like 500MB or 1.5T (SI, powers of 1000) or 10GiB (
 
 #: (option suffix, ``add_camera`` keyword suffix) of the per-stream options.
 _STREAM_OPTIONS = (("url", "url"), ("retain", "retain_bytes"), ("max_days", "max_age_days"),
-                   ("dir", "sample_file_dir"), ("transport", "transport"))
+                   ("dir", "sample_file_dir"), ("transport", "transport"),
+                   ("archive", "archive"), ("archive_days", "archive_days"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -165,6 +166,14 @@ def _add_setting_arguments(p: argparse.ArgumentParser, adding: bool) -> None:
     p.add_argument("--sub-dir", metavar="NAME", help="the sub stream's sample file directory")
     p.add_argument("--sub-transport", choices=TRANSPORTS,
                    help="the sub stream's RTSP transport (like --transport)")
+    p.add_argument("--archive", metavar="NAME", help="also upload the main stream's recordings "
+                   "to this archive (`moonfire archive list`)"
+                   + ("" if adding else "; '' stops archiving"))
+    p.add_argument("--archive-days", type=int, metavar="N",
+                   help="keep the main stream's archived recordings N days (default: forever)")
+    p.add_argument("--sub-archive", metavar="NAME", help="the sub stream's archive")
+    p.add_argument("--sub-archive-days", type=int, metavar="N",
+                   help="the sub stream's archive retention in days")
     p.add_argument(
         "--rotate-seconds",
         type=int,
@@ -191,7 +200,7 @@ def _stream_changes(args: argparse.Namespace, adding: bool) -> dict[str, Any]:
                     raise CommandError(f"--{prefix.replace('_', '-')}url {e}") from None
             elif option == "retain":
                 value = parse_size(value)
-            elif option == "max_days":
+            elif option in ("max_days", "archive_days"):
                 if value < 0 or (value == 0 and adding):
                     raise CommandError(
                         f"--{(prefix + option).replace('_', '-')} must be a positive number of "

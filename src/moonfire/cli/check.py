@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_dir_argument(p)
     p.add_argument("--hash", action="store_true", help="also compare every file's SHA-1 (slow)")
+    p.add_argument("--archive", action="store_true",
+                   help="also check every archived recording's objects in its archive (size "
+                   "and SHA-1; with --hash, their bytes too)")
     p.add_argument(
         "--repair",
         action="store_true",
@@ -87,12 +90,20 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-    for v in violations:
-        print(v)
-    if violations:
-        print(f"{len(violations)} problem(s) found")
+        archive_problems: list[str] = []
+        if args.archive:
+            from moonfire.storage.archive import check_archive  # imports boto3: only here
+
+            for archive in db.list_archives():
+                archive_problems += check_archive(db, archive, args.hash)
+    problems = [str(v) for v in violations] + archive_problems
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) found")
         return 1
-    print("ok: every recording has its file; no stray files; no reservations")
+    print("ok: every recording has its file; no stray files; no reservations"
+          + ("; every archived recording has its objects" if args.archive else ""))
     return 0
 
 

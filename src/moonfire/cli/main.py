@@ -28,6 +28,7 @@ from moonfire.errors import CORE_USER_ERRORS, MoonfireError
 
 COMMANDS = [
     "init", "dir", "camera", "user", "run", "status", "recordings", "demo", "check", "export",
+    "archive",
 ]
 
 #: Exit codes shared by every subcommand.

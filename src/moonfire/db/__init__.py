@@ -8,6 +8,7 @@ operations keep the sample-file invariants of design.md.
 
 from .database import Database
 from .errors import (
+    ArchiveInUseError,
     ConsistencyError,
     DatabaseError,
     DatabaseVersionError,
@@ -16,6 +17,7 @@ from .errors import (
     NotAMoonfireDatabaseError,
     RecordingRejectedError,
     SampleFileDirInUseError,
+    UnknownArchiveError,
     UnknownCameraError,
     UnknownRecordingError,
     UnknownSampleFileDirError,
@@ -26,6 +28,7 @@ from .rows import (
     MAIN,
     STREAM_TYPES,
     SUB,
+    ArchiveRow,
     Camera,
     Open,
     Playback,
@@ -40,6 +43,9 @@ from .schema import SCHEMA_VERSION
 from .transaction import STATE_DELETING, STATE_WRITING, Transaction
 
 __all__ = [
+    "ArchiveInUseError",
+    "ArchiveRow",
+    "UnknownArchiveError",
     "MAIN",
     "STREAM_TYPES",
     "SUB",

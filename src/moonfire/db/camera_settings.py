@@ -22,9 +22,11 @@ MAX_ROTATE_INTERVAL_SEC = 299
 CAMERA_SETTINGS = frozenset(
     {"short_name", "description", "username", "password", "rotate_interval_sec"}
 )
-#: ``sample_file_dir`` names the directory (its name or id); the others are columns.
+#: ``sample_file_dir`` names the directory (its name or id), ``archive`` the archive (its
+#: name; None or '' for none); the others are columns.
 STREAM_SETTINGS = frozenset(
-    {"url", "retain_bytes", "max_age_days", "sample_file_dir", "transport"}
+    {"url", "retain_bytes", "max_age_days", "sample_file_dir", "transport", "archive",
+     "archive_days"}
 )
 #: A stream's RTSP transport (``moonfire.ingest.sources.TRANSPORTS``, which can't be imported
 #: here: the database layer doesn't load PyAV).
@@ -80,6 +82,16 @@ def _validate_stream_setting(given_as: str, name: str, value: Any) -> None:
         if value is not None and not isinstance(value, str) and not _is_int(value):
             raise InvalidConfigError(
                 f"{given_as} must name a sample file directory (its name or id), got {value!r}"
+            )
+    elif name == "archive":
+        if value is not None and not isinstance(value, str):
+            raise InvalidConfigError(
+                f"{given_as} must name an archive (`moonfire archive list`), got {value!r}"
+            )
+    elif name == "archive_days":
+        if value is not None and (not _is_int(value) or not 0 < value <= MAX_AGE_DAYS):
+            raise InvalidConfigError(
+                f"{given_as} must be None or an integer from 1 to {MAX_AGE_DAYS}, got {value!r}"
             )
     elif name == "transport":
         if value not in TRANSPORTS:

@@ -29,6 +29,7 @@ from .camera_settings import (
     validate_camera_settings,
 )
 from .errors import (
+    ArchiveInUseError,
     ConsistencyError,
     DatabaseError,
     DatabaseVersionError,
@@ -36,12 +37,14 @@ from .errors import (
     InvalidConfigError,
     NotAMoonfireDatabaseError,
     SampleFileDirInUseError,
+    UnknownArchiveError,
     UnknownRecordingError,
     UnknownSampleFileDirError,
     UnknownStreamError,
     UnknownVideoSampleEntryError,
 )
 from .rows import (
+    ARCHIVE_COLUMNS,
     CAMERA_COLUMNS,
     MAIN,
     PLAYBACK_COLUMNS,
@@ -49,6 +52,7 @@ from .rows import (
     STREAM_COLUMNS,
     SUB,
     VIDEO_SAMPLE_ENTRY_COLUMNS,
+    ArchiveRow,
     Camera,
     Open,
     Playback,
@@ -393,22 +397,29 @@ class Database:
         sub_max_age_days: int | None = None,
         sub_sample_file_dir: int | str | None = None,
         sub_transport: str = "auto",
+        archive: str | None = None,
+        archive_days: int | None = None,
+        sub_archive: str | None = None,
+        sub_archive_days: int | None = None,
     ) -> Camera:
         """Adds a camera with its main stream and, given ``sub_url``, its sub stream.
 
         The plain stream settings are the main stream's, the ``sub_`` ones the sub
         stream's.  A stream records when it has a URL and (for the sub stream) a
-        budget; its directory defaults to the first one.  Recording ids start at 1.
+        budget; its directory defaults to the first one; ``archive`` names the archive its
+        recordings are uploaded to (none by default).  Recording ids start at 1.
         """
         camera_settings = {
             "short_name": short_name, "description": description, "username": username,
             "password": password, "rotate_interval_sec": rotate_interval_sec,
         }
         main = {"url": url, "retain_bytes": retain_bytes, "max_age_days": max_age_days,
-                "sample_file_dir": sample_file_dir, "transport": transport}
+                "sample_file_dir": sample_file_dir, "transport": transport,
+                "archive": archive, "archive_days": archive_days}
         sub = {"url": sub_url, "retain_bytes": sub_retain_bytes,
                "max_age_days": sub_max_age_days, "sample_file_dir": sub_sample_file_dir,
-               "transport": sub_transport}
+               "transport": sub_transport, "archive": sub_archive,
+               "archive_days": sub_archive_days}
         validate_camera_settings(camera_settings)
         validate_camera_settings({k: v for k, v in main.items()})
         if sub_url is not None:
@@ -431,13 +442,15 @@ class Database:
         self, conn: sqlite3.Connection, camera_id: int, stream_type: str, settings: dict[str, Any]
     ) -> None:
         dir_id = self._dir_id(conn, settings["sample_file_dir"])
+        archive_id = _archive_id(conn, settings.get("archive"))
         url = settings["url"] or ""
         conn.execute(
             "insert into stream (camera_id, type, url, record, retain_bytes, max_age_days,"
-            " sample_file_dir_id, next_recording_id, transport) values (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            " sample_file_dir_id, next_recording_id, transport, archive_id, archive_days)"
+            " values (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (camera_id, stream_type, url, _records(stream_type, url, settings["retain_bytes"]),
              settings["retain_bytes"], settings["max_age_days"], dir_id,
-             settings.get("transport") or "auto"),
+             settings.get("transport") or "auto", archive_id, settings.get("archive_days")),
         )
 
     def _dir_id(self, conn: sqlite3.Connection, id_or_name: int | str | None) -> int:
@@ -534,9 +547,11 @@ class Database:
     def _update_stream(
         self, conn: sqlite3.Connection, camera: Camera, stream: Stream, changes: dict[str, Any]
     ) -> None:
-        columns = {k: v for k, v in changes.items() if k != "sample_file_dir"}
+        columns = {k: v for k, v in changes.items() if k not in ("sample_file_dir", "archive")}
         if "url" in columns and columns["url"] is None:
             columns["url"] = ""
+        if "archive" in changes:
+            columns["archive_id"] = _archive_id(conn, changes["archive"])
         if "sample_file_dir" in changes:
             dir_id = self._dir_id(conn, changes["sample_file_dir"])
             if dir_id != stream.sample_file_dir_id:
@@ -601,6 +616,166 @@ class Database:
                 (stream_id,),
             ).fetchone()
         return row[0], row[1], row[2]
+
+    # ---- archives (schema 6; ``moonfire.storage.archive`` uploads) ----------------------
+
+    def add_archive(
+        self, name: str, url: str, endpoint: str | None = None, region: str | None = None
+    ) -> ArchiveRow:
+        """Adds an S3-compatible archive.  Only where it is: credentials are never stored."""
+        _validate_archive(name, url, endpoint)
+        with self.transaction() as tx:
+            if tx.conn.execute("select 1 from archive where name = ?", (name,)).fetchone():
+                raise InvalidConfigError(f"archive {name!r} already exists")
+            tx.conn.execute(
+                "insert into archive (name, url, endpoint, region) values (?, ?, ?, ?)",
+                (name, url, endpoint, region),
+            )
+        return self.get_archive(name)
+
+    def get_archive(self, id_or_name: int | str) -> ArchiveRow:
+        column = "name" if isinstance(id_or_name, str) else "id"
+        with self._lock:
+            row = self._conn.execute(
+                f"select {ARCHIVE_COLUMNS} from archive where {column} = ?", (id_or_name,)
+            ).fetchone()
+        if row is None:
+            raise UnknownArchiveError(
+                f"no archive {id_or_name!r}; `moonfire archive list` shows them"
+            )
+        return ArchiveRow(*row)
+
+    def list_archives(self) -> list[ArchiveRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"select {ARCHIVE_COLUMNS} from archive order by id"
+            ).fetchall()
+        return [ArchiveRow(*row) for row in rows]
+
+    def remove_archive(self, name: str) -> None:
+        """Forgets an archive no stream uses.  Its objects stay in the bucket; the rows
+        saying which recordings were uploaded there go (their local files still exist:
+        a recording's local file is deleted only with its row in this release)."""
+        with self.transaction() as tx:
+            archive = self._archive_in(tx.conn, name)
+            users = [
+                f"{camera}/{type_}" for camera, type_ in tx.conn.execute(
+                    "select c.short_name, s.type from stream s join camera c"
+                    " on c.id = s.camera_id where s.archive_id = ? order by s.id",
+                    (archive.id,),
+                )
+            ]
+            if users:
+                raise ArchiveInUseError(
+                    f"archive {name!r} is used by stream{'s' if len(users) > 1 else ''} "
+                    f"{', '.join(users)}; `moonfire camera edit CAMERA --archive ''` first"
+                )
+            tx.conn.execute("delete from recording_archive where archive_id = ?", (archive.id,))
+            tx.conn.execute("delete from archive where id = ?", (archive.id,))
+
+    def _archive_in(self, conn: sqlite3.Connection, name: str) -> ArchiveRow:
+        row = conn.execute(
+            f"select {ARCHIVE_COLUMNS} from archive where name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise UnknownArchiveError(f"no archive {name!r}; `moonfire archive list` shows them")
+        return ArchiveRow(*row)
+
+    def set_archive_error(self, archive_id: int, error: str | None) -> None:
+        """Records the uploader's latest failure (None: the last attempt succeeded)."""
+        with self.transaction() as tx:
+            tx.conn.execute(
+                "update archive set last_error = ?, last_error_time_sec ="
+                " case when ? is null then null else cast(strftime('%s', 'now') as int) end"
+                " where id = ?",
+                (error, error, archive_id),
+            )
+
+    def list_archive_backlog(
+        self, archive_id: int, limit: int
+    ) -> list[tuple[RecordingRow, Playback, int]]:
+        """Up to ``limit`` committed recordings of streams archived to ``archive_id`` that
+        are not archived yet, oldest (by start time) first, each with its playback fields
+        and sample file directory id."""
+        with self._lock:
+            rows = self._conn.execute(
+                "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
+                + ", " + ", ".join(f"p.{c.strip()}" for c in PLAYBACK_COLUMNS.split(","))
+                + ", s.sample_file_dir_id from recording r"
+                " join stream s on s.id = r.stream_id"
+                " join recording_playback p on p.composite_id = r.composite_id"
+                " left join recording_archive a on a.composite_id = r.composite_id"
+                " where s.archive_id = ? and a.composite_id is null and " + _WITHIN_ARCHIVE_DAYS
+                + " order by r.start_time_90k, r.composite_id limit ?",
+                (archive_id, _now_90k(), limit),
+            ).fetchall()
+        width = len(RECORDING_COLUMNS.split(","))
+        return [
+            (RecordingRow(*row[:width]), Playback(*row[width:-1]), row[-1]) for row in rows
+        ]
+
+    def archive_backlog(self, archive_id: int) -> tuple[int, int]:
+        """(recordings, bytes) waiting to be uploaded to ``archive_id`` (not those already
+        older than their stream's ``archive_days``: they would expire on arrival)."""
+        with self._lock:
+            row = self._conn.execute(
+                "select count(*), coalesce(sum(r.sample_file_bytes), 0) from recording r"
+                " join stream s on s.id = r.stream_id"
+                " left join recording_archive a on a.composite_id = r.composite_id"
+                " where s.archive_id = ? and a.composite_id is null and " + _WITHIN_ARCHIVE_DAYS,
+                (archive_id, _now_90k()),
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def archived_count(self, archive_id: int) -> int:
+        with self._lock:
+            (count,) = self._conn.execute(
+                "select count(*) from recording_archive where archive_id = ?", (archive_id,)
+            ).fetchone()
+        return int(count)
+
+    def mark_archived(
+        self, composite_id: int, archive_id: int, data_key: str, manifest_key: str,
+        sample_file_sha1: bytes,
+    ) -> None:
+        """Records that a recording's objects are stored and checked (done once per
+        recording: a second call is an ``IntegrityError``, a bug in the caller)."""
+        with self.transaction() as tx:
+            tx.conn.execute(
+                "insert into recording_archive (composite_id, archive_id, data_key,"
+                " manifest_key, archived_time_sec, sample_file_sha1)"
+                f" values (?, ?, ?, ?, {schema._NOW}, ?)",
+                (composite_id, archive_id, data_key, manifest_key, sample_file_sha1),
+            )
+
+    def list_expired_archived(self, archive_id: int) -> list[tuple[int, str, str]]:
+        """(composite id, data key, manifest key) of recordings archived to ``archive_id``
+        longer ago than their stream's ``archive_days``."""
+        with self._lock:
+            return self._conn.execute(
+                "select a.composite_id, a.data_key, a.manifest_key from recording_archive a"
+                " join stream s on s.id = a.composite_id >> 32"
+                " where a.archive_id = ? and s.archive_days is not null and"
+                f" a.archived_time_sec < {schema._NOW} - s.archive_days * 86400"
+                " order by a.composite_id",
+                (archive_id,),
+            ).fetchall()
+
+    def forget_archived(self, composite_id: int) -> None:
+        """Drops a recording's ``recording_archive`` row once its objects are deleted."""
+        with self.transaction() as tx:
+            tx.conn.execute("delete from recording_archive where composite_id = ?",
+                            (composite_id,))
+
+    def list_archived(self, archive_id: int) -> list[tuple[int, str, str, bytes]]:
+        """(composite id, data key, manifest key, SHA-1) of every recording archived to
+        ``archive_id``, by composite id."""
+        with self._lock:
+            return self._conn.execute(
+                "select composite_id, data_key, manifest_key, sample_file_sha1"
+                " from recording_archive where archive_id = ? order by composite_id",
+                (archive_id,),
+            ).fetchall()
 
     # ---- video sample entries --------------------------------------------------------
 
@@ -894,6 +1069,36 @@ def _records(stream_type: str, url: str, retain_bytes: int) -> bool:
     """Whether a stream records: with a URL, and a sub stream only with a budget (one
     without is there for live view)."""
     return bool(url) and (stream_type == MAIN or retain_bytes > 0)
+
+
+#: The backlog's condition on ``r`` (recording) and ``s`` (stream), given now in 90 kHz units:
+#: a recording older than its stream's ``archive_days`` is not uploaded.
+_WITHIN_ARCHIVE_DAYS = (
+    "(s.archive_days is null or r.start_time_90k > ? - s.archive_days * 86400 * 90000)"
+)
+
+
+def _archive_id(conn: sqlite3.Connection, name: str | None) -> int | None:
+    """The id of the archive named ``name``; None for None or '' (not archived)."""
+    if not name:
+        return None
+    row = conn.execute("select id from archive where name = ?", (name,)).fetchone()
+    if row is None:
+        raise UnknownArchiveError(f"no archive {name!r}; `moonfire archive list` shows them")
+    return int(row[0])
+
+
+def _validate_archive(name: str, url: str, endpoint: str | None) -> None:
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise InvalidConfigError(f"archive name must be a non-empty string without surrounding "
+                                 f"spaces, got {name!r}")
+    bucket = url[len("s3://"):].split("/", 1)[0] if url.startswith("s3://") else ""
+    if not bucket:
+        raise InvalidConfigError(f"archive URL must be s3://BUCKET or s3://BUCKET/PREFIX, "
+                                 f"got {url!r}")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise InvalidConfigError(f"archive endpoint must be an http:// or https:// URL, "
+                                 f"got {endpoint!r}")
 
 
 def _dir_key(id_or_name: int | str) -> tuple[str, str]:

@@ -66,3 +66,11 @@ class UnknownSampleFileDirError(DatabaseError, LookupError):
 class SampleFileDirInUseError(DatabaseError):
     """A sample file directory can't be removed (streams use it, or it holds recordings),
     or a stream can't leave one that holds its recordings."""
+
+
+class UnknownArchiveError(DatabaseError, LookupError):
+    """No archive with that name or id."""
+
+
+class ArchiveInUseError(DatabaseError):
+    """An archive a stream still uploads to can't be removed."""

@@ -61,19 +61,25 @@ class Stream:
     next_recording_id: int
     #: RTSP transport: ``tcp``, ``udp`` or ``auto`` (TCP, then UDP if the camera refuses TCP).
     transport: str = "auto"
+    #: The archive its recordings are uploaded to (``archive.id``); None: not archived.
+    archive_id: int | None = None
+    #: Archived objects older than this many days go; None: kept forever.
+    archive_days: int | None = None
 
 
 STREAM_COLUMNS = (
     "id, camera_id, type, url, record, retain_bytes, max_age_days, sample_file_dir_id, "
-    "next_recording_id, transport"
+    "next_recording_id, transport, archive_id, archive_days"
 )
 
 
 def stream_from_row(row: Sequence[Any]) -> Stream:
     """A ``Stream`` from a row of ``STREAM_COLUMNS`` (``record`` is stored as 0 or 1)."""
-    id_, camera_id, type_, url, record, retain, max_age, dir_id, next_id, transport = row
+    (id_, camera_id, type_, url, record, retain, max_age, dir_id, next_id, transport,
+     archive_id, archive_days) = row
     return Stream(
-        id_, camera_id, type_, url, bool(record), retain, max_age, dir_id, next_id, transport
+        id_, camera_id, type_, url, bool(record), retain, max_age, dir_id, next_id, transport,
+        archive_id, archive_days,
     )
 
 
@@ -224,6 +230,35 @@ class Open:
 
     def __str__(self) -> str:
         return f"open {self.id} ({uuidlib.UUID(bytes=self.uuid)})"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRow:
+    """An S3-compatible archive (a row of table ``archive``): where, never credentials."""
+
+    id: int
+    name: str
+    #: ``s3://BUCKET`` or ``s3://BUCKET/PREFIX``.
+    url: str
+    #: The endpoint URL for a non-AWS store (MinIO, Ceph, moto...); None: AWS's own.
+    endpoint: str | None
+    region: str | None
+    #: The uploader's latest failure, None after a success (for ``archive status``).
+    last_error: str | None
+    last_error_time_sec: int | None
+
+    @property
+    def bucket(self) -> str:
+        return self.url[len("s3://"):].split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix, without slashes at either end ('' for a whole bucket)."""
+        rest = self.url[len("s3://"):].split("/", 1)
+        return rest[1].strip("/") if len(rest) > 1 else ""
+
+
+ARCHIVE_COLUMNS = "id, name, url, endpoint, region, last_error, last_error_time_sec"
 
 
 @dataclass(frozen=True, slots=True)

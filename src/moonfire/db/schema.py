@@ -18,6 +18,10 @@ camera's id, so every composite id (and every exported URL) stays the same.
 Version 4 also adds the web API's users and their login sessions (``users.py``).
 Version 5 gives each stream its RTSP transport (``stream.transport``: ``tcp``,
 ``udp`` or ``auto``, TCP then UDP); upgraded streams get ``auto``.
+Version 6 adds the S3 archive tier (``moonfire.storage.archive``): named ``archive``
+rows (a bucket URL, endpoint and region; never credentials), a stream's
+``archive_id``/``archive_days``, and ``recording_archive``, one row per recording whose
+objects are stored and checked.  Upgraded streams archive nowhere.
 
 A new database is built by running the version-1 tables and then the very same
 upgrade step an existing version-1 database gets, so a created and an upgraded
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from .errors import DatabaseVersionError, NotAMoonfireDatabaseError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 OLDEST_UPGRADABLE_VERSION = 1
 #: Set before the first table exists; it cannot change once the file is in WAL mode.
 PAGE_SIZE = 16384
@@ -245,6 +249,38 @@ V4_TO_V5: tuple[str, ...] = (
          check (transport in ('auto', 'tcp', 'udp'))""",
 )
 
+#: Schema changes from version 5 to 6: the archive tier.
+V5_TO_V6: tuple[str, ...] = (
+    # Where recordings are archived: ``s3://BUCKET/PREFIX`` at an S3-compatible endpoint.
+    # Credentials are never stored: they come from the S3 ecosystem's environment variables
+    # or credentials file.  ``last_error`` is the uploader's latest failure (null after a
+    # success), for ``moonfire archive status`` in another process.
+    """create table archive (
+         id integer primary key,
+         name text unique not null check (length(name) > 0),
+         url text not null check (url like 's3://_%'),
+         endpoint text,
+         region text,
+         last_error text,
+         last_error_time_sec integer
+       )""",
+    "alter table stream add column archive_id integer references archive (id)",
+    """alter table stream add column archive_days integer
+         check (archive_days is null or archive_days > 0)""",
+    # A recording whose sample data and manifest objects are stored and checked.  No
+    # foreign key to ``recording``: the row is the database's record of objects in the
+    # bucket, which outlive a local deletion.
+    """create table recording_archive (
+         composite_id integer primary key,
+         archive_id integer not null references archive (id),
+         data_key text not null,
+         manifest_key text not null,
+         archived_time_sec integer not null,
+         sample_file_sha1 blob not null check (length(sample_file_sha1) = 20)
+       )""",
+    "create index recording_archive_by_archive on recording_archive (archive_id)",
+)
+
 #: The name ``init`` gives the first sample file directory (and the upgrade, the old one).
 DEFAULT_DIR_NAME = "default"
 
@@ -261,12 +297,13 @@ def create(conn: sqlite3.Connection, sample_dir_path: str) -> None:
     _apply_v2_to_v3(conn)
     _apply_v3_to_v4(conn)
     _apply_v4_to_v5(conn)
+    _apply_v5_to_v6(conn)
     _record_version(conn, SCHEMA_VERSION, "db creation")
 
 
 def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -> None:
-    """Brings a version-1 to -4 database to ``SCHEMA_VERSION`` inside the caller's
-    transaction (1 -> 2 -> 3 -> 4 -> 5), foreign keys off (``without_foreign_keys``)."""
+    """Brings a version-1 to -5 database to ``SCHEMA_VERSION`` inside the caller's
+    transaction (1 -> 2 -> 3 -> 4 -> 5 -> 6), foreign keys off (``without_foreign_keys``)."""
     if not OLDEST_UPGRADABLE_VERSION <= from_version < SCHEMA_VERSION:
         raise AssertionError(f"no upgrade path from schema version {from_version}")
     if from_version == 1:
@@ -277,8 +314,11 @@ def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -
     if from_version <= 3:
         _apply_v3_to_v4(conn)
         _record_version(conn, 4, "upgrade from version 3")
-    _apply_v4_to_v5(conn)
-    _record_version(conn, 5, "upgrade from version 4")
+    if from_version <= 4:
+        _apply_v4_to_v5(conn)
+        _record_version(conn, 5, "upgrade from version 4")
+    _apply_v5_to_v6(conn)
+    _record_version(conn, 6, "upgrade from version 5")
 
 
 def _upgrade_v1_to_v2(conn: sqlite3.Connection, sample_dir_path: str) -> None:
@@ -420,6 +460,11 @@ def _apply_v3_to_v4(conn: sqlite3.Connection) -> None:
 
 def _apply_v4_to_v5(conn: sqlite3.Connection) -> None:
     for statement in V4_TO_V5:
+        conn.execute(statement)
+
+
+def _apply_v5_to_v6(conn: sqlite3.Connection) -> None:
+    for statement in V5_TO_V6:
         conn.execute(statement)
 
 

@@ -48,6 +48,7 @@ from moonfire.db import Camera, Database, Stream
 from moonfire.ingest import status_file
 from moonfire.ingest.live import LiveFeeds
 from moonfire.ingest.streamer import SourceFactory, Streamer
+from moonfire.storage.archive import ArchiveUploader, start_uploaders
 from moonfire.storage.data_dir import open_db
 from moonfire.storage.dir_meta import DirectoryMismatchError
 from moonfire.storage.sample_file_dir import SampleFileDir
@@ -111,6 +112,9 @@ class Daemon:
         self._frames_seen: dict[int, tuple[int, float]] = {}
         self._closed = False
         self._publisher: _StatusPublisher | None = None
+        #: One per archive a recorded stream uploads to (``moonfire.storage.archive``);
+        #: off the recording path, stopped before the database closes.
+        self.uploaders: list[ArchiveUploader] = []
 
     @property
     def syncer(self) -> Syncer | None:
@@ -264,12 +268,18 @@ class Daemon:
                 self._publisher.stop()
 
     def _shutdown(self) -> int:
+        for uploader in self.uploaders:
+            uploader.stop(timeout=0)
         for streamer in self.streamers:
             streamer.stop()
         deadline = time.monotonic() + STREAMER_JOIN_TIMEOUT_SEC  # shared: N stuck streams
         for streamer in self.streamers:  # don't take N times as long
             if not streamer.join(max(0.0, deadline - time.monotonic())):
                 self.stuck_streamers.append(streamer.name)
+        for uploader in self.uploaders:
+            if not uploader.stop():
+                log.warning("archive %r's uploader is still waiting on its store; leaving it",
+                            uploader.archive.name)
         if self.stuck_streamers:
             log.error(
                 "stream%s %s did not stop within %.0f s; leaving the syncers, sample file "
@@ -439,6 +449,8 @@ def start_daemon(
                 )
         for streamer in daemon.streamers:
             streamer.start()
+        daemon.uploaders = start_uploaders(
+            db, {s.archive_id for _, s in recordable if s.archive_id is not None})
         daemon.start_publishing()
     except BaseException:
         daemon.shutdown()

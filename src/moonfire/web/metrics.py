@@ -42,6 +42,11 @@ The metrics (``camera`` and ``stream`` label a stream: ``front``, ``main``;
   ``moonfire_sample_file_dir_failed``; and for each one this process opened,
   ``moonfire_syncer_file_fsync_seconds`` and ``moonfire_syncer_dir_fsync_seconds``
   (histograms) and ``moonfire_syncer_queue_depth``;
+* per archive (``archive`` label): ``moonfire_archive_backlog_recordings`` and
+  ``..._backlog_bytes`` (committed recordings not uploaded yet),
+  ``moonfire_archive_recordings`` (uploaded and checked), ``moonfire_archive_failing``
+  (1 while the uploader's latest attempt failed); read from the database, so they
+  include other processes' uploads;
 * ``moonfire_http_requests_total{code=...}``;
 * the process's CPU, memory and open file descriptors (``process_*``, from
   ``prometheus_client``'s ``ProcessCollector``).
@@ -159,11 +164,32 @@ class _MoonfireCollector(Collector):
                 family.add_metric([camera, stream.type], viewers.get(stream.id, 0))
             yield family
         yield from _directory_metrics(db, recorder)
+        yield from _archive_metrics(db)
         requests = CounterMetricFamily(
             "moonfire_http_requests", "HTTP requests answered, by status code.", labels=["code"])
         for code, count in sorted(dict(metrics.http_requests).items()):
             requests.add_metric([str(code)], count)
         yield requests
+
+
+def _archive_metrics(db: Database) -> Iterator[Metric]:
+    """Each archive's backlog and state, from the database (``moonfire.storage.archive``)."""
+    families = {
+        name: GaugeMetricFamily(f"moonfire_archive_{name}", help_, labels=["archive"])
+        for name, help_ in (
+            ("backlog_recordings", "Committed recordings not yet uploaded to the archive."),
+            ("backlog_bytes", "Sample file bytes of those recordings."),
+            ("recordings", "Recordings uploaded to the archive and checked."),
+            ("failing", "1 while the archive's latest upload attempt failed."),
+        )
+    }
+    for archive in db.list_archives():
+        backlog, backlog_bytes = db.archive_backlog(archive.id)
+        families["backlog_recordings"].add_metric([archive.name], backlog)
+        families["backlog_bytes"].add_metric([archive.name], backlog_bytes)
+        families["recordings"].add_metric([archive.name], db.archived_count(archive.id))
+        families["failing"].add_metric([archive.name], int(archive.last_error is not None))
+    yield from families.values()
 
 
 def _recorded_stream_metrics(
