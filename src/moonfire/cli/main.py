@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
     )
+    # botocore's and urllib3's debug logs print request headers (the archive's signed
+    # Authorization among them): never, not even with --verbose.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
     try:
         return int(args.func(args) or EXIT_OK)
     except KeyboardInterrupt:
