@@ -8,10 +8,13 @@ then demuxed and decoded by FFmpeg and compared with the source packets and with
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import random
 import stat
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ import pytest
 from moonfire.cli.main import main
 from moonfire.codec.h264 import sample_entry_from_extradata
 from moonfire.ingest.recorder import StreamRecorder
+from moonfire.playback import file_copy
 from moonfire.playback.export_plan import plan_export
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.sample_file_dir import uuid_name
@@ -516,3 +520,131 @@ def test_dash_refuses_a_range_with_several_stretches(library, capsys, tmp_path):
     code, out, err = export(capsys, library, "gappy", *gappy_range(library, True), "-")
     assert code == 1 and out == ""
     assert "spans 2 stretches separated by gaps" in err and "(-o -) takes only one" in err
+
+
+# --- the sample data goes file to file in the kernel (moonfire.playback.file_copy) -----------
+
+
+def refuse(error: int):
+    def refused(*args, **kwargs):
+        raise OSError(error, os.strerror(error))
+
+    return refused
+
+
+@pytest.mark.parametrize(
+    ("refused", "method"),
+    [
+        ((), file_copy.COPY_FILE_RANGE),
+        (("copy_file_range",), file_copy.SENDFILE),  # e.g. across file systems (EXDEV)
+        (("copy_file_range", "sendfile"), file_copy.READ_WRITE),
+    ],
+    ids=["copy_file_range", "sendfile", "pread+write"],
+)
+def test_kernel_copy_gives_the_bytes_of_the_virtual_file(
+    library, tmp_path, monkeypatch, refused, method
+):
+    """Every way down gives the bytes ``VirtualFile.read`` gives (the old path), mid-GOP start
+    and rotations included; each refusal is taken once, not once per span."""
+    rows = recordings(library, "loop")
+    start, end = rows[0][0].start_time_90k + 100_000, rows[-1][0].end_time_90k - 100_000
+    calls = []
+    for name in refused:
+        error = errno.EXDEV if name == "copy_file_range" else errno.EINVAL
+
+        def refused_call(*args, error=error, name=name):
+            calls.append(name)
+            raise OSError(error, os.strerror(error))
+
+        monkeypatch.setattr(os, name, refused_call)
+    # Writeback started every 4 KiB (not 32 MiB), so these small files exercise it too.
+    monkeypatch.setattr(file_copy, "WRITEBACK_BYTES", 4096)
+    advised: list[tuple[int, int]] = []
+    fadvise = os.posix_fadvise
+
+    def recording_fadvise(fd, offset, length, advice):
+        advised.append((offset, length))
+        fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", recording_fadvise)
+    with datadir.open_db(library, read_only=True) as db:
+        (part,) = plan_export(db, "loop", start, end)
+        expected = io.BytesIO()
+        part.file.write_to(expected)
+        progress: list[int] = []
+        with open(tmp_path / "out.mp4", "wb") as out:
+            assert file_copy.copy_to_fd(part.file, out.fileno(), progress.append) == method
+    assert (tmp_path / "out.mp4").read_bytes() == expected.getvalue()
+    assert sum(progress) == part.file.size and len(rows) == 3
+    assert sorted(calls) == sorted(refused), "a refusal is remembered for the later spans"
+    assert advised[0][0] == 0 and len(advised) >= 3 and sum(n for _, n in advised) <= part.file.size
+    assert all(a + n == b for (a, n), (b, _) in zip(advised, advised[1:], strict=False))
+
+
+@pytest.mark.parametrize("refused", [(), ("copy_file_range",), ("copy_file_range", "sendfile")])
+def test_sample_file_shrunk_after_planning_is_named_by_every_way(
+    clip_data_dir, tmp_path, monkeypatch, refused
+):
+    ((row, playback),) = recordings(clip_data_dir, "clip")
+    sample_file_dir_path = os.path.join(clip_data_dir, datadir.SAMPLE_DIR_NAME)
+    path = os.path.join(sample_file_dir_path, uuid_name(playback.sample_file_uuid))
+    for name in refused:
+        monkeypatch.setattr(os, name, refuse(errno.EINVAL))
+    with datadir.open_db(clip_data_dir, read_only=True) as db:
+        (part,) = plan_export(db, "clip", row.start_time_90k, row.end_time_90k)
+        os.truncate(path, 1000)
+        with open(tmp_path / "out.mp4", "wb") as out, pytest.raises(
+            file_copy.SampleFileTooShort
+        ) as caught:
+            file_copy.copy_to_fd(part.file, out.fileno())
+    message = str(caught.value)
+    assert f"recording {row.stream_id}/{row.recording_id}" in message
+    assert f"ended {row.sample_file_bytes - 1000} bytes early" in message
+
+
+def test_other_copy_errors_are_not_taken_for_a_refusal(clip_data_dir, tmp_path, monkeypatch):
+    """A failing disk (EIO) fails the export rather than being retried another way."""
+    ((row, _),) = recordings(clip_data_dir, "clip")
+    monkeypatch.setattr(os, "copy_file_range", refuse(errno.EIO))
+    with datadir.open_db(clip_data_dir, read_only=True) as db:
+        (part,) = plan_export(db, "clip", row.start_time_90k, row.end_time_90k)
+        with open(tmp_path / "out.mp4", "wb") as out, pytest.raises(OSError) as caught:
+            file_copy.copy_to_fd(part.file, out.fileno())
+    assert caught.value.errno == errno.EIO
+
+
+@pytest.mark.parametrize("kind", ["appended file", "pipe"])
+def test_dash_to_a_real_descriptor_gives_the_file_export(
+    clip_data_dir, capsys, tmp_path, monkeypatch, kind
+):
+    """``-o -`` with standard output a descriptor (not a capture): a file opened for appending
+    (``>>``, which copy_file_range refuses) or a pipe, read by another thread as it fills."""
+    start, end = clip_range(clip_data_dir)
+    assert export(capsys, clip_data_dir, "clip", start, end, tmp_path / "file.mp4")[0] == 0
+    expected = (tmp_path / "file.mp4").read_bytes()
+    received = bytearray()
+    if kind == "pipe":
+        read_end, write_end = os.pipe()
+        stdout = open(write_end, "w")  # noqa: SIM115 - closed below
+
+        def drain() -> None:
+            with open(read_end, "rb") as pipe:
+                received.extend(pipe.read())
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+    else:
+        (tmp_path / "appended.mp4").write_bytes(b"head")
+        stdout = open(tmp_path / "appended.mp4", "a")  # noqa: SIM115 - closed below
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        code = main(["export", "--data-dir", clip_data_dir, "clip", "--start", str(start),
+                     "--end", str(end), "-o", "-"])
+    finally:
+        stdout.close()
+    assert code == 0
+    if kind == "pipe":
+        reader.join(10)
+        assert bytes(received) == expected
+    else:
+        assert (tmp_path / "appended.mp4").read_bytes() == b"head" + expected

@@ -3,7 +3,8 @@
 Nothing is written until the whole export is planned and every sample file it needs checked
 (``moonfire.playback.export_plan.plan_export``). Each file is then streamed to a temporary file
 beside its destination, fsynced, and renamed into place only after *all* of them were written,
-so a failure leaves no partial output (the temporaries are removed).
+so a failure leaves no partial output (the temporaries are removed).  The sample data goes
+file to file in the kernel (``moonfire.playback.file_copy``), not through Python.
 
 Destinations are checked before anything is written, so the renames don't stop halfway and
 nothing is clobbered by surprise: a directory, symbolic link, device (``/dev/full``), FIFO or
@@ -30,6 +31,7 @@ from moonfire.cli.main import CommandError, add_data_dir_argument
 from moonfire.codec import playback_note
 from moonfire.db import MAIN, STREAM_TYPES
 from moonfire.playback.export_plan import ExportError, ExportPart, plan_export
+from moonfire.playback.file_copy import copy_to_fd
 from moonfire.sizes import format_size
 from moonfire.storage.data_dir import open_db
 from moonfire.time import format_duration, format_time, parse_time, server_time_zone
@@ -162,12 +164,20 @@ def write_to_stdout(parts: list[ExportPart]) -> None:
         )
     sys.stdout.flush()
     out = sys.stdout.buffer
+    out.flush()
     (part,) = parts
+    try:
+        fd: int | None = out.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        fd = None  # a Python object standing in for stdout (an embedding, a test's capture)
     with tqdm(
         total=part.file.size, unit="B", unit_scale=True, desc="export", file=sys.stderr,
         disable=None,
     ) as bar:
-        part.file.write_to(out, bar.update)
+        if fd is None:
+            part.file.write_to(out, bar.update)
+        else:
+            copy_to_fd(part.file, fd, bar.update)
     out.flush()
 
 
@@ -253,11 +263,12 @@ def _write_temporary(part: ExportPart, path: str, progress: Callable[[int], obje
         prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory
     )
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # as open() would, not mkstemp's 0600
-            part.file.write_to(f, progress)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # as open() would, not mkstemp's 0600
+            copy_to_fd(part.file, fd, progress)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         _remove_quietly(temporary)
         raise

@@ -1,0 +1,157 @@
+"""Runs the benchmarks that compare moonfire with what a user would use instead, and writes
+the README's performance table from their results (with the machine and the date).
+
+    python benchmarks/report.py            # full sizes, rewrites README.md's table
+    python benchmarks/report.py --quick    # tiny sizes and few rounds (to check it runs)
+    python benchmarks/report.py --print    # the table to standard output, README untouched
+
+Every row is a ratio to a baseline measured in the same run (``cp``, a bare SQLite query,
+``build_mp4`` alone, aiohttp's ``FileResponse``, a C write + SHA-1 loop): on a shared
+machine the absolute times move with the neighbours, the ratios much less.  The table goes
+between the ``START``/``END`` markers of README.md; the rest of the README is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+START = "<!-- benchmarks/report.py: start -->"
+END = "<!-- benchmarks/report.py: end -->"
+
+#: The benchmarks the table is made of (pytest node ids or files, with ``-k`` filters).
+BENCHMARKS = [
+    "benchmarks/test_bench_export.py",
+    "benchmarks/test_bench_view.py",
+    "benchmarks/test_bench_http.py::test_full_body_throughput",
+    "benchmarks/test_bench_storage_vs_c.py",
+]
+
+
+#: What each ``test_full_body_throughput`` parameter serves.
+BODY_LABELS = {
+    "file": "a plain-file entity",
+    "view.mp4": "a `view.mp4`, sendfile of its sample files",
+}
+
+
+def run_benchmarks(quick: bool) -> list[dict]:
+    env = dict(os.environ)
+    if quick:
+        env.setdefault("MOONFIRE_BENCH_EXPORT_RECORDINGS", "2")
+        env.setdefault("MOONFIRE_BENCH_ROUNDS", "1")
+        env.setdefault("MOONFIRE_BENCH_STORAGE_SECONDS", "10")
+    with tempfile.TemporaryDirectory() as tmp:
+        json_path = Path(tmp) / "results.json"
+        command = [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-only",
+            f"--benchmark-json={json_path}", *BENCHMARKS,
+        ]
+        completed = subprocess.run(command, cwd=ROOT, env=env, check=False)
+        if completed.returncode != 0:
+            sys.exit(f"benchmarks failed (exit {completed.returncode}): {' '.join(command)}")
+        results = json.loads(json_path.read_text())
+    return results["benchmarks"]
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    return (
+        f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
+        f"{platform.python_version()}; measured {today}"
+    )
+
+
+def _extra(results: list[dict], name: str) -> list[dict]:
+    return [r["extra_info"] for r in results if r["name"].startswith(name)]
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| what | measured | against the baseline of the same run | target |",
+            "|---|---|---|---|"]
+    for e in _extra(results, "test_export_throughput_against_cp"):
+        rows.append(
+            f"| `moonfire export` of {e['recordings']} one-minute 4 Mbit/s recordings (30 MB "
+            f"files, page cache) to one fsynced `.mp4` | {e['mb_per_s']} MB/s | {e['ratio']}× "
+            f"`cp` + `sync` of the same files ({e['cp_mb_per_s']} MB/s; median rounds "
+            f"{e['median_ratio']}×) | ≥ 0.9× |"
+        )
+    for e in _extra(results, "test_export_first_byte_of_24_hours"):
+        rows.append(
+            "| export of 24 hours (1440 recordings): database opened and queried, every sample "
+            f"file checked, `moov` laid out, first byte | {e['first_byte_min_ms']} ms min, "
+            f"{e['first_byte_median_ms']} ms median (whole 31 MB `moov`: {e['moov_min_ms']} ms) "
+            f"| {e['ratio_to_bare_query']}× a bare SQLite query of the same rows and blobs "
+            f"({e['bare_query_min_ms']} ms) | < 100 ms |"
+        )
+    for e in _extra(results, "test_view_mp4_first_byte_of_24_hours"):
+        rows.append(
+            "| `view.mp4` over HTTP: first KiB of 24 hours (1440 recordings), database query "
+            f"included | {e['first_kib_min_ms']} ms min, {e['first_kib_median_ms']} ms median | "
+            f"{e['ratio_to_build_alone']}× `build_mp4` alone ({e['build_mp4_alone_min_ms']} ms) "
+            "| < 100 ms |"
+        )
+    for e in _extra(results, "test_storage_engine_cpu_against_a_c_write_sha1_loop"):
+        rows.append(
+            f"| storage engine, {e['streams']} streams × {e['seconds']} s of 4 Mbit/s packets in "
+            "memory, not paced (index, SHA-1, writes, rotation, fsyncs, SQLite) | "
+            f"{e['cpu_s_per_stream_hour']} CPU s per stream-hour | {e['ratio']}× a C loop "
+            f"compiled by the benchmark doing write + SHA-1 + fsync per 60-s file "
+            f"({e['c_cpu_s_per_stream_hour']} s) | ≤ 1.5× |"
+        )
+    for result in results:
+        if result["name"].startswith("test_full_body_throughput"):
+            e = result["extra_info"]
+            label = re.sub(r"^test_full_body_throughput\[?|\]$", "", result["name"])
+            label = BODY_LABELS.get(label, label)
+            rows.append(
+                f"| `serve_entity` body over HTTP ({label}, {e['bytes'] >> 20} MiB) | "
+                f"{e['mib_per_s']} MiB/s median | {e['ratio']}× `web.FileResponse` of a plain "
+                f"file of the same bytes ({e['baseline_mib_per_s']} MiB/s) | ≥ 0.8× |"
+            )
+    return "\n".join(rows)
+
+
+def write_readme(text: str, readme: Path) -> None:
+    content = readme.read_text()
+    if START not in content or END not in content:
+        sys.exit(f"{readme} has no {START} ... {END} markers for the table")
+    head, _, rest = content.partition(START)
+    _, _, tail = rest.partition(END)
+    readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
+    parser.add_argument("--print", action="store_true", help="print, don't touch README.md")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args()
+    results = run_benchmarks(args.quick)
+    text = f"Machine: {machine()}.\n\n{table(results)}"
+    if args.print:
+        print(text)
+    else:
+        write_readme(text, args.readme)
+        print(f"wrote the performance table to {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
