@@ -14,7 +14,6 @@ on demand like ``view.mp4``'s (``VirtualFile``, so ranges and ``sendfile`` work)
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,11 +21,11 @@ import numpy as np
 
 from moonfire.playback import fragment
 from moonfire.playback.mp4 import (
-    FORMAT_VERSION,
     SampleFileOpener,
     VirtualFile,
     _SampleData,
     _Static,
+    segments_etag,
 )
 from moonfire.playback.segment import Segment, recording_name
 
@@ -88,15 +87,10 @@ def build_m4s(
         for segment, length in zip(segments, lengths, strict=True)
         if length
     )
-    digest = hashlib.sha1(b"m4s" + bytes([FORMAT_VERSION]))
-    for segment in segments:
-        start, end = segment.desired_range_90k
-        digest.update(
-            f"{segment.row.composite_id}:{segment.row.start_time_90k}:{start}:{end};".encode()
-        )
     last_modified_90k = max(s.row.end_time_90k for s in segments)
     return VirtualFile(
-        segments, [entry], pieces, f'"{digest.hexdigest()}"', last_modified_90k, len(header)
+        segments, [entry], pieces, segments_etag(segments, b"m4s:"), last_modified_90k,
+        len(header),
     )
 
 

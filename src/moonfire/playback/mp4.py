@@ -604,9 +604,16 @@ def _edit_list(
 
 
 def _etag(segments: Sequence[Segment], timestamps: datetime.tzinfo | None = None) -> str:
+    # The subtitles' text depends on the zone.
+    return segments_etag(segments, b"" if timestamps is None else f":ts:{timestamps}:".encode())
+
+
+def segments_etag(segments: Sequence[Segment], variant: bytes = b"") -> str:
+    """A strong, quoted ETag of the bytes a file over ``segments`` has: ``FORMAT_VERSION``,
+    ``variant`` (what else changes them: the subtitles' zone, another layout such as
+    ``view.m4s``'s) and each segment's identity and desired range."""
     digest = hashlib.sha1(bytes([FORMAT_VERSION]))
-    if timestamps is not None:  # the subtitles' text depends on the zone
-        digest.update(f":ts:{timestamps}:".encode())
+    digest.update(variant)
     for segment in segments:
         row = segment.row
         start, end = segment.desired_range_90k
