@@ -353,7 +353,8 @@ def test_upgrade_from_era1_keeps_recordings_and_adds_the_new_schema(tmp_path: Pa
         assert db.add_camera("back").id == 2
 
     conn = sqlite3.connect(path)
-    assert [v for (v,) in conn.execute("select id from version order by id")] == [1, 2, 3, 4, 5, 6]
+    assert [v for (v,) in conn.execute("select id from version order by id")] == [
+        1, 2, 3, 4, 5, 6, 7]
     upgraded = schema_shape(conn)
     conn.close()
     fresh = sqlite3.connect(tmp_path / "fresh")
@@ -477,7 +478,7 @@ def test_upgrade_from_v4_gives_streams_auto_transport_after_a_backup(tmp_path: P
     with closing(sqlite3.connect(path)) as upgraded, \
             closing(sqlite3.connect(tmp_path / "fresh")) as fresh:
         assert [v for (v,) in upgraded.execute("select id from version order by id")] == [
-            4, 5, 6]
+            4, 5, 6, 7]
         assert normalized_sql(upgraded) == normalized_sql(fresh)
 
 
@@ -524,7 +525,40 @@ def test_upgrade_from_v5_adds_archives_after_a_backup(tmp_path: Path) -> None:
     with closing(sqlite3.connect(path)) as upgraded, \
             closing(sqlite3.connect(tmp_path / "fresh")) as fresh:
         assert [v for (v,) in upgraded.execute("select id from version order by id")] == [
-            4, 5, 6]
+            4, 5, 6, 7]
         assert normalized_sql(upgraded) == normalized_sql(fresh)
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             upgraded.execute("update stream set archive_days = 0")
+
+
+# ---- version 7: recordings that live only in the archive ---------------------------------
+
+
+def test_upgrade_from_v6_lets_archived_recordings_outlive_their_local_file(
+        tmp_path: Path) -> None:
+    """A version-6 database's archived recordings all still have their local file."""
+    path = tmp_path / "db"
+    make_v4_database(path, tmp_path / "sample")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("begin")
+    schema._apply_v4_to_v5(conn)
+    schema._record_version(conn, 5, "upgrade from version 4")
+    schema._apply_v5_to_v6(conn)
+    schema._record_version(conn, 6, "upgrade from version 5")
+    conn.execute("insert into archive (name, url) values ('offsite', 's3://bucket/site')")
+    conn.execute(
+        "insert into recording_archive (composite_id, archive_id, data_key, manifest_key,"
+        " archived_time_sec, sample_file_sha1) values (1 << 32, 1, 'd', 'm', 0, ?)",
+        (b"\x01" * 20,))
+    conn.execute("commit")
+    conn.close()
+    Database.open(path).close()
+    with closing(sqlite3.connect(tmp_path / "db.v6-backup")) as backup:
+        assert backup.execute("select max(id) from version").fetchone() == (6,)
+    Database.create(tmp_path / "fresh", str(tmp_path / "sample")).close()
+    with closing(sqlite3.connect(path)) as upgraded, \
+            closing(sqlite3.connect(tmp_path / "fresh")) as fresh:
+        assert upgraded.execute(
+            "select composite_id, local_deleted_time_sec from recording_archive").fetchall() \
+            == [(1 << 32, None)]
+        assert normalized_sql(upgraded) == normalized_sql(fresh)

@@ -22,6 +22,10 @@ Version 6 adds the S3 archive tier (``moonfire.storage.archive``): named ``archi
 rows (a bucket URL, endpoint and region; never credentials), a stream's
 ``archive_id``/``archive_days``, and ``recording_archive``, one row per recording whose
 objects are stored and checked.  Upgraded streams archive nowhere.
+Version 7 lets a recording outlive its local file: ``recording_archive.local_deleted_time_sec``
+is set when local retention deletes the sample file of an archived recording (or when
+``moonfire archive rebuild`` catalogs a recording that only the archive holds), and the
+row then plays from the archive; it is null while the local file exists.
 
 A new database is built by running the version-1 tables and then the very same
 upgrade step an existing version-1 database gets, so a created and an upgraded
@@ -38,7 +42,7 @@ from pathlib import Path
 
 from .errors import DatabaseVersionError, NotAMoonfireDatabaseError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 OLDEST_UPGRADABLE_VERSION = 1
 #: Set before the first table exists; it cannot change once the file is in WAL mode.
 PAGE_SIZE = 16384
@@ -281,6 +285,16 @@ V5_TO_V6: tuple[str, ...] = (
     "create index recording_archive_by_archive on recording_archive (archive_id)",
 )
 
+#: Schema changes from version 6 to 7: recordings that live only in the archive.
+V6_TO_V7: tuple[str, ...] = (
+    # When the local sample file of an archived recording was deleted (null: it is still
+    # there).  The ``recording`` row stays, so the catalog keeps it and playback reads the
+    # archive's objects instead; such rows no longer count against the stream's local budget.
+    "alter table recording_archive add column local_deleted_time_sec integer",
+    """create index recording_archive_local_deleted on recording_archive (composite_id)
+         where local_deleted_time_sec is not null""",
+)
+
 #: The name ``init`` gives the first sample file directory (and the upgrade, the old one).
 DEFAULT_DIR_NAME = "default"
 
@@ -298,12 +312,13 @@ def create(conn: sqlite3.Connection, sample_dir_path: str) -> None:
     _apply_v3_to_v4(conn)
     _apply_v4_to_v5(conn)
     _apply_v5_to_v6(conn)
+    _apply_v6_to_v7(conn)
     _record_version(conn, SCHEMA_VERSION, "db creation")
 
 
 def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -> None:
-    """Brings a version-1 to -5 database to ``SCHEMA_VERSION`` inside the caller's
-    transaction (1 -> 2 -> 3 -> 4 -> 5 -> 6), foreign keys off (``without_foreign_keys``)."""
+    """Brings a version-1 to -6 database to ``SCHEMA_VERSION`` inside the caller's
+    transaction (1 -> 2 -> ... -> 7), foreign keys off (``without_foreign_keys``)."""
     if not OLDEST_UPGRADABLE_VERSION <= from_version < SCHEMA_VERSION:
         raise AssertionError(f"no upgrade path from schema version {from_version}")
     if from_version == 1:
@@ -317,8 +332,11 @@ def upgrade(conn: sqlite3.Connection, from_version: int, sample_dir_path: str) -
     if from_version <= 4:
         _apply_v4_to_v5(conn)
         _record_version(conn, 5, "upgrade from version 4")
-    _apply_v5_to_v6(conn)
-    _record_version(conn, 6, "upgrade from version 5")
+    if from_version <= 5:
+        _apply_v5_to_v6(conn)
+        _record_version(conn, 6, "upgrade from version 5")
+    _apply_v6_to_v7(conn)
+    _record_version(conn, 7, "upgrade from version 6")
 
 
 def _upgrade_v1_to_v2(conn: sqlite3.Connection, sample_dir_path: str) -> None:
@@ -465,6 +483,11 @@ def _apply_v4_to_v5(conn: sqlite3.Connection) -> None:
 
 def _apply_v5_to_v6(conn: sqlite3.Connection) -> None:
     for statement in V5_TO_V6:
+        conn.execute(statement)
+
+
+def _apply_v6_to_v7(conn: sqlite3.Connection) -> None:
+    for statement in V6_TO_V7:
         conn.execute(statement)
 
 
