@@ -1753,3 +1753,60 @@ async def test_many_pieces_to_a_slow_client_through_tiny_socket_buffers(tmp_path
                     assert f"Content-Range: bytes {a}-{b - 1}/400000".encode() in body
                     assert data[a:b] in body
         writer.close()
+
+
+@pytest.mark.asyncio
+async def test_the_next_file_is_opened_while_the_socket_is_full_and_fails_in_turn(
+        tmp_path, testdata, problems, monkeypatch):
+    """A pump opens the next sample file while it waits for a full socket, so the open is
+    hidden behind the client's reading; a file found short then is still reported only
+    once every byte before it was sent, naming that file, and no descriptor stays open."""
+    files = SampleFiles(tmp_path)
+    avc1 = (testdata / "avc1_1920x1080").read_bytes()
+    recs = []
+    start = 1_780_000_000 * 90_000
+    for rid in (1, 2):  # 8 MiB each: far more than the socket buffers hold
+        rec = make_recording([3000] * 128, [64 << 10] * 128, [i % 30 == 0 for i in range(128)],
+                             recording_id=rid, run_offset=rid - 1, start_time_90k=start)
+        files.write(rec.row, random_bytes(rec.row.sample_file_bytes, seed=60 + rid))
+        recs.append(rec)
+        start = rec.row.end_time_90k
+    opened: list[tuple[int, int]] = []  # (recording id, body bytes sent when opened)
+    pumps: list[http_entity._Pump] = []
+    real_init = http_entity._Pump.__init__
+
+    def tracked_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        pumps.append(self)
+
+    def open_sample_file(row):
+        opened.append((row.recording_id, pumps[0].position if pumps else -1))
+        return os.open(files.path(row), os.O_RDONLY | os.O_CLOEXEC)
+
+    monkeypatch.setattr(http_entity._Pump, "__init__", tracked_init)
+    vf = build_mp4([Segment(r.row, r.video_index, (0, r.row.duration_90k)) for r in recs],
+                   {1: sample_entry(avc1)}, open_sample_file)
+    full = vf.read(0, vf.size)
+    opened.clear()
+    first_span_end = vf.size - recs[1].row.sample_file_bytes  # where recording 2's data begins
+    files.path(recs[1].row).write_bytes(b"\0" * 100)
+    before = len(os.listdir("/proc/self/fd"))
+    app, done = counting_app({"vf": vf})
+    async with running(app) as port:
+        reader, writer, status, _ = await raw_request(port, "/vf")
+        assert status == 200
+        received = bytearray()
+        while chunk := await reader.read(1 << 16):
+            received += chunk
+            await asyncio.sleep(0.0005)  # a slow reader: the socket fills
+        writer.close()
+        await wait_for(lambda: done == ["vf"])
+    # Recording 2's file was opened while recording 1's bytes were still being sent...
+    ((first, _), (second, sent_then)) = opened
+    assert (first, second) == (1, 2) and sent_then < first_span_end
+    # ... yet its failure came only after all of them: the body stops exactly there.
+    assert bytes(received) == full[:first_span_end]
+    await wait_for(lambda: bool(problems.records))
+    (message,) = [r.getMessage() for r in problems.records]
+    assert "recording 1/2" in message and "the file holds 100 bytes" in message
+    await wait_for(lambda: len(os.listdir("/proc/self/fd")) <= before)

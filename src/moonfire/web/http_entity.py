@@ -753,7 +753,7 @@ SENDFILE_WAIT_SECONDS = 0.02
 #: How long one executor call goes on sending before it returns to the loop: bounds how long a
 #: cancelled response waits for its thread (files are closed only after) and how long a
 #: connection closed by the server goes unnoticed.
-SENDFILE_CALL_SECONDS = 0.05
+SENDFILE_CALL_SECONDS = 0.2
 
 #: While waiting for a stalled client's socket to take bytes, how often to look whether the
 #: transport was closed meanwhile (the duplicate descriptor would keep the socket open).
@@ -862,6 +862,9 @@ def _next_piece(pieces: Iterator[bytes | FileSpan]) -> bytes | _OpenSpan | None:
 
 _DONE, _BLOCKED, _MORE = "done", "blocked", "more"
 
+#: ``_Pump._following`` before the piece after the current one is made.
+_NOT_YET = object()
+
 
 class _Pump:
     """Writes a body, after its headers, straight to a duplicate of the socket's descriptor:
@@ -880,6 +883,9 @@ class _Pump:
         self.position = 0  # body bytes sent
         self._pieces = pieces
         self._piece: bytes | _OpenSpan | None = first
+        #: The piece after ``_piece``, made while the socket was full (``_NOT_YET`` until
+        #: then), or the exception making it raised.
+        self._following: bytes | _OpenSpan | None | object = _NOT_YET
         self._done = 0  # bytes of the current piece sent
         self._chunk_size = chunk_size
         self._sendfile = True
@@ -899,7 +905,11 @@ class _Pump:
         deadline = time.monotonic() + seconds
         while True:
             if self._piece is None:
-                self._piece = _next_piece(self._pieces)
+                following, self._following = self._following, _NOT_YET
+                if isinstance(following, Exception):
+                    raise following
+                self._piece = (_next_piece(self._pieces) if following is _NOT_YET
+                               else following)  # type: ignore[assignment]
                 self._done = 0
                 if self._piece is None:
                     return _DONE
@@ -919,9 +929,17 @@ class _Pump:
                 self._piece = None
                 _close_piece(piece)
             # A short write means a full socket: wait for room rather than try again at once
-            # (which would send a sliver or nothing), as the loop's own sendfile does.
-            if full and not self._poller.poll(wait * 1000):
-                return _BLOCKED
+            # (which would send a sliver or nothing), as the loop's own sendfile does.  The
+            # client is busy reading what the socket holds, so this is the moment to open the
+            # next file (a 24-hour view.mp4 has 1440), not once the socket is empty.
+            if full:
+                if self._piece is not None and self._following is _NOT_YET:
+                    try:
+                        self._following = _next_piece(self._pieces)
+                    except Exception as e:  # raised in turn, once the current piece is sent
+                        self._following = e
+                if not self._poller.poll(wait * 1000):
+                    return _BLOCKED
             if time.monotonic() >= deadline:
                 return _MORE
 
@@ -952,7 +970,10 @@ class _Pump:
     def close(self) -> None:
         """Closes the file of a piece not sent through, and the duplicate descriptor."""
         piece, self._piece = self._piece, None
+        following, self._following = self._following, _NOT_YET
         _close_piece(piece)
+        if isinstance(following, _OpenSpan):
+            following.close()
         os.close(self.sock)
 
 
