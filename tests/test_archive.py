@@ -2,9 +2,11 @@
 the background uploader, against a real S3 endpoint (``moto_server``) these tests start.
 
 moto's S3 keeps its state in memory, answers a write-once ``PUT`` (``If-None-Match: *``)
-on an existing key with 412 Precondition Failed, and accepts any credentials unless started
-with ``INITIAL_NO_AUTH_ACTION_COUNT=0`` (the wrong-credentials test starts its own so); a
-missing bucket is refused as on AWS.
+on an existing key with 412 Precondition Failed (and so a write-once
+``CompleteMultipartUpload``), and accepts any credentials unless started with
+``INITIAL_NO_AUTH_ACTION_COUNT=0`` (the wrong-credentials test starts its own so); a
+missing bucket is refused as on AWS.  It is started with ``S3_UPLOAD_PART_MIN_SIZE`` lowered
+from S3's 5 MiB, so the multipart test's parts can be a few kB.
 """
 
 from __future__ import annotations
@@ -13,87 +15,42 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from moonfire.db import ArchiveRow, Database
+from moonfire.db import Database
 from moonfire.storage import data_dir as datadir
-from moonfire.storage.archive import ArchiveError, ArchiveUploader, make_client
+from moonfire.storage import repair
+from moonfire.storage.archive import ArchiveError, ArchiveUploader, check_archive, make_client
+from moonfire.storage.crash_points import observe
+from moonfire.storage.invariants import CheckSummary, check
 from moonfire.web.metrics import _archive_metrics
+from tests.support import s3
 from tests.support.cli import TESTSRC_URL, add_camera, moonfire, record_synthetic
-from tests.support.net import free_port, stop_process
+from tests.support.net import stop_process
+from tests.support.s3 import BUCKET, CREDENTIALS, start_moto
 
-BUCKET = "footage"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-}
+#: Fixtures of ``tests/support/s3.py`` (the module's own ``s3_endpoint`` is below).
+credentials = s3.credentials
+bucket = s3.bucket
 
-
-def _start_moto(**env: str) -> tuple[subprocess.Popen, str]:
-    """``moto_server`` on a free loopback port, answering; missing moto fails (it is in
-    the test extras), it never skips."""
-    exe = shutil.which("moto_server")
-    if exe is None:
-        pytest.fail("moto_server is missing: pip install 'moto[server]' (the test extras)")
-    port = free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            env=dict(os.environ, **env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            assert proc.poll() is None, "moto_server exited"
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                return proc, endpoint
-            except urllib.error.HTTPError:
-                return proc, endpoint  # it answers (with authentication on, 403)
-            except OSError:
-                assert time.monotonic() < deadline, "moto_server never answered"
-                time.sleep(0.1)
-    except BaseException:
-        stop_process(proc, timeout=10)
-        raise
+#: The smallest multipart part this module's moto takes (S3's is 5 MiB).
+MOTO_MIN_PART_BYTES = 1024
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[tuple[str, subprocess.Popen]]:
-    """The shared ``moto_server`` (authentication off) for this module's tests."""
-    proc, endpoint = _start_moto()
+    """This module's ``moto_server`` (authentication off; parts down to 1 kB)."""
+    proc, endpoint = start_moto(S3_UPLOAD_PART_MIN_SIZE=str(MOTO_MIN_PART_BYTES))
     yield endpoint, proc
     stop_process(proc, timeout=10)
-
-
-@pytest.fixture
-def credentials(monkeypatch) -> None:
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-
-
-@pytest.fixture
-def bucket(s3_endpoint, credentials, request) -> str:
-    """A fresh prefix of the bucket for each test: ``s3://footage/<test name>``."""
-    endpoint, _proc = s3_endpoint
-    client = make_client(ArchiveRow(0, "x", f"s3://{BUCKET}", endpoint, None, None, None))
-    try:
-        client.create_bucket(Bucket=BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    return f"s3://{BUCKET}/{request.node.name}"
 
 
 @pytest.fixture
@@ -207,7 +164,8 @@ def test_every_recording_is_archived_with_its_manifest_write_once(
         with pytest.raises(ArchiveError, match=f"object {archived[0][1]} holds 18 bytes"):
             ArchiveUploader(db, archive).upload_some()
     code, out, _err = moonfire(capsys, "archive", "status", "--data-dir", data_dir)
-    assert f"offsite: {len(rows) - 1} recordings archived, backlog 1 (" in out
+    assert f"offsite: {len(rows) - 1} recordings archived (0 only there, 0 B), backlog 1 (" \
+        in out
     with datadir.open_db(data_dir, read_only=True) as db:
         gauges = {m.name: m.samples[0].value for m in _archive_metrics(db)}
     assert gauges == {
@@ -263,7 +221,7 @@ def test_check_archive_finds_an_object_corrupted_in_the_store(
     assert moonfire(capsys, "check", "--archive", "--data-dir", data_dir)[0] == 0
     code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
     assert code == 1
-    assert (f"archive 'offsite': recording {cid >> 32}/{cid & 0xFFFF_FFFF}: object {data_key}'s "
+    assert (f"archive 'offsite': recording front/main/{cid & 0xFFFF_FFFF}: object {data_key}'s "
             f"bytes have SHA-1 {hashlib.sha1(corrupted).hexdigest()}") in out
 
 
@@ -302,7 +260,7 @@ def test_wrong_credentials_are_reported_without_the_secret(
 ) -> None:
     """A store with authentication on (moto's ``INITIAL_NO_AUTH_ACTION_COUNT=0``) refuses
     keys it doesn't know; the message names the archive and the store's code, not the key."""
-    store, endpoint = _start_moto(INITIAL_NO_AUTH_ACTION_COUNT="0")
+    store, endpoint = start_moto(INITIAL_NO_AUTH_ACTION_COUNT="0")
     try:
         _add_archive(capsys, data_dir, "s3://footage/x", endpoint)
         record_synthetic(data_dir, "front", 4)
@@ -329,16 +287,20 @@ def _wait_for(condition, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def test_stopped_store_never_stalls_recording_and_the_backlog_drains(
+@pytest.mark.slow
+def test_a_store_stopped_for_20_s_never_stalls_recording_and_the_backlog_drains(
     capsys, tmp_path, bucket, s3_endpoint
 ) -> None:
-    """``moonfire run`` records the synthetic camera (1 s recordings, rotated at key frames)
-    into an archive whose store is SIGSTOPped for 6 s: recordings keep committing meanwhile,
-    and afterwards every one is uploaded."""
+    """``moonfire run`` records the synthetic camera (1 s recordings, rotated at key frames;
+    a budget of about three) into an archive whose store is SIGSTOPped for 20 s, the issue's
+    number: recordings keep committing, the budget overruns meanwhile (it deletes nothing the
+    archive lacks), and once the store is back the backlog drains and the budget makes the
+    archived recordings archived-only: every recording stays in the catalog."""
     endpoint, moto = s3_endpoint
+    budget = 60_000  # recordings are ~25 kB
     data_dir = str(tmp_path / "data")
     assert moonfire(capsys, "init", "--data-dir", data_dir)[0] == 0
-    add_camera(capsys, data_dir, "front", "--rotate-seconds", "1")
+    add_camera(capsys, data_dir, "front", "--rotate-seconds", "1", "--retain", str(budget))
     _add_archive(capsys, data_dir, bucket, endpoint)
     env = dict(os.environ, **CREDENTIALS)
     run = subprocess.Popen(
@@ -347,31 +309,247 @@ def test_stopped_store_never_stalls_recording_and_the_backlog_drains(
     )
     db_path = datadir.db_path(data_dir)
 
-    def counts() -> tuple[int, int]:
+    def counts() -> tuple[int, int, int, int]:
+        """(recordings, archived, archived-only, bytes of local files)."""
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-            return (conn.execute("select count(*) from recording").fetchone()[0],
-                    conn.execute("select count(*) from recording_archive").fetchone()[0])
+            return conn.execute(
+                "select count(*), count(a.composite_id), count(a.local_deleted_time_sec),"
+                " coalesce(sum(case when a.local_deleted_time_sec is null"
+                " then r.sample_file_bytes end), 0) from recording r"
+                " left join recording_archive a on a.composite_id = r.composite_id"
+            ).fetchone()
 
     try:
-        _wait_for(lambda: counts()[1] >= 2)
+        _wait_for(lambda: counts()[1] >= 1)  # the uploader is at work
         os.kill(moto.pid, signal.SIGSTOP)
         try:
-            before = counts()[0]
-            time.sleep(6)
-            during = counts()[0]
+            before = counts()
+            time.sleep(20)
+            during = counts()
         finally:
             os.kill(moto.pid, signal.SIGCONT)
         # A recording about every 2 s (1 s, then the next key frame), whatever the store
         # does; an uploader in the recording path would have committed none.
-        assert during - before >= 2, (before, during)
-        time.sleep(1)
+        assert during[0] - before[0] >= 7, (before, during)
+        assert during[1] <= before[1] + 1  # (one upload may have been answered already)
+        # Kept for the archive: over the budget, every recording since the stop still local.
+        assert during[3] > budget and during[0] - during[2] >= during[0] - before[0], during
+        # The backlog drains; the next saves' budget makes those archived-only.
+        resumed = time.monotonic()
+        _wait_for(lambda: counts()[1] >= during[0], timeout=30)
+        drained_sec = time.monotonic() - resumed
+        _wait_for(lambda: counts()[3] <= budget, timeout=15)
     finally:
         out = stop_process(run, timeout=30)
     assert run.returncode == 0, out
+    assert f"over its budget of {budget} bytes: it keeps" in out
     with Database.open(db_path) as db:
         archive = db.get_archive("offsite")
+        stream = db.get_camera("front").main
         uploader = ArchiveUploader(db, archive)
-        _drain(db, uploader)  # what the run left (its last recording) goes now
+        _drain(db, uploader)  # what the run left (its last recordings) goes now
         assert uploader.stats.uploads <= 3, "the run's uploader did not catch up"
-        assert db.archived_count(archive.id) == len(db.list_recordings(
-            db.get_camera("front").main.id))
+        rows = db.list_recordings(stream.id)
+        assert [r.recording_id for r in rows] == list(range(1, len(rows) + 1))  # none lost
+        assert db.archived_count(archive.id) == len(rows)
+        local = db.stream_usage(stream.id)[0]
+        only = len(db.list_archived_only(stream.id, 0, 0xFFFF_FFFF))
+        assert local + only == len(rows) and only >= during[0] - 3
+    code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
+    assert code == 0, out
+    assert f"or, for the {only} archived-only, its archive objects" in out
+    print(f"{len(rows)} recordings, {local} local files, {only} archived-only; "
+          f"{during[0] - before[0]} recorded while the store was stopped, drained "
+          f"{drained_sec:.1f} s after it resumed")
+
+
+class RecordingClient:
+    """A boto3 client that notes each upload call: (operation, key, body bytes)."""
+
+    UPLOADS = ("put_object", "create_multipart_upload", "upload_part",
+               "complete_multipart_upload")
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.calls: list[tuple[str, str, int | None]] = []
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if name not in self.UPLOADS:
+            return attr
+
+        def call(**kwargs):
+            body = kwargs.get("Body")
+            self.calls.append((name, kwargs["Key"], None if body is None else len(body)))
+            return attr(**kwargs)
+
+        return call
+
+
+def test_large_files_go_as_multipart_uploads_a_part_at_a_time_and_write_once(
+    capsys, data_dir, bucket, s3_endpoint, caplog
+) -> None:
+    """With a threshold of a few kB (moto takes parts that small here), every sample file
+    goes in parts no larger than the part size (never one whole-file PUT), completed
+    write-once; a redo finds the objects by HEAD and sends nothing; a file that no longer
+    matches its row is aborted after its parts, leaving no object."""
+    from botocore.exceptions import ClientError
+
+    endpoint, _proc = s3_endpoint
+    _add_archive(capsys, data_dir, bucket, endpoint)
+    record_synthetic(data_dir, "front", 6)
+    with datadir.open_db(data_dir) as db:
+        archive = db.get_archive("offsite")
+        rows = db.list_recordings(db.get_camera("front").main.id)
+        part = max(MOTO_MIN_PART_BYTES, min(r.sample_file_bytes for r in rows) // 3)
+        client = RecordingClient(make_client(archive))
+        uploader = ArchiveUploader(db, archive, client=client, part_bytes=part)
+        _drain(db, uploader)
+        assert uploader.stats.multipart_uploads == uploader.stats.uploads == len(rows)
+        data_calls = [c for c in client.calls if c[1].endswith(".sample")]
+        assert [c for c in data_calls if c[0] == "put_object"] == []
+        parts = [size for op, _key, size in data_calls if op == "upload_part"]
+        assert len(parts) == uploader.stats.parts >= 3 * len(rows)
+        assert max(parts) <= part
+        archived = db.list_archived(archive.id)
+        for row, (_cid, data_key, _manifest, sha1) in zip(rows, archived, strict=True):
+            obj = client.get_object(Bucket=BUCKET, Key=data_key)
+            data = obj["Body"].read()
+            assert (len(data), hashlib.sha1(data).digest()) == (row.sample_file_bytes, sha1)
+            assert obj["Metadata"]["sha1"] == sha1.hex()
+        # The store honours If-None-Match on CompleteMultipartUpload: write-once holds.
+        key = archived[0][1]
+        upload_id = client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        etag = client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=1,
+                                  Body=b"another recorder's")["ETag"]
+        with pytest.raises(ClientError, match="PreconditionFailed"):
+            client.complete_multipart_upload(
+                Bucket=BUCKET, Key=key, UploadId=upload_id, IfNoneMatch="*",
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+        client.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload_id)
+        # A redo (a kill -9 before the rows) HEADs the complete objects: no part again.
+        db._conn.execute("delete from recording_archive")
+        client.calls.clear()
+        again = ArchiveUploader(db, archive, client=client, part_bytes=part)
+        _drain(db, again)
+        assert (again.stats.already_there, again.stats.parts) == (len(rows), 0)
+        assert [c for c in client.calls if c[1].endswith(".sample")] == []
+        # A local file changed (same size) after its row: its parts are read, hashed and
+        # sent, the SHA-1 doesn't match, the upload is aborted: nothing stored.
+        last, last_key = rows[-1], archived[-1][1]
+        db._conn.execute("delete from recording_archive where composite_id = ?",
+                         (last.composite_id,))
+        client.delete_object(Bucket=BUCKET, Key=last_key)
+        path = os.path.join(db.sample_file_dir(db.get_camera("front").main.sample_file_dir_id)
+                            .path, str(uuid.UUID(bytes=db.get_playback(last.composite_id)
+                                                 .sample_file_uuid)))
+        with open(path, "r+b") as f:
+            f.seek(last.sample_file_bytes - 1)
+            flipped = bytes([f.read(1)[0] ^ 1])
+            f.seek(last.sample_file_bytes - 1)
+            f.write(flipped)
+        refused = ArchiveUploader(db, archive, client=client, part_bytes=part)
+        assert refused.upload_some() is True
+        assert refused.stats.parts >= 3 and refused.stats.uploads == 0
+        assert db.archive_backlog(archive.id)[0] == 1
+        assert "not archived (`moonfire check --hash`)" in caplog.text
+        listed = client.list_objects_v2(Bucket=BUCKET, Prefix=last_key)
+        assert listed.get("KeyCount", 0) == 0
+        assert client.list_multipart_uploads(Bucket=BUCKET, Prefix=last_key).get(
+            "Uploads", []) == []
+
+
+def _apply_retention(data_dir: str) -> None:
+    """Start (and stop) the recorder's storage engine: its recovery enforces the budgets."""
+    with datadir.open_db(data_dir, read_only=True) as db:
+        dir_id = db.get_camera("front").main.sample_file_dir_id
+    db, sample_file_dir = datadir.open_for_recording(data_dir, dir_id)
+    try:
+        with sample_file_dir.start_syncer() as syncer:
+            syncer.flush()
+    finally:
+        sample_file_dir.close()
+        db.close()
+
+
+def test_archived_only_recordings_are_checked_in_the_archive_and_expire_with_their_objects(
+    capsys, data_dir, bucket, s3_endpoint
+) -> None:
+    endpoint, _proc = s3_endpoint
+    _add_archive(capsys, data_dir, bucket, endpoint)
+    record_synthetic(data_dir, "front", 10)
+    with datadir.open_db(data_dir) as db:
+        stream = db.get_camera("front").main
+        rows = db.list_recordings(stream.id)
+        archive = db.get_archive("offsite")
+        _drain(db, ArchiveUploader(db, archive))
+        db.update_camera("front", retain_bytes=rows[-1].sample_file_bytes)  # the newest fits
+    _apply_retention(data_dir)
+    with datadir.open_db(data_dir) as db:
+        assert db.list_recordings(stream.id) == rows  # every row kept...
+        only = db.list_archived_only(stream.id, 0, 0xFFFF_FFFF)
+        assert sorted(only) == [r.composite_id for r in rows[:-1]]  # ...all but one archived-only
+        summary = CheckSummary()
+        assert list(check(db, db.sample_file_dir(stream.sample_file_dir_id), True,
+                          summary=summary)) == []
+        assert len(summary.archived_only) == len(rows) - 1
+        # `check --repair` drops rows whose file is gone: not the archived-only ones.
+        said: list[str] = []
+        report = repair.adopt(db, db.sample_file_dir(stream.sample_file_dir_id), said.append)
+        assert (report.dropped_recordings, report.strays, said) == ([], [], [])
+        assert db.list_recordings(stream.id) == rows
+    n = len(rows) - 1
+    code, out, _err = moonfire(capsys, "check", "--data-dir", data_dir)
+    assert (code, out) == (0, f"ok: every recording has its file or, for the {n} archived-only, "
+                           f"its archive objects (checked with --archive); no stray files; "
+                           f"no reservations\n")
+    code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
+    assert code == 0 and "every archived recording has its objects" in out, out
+    code, out, _err = moonfire(capsys, "archive", "status", "--data-dir", data_dir)
+    assert f"offsite: {len(rows)} recordings archived ({n} only there, " in out
+    # A missing object of an archived-only recording is an error naming it and the key.
+    client = make_client(archive)
+    first_key = only[rows[0].composite_id][1]
+    saved = client.get_object(Bucket=BUCKET, Key=first_key)
+    client.delete_object(Bucket=BUCKET, Key=first_key)
+    code, out, _err = moonfire(capsys, "check", "--archive", "--data-dir", data_dir)
+    assert code == 1
+    assert (f"archive 'offsite': recording front/main/{rows[0].recording_id}: object "
+            f"{first_key} is missing from the store") in out
+    client.put_object(Bucket=BUCKET, Key=first_key, Body=saved["Body"].read(),
+                      Metadata=saved["Metadata"])
+    # The archive can't be removed while it holds the only copy of recordings.
+    assert moonfire(capsys, "camera", "edit", "front", "--archive", "", "--data-dir",
+                    data_dir)[0] == 0
+    code, _out, err = moonfire(capsys, "archive", "remove", "offsite", "--data-dir", data_dir)
+    assert code == 1 and f"archive 'offsite' holds the only copy of {n} recordings" in err
+    # archive_days: the archived-only rows go with their objects, the local one keeps its
+    # row.  Each step survives an interruption (here, an exception at the first crash point
+    # after the rows of the second recording went): the invariants hold, the next pass ends it.
+    assert moonfire(capsys, "camera", "edit", "front", "--archive", "offsite",
+                    "--archive-days", "1", "--data-dir", data_dir)[0] == 0
+    with datadir.open_db(data_dir) as db:
+        db._conn.execute("update recording_archive set archived_time_sec ="
+                         " archived_time_sec - 2 * 86400")
+        uploader = ArchiveUploader(db, archive)
+        reached: list[str] = []
+
+        def interrupt(name: str) -> None:
+            reached.append(name)
+            if reached == ["archive.after_expire_rows", "archive.after_expire_objects",
+                           "archive.after_expire_rows"]:
+                raise KeyboardInterrupt(name)
+
+        with observe(interrupt), pytest.raises(KeyboardInterrupt):
+            uploader.expire_old()
+        assert [r.recording_id for r in db.list_recordings(stream.id)] == [
+            r.recording_id for r in rows[2:]]
+        assert list(check(db, db.sample_file_dir(stream.sample_file_dir_id), True)) == []
+        assert check_archive(db, archive, True) == []
+        assert uploader.expire_old() == len(rows) - 1  # the second one's is redone
+        assert db.list_recordings(stream.id) == rows[-1:]
+        assert db.list_archived(archive.id) == []
+        listed = client.list_objects_v2(Bucket=BUCKET, Prefix=first_key.rsplit("/", 1)[0])
+        assert listed.get("KeyCount", 0) == 0
+    code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
+    assert (code, out.startswith("ok: every recording has its file; ")) == (0, True), out

@@ -1,12 +1,22 @@
-"""Retention policy without a disk: which of a stream's rows go, oldest first."""
+"""Retention policy without a disk: which of a stream's rows go, oldest first; then, with
+the storage engine, how the syncer applies it to a stream with an archive (schema 7): an
+archived recording loses only its local file, one not yet archived waits for the archive
+unless the disk's floor needs its space."""
 
 from __future__ import annotations
 
+import logging
+import os
+from collections import namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pytest
+
 from moonfire.db import RecordingRow
+from moonfire.db.errors import ArchiveInUseError
 from moonfire.storage import retention
+from moonfire.storage.invariants import CheckSummary, check
 from moonfire.storage.retention import (
     FREE_INODES_PER_STREAM,
     FREE_SPACE_RECORDINGS,
@@ -17,6 +27,8 @@ from moonfire.storage.retention import (
     to_fit_budget,
     to_make_room,
 )
+from moonfire.storage.sample_file_dir import uuid_name
+from tests.support.engine import write_frames
 
 
 @dataclass(frozen=True)
@@ -412,3 +424,170 @@ def test_stream_deletion_counts_the_incoming_recording_against_the_budget_only()
     budget, aged = retention.stream_deletion(lambda: iter(items), 300, 300, 5, NOW_90K, 100)
     assert ids(budget.rows) == [1]
     assert aged is not None and aged.rows == []
+
+
+# ---- the syncer, for a stream with an archive ---------------------------------------------
+
+
+def record(syncer, stream_id: int, entry_id: int, count: int, first: int = 0) -> None:
+    """``count`` short recordings of ``stream_id``, each committed before the next."""
+    for i in range(first, first + count):
+        w = syncer.create_writer(None, stream_id, entry_id)
+        write_frames(w, stream_id, start=i * 3000)
+        w.close()
+        syncer.flush()
+
+
+def archived_stream(db, retain_bytes: int, **changes):
+    """Camera ``front`` whose main stream archives to ``offsite`` (no store is needed: the
+    tests say which recordings are archived with ``mark_archived``)."""
+    db.add_archive("offsite", "s3://footage/site")
+    db.add_camera("front", retain_bytes=retain_bytes)
+    db.update_camera("front", archive="offsite", **changes)
+    return db.get_camera("front").main
+
+
+def mark_archived(db, rows) -> None:
+    archive = db.get_archive("offsite")
+    for r in rows:
+        db.mark_archived(r.composite_id, archive.id, f"k/{r.recording_id}.sample",
+                         f"k/{r.recording_id}.json",
+                         db.get_playback(r.composite_id).sample_file_sha1)
+
+
+def archived_only(db) -> list[int]:
+    return [cid for (cid,) in db._conn.execute(
+        "select composite_id from recording_archive where local_deleted_time_sec is not null"
+        " order by composite_id")]
+
+
+def local_files(db, sample_file_dir, rows) -> list[bool]:
+    return [os.path.exists(os.path.join(
+        sample_file_dir.path, uuid_name(db.get_playback(r.composite_id).sample_file_uuid)))
+        for r in rows]
+
+
+def test_the_budget_keeps_archived_recordings_as_archived_only_and_waits_for_the_rest(
+    engine, caplog
+) -> None:
+    db, sample_file_dir, entry_id = engine
+    budget = 15_000  # one recording (~12 kB) and a bit
+    stream = archived_stream(db, retain_bytes=budget)
+    caplog.set_level(logging.WARNING, "moonfire.storage.syncer")
+    with sample_file_dir.start_syncer() as syncer:
+        record(syncer, stream.id, entry_id, 6)
+        rows = db.list_recordings(stream.id)
+        # Nothing archived yet: the budget deletes none of them, and says so once (at the
+        # second save, the first over the budget).
+        assert len(rows) == 6 and archived_only(db) == []
+        overruns = [r.getMessage() for r in caplog.records if "over its budget" in r.message]
+        over = rows[0].sample_file_bytes + rows[1].sample_file_bytes - budget
+        assert overruns == [
+            f"stream front/main goes {over} bytes over its budget of {budget} bytes: it keeps "
+            f"1 recording(s) "
+            f"({rows[0].sample_file_bytes} bytes) its archive doesn't have yet until the "
+            f"uploader catches up (`moonfire archive status` shows the backlog)"]
+        mark_archived(db, rows[:4])
+        syncer.enforce_retention()
+        # The four archived ones lost their local files and kept their rows; the two the
+        # archive doesn't have yet stay (over the budget until it does).
+        assert db.list_recordings(stream.id) == rows
+        assert archived_only(db) == [r.composite_id for r in rows[:4]]
+        assert local_files(db, sample_file_dir, rows) == [False] * 4 + [True] * 2
+        assert db.stream_usage(stream.id) == (
+            2, sum(r.sample_file_bytes for r in rows[4:]), sum(r.duration_90k for r in rows[4:]))
+        assert db.stream_time_range(stream.id)[0] == rows[0].start_time_90k  # still listed
+        assert syncer.stats.made_archived_only == 4
+        assert len([r for r in caplog.records if "over its budget" in r.message]) == 1
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert db.stream_archive_backlog(stream.id) == (
+            2, sum(r.sample_file_bytes for r in rows[4:]))
+    summary = CheckSummary()
+    assert [str(v) for v in check(db, db.sample_file_dir(sample_file_dir.id), True,
+                                  summary=summary)] == []
+    assert summary.archived_only == [r.composite_id for r in rows[:4]]
+    # Recovery at the next start doesn't miss the archived-only rows' files.
+    with sample_file_dir.start_syncer() as syncer:
+        syncer.flush()
+    assert db.list_recordings(stream.id) == rows
+    assert db.archived_only_usage(db.get_archive("offsite").id) == (
+        4, sum(r.sample_file_bytes for r in rows[:4]))
+
+
+FakeStatvfs = namedtuple("FakeStatvfs", "f_bavail f_frsize f_favail f_files")
+
+
+def test_the_free_space_floor_takes_archived_recordings_first_then_loses_one_for_the_archive(
+    engine, monkeypatch, caplog
+) -> None:
+    """The disk's floor (a fake free space: short by ``need`` bytes at the next save) first
+    takes the archived recordings, oldest first, losing nothing; only when none is left
+    does it delete one not yet archived, with a WARNING naming it as lost for the archive."""
+    db, sample_file_dir, entry_id = engine
+    stream = archived_stream(db, retain_bytes=10**9)
+    need: list[int] = []  # bytes the next save's floor is short of
+
+    def fstatvfs(fd: int) -> FakeStatvfs:
+        free = 10**12
+        pending = syncer.uncommitted(stream.id)
+        if need and pending:
+            free = retention.FREE_SPACE_RECORDINGS * pending[-1].sample_file_bytes - need[0]
+        return FakeStatvfs(f_bavail=free, f_frsize=1, f_favail=0, f_files=0)
+
+    monkeypatch.setattr("moonfire.storage.syncer.os.fstatvfs", fstatvfs)
+    caplog.set_level(logging.WARNING, "moonfire.storage.syncer")
+    with sample_file_dir.start_syncer() as syncer:
+        record(syncer, stream.id, entry_id, 3)
+        rows = db.list_recordings(stream.id)
+        mark_archived(db, [rows[0], rows[2]])  # the second waits for the archive
+        need.append(rows[0].sample_file_bytes + rows[2].sample_file_bytes)
+        record(syncer, stream.id, entry_id, 1, first=3)
+        assert [r.recording_id for r in db.list_recordings(stream.id)] == [1, 2, 3, 4]
+        assert archived_only(db) == [rows[0].composite_id, rows[2].composite_id]
+        assert syncer.stats.lost_for_archive == 0
+        need[0] = 1  # now only recordings the archive lacks are local
+        record(syncer, stream.id, entry_id, 1, first=4)
+        assert syncer.stats.lost_for_archive == 1
+    assert [r.recording_id for r in db.list_recordings(stream.id)] == [1, 3, 4, 5]
+    lost = [r.getMessage() for r in caplog.records if "lost for the archive" in r.message]
+    assert lost == [
+        f"recording front/main/2 was deleted locally before it could be archived to 'offsite': "
+        f"sample file directory {sample_file_dir.path} ran short of free space or inodes; it "
+        f"is lost for the archive"]
+    assert [str(v) for v in check(db, db.sample_file_dir(sample_file_dir.id), True)] == []
+
+
+def test_an_expired_archive_copy_keeps_no_row_and_streams_without_archive_are_unchanged(
+    engine
+) -> None:
+    """With ``archive_days``, a copy archived longer ago is being expired (its objects are
+    deleted next), so the budget deletes that recording whole, as for a stream without an
+    archive; ``delete_local_files`` re-checks that in its own transaction."""
+    db, sample_file_dir, entry_id = engine
+    stream = archived_stream(db, retain_bytes=10**9, archive_days=1)
+    plain = db.add_camera("back", retain_bytes=10**9).main
+    with sample_file_dir.start_syncer() as syncer:
+        record(syncer, stream.id, entry_id, 3)
+        record(syncer, plain.id, entry_id, 3)
+        rows = db.list_recordings(stream.id)
+        mark_archived(db, rows[:2])
+        db._conn.execute("update recording_archive set archived_time_sec ="
+                         " archived_time_sec - 2 * 86400 where composite_id = ?",
+                         (rows[0].composite_id,))
+        states = [state for _r, _u, state in db.list_oldest_local_recordings(stream.id)]
+        assert [s.name for s in states] == ["NOT_ARCHIVED", "ARCHIVED", "NOT_ARCHIVED"]
+        db.update_camera("front", retain_bytes=1)
+        db.update_camera("back", retain_bytes=1)
+        syncer.enforce_retention()
+        # The third is older than archive_days by its start (the synthetic clock is 2023):
+        # never uploaded, so not waiting for the archive either.
+        assert [r.recording_id for r in db.list_recordings(stream.id)] == [2]
+        assert archived_only(db) == [rows[1].composite_id]
+        assert db.list_recordings(plain.id) == []
+    assert [cid for cid, *_ in db.list_archived(db.get_archive("offsite").id)] == [
+        rows[0].composite_id, rows[1].composite_id]  # the expiry deletes the first's objects
+    # The archive holds the only copy of the archived-only one: it can't be removed.
+    db.update_camera("front", archive="")
+    with pytest.raises(ArchiveInUseError, match="archive 'offsite' holds the only copy of 1 "
+                       "recording [(]their local files were deleted by retention[)]"):
+        db.remove_archive("offsite")

@@ -81,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
         if args.hash:
             total = sum(db.stream_usage(s.id)[1] for s in db.list_streams())
             bar = tqdm(total=total, unit="B", unit_scale=True, desc="hashing", leave=False)
+        summary = checker.CheckSummary()
         try:
             violations = [
                 v
                 for row in db.list_sample_file_dirs()
-                for v in checker.check(db, row, args.hash, _progress(bar))
+                for v in checker.check(db, row, args.hash, _progress(bar), summary)
             ]
         finally:
             if bar is not None:
@@ -102,7 +103,11 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} problem(s) found")
         return 1
-    print("ok: every recording has its file; no stray files; no reservations"
+    has = "every recording has its file"
+    if summary.archived_only:
+        has += (f" or, for the {len(summary.archived_only)} archived-only, its archive objects"
+                + ("" if args.archive else " (checked with --archive)"))
+    print(f"ok: {has}; no stray files; no reservations"
           + ("; every archived recording has its objects" if args.archive else ""))
     return 0
 

@@ -4,7 +4,9 @@ Nothing is written until the whole export is planned and every sample file it ne
 (``moonfire.playback.export_plan.plan_export``). Each file is then streamed to a temporary file
 beside its destination, fsynced, and renamed into place only after *all* of them were written,
 so a failure leaves no partial output (the temporaries are removed).  The sample data goes
-file to file in the kernel (``moonfire.playback.file_copy``), not through Python.
+file to file in the kernel (``moonfire.playback.file_copy``), not through Python; that of a
+recording only an archive holds is fetched whole and checked against its SHA-1 (a mismatch
+fails the export naming the recording and the object's key).
 
 Destinations are checked before anything is written, so the renames don't stop halfway and
 nothing is clobbered by surprise: a directory, symbolic link, device (``/dev/full``), FIFO or

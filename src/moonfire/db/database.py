@@ -15,8 +15,9 @@ import sqlite3
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +64,18 @@ from .rows import (
     composite_id,
     stream_from_row,
 )
-from .transaction import Transaction, camera_with_streams, lookup_camera
+from .transaction import (
+    STATE_DELETING,
+    HasCompositeId,
+    Transaction,
+    camera_with_streams,
+    lookup_camera,
+)
 
 #: How long to wait for another process's write lock before failing with "database is locked".
 BUSY_TIMEOUT_SEC = 10.0
 #: ``list_oldest_recordings`` fetches this many rows per lock hold.
 OLDEST_BATCH_ROWS = 1024
-
-_OLDEST_QUERY = (
-    "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
-    + ", p.sample_file_uuid from recording r"
-    " join recording_playback p on p.composite_id = r.composite_id"
-    " where r.composite_id >= ? and r.composite_id < ? order by r.composite_id limit ?"
-)
 
 
 class Database:
@@ -591,27 +591,43 @@ class Database:
             tx.conn.execute("delete from camera where id = ?", (camera.id,))
 
     def stream_usage(self, stream_id: int) -> tuple[int, int, int]:
-        """(recordings, sample_file_bytes, duration_90k) summed over a stream's recordings.
+        """(recordings, sample_file_bytes, duration_90k) summed over a stream's recordings
+        whose sample files are on the local disk: what its budget, the forecast and
+        ``camera list`` count.  Archived-only recordings (schema 7) are not counted.
 
-        One aggregate query over the ``recording_cover`` index; no table rows are read.
+        All of the stream's rows (one aggregate over the ``recording_cover`` index, no table
+        rows read) less its archived-only ones (found through their partial index, usually
+        none): start-up asks this of every stream, and a ``not exists`` per row instead
+        doubled its time with 1 M recordings (benchmarks/test_bench_startup.py).
         """
         with self._lock:
             self.get_stream(stream_id)
-            row = self._conn.execute(
+            total = self._conn.execute(
                 "select count(*), coalesce(sum(sample_file_bytes), 0),"
                 " coalesce(sum(duration_90k), 0) from recording where stream_id = ?",
                 (stream_id,),
             ).fetchone()
-        return row
+            archived_only = self._conn.execute(
+                "select count(*), coalesce(sum(r.sample_file_bytes), 0),"
+                " coalesce(sum(r.duration_90k), 0) from recording_archive a"
+                " join recording r on r.composite_id = a.composite_id"
+                " where a.local_deleted_time_sec is not null"
+                " and a.composite_id >= ? and a.composite_id < ?",
+                (composite_id(stream_id, 0), composite_id(stream_id + 1, 0)),
+            ).fetchone()
+        return (total[0] - archived_only[0], total[1] - archived_only[1],
+                total[2] - archived_only[2])
 
     def stream_time_range(self, stream_id: int) -> tuple[int | None, int | None, int]:
         """(earliest start, latest end, bytes on disk rounded up to 4 KiB blocks) of a stream's
         recordings; (None, None, 0) without any.  For the API's ``minStartTime90k``,
-        ``maxEndTime90k`` and ``fsBytes``."""
+        ``maxEndTime90k`` (archived-only recordings included: they play) and ``fsBytes``
+        (local files only)."""
         with self._lock:
             row = self._conn.execute(
                 "select min(start_time_90k), max(start_time_90k + duration_90k),"
-                " coalesce(sum((sample_file_bytes + 4095) / 4096 * 4096), 0)"
+                " coalesce(sum(case when " + _HAS_LOCAL_FILE
+                + " then (sample_file_bytes + 4095) / 4096 * 4096 else 0 end), 0)"
                 " from recording where stream_id = ?",
                 (stream_id,),
             ).fetchone()
@@ -653,9 +669,9 @@ class Database:
         return [ArchiveRow(*row) for row in rows]
 
     def remove_archive(self, name: str) -> None:
-        """Forgets an archive no stream uses.  Its objects stay in the bucket; the rows
-        saying which recordings were uploaded there go (their local files still exist:
-        a recording's local file is deleted only with its row in this release)."""
+        """Forgets an archive no stream uses and that holds no archived-only recording.
+        Its objects stay in the bucket; the rows saying which recordings were uploaded
+        there go (those recordings' local files still exist)."""
         with self.transaction() as tx:
             archive = self._archive_in(tx.conn, name)
             users = [
@@ -669,6 +685,18 @@ class Database:
                 raise ArchiveInUseError(
                     f"archive {name!r} is used by stream{'s' if len(users) > 1 else ''} "
                     f"{', '.join(users)}; `moonfire camera edit CAMERA --archive ''` first"
+                )
+            (only_there,) = tx.conn.execute(
+                "select count(*) from recording_archive a join recording r"
+                " on r.composite_id = a.composite_id"
+                " where a.archive_id = ? and a.local_deleted_time_sec is not null",
+                (archive.id,),
+            ).fetchone()
+            if only_there:
+                raise ArchiveInUseError(
+                    f"archive {name!r} holds the only copy of {only_there} recording"
+                    f"{'s' if only_there > 1 else ''} (their local files were deleted by "
+                    f"retention); removing it would lose them"
                 )
             tx.conn.execute("delete from recording_archive where archive_id = ?", (archive.id,))
             tx.conn.execute("delete from archive where id = ?", (archive.id,))
@@ -777,6 +805,130 @@ class Database:
                 (archive_id,),
             ).fetchall()
 
+    # ---- archived-only recordings (schema 7) -------------------------------------------
+    #
+    # ``recording_archive.local_deleted_time_sec`` set = the recording's local sample file is
+    # gone and its archive objects are its only copy ("archived-only").  Local retention
+    # (``storage.syncer``) makes rows archived-only instead of deleting them; the uploader's
+    # ``archive_days`` expiry deletes them with their objects.
+
+    def list_oldest_local_recordings(
+        self, stream_id: int
+    ) -> Iterator[tuple[RecordingRow, bytes, ArchiveState]]:
+        """A stream's recordings with a local sample file, oldest (lowest id) first, each
+        with its sample file uuid and what deleting that file would cost
+        (``ArchiveState``).  Lazy and batched like ``list_oldest_recordings``."""
+        low, high = composite_id(stream_id, 0), composite_id(stream_id + 1, 0)
+        while True:
+            now_90k = _now_90k()
+            with self._lock:
+                batch = self._conn.execute(
+                    _LOCAL_OLDEST_QUERY, (now_90k, low, high, OLDEST_BATCH_ROWS)
+                ).fetchall()
+            for row in batch:
+                yield RecordingRow(*row[:-2]), row[-2], ArchiveState(row[-1])
+            if len(batch) < OLDEST_BATCH_ROWS:
+                return
+            low = batch[-1][0] + 1
+
+    def delete_local_files(self, tx: Transaction, rows: Iterable[HasCompositeId]) -> list[bytes]:
+        """In ``tx``, for rows retention found ``ArchiveState.ARCHIVED``: sets
+        ``local_deleted_time_sec`` and turns the sample file into a "deleting" reservation,
+        keeping the recording row (now archived-only).  Returns the uuids to unlink, as
+        ``Transaction.delete_recordings`` does, and the same steps follow (unlink, directory
+        fsync, ``mark_sample_files_deleted``): both changes are in one transaction, so a
+        kill -9 leaves either a local recording or an archived-only one whose file is
+        reserved for deletion, never a row without its file or objects.
+
+        A row whose archive copy expired (``archive_days``) or went since it was listed is
+        deleted whole instead, like a recording of a stream without an archive: the
+        uploader's expiry may be deleting its objects, so they can't be its only copy.
+        The check is in the same statement as the update, with the expiry's own clock
+        (SQLite's), so the two never disagree."""
+        uuids: list[bytes] = []
+        whole: list[HasCompositeId] = []
+        try:
+            for row in rows:
+                cid = row.composite_id
+                updated = tx.conn.execute(
+                    f"update recording_archive set local_deleted_time_sec = {schema._NOW}"
+                    " where composite_id = ? and local_deleted_time_sec is null and not exists"
+                    " (select 1 from stream s where s.id = ? and s.archive_days is not null"
+                    f" and recording_archive.archived_time_sec < {schema._NOW}"
+                    " - s.archive_days * 86400)",
+                    (cid, cid >> 32),
+                ).rowcount
+                if updated != 1:
+                    whole.append(row)
+                    continue
+                found = tx.conn.execute(
+                    "select sample_file_uuid from recording_playback where composite_id = ?",
+                    (cid,),
+                ).fetchone()
+                if found is None:
+                    raise ConsistencyError(f"recording {cid >> 32}/{cid & 0xFFFF_FFFF} has no "
+                                           "recording_playback row")
+                try:
+                    tx.conn.execute(
+                        "insert into reserved_sample_files (uuid, sample_file_dir_id, state)"
+                        " select ?, sample_file_dir_id, ? from stream where id = ?",
+                        (found[0], STATE_DELETING, cid >> 32),
+                    )
+                except sqlite3.IntegrityError as e:
+                    raise ConsistencyError(
+                        f"uuid {uuidlib.UUID(bytes=found[0])} of recording {cid} is already "
+                        "reserved") from e
+                uuids.append(found[0])
+        except BaseException:
+            tx.must_rollback = True
+            raise
+        return uuids + tx.delete_recordings(whole)
+
+    def stream_archive_backlog(self, stream_id: int) -> tuple[int, int]:
+        """(recordings, bytes) of one stream waiting for its archive
+        (``ArchiveState.WAITING``): what its local budget may not delete."""
+        with self._lock:
+            row = self._conn.execute(
+                "select count(*), coalesce(sum(r.sample_file_bytes), 0) from recording r"
+                " join stream s on s.id = r.stream_id"
+                " left join recording_archive a on a.composite_id = r.composite_id"
+                " where r.stream_id = ? and s.archive_id is not null and a.composite_id is null"
+                " and " + _WITHIN_ARCHIVE_DAYS,
+                (stream_id, _now_90k()),
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def archived_only_usage(self, archive_id: int) -> tuple[int, int]:
+        """(recordings, bytes) whose only copy is in ``archive_id``."""
+        with self._lock:
+            row = self._conn.execute(
+                "select count(*), coalesce(sum(r.sample_file_bytes), 0) from recording_archive a"
+                " join recording r on r.composite_id = a.composite_id"
+                " where a.archive_id = ? and a.local_deleted_time_sec is not null",
+                (archive_id,),
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def delete_archived_only_rows(self, composite_id: int) -> bool:
+        """The first step of expiring an archived recording: if it is archived-only, deletes
+        its ``recording`` and ``recording_playback`` rows (the objects go next, then the
+        ``recording_archive`` row, ``forget_archived``); a recording with its local file
+        keeps its rows.  True if rows went.  Idempotent, so an expiry redone after a kill -9
+        finds nothing left to do here."""
+        with self.transaction() as tx:
+            only = tx.conn.execute(
+                "select 1 from recording_archive where composite_id = ?"
+                " and local_deleted_time_sec is not null",
+                (composite_id,),
+            ).fetchone()
+            if only is None:
+                return False
+            tx.conn.execute("delete from recording_playback where composite_id = ?",
+                            (composite_id,))
+            count = tx.conn.execute("delete from recording where composite_id = ?",
+                                    (composite_id,)).rowcount
+        return count == 1
+
     # ---- video sample entries --------------------------------------------------------
 
     def insert_video_sample_entry(self, width: int, height: int, data: bytes) -> int:
@@ -825,20 +977,15 @@ class Database:
     # ---- recordings ------------------------------------------------------------------
 
     def list_oldest_recordings(self, stream_id: int) -> Iterator[tuple[RecordingRow, bytes]]:
-        """A stream's recordings with their sample file uuids, oldest (lowest id) first.
+        """A stream's recordings that have a local sample file, with their sample file uuids,
+        oldest (lowest id) first; archived-only ones (schema 7) are not listed: no file of
+        theirs is to be found, kept or deleted here.
 
         Lazy: rows are fetched in batches, each under the lock but none held across a
         ``yield``, so a caller may stop early or write between batches.
         """
-        low, high = composite_id(stream_id, 0), composite_id(stream_id + 1, 0)
-        while True:
-            with self._lock:
-                batch = self._conn.execute(_OLDEST_QUERY, (low, high, OLDEST_BATCH_ROWS)).fetchall()
-            for row in batch:
-                yield RecordingRow(*row[:-1]), row[-1]
-            if len(batch) < OLDEST_BATCH_ROWS:
-                return
-            low = batch[-1][0] + 1
+        for row, sample_file_uuid, _state in self.list_oldest_local_recordings(stream_id):
+            yield row, sample_file_uuid
 
     def list_recordings_by_time(
         self, stream_id: int, start_90k: int, end_90k: int
@@ -955,6 +1102,133 @@ class Database:
                     (dir_id,),
                 )
             )
+
+    # ---- archive rebuild (schema 7) -------------------------------------------------------
+    # ``moonfire.storage.archive_catalog`` recreates cameras, streams and the recording
+    # catalog from an archive's manifests; ``moonfire.storage.archive_reader`` plays the
+    # recordings whose local file is gone.  An "archived-only" recording is a ``recording``
+    # row whose ``recording_archive`` row has ``local_deleted_time_sec`` set.
+
+    def list_archived_only(
+        self, stream_id: int, first_id: int, last_id: int
+    ) -> dict[int, tuple[int, str, bytes]]:
+        """Composite id -> (archive id, data key, SHA-1) of a stream's recordings
+        ``first_id..last_id`` that only an archive holds (their local file is gone)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "select composite_id, archive_id, data_key, sample_file_sha1"
+                " from recording_archive where composite_id between ? and ?"
+                " and local_deleted_time_sec is not null",
+                (composite_id(stream_id, first_id), composite_id(stream_id, last_id)),
+            ).fetchall()
+        return {cid: (archive_id, key, sha1) for cid, archive_id, key, sha1 in rows}
+
+    def list_archived_manifest_keys(self, archive_id: int) -> dict[str, tuple[int, bool]]:
+        """Manifest key -> (composite id, archived only) of every recording archived to
+        ``archive_id``: what a catalog rebuild already has."""
+        with self._lock:
+            rows = self._conn.execute(
+                "select manifest_key, composite_id, local_deleted_time_sec is not null"
+                " from recording_archive where archive_id = ?",
+                (archive_id,),
+            ).fetchall()
+        return {key: (cid, bool(only)) for key, cid, only in rows}
+
+    def find_camera_by_uuid(self, camera_uuid: bytes) -> Camera | None:
+        with self._lock:
+            row = self._conn.execute(
+                "select id from camera where uuid = ?", (camera_uuid,)).fetchone()
+        return None if row is None else self.get_camera(int(row[0]))
+
+    def add_cataloged_stream(self, camera_uuid: bytes, short_name: str, stream_type: str) -> Stream:
+        """The ``stream_type`` stream of the camera with ``camera_uuid``, adding the camera
+        (named ``short_name``) and the stream as needed.  Added streams record nothing: no
+        URL, no budget, no archive of their own (the manifests hold no camera URL and no
+        credentials); their recordings come from the archive."""
+        with self.transaction() as tx:
+            row = tx.conn.execute(
+                "select id from camera where uuid = ?", (camera_uuid,)).fetchone()
+            if row is None:
+                _refuse_duplicate_name(tx.conn, short_name, except_id=None)
+                cursor = tx.conn.execute(
+                    "insert into camera (uuid, short_name, description) values (?, ?, ?)",
+                    (camera_uuid, short_name, "recreated from an archive's manifests"),
+                )
+                camera_id = _inserted_rowid(cursor, "camera")
+            else:
+                camera_id = int(row[0])
+            found = tx.conn.execute(
+                "select id from stream where camera_id = ? and type = ?",
+                (camera_id, stream_type),
+            ).fetchone()
+            if found is None:
+                cursor = tx.conn.execute(
+                    "insert into stream (camera_id, type, url, record, retain_bytes,"
+                    " sample_file_dir_id, next_recording_id) values (?, ?, '', 0, 0, ?, 1)",
+                    (camera_id, stream_type, self._dir_id(tx.conn, None)),
+                )
+                stream_id = _inserted_rowid(cursor, "stream")
+            else:
+                stream_id = int(found[0])
+        return self.get_stream(stream_id)
+
+    def add_archived_only_recordings(
+        self,
+        archive_id: int,
+        recordings: Sequence[tuple[RecordingRow, bytes, str, str, bytes]],
+    ) -> int:
+        """Catalogs recordings that only ``archive_id`` holds, in one transaction: each
+        (row, video_index, data key, manifest key, SHA-1) becomes a ``recording`` row (its
+        ``composite_id``, ``stream_id`` and ``video_sample_entry_id`` already this
+        database's; ``open_id`` null: no open here committed it), its playback row (a fresh
+        sample file uuid that names no file) and a ``recording_archive`` row with
+        ``local_deleted_time_sec`` set.  A composite id already present is skipped; each
+        stream's ``next_recording_id`` moves past the ids added.  Returns how many were
+        added."""
+        added = 0
+        with self.transaction() as tx:
+            for row, video_index, data_key, manifest_key, sha1 in recordings:
+                if tx.conn.execute("select 1 from recording where composite_id = ?",
+                                   (row.composite_id,)).fetchone():
+                    continue
+                tx.conn.execute(
+                    f"insert into recording ({RECORDING_COLUMNS})"
+                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
+                    (row.composite_id, row.stream_id, row.run_offset, row.flags,
+                     row.sample_file_bytes, row.start_time_90k, row.duration_90k,
+                     row.local_time_delta_90k, row.video_samples, row.video_sync_samples,
+                     row.video_sample_entry_id),
+                )
+                tx.conn.execute(
+                    "insert into recording_playback (composite_id, sample_file_uuid,"
+                    " sample_file_sha1, video_index) values (?, ?, ?, ?)",
+                    (row.composite_id, uuidlib.uuid4().bytes, sha1, video_index),
+                )
+                tx.conn.execute(
+                    "insert or replace into recording_archive (composite_id, archive_id,"
+                    " data_key, manifest_key, archived_time_sec, sample_file_sha1,"
+                    f" local_deleted_time_sec) values (?, ?, ?, ?, {schema._NOW}, ?,"
+                    f" {schema._NOW})",
+                    (row.composite_id, archive_id, data_key, manifest_key, sha1),
+                )
+                tx.conn.execute(
+                    "update stream set next_recording_id = max(next_recording_id, ?)"
+                    " where id = ?",
+                    (row.recording_id + 1, row.stream_id),
+                )
+                added += 1
+        return added
+
+    def latest_archived_ids(self, archive_id: int) -> dict[int, int]:
+        """Stream id -> the highest recording id archived to ``archive_id`` (where a
+        following catalog's next listing of that stream's manifests starts)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "select composite_id >> 32, max(composite_id & 4294967295)"
+                " from recording_archive where archive_id = ? group by composite_id >> 32",
+                (archive_id,),
+            ).fetchall()
+        return {int(stream_id): int(latest) for stream_id, latest in rows}
 
 
 def stored_dir_path(db_path: str | os.PathLike[str], sample_dir_path: str) -> str:
@@ -1075,6 +1349,44 @@ def _records(stream_type: str, url: str, retain_bytes: int) -> bool:
 #: a recording older than its stream's ``archive_days`` is not uploaded.
 _WITHIN_ARCHIVE_DAYS = (
     "(s.archive_days is null or r.start_time_90k > ? - s.archive_days * 86400 * 90000)"
+)
+
+#: A ``recording`` row's sample file is local: it is not archived-only.
+_HAS_LOCAL_FILE = (
+    "not exists (select 1 from recording_archive a where a.composite_id = recording.composite_id"
+    " and a.local_deleted_time_sec is not null)"
+)
+
+
+class ArchiveState(IntEnum):
+    """What deleting a recording's local sample file costs (``list_oldest_local_recordings``)."""
+
+    #: No archive copy to keep it: the whole recording goes (a stream without an archive,
+    #: one older than its ``archive_days``, or whose archive copy has expired).
+    NOT_ARCHIVED = 0
+    #: Its archive objects are stored and checked, and not expiring: the row stays,
+    #: archived-only.
+    ARCHIVED = 1
+    #: Its stream's archive doesn't have it yet: only the free-space floor deletes it, and
+    #: it is then lost for the archive.
+    WAITING = 2
+
+
+#: ``list_oldest_local_recordings``: now (90 kHz) for the backlog's ``archive_days``, then the
+#: composite id range and the batch size.  An ``archived_time_sec`` within ``archive_days``
+#: is the exact complement of ``list_expired_archived``'s condition.
+_LOCAL_OLDEST_QUERY = (
+    "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
+    + ", p.sample_file_uuid, case"
+    " when a.composite_id is not null then (case when s.archive_days is null"
+    f" or a.archived_time_sec >= {schema._NOW} - s.archive_days * 86400 then 1 else 0 end)"
+    " when s.archive_id is not null and " + _WITHIN_ARCHIVE_DAYS + " then 2 else 0 end"
+    " from recording r"
+    " join recording_playback p on p.composite_id = r.composite_id"
+    " join stream s on s.id = r.stream_id"
+    " left join recording_archive a on a.composite_id = r.composite_id"
+    " where r.composite_id >= ? and r.composite_id < ? and a.local_deleted_time_sec is null"
+    " order by r.composite_id limit ?"
 )
 
 

@@ -6,18 +6,31 @@ docs/design.md "Virtual .mp4": a ``.mp4`` never spans a gap) and builds a ``Virt
 stretch.  Every sample file the export will read is checked (exists, has exactly the row's
 ``sample_file_bytes``) here, *before* the caller writes anything, so a missing or truncated file
 fails the export up front instead of leaving a partial output behind.
+
+A recording whose local file is gone and that an archive holds (schema 7) is read from the
+archive instead, each object whole with its SHA-1 checked (``moonfire.storage.archive_reader``).
+Planning checks that the archive answers (a ``HEAD`` of the first such object), so an archive
+that can't be reached fails the export before anything is written; an object missing or
+corrupted is found when its turn comes, and the caller removes what it wrote.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from moonfire.db import MAIN, Database, RecordingRow
 from moonfire.errors import MoonfireError
 from moonfire.playback.mp4 import VirtualFile, build_mp4, split_at_gaps
 from moonfire.playback.segment import Segment, recording_name
+from moonfire.storage.archive_reader import (
+    ArchivedSampleFile,
+    ArchiveReadError,
+    ArchiveReaders,
+    ArchiveUnavailableError,
+)
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import format_time
 from moonfire_core.sampledir import SampleDirectory
@@ -60,13 +73,15 @@ def plan_export(
     end_90k: int,
     stream_type: str = MAIN,
     timestamps: datetime.tzinfo | None = None,
+    archives: ArchiveReaders | None = None,
 ) -> list[ExportPart]:
     """The ``.mp4`` files (one per gap-free stretch, in time order) for ``[start_90k, end_90k)``
     of a camera's main (or sub) stream; with ``timestamps``, each has a subtitle track showing
     the wall-clock time in that zone.
 
-    :raises ExportError: start not before end, no recordings in the range, or a sample file
-        that is missing or whose size differs from the database row.
+    :raises ExportError: start not before end, no recordings in the range, a sample file
+        that is missing or whose size differs from the database row, or an archive holding
+        recordings whose local file is gone that can't be reached.
     :raises UnknownCameraError: no such camera.
     :raises UnknownStreamError: the camera has no such stream.
     """
@@ -98,6 +113,12 @@ def plan_export(
         min(row.recording_id for row in rows),
         max(row.recording_id for row in rows),
     )
+    first_id = min(row.recording_id for row in rows)
+    last_id = max(row.recording_id for row in rows)
+    archived = (archives or ArchiveReaders()).archived_files(
+        db, stream.id, first_id, last_id, {row.composite_id: row.sample_file_bytes for row in rows},
+        mode="whole")
+    _check_archives_answer(archived.values())
     names: dict[int, str] = {}
     segments = []
     for row in rows:
@@ -107,10 +128,13 @@ def plan_export(
                 f"recording {recording_name(row)} ({format_time(row.start_time_90k)}) was "
                 "deleted while the export was being planned"
             )
+        in_archive = archived.get(row.composite_id)
         name = uuid_name(playback.sample_file_uuid)
-        _check_sample_file(row, directory, name)
+        if in_archive is None:
+            _check_sample_file(row, directory, name)
         names[row.composite_id] = name
-        segments.append(Segment(row, playback.video_index, clip_to_range(row, start_90k, end_90k)))
+        segments.append(Segment(row, playback.video_index,
+                                clip_to_range(row, start_90k, end_90k), in_archive))
     entries = {
         entry_id: db.get_video_sample_entry(entry_id)
         for entry_id in {row.video_sample_entry_id for row in rows}
@@ -130,6 +154,20 @@ def plan_export(
             )
         )
     return parts
+
+
+def _check_archives_answer(files: Iterable[ArchivedSampleFile]) -> None:
+    """A ``HEAD`` of the first object of each archive the export reads: one that can't be
+    reached fails the export now, before anything is written."""
+    seen: set[int] = set()
+    for file in files:
+        if id(file.reader) in seen:
+            continue
+        seen.add(id(file.reader))
+        try:
+            file.reader.probe(file)
+        except (ArchiveUnavailableError, ArchiveReadError) as e:
+            raise ExportError(f"{file} is only in the archive, and: {e}") from None
 
 
 def _check_sample_file(row: RecordingRow, directory: SampleDirectory, name: str) -> None:

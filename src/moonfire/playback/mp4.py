@@ -4,8 +4,9 @@ The file is a list of *slices*; any byte range is produced on demand by a binary
 slices' end offsets.  Slices are small fixed boxes (built eagerly), one slice per sample table
 (the ``stts``/``stsz``/``stss`` entries of all segments, converted on each read from just the
 segments it covers, whose decoded columns are cached) and per-segment sample data (read from the
-sample file with ``os.pread`` per request).  The size is known without decoding any index:
-interior segments take the fast path.
+sample file with ``os.pread`` per request, or, for a recording only an archive holds, from its
+``Segment.archived`` object: ``moonfire.storage.archive_reader``).  The size is known without
+decoding any index: interior segments take the fast path.
 
 Layout (``moov`` before ``mdat`` so players can start at once)::
 
@@ -71,7 +72,7 @@ import numpy as np
 
 from moonfire.codec import CodecError, sample_entry_from_box
 from moonfire.playback import mp4_boxes as boxes
-from moonfire.playback.segment import Segment, recording_name
+from moonfire.playback.segment import ArchivedSampleData, Segment, recording_name
 from moonfire.playback.subtitles import SubtitleTrack
 
 if TYPE_CHECKING:
@@ -231,6 +232,8 @@ class _SampleData:
     def read(self, start: int, stop: int) -> bytes:
         file_offset = self.segment.sample_byte_range[0] + start
         wanted = stop - start
+        if self.segment.archived is not None:
+            return self.segment.archived.read(file_offset, wanted)
         handle = self.open_sample_file(self.segment.row)
         try:
             fd = handle if isinstance(handle, int) else handle.fileno()
@@ -319,7 +322,9 @@ class VirtualFile:
     def spans(self, offset: int, length: int) -> Iterator[bytes | SampleFileSpan]:
         """The bytes ``read(offset, length)`` returns, as pieces in order: in-memory bytes
         (boxes and sample tables, at most ``STREAM_CHUNK_BYTES`` each, adjacent ones joined)
-        and a :class:`SampleFileSpan` per segment's sample data in the range.  No piece is
+        and a :class:`SampleFileSpan` per segment's sample data in the range; an archived
+        segment's sample data comes as bytes instead, read from the archive a
+        ``STREAM_CHUNK_BYTES``-aligned piece at a time as the iterator advances.  No piece is
         empty; their lengths add up to ``len(read(offset, length))``.
 
         The ranges are checked at once (``ValueError`` as in ``read``); the pieces are made as
@@ -348,7 +353,11 @@ class VirtualFile:
                     yield b"".join(pending)
                     pending.clear()
                     pending_bytes = 0
-                yield piece.span(offset - piece_start, chunk_stop - piece_start)
+                if piece.segment.archived is None:
+                    yield piece.span(offset - piece_start, chunk_stop - piece_start)
+                else:
+                    yield from _archived_chunks(piece, offset - piece_start,
+                                                chunk_stop - piece_start)
                 offset = chunk_stop
             else:
                 # Up to what fills the pending piece to STREAM_CHUNK_BYTES.
@@ -365,6 +374,25 @@ class VirtualFile:
         if pending:
             yield b"".join(pending)
 
+    def first_archived_byte(
+        self, offset: int, length: int
+    ) -> tuple[ArchivedSampleData, int] | None:
+        """The first byte of ``[offset, offset + length)`` that an archive holds (a segment
+        whose local file is gone), as (its sample data, offset in it); None if the range
+        reads no archived bytes.  ``view.mp4`` reads it before answering, so an archive
+        that can't be reached gets a 503 instead of a response cut short."""
+        stop = min(offset + length, self.size)
+        index = bisect.bisect_right(self._ends, offset)
+        while offset < stop and index < len(self._slices):
+            piece = self._slices[index]
+            piece_start = self._ends[index] - piece.size
+            if isinstance(piece, _SampleData) and piece.segment.archived is not None:
+                start = max(offset, piece_start) - piece_start
+                return piece.segment.archived, piece.segment.sample_byte_range[0] + start
+            offset = self._ends[index]
+            index += 1
+        return None
+
     def write_to(self, fileobj: BinaryIO, progress: Callable[[int], object] | None = None) -> None:
         """Streams the whole file in chunks; ``progress(n)`` after each (e.g. ``tqdm.update``)."""
         for offset in range(0, self.size, STREAM_CHUNK_BYTES):
@@ -375,6 +403,19 @@ class VirtualFile:
 
     def __repr__(self) -> str:
         return f"VirtualFile({len(self.segments)} segments, {self.size} bytes, etag {self._etag})"
+
+
+def _archived_chunks(piece: _SampleData, start: int, stop: int) -> Iterator[bytes]:
+    """Bytes ``[start, stop)`` of an archived segment's slice, read as the iterator advances
+    in pieces ending on multiples of ``STREAM_CHUNK_BYTES`` of the sample file (the
+    archive reader's blocks: each piece is then one cached block)."""
+    base = piece.segment.sample_byte_range[0]
+    while start < stop:
+        file_offset = base + start
+        chunk_stop = min(stop, (file_offset // STREAM_CHUNK_BYTES + 1) * STREAM_CHUNK_BYTES
+                         - base)
+        yield piece.read(start, chunk_stop)
+        start = chunk_stop
 
 
 def build_mp4(

@@ -28,7 +28,7 @@ durations, the ranges) is a decode time; a version-2 index adds each frame's com
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -50,6 +50,18 @@ class SampleTables:
     is_key: np.ndarray  # bool
     #: int32, presentation minus decode time; None when the recording has none (no B-frames).
     composition_offsets: np.ndarray | None = None
+
+
+class ArchivedSampleData(Protocol):
+    """The sample file of a recording only an archive holds (schema 7): its bytes come
+    from there (``moonfire.storage.archive_reader.ArchivedSampleFile``), not from a local
+    file.  ``read`` blocks (a request to the store) and raises ``MoonfireError``s naming
+    the archive or the recording."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, offset: int, length: int) -> bytes: ...
 
 
 class SegmentError(MoonfireError, ValueError):
@@ -81,13 +93,18 @@ class Segment:
         "have_trailing_zero",
         "first_frame_index",
         "has_composition_offsets",
+        "archived",
         "_video_index",
         "_decoded",
         "_tables",
     )
 
     def __init__(
-        self, row: RecordingRow, video_index: bytes, desired_range_90k: tuple[int, int]
+        self,
+        row: RecordingRow,
+        video_index: bytes,
+        desired_range_90k: tuple[int, int],
+        archived: ArchivedSampleData | None = None,
     ) -> None:
         start, end = desired_range_90k
         if start < 0 or start > end or end > row.duration_90k:
@@ -97,6 +114,8 @@ class Segment:
             )
         self.row = row
         self.desired_range_90k = (start, end)
+        #: Where the sample data is when the local file is gone; None: the local file.
+        self.archived = archived
         self._video_index = video_index
         #: Known from the index's first byte, without decoding it (the ``.mp4`` sizes its
         #: ``ctts`` from this).

@@ -7,10 +7,12 @@ credentials cannot stop or slow recording.  The backlog is the database itself: 
 recording of a stream whose ``archive_id`` names the archive and that has no
 ``recording_archive`` row.  The uploader takes it oldest first, and for each recording:
 
-1. reads the local sample file and checks its SHA-1 against the row's;
+1. reads the local sample file, checking its size and SHA-1 against the row's;
 2. stores two write-once objects (``If-None-Match: *``): the sample data, and a small JSON
    manifest (the row, the ``video_index``, the sample entry, the SHA-1) from which a new
-   machine could rebuild the catalog;
+   machine could rebuild the catalog.  A file above ``multipart_threshold_bytes`` goes as
+   a multipart upload, read and sent a part at a time (memory is bounded by one part) and
+   completed write-once only if the SHA-1 of all it read matches the row's;
 3. checks both with a ``HEAD`` (size and the SHA-1 kept in the object's metadata);
 4. only then inserts the ``recording_archive`` row.
 
@@ -19,8 +21,11 @@ A crash between 2 and 4 redoes the upload; the store then refuses the write-once
 counts as done, a different one is an error naming the key.  Failures are retried with
 exponential backoff (``INITIAL_BACKOFF_SEC`` to ``MAX_BACKOFF_SEC``) and the latest one
 is kept in ``archive.last_error`` for ``moonfire archive status``.  When idle, every
-``EXPIRY_INTERVAL_SEC`` it deletes the objects of recordings archived longer ago than
-their stream's ``archive_days`` (recordings already older than that are not uploaded).
+``EXPIRY_INTERVAL_SEC`` it expires recordings archived longer ago than their stream's
+``archive_days`` (recordings already older than that are not uploaded): an archived-only
+one loses its rows first, then its objects go, then its ``recording_archive`` row, so a
+kill -9 at any step leaves no row without its file or objects, and the next pass redoes
+what is left (``crash_points.ARCHIVE_CRASH_POINTS`` are the steps).
 
 The client is boto3 (docs/design.md, "Archive"): it reads credentials from the S3
 ecosystem's standard environment variables and credentials file, so moonfire stores
@@ -41,6 +46,8 @@ from typing import Any
 
 from moonfire.db import ArchiveRow, Database, Playback, RecordingRow, format_uuid
 from moonfire.errors import MoonfireError
+from moonfire.sizes import parse_size
+from moonfire.storage.crash_points import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,16 @@ SHA1_METADATA = "sha1"
 MANIFEST_FORMAT = 1
 #: How often an idle uploader deletes objects older than their stream's ``archive_days``.
 EXPIRY_INTERVAL_SEC = 600.0
+#: Sample files larger than this go as multipart uploads, in parts of ``PART_BYTES``.  8 MiB
+#: is boto3's own ``multipart_threshold`` and ``multipart_chunksize``, above S3's 5 MiB
+#: minimum part: one uploader holds at most one part in memory, where a whole 5-minute
+#: recording (tens of MB) was read before.  ``MOONFIRE_ARCHIVE_PART_SIZE`` (e.g. ``16MiB``)
+#: sets both for ``moonfire run``.
+PART_BYTES = 8 * 1024 * 1024
+MULTIPART_THRESHOLD_BYTES = PART_BYTES
+#: S3 refuses smaller parts (but the last); the environment variable may not go below.
+MIN_PART_BYTES = 5 * 1024 * 1024
+PART_SIZE_ENV_VAR = "MOONFIRE_ARCHIVE_PART_SIZE"
 
 
 class ArchiveError(MoonfireError):
@@ -75,6 +92,20 @@ class UploaderStats:
     errors: int = 0
     #: Recordings whose objects ``archive_days`` deleted.
     expired: int = 0
+    #: Data objects sent as multipart uploads, and their parts.
+    multipart_uploads: int = 0
+    parts: int = 0
+
+
+def part_bytes_from_environment() -> int:
+    """``MOONFIRE_ARCHIVE_PART_SIZE`` (a size such as ``16MiB``), else ``PART_BYTES``."""
+    text = os.environ.get(PART_SIZE_ENV_VAR)
+    if not text:
+        return PART_BYTES
+    size = parse_size(text)
+    if size < MIN_PART_BYTES:
+        raise ArchiveError(f"{PART_SIZE_ENV_VAR}={text!r}: S3 parts are at least 5 MiB")
+    return size
 
 
 def make_client(archive: ArchiveRow) -> Any:
@@ -142,12 +173,17 @@ class ArchiveUploader:
         client: Any = None,
         poll_interval_sec: float = POLL_INTERVAL_SEC,
         max_backoff_sec: float = MAX_BACKOFF_SEC,
+        part_bytes: int = PART_BYTES,
+        multipart_threshold_bytes: int | None = None,
     ) -> None:
         self.db = db
         self.archive = archive
         self.client = client if client is not None else make_client(archive)
         self.poll_interval_sec = poll_interval_sec
         self.max_backoff_sec = max_backoff_sec
+        self.part_bytes = part_bytes
+        self.multipart_threshold_bytes = (
+            part_bytes if multipart_threshold_bytes is None else multipart_threshold_bytes)
         self.stats = UploaderStats()
         #: The latest failure's message, None after a success.
         self.last_error: str | None = archive.last_error
@@ -204,15 +240,23 @@ class ArchiveUploader:
             self._set_error(self._describe(e))
 
     def expire_old(self) -> int:
-        """Deletes the objects (then the row) of every recording archived longer ago than
-        its stream's ``archive_days``; returns how many recordings went."""
+        """Expires every recording archived longer ago than its stream's ``archive_days``;
+        returns how many.  An archived-only recording's rows go first (the objects are its
+        only copy: they must outlive its row), then the objects (the manifest first: a
+        manifest never names a missing data object), then the ``recording_archive`` row.  A
+        recording whose local file still exists keeps its row and just stops being
+        archived; local retention no longer counts an expired copy as archived
+        (``Database.delete_local_files``), so it can't become archived-only meanwhile."""
         expired = self.db.list_expired_archived(self.archive.id)
         for cid, data_key, manifest_key in expired:
             if self._stop.is_set():
                 break
-            # The manifest first: a manifest never names a missing data object.
+            self.db.delete_archived_only_rows(cid)
+            crash_point("archive.after_expire_rows")
+            # Deleting a missing key succeeds, so a pass redone after a crash goes on.
             self.client.delete_object(Bucket=self.archive.bucket, Key=manifest_key)
             self.client.delete_object(Bucket=self.archive.bucket, Key=data_key)
+            crash_point("archive.after_expire_objects")
             self.db.forget_archived(cid)
             self.stats.expired += 1
         return len(expired)
@@ -235,48 +279,144 @@ class ArchiveUploader:
 
     def upload_one(self, row: RecordingRow, playback: Playback, dir_id: int) -> None:
         """Store, check and mark one recording (see the module docstring)."""
-        data = self._read_local(row, playback, dir_id)
-        if data is None:
-            return
-        camera_uuid, stream_type = self._stream_name(row.stream_id)
-        data_key, manifest_key = object_keys(
-            self.archive, camera_uuid, stream_type, row.recording_id)
-        manifest = self._manifest(row, playback, camera_uuid, stream_type, data_key)
-        sha1 = playback.sample_file_sha1
-        fresh = self._put_once(data_key, data, sha1)
-        fresh &= self._put_once(manifest_key, manifest, hashlib.sha1(manifest).digest())
-        self.db.mark_archived(row.composite_id, self.archive.id, data_key, manifest_key, sha1)
-        if fresh:
-            self.stats.uploads += 1
-            self.stats.uploaded_bytes += len(data)
-        else:
-            self.stats.already_there += 1
-        log.debug("archived %s as %s", _name(row), data_key)
-
-    # ---- one recording's steps --------------------------------------------------------
-
-    def _read_local(self, row: RecordingRow, playback: Playback, dir_id: int) -> bytes | None:
-        """The sample file's bytes, checked; None if it was deleted meanwhile (the budget
-        deleted the recording) or doesn't match its row (refused, logged once)."""
         path = os.path.join(self.db.sample_file_dir(dir_id).path,
                             format_uuid(playback.sample_file_uuid))
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            f = open(path, "rb")  # noqa: SIM115 - closed below, after a possibly long upload
         except FileNotFoundError:
             log.warning("%s was deleted locally before it could be archived to %r",
-                        _name(row), self.archive.name)
+                        _recording_label(self.db, row.composite_id), self.archive.name)
             self._refused.add(row.composite_id)
+            return
+        with f:
+            camera_uuid, stream_type = self._stream_name(row.stream_id)
+            data_key, manifest_key = object_keys(
+                self.archive, camera_uuid, stream_type, row.recording_id)
+            fresh = self._store_data(f, path, data_key, row, playback)
+        if fresh is None:
+            return
+        crash_point("archive.after_data_put")
+        manifest = self._manifest(row, playback, camera_uuid, stream_type, data_key)
+        sha1 = playback.sample_file_sha1
+        fresh &= self._put_once(manifest_key, manifest, hashlib.sha1(manifest).digest())
+        crash_point("archive.after_manifest_put")
+        self.db.mark_archived(row.composite_id, self.archive.id, data_key, manifest_key, sha1)
+        crash_point("archive.after_mark")
+        if fresh:
+            self.stats.uploads += 1
+            self.stats.uploaded_bytes += row.sample_file_bytes
+        else:
+            self.stats.already_there += 1
+        log.debug("archived %s as %s", _recording_label(self.db, row.composite_id), data_key)
+
+    # ---- one recording's steps --------------------------------------------------------
+
+    def _store_data(self, f: Any, path: str, key: str, row: RecordingRow,
+                    playback: Playback) -> bool | None:
+        """Stores the sample file ``f`` at ``key`` write-once and checks it: True if this
+        call stored it, False if an identical object was there, None if the file doesn't
+        match its row (refused, logged once: nothing is stored)."""
+        size = os.fstat(f.fileno()).st_size
+        if size != row.sample_file_bytes:
+            self._refuse(row, path, f"has {size} bytes")
             return None
+        sha1 = playback.sample_file_sha1
+        if size > self.multipart_threshold_bytes:
+            return self._put_multipart_once(f, path, key, row, sha1)
+        data = f.read()
         actual = hashlib.sha1(data).digest()
-        if len(data) != row.sample_file_bytes or actual != playback.sample_file_sha1:
-            log.error("%s: local file %s has %d bytes with SHA-1 %s, its row says %d bytes "
-                      "with SHA-1 %s; not archived (`moonfire check --hash`)", _name(row), path,
-                      len(data), actual.hex(), row.sample_file_bytes,
-                      playback.sample_file_sha1.hex())
-            self._refused.add(row.composite_id)
+        if len(data) != size or actual != sha1:
+            self._refuse(row, path, f"has {len(data)} bytes with SHA-1 {actual.hex()}")
             return None
-        return data
+        return self._put_once(key, data, sha1)
+
+    def _refuse(self, row: RecordingRow, path: str, what: str) -> None:
+        log.error("%s: local file %s %s, its row says %d bytes with SHA-1 %s; not archived "
+                  "(`moonfire check --hash`)", _recording_label(self.db, row.composite_id),
+                  path, what, row.sample_file_bytes,
+                  self.db.get_playback(row.composite_id).sample_file_sha1.hex())
+        self._refused.add(row.composite_id)
+
+    def _put_multipart_once(self, f: Any, path: str, key: str, row: RecordingRow,
+                            sha1: bytes) -> bool | None:
+        """``_store_data`` for a large file: a multipart upload, one part in memory at a
+        time, completed with ``If-None-Match: *`` only once every byte read has the row's
+        SHA-1 (otherwise aborted, so nothing is stored).  A ``HEAD`` first skips the upload
+        when a redo (after a kill -9) finds the object already complete; a kill mid-upload
+        leaves an incomplete upload, aborted here at the redo (a bucket lifecycle rule
+        ``AbortIncompleteMultipartUpload`` catches those of a recorder that never returns)."""
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+        bucket = self.archive.bucket
+        if self._exists(key):
+            self._check(key, row.sample_file_bytes, sha1)
+            return False
+        self._abort_incomplete(key)
+        upload_id = self.client.create_multipart_upload(
+            Bucket=bucket, Key=key, Metadata={SHA1_METADATA: sha1.hex()})["UploadId"]
+        try:
+            parts: list[dict[str, Any]] = []
+            h = hashlib.sha1()
+            read = 0
+            while True:
+                chunk = f.read(self.part_bytes)
+                if not chunk:
+                    break
+                h.update(chunk)
+                read += len(chunk)
+                number = len(parts) + 1
+                etag = self.client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
+                                               PartNumber=number, Body=chunk)["ETag"]
+                parts.append({"PartNumber": number, "ETag": etag})
+                self.stats.parts += 1
+                del chunk  # before the next part is read: one part in memory, not two
+                crash_point("archive.after_part")
+            actual = h.digest()
+            if read != row.sample_file_bytes or actual != sha1:
+                self._refuse(row, path, f"has {read} bytes with SHA-1 {actual.hex()}")
+                self._abort(key, upload_id)
+                return None
+            try:
+                self.client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, IfNoneMatch="*",
+                    MultipartUpload={"Parts": parts})
+                fresh = True
+            except ClientError as e:
+                if not _precondition_failed(e):
+                    raise
+                self._abort(key, upload_id)
+                fresh = False
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+        self.stats.multipart_uploads += 1
+        self._check(key, row.sample_file_bytes, sha1)
+        return fresh
+
+    def _exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+        try:
+            self.client.head_object(Bucket=self.archive.bucket, Key=key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def _abort_incomplete(self, key: str) -> None:
+        """Aborts the multipart uploads of ``key`` a killed process left behind."""
+        listed = self.client.list_multipart_uploads(Bucket=self.archive.bucket, Prefix=key)
+        for upload in listed.get("Uploads", []):
+            if upload.get("Key") == key:
+                self._abort(key, upload["UploadId"])
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.archive.bucket, Key=key,
+                                               UploadId=upload_id)
+        except Exception:  # noqa: BLE001 - an incomplete upload only costs storage
+            log.debug("could not abort the multipart upload of %s", key, exc_info=True)
 
     def _stream_name(self, stream_id: int) -> tuple[bytes, str]:
         if stream_id not in self._stream_names:
@@ -319,9 +459,7 @@ class ArchiveUploader:
             )
             fresh = True
         except ClientError as e:
-            code = e.response.get("Error", {}).get("Code")
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code != "PreconditionFailed" and status != 412:
+            if not _precondition_failed(e):
                 raise
             fresh = False
         self._check(key, len(body), sha1)
@@ -353,33 +491,53 @@ class ArchiveUploader:
             log.debug("could not record archive %r's error", self.archive.name, exc_info=True)
 
 
-def _name(row: RecordingRow) -> str:
-    return f"recording {row.stream_id}/{row.recording_id}"
+def _precondition_failed(e: Any) -> bool:
+    """The store's answer to a write-once request for a key that exists (412)."""
+    code = e.response.get("Error", {}).get("Code")
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code == "PreconditionFailed" or status == 412
 
 
 def check_archive(db: Database, archive: ArchiveRow, hash_contents: bool,
                   client: Any = None) -> list[str]:
     """What is wrong with ``archive``'s objects, one line each (``moonfire check --archive``):
     each archived recording's data object must exist with the recorded size and SHA-1
-    (metadata; with ``hash_contents``, its bytes too) and its manifest must exist.
-    Raises (botocore) if the store can't be reached at all."""
+    (metadata; with ``hash_contents``, its bytes too, read a part at a time) and its
+    manifest must exist.  For an archived-only recording these objects are its only copy
+    (the invariants' "or its archive objects" clause).  Recordings past their stream's
+    ``archive_days`` are being expired (objects first), so not checked.  Raises (botocore)
+    if the store can't be reached at all."""
     from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
     client = client if client is not None else make_client(archive)
+    try:
+        client.head_bucket(Bucket=archive.bucket)  # else every object would read as missing
+    except ClientError as e:
+        return [describe_client_error(archive, e)]
     problems: list[str] = []
+    expiring = {cid for cid, _data, _manifest in db.list_expired_archived(archive.id)}
     for cid, data_key, manifest_key, sha1 in db.list_archived(archive.id):
-        name = f"recording {cid >> 32}/{cid & 0xFFFF_FFFF}"
+        if cid in expiring:
+            continue
+        name = _recording_label(db, cid)
         try:
             expected_size: int | None = db.get_recording(cid).sample_file_bytes
         except LookupError:
             expected_size = None  # deleted locally: only the object's own record remains
-        try:
-            head = client.head_object(Bucket=archive.bucket, Key=data_key)
-            client.head_object(Bucket=archive.bucket, Key=manifest_key)
-        except ClientError as e:
-            problems.append(f"archive {archive.name!r}: {name}: "
-                            f"{describe_client_error(archive, e)} ({data_key} or its manifest)")
+        heads: dict[str, Any] = {}
+        for key in (data_key, manifest_key):
+            try:
+                heads[key] = client.head_object(Bucket=archive.bucket, Key=key)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                    problems.append(f"archive {archive.name!r}: {name}: "
+                                    f"{describe_client_error(archive, e)} (object {key})")
+                else:
+                    problems.append(f"archive {archive.name!r}: {name}: object {key} is "
+                                    f"missing from the store")
+        if len(heads) < 2:
             continue
+        head = heads[data_key]
         size, stored_sha1 = head.get("ContentLength"), head.get("Metadata", {}).get(SHA1_METADATA)
         if (expected_size is not None and size != expected_size) or stored_sha1 != sha1.hex():
             problems.append(f"archive {archive.name!r}: {name}: object {data_key} has {size} "
@@ -387,8 +545,11 @@ def check_archive(db: Database, archive: ArchiveRow, hash_contents: bool,
                             f"{expected_size} bytes with SHA-1 {sha1.hex()}")
             continue
         if hash_contents:
-            data = client.get_object(Bucket=archive.bucket, Key=data_key)["Body"].read()
-            actual = hashlib.sha1(data).digest()
+            body = client.get_object(Bucket=archive.bucket, Key=data_key)["Body"]
+            h = hashlib.sha1()
+            while chunk := body.read(PART_BYTES):
+                h.update(chunk)
+            actual = h.digest()
             if actual != sha1:
                 problems.append(f"archive {archive.name!r}: {name}: object {data_key}'s bytes "
                                 f"have SHA-1 {actual.hex()}, expected {sha1.hex()} (corrupted "
@@ -396,11 +557,17 @@ def check_archive(db: Database, archive: ArchiveRow, hash_contents: bool,
     return problems
 
 
+def _recording_label(db: Database, cid: int) -> str:
+    """``recording front/main/42``, as ``moonfire check`` names recordings."""
+    return f"recording {db.stream_name(cid >> 32)}/{cid & 0xFFFF_FFFF}"
+
+
 def start_uploaders(db: Database, stream_archive_ids: set[int]) -> list[ArchiveUploader]:
     """One started uploader per archive some recorded stream uses."""
     uploaders = []
+    part_bytes = part_bytes_from_environment()
     for archive_id in sorted(stream_archive_ids):
-        uploader = ArchiveUploader(db, db.get_archive(archive_id))
+        uploader = ArchiveUploader(db, db.get_archive(archive_id), part_bytes=part_bytes)
         uploader.start()
         uploaders.append(uploader)
     return uploaders

@@ -8,7 +8,10 @@ itself with SIGKILL right there, exactly like a power cut as far as the
 database and the page cache of *this process* are concerned.
 
 The list of points is ``CRASH_POINTS``; the crash tests iterate over it, so a
-new point added to the engine without being listed fails those tests.
+new point added to the engine without being listed fails those tests.  The archive
+uploader's points (``ARCHIVE_CRASH_POINTS``: between the steps of one upload and of one
+expiry) are listed apart, since only a recorder with an archive reaches them;
+``tests/test_archive_crash.py`` kills there.
 
 ``observe(callback)`` lets an in-process test see every point reached (for
 instance, that ``recovery.*`` points are reached only while recovering).
@@ -48,12 +51,24 @@ CRASH_POINTS = (
     "shutdown.after_commit",
 )
 
+#: Every crash point the archive uploader (``storage/archive.py``) reaches, in the order of
+#: an upload (data object, a multipart part of it, manifest, the database row) and then of an
+#: expiry (archived-only rows, objects, the ``recording_archive`` row).
+ARCHIVE_CRASH_POINTS = (
+    "archive.after_part",
+    "archive.after_data_put",
+    "archive.after_manifest_put",
+    "archive.after_mark",
+    "archive.after_expire_rows",
+    "archive.after_expire_objects",
+)
+
 
 def _parse(spec: str | None) -> tuple[str | None, int]:
     if not spec:
         return None, 0
     name, _, count = spec.partition(":")
-    if name not in CRASH_POINTS:
+    if name not in CRASH_POINTS and name not in ARCHIVE_CRASH_POINTS:
         raise ValueError(f"{ENV_VAR}={spec!r}: unknown crash point {name!r}")
     return name, int(count) if count else 1
 

@@ -8,8 +8,12 @@ anything.  Each problem found becomes one
 ``Violation``; the caller prints them and exits non-zero if there is any.
 
 1. every recording row has its playback row and its file, of the recorded size
-   (and SHA-1 with ``hash_contents``); its index re-decodes to the row's bytes,
-   samples, sync samples, duration and trailing-zero flag;
+   (and SHA-1 with ``hash_contents``), *or* is archived-only (schema 7:
+   ``recording_archive.local_deleted_time_sec`` set), when its archive objects are its
+   copy: those are checked by ``moonfire check --archive``
+   (``storage.archive.check_archive``), so here they are only counted
+   (``CheckSummary``); either way its index re-decodes to the row's bytes, samples,
+   sync samples, duration and trailing-zero flag;
 2. no file is in the directory without a recording row or a reservation row;
 3. no reservation rows are left (true after an orderly shutdown).
 """
@@ -20,7 +24,7 @@ import hashlib
 import os
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from moonfire.db import Database, RecordingRow, SampleFileDirRow
 from moonfire.db.rows import index_mismatches
@@ -47,14 +51,25 @@ class Violation:
         return f"[invariant {self.invariant}] {self.message}" if self.invariant else self.message
 
 
+@dataclass
+class CheckSummary:
+    """What a check found that is not a violation."""
+
+    #: Composite ids of the archived-only recordings (their archive objects are their copy).
+    archived_only: list[int] = field(default_factory=list)
+
+
 def check(
     db: Database,
     dir_row: SampleFileDirRow,
     hash_contents: bool = False,
     progress: Callable[[int], None] | None = None,
+    summary: CheckSummary | None = None,
 ) -> Iterator[Violation]:
     """Yield every violation found in the directory ``dir_row`` and the rows of the streams
-    stored there; ``progress(nbytes)`` is called as files are hashed."""
+    stored there; ``progress(nbytes)`` is called as files are hashed, and ``summary``
+    (if given) gets the archived-only recordings."""
+    summary = summary if summary is not None else CheckSummary()
     sample_file_dir_path = dir_row.path
     try:
         directory = SampleDirectory(sample_file_dir_path, lock="none")
@@ -63,7 +78,7 @@ def check(
         yield Violation(1, f"can't list sample file directory {sample_file_dir_path}: {e}")
         return
     with directory:
-        yield from _check_directory(db, dir_row, directory, hash_contents, progress)
+        yield from _check_directory(db, dir_row, directory, hash_contents, progress, summary)
 
 
 def _check_directory(
@@ -72,6 +87,7 @@ def _check_directory(
     directory: SampleDirectory,
     hash_contents: bool,
     progress: Callable[[int], None] | None,
+    summary: CheckSummary,
 ) -> Iterator[Violation]:
     sample_file_dir_path = directory.path
     yield from _check_binding(db, dir_row, directory)
@@ -83,7 +99,12 @@ def _check_directory(
     reserved = dict(db.list_reserved_sample_files(dir_row.id))
     seen: dict[bytes, int] = {}
     for stream in db.list_streams(dir_row.id):
+        archived_only = db.list_archived_only(stream.id, 0, 0xFFFF_FFFF)
         for row in db.list_recordings(stream.id):
+            if row.composite_id in archived_only:
+                summary.archived_only.append(row.composite_id)
+                yield from _check_archived_only(db, row)
+                continue
             yield from _check_recording(db, row, directory, names, seen, hash_contents, progress)
     for name in sorted(names - NON_SAMPLE_NAMES):
         try:
@@ -173,6 +194,19 @@ def _check_recording(
                 f"{label}: sample file {name} has SHA-1 {digest.hex()}; the row says "
                 f"{playback.sample_file_sha1.hex()}",
             )
+
+
+def _check_archived_only(db: Database, row: RecordingRow) -> Iterator[Violation]:
+    """An archived-only row needs its playback row (index, SHA-1) but no local file: its
+    uuid is not counted as used, so a file of that name left without a reservation is a
+    stray (invariant 2)."""
+    label = f"recording {db.stream_name(row.stream_id)}/{row.recording_id} (archived-only)"
+    try:
+        playback = db.get_playback(row.composite_id)
+    except LookupError:
+        yield Violation(1, f"{label} has no recording_playback row")
+        return
+    yield from _check_index(label, row, playback.video_index)
 
 
 def _check_index(label: str, row: RecordingRow, blob: bytes) -> Iterator[Violation]:

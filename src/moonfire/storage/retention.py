@@ -27,6 +27,13 @@ first) and carries out the answer durably.  Every rule deletes a stream's
 
 ``rows_oldest_first`` may be a lazy iterator (``Database.list_oldest_recordings``
 is one): it is read only as far as needed.
+
+The rules see only recordings with a local file, and for a stream with an archive the
+syncer decides which rows each rule is offered and what deleting one means (schema 7):
+the budget and the age are not offered recordings waiting for the archive (the stream
+overruns its budget until they are uploaded), the floors and a full disk are offered every
+local row, and an archived recording "deleted" loses only its local file, its row staying
+archived-only (``Syncer._delete_in``).  Freed bytes are local bytes either way.
 """
 
 from __future__ import annotations

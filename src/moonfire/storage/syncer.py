@@ -91,8 +91,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from moonfire.db import Database, RecordingRejectedError, RecordingRow
+from moonfire.db.database import ArchiveState
 from moonfire.db.rows import format_uuid as uuid_name
-from moonfire.db.transaction import HasCompositeId
+from moonfire.db.transaction import HasCompositeId, Transaction
 from moonfire.errors import MoonfireError
 from moonfire.storage import retention
 from moonfire.storage.crash_points import crash_point
@@ -170,6 +171,10 @@ class SyncerStats:
     #: Stream id -> recordings this syncer committed for it, and their bytes.
     committed_recordings: dict[int, int] = field(default_factory=dict)
     committed_bytes: dict[int, int] = field(default_factory=dict)
+    #: Archived recordings whose local files retention deleted, keeping their rows.
+    made_archived_only: int = 0
+    #: Recordings the free-space floor deleted before their archive had them.
+    lost_for_archive: int = 0
 
 
 class SyncerStoppedError(MoonfireError, RuntimeError):
@@ -298,8 +303,13 @@ class Syncer:
         self._uncommitted: dict[bytes, RecordingToSave] = {}
         self._to_unlink: list[bytes] = []
         self._to_mark_deleted: list[bytes] = []
-        #: Stream id -> bytes of its committed recordings.
+        #: Stream id -> bytes of its committed recordings' local files.
         self._usage: dict[int, int] = {}
+        #: Composite id -> archive state of each row a deletion being planned read
+        #: (``_oldest``, ``_oldest_local``), to carry the deletion out (``_delete_in``).
+        self._archive_states: dict[int, ArchiveState] = {}
+        #: Streams over their budget because recordings wait for the archive (logged once).
+        self._waiting_for_archive: set[int] = set()
         self.fatal_error: BaseException | None = None
         #: Set by ``close``: ends the every-minute ERROR of a failed syncer.
         self._reminder_stop = threading.Event()
@@ -543,7 +553,65 @@ class Syncer:
             raise SyncerStoppedError(f"syncer stopped: {self.fatal_error}") from self.fatal_error
 
     def _oldest(self, stream_id: int) -> Iterator[RecordingRow]:
-        return (row for row, _sample_file_uuid in self._db.list_oldest_recordings(stream_id))
+        """The stream's local recordings its budget and maximum age may delete, oldest
+        first: not those waiting for its archive (the budget overruns until the uploader
+        catches up); an archived one loses only its local file (``_delete_in``)."""
+        for row, _sample_file_uuid, state in self._db.list_oldest_local_recordings(stream_id):
+            if state is ArchiveState.WAITING:
+                continue
+            self._archive_states[row.composite_id] = state
+            yield row
+
+    def _oldest_local(self, stream_id: int, archived: bool) -> Iterator[RecordingRow]:
+        """The stream's local recordings that are archived (``archived``) or not, oldest
+        first."""
+        for row, _sample_file_uuid, state in self._db.list_oldest_local_recordings(stream_id):
+            if (state is ArchiveState.ARCHIVED) == archived:
+                self._archive_states[row.composite_id] = state
+                yield row
+
+    def _for_the_disk(self, stream_ids: list[int]) -> Iterator[RecordingRow]:
+        """What the disk's floors and a full disk delete: every local recording of the
+        streams, the archived ones first (only their local files go), then the others,
+        oldest first across the streams; those waiting for an archive are then lost for it."""
+        yield from retention.oldest_across_streams(
+            [self._oldest_local(c, archived=True) for c in stream_ids])
+        yield from retention.oldest_across_streams(
+            [self._oldest_local(c, archived=False) for c in stream_ids])
+
+    def _delete_in(self, tx: Transaction, rows: list[RecordingRow]) -> list[bytes]:
+        """Deletes ``rows`` in ``tx``; returns the uuids of their files to unlink.  An
+        archived recording keeps its row, archived-only (``Database.delete_local_files``);
+        the others go whole, as they always did."""
+        archived = [r for r in rows
+                    if self._archive_states.get(r.composite_id) is ArchiveState.ARCHIVED]
+        whole = [r for r in rows
+                 if self._archive_states.get(r.composite_id) is not ArchiveState.ARCHIVED]
+        uuids = tx.delete_recordings(_deletable(whole))
+        if archived:
+            uuids += self._db.delete_local_files(tx, _deletable(archived))
+        return uuids
+
+    def _deleted(self, rows: list[RecordingRow]) -> None:
+        """After the transaction deleting ``rows`` committed: local usage, counts, and a
+        WARNING for each recording lost for its archive."""
+        for row in rows:
+            self._usage[row.stream_id] -= row.sample_file_bytes
+            state = self._archive_states.get(row.composite_id)
+            if state is ArchiveState.ARCHIVED:
+                self.stats.made_archived_only += 1
+            elif state is ArchiveState.WAITING:
+                self.stats.lost_for_archive += 1
+                stream = self._db.get_stream(row.stream_id)
+                archive = (self._db.get_archive(stream.archive_id).name
+                           if stream.archive_id is not None else "?")
+                log.warning(
+                    "recording %s/%d was deleted locally before it could be archived to %r: "
+                    "sample file directory %s ran short of free space or inodes; it is lost "
+                    "for the archive",
+                    self._db.stream_name(row.stream_id), row.recording_id, archive, self.path,
+                )
+        self._archive_states.clear()
 
     def _recover(self) -> None:
         """Initial rotation = crash recovery, synchronously, before any writer (§1.6)."""
@@ -558,6 +626,7 @@ class Syncer:
 
     def _rows_over_budget(self) -> list[RecordingRow]:
         """Every stream's oldest rows that take it over its budget or maximum age."""
+        self._archive_states.clear()
         rows: list[RecordingRow] = []
         for stream in self._db.list_streams(self.dir_id):
             rows.extend(self._budget_deletion(stream.id, incoming_bytes=0).rows)
@@ -576,7 +645,11 @@ class Syncer:
             int(self._clock() * 90000),
             incoming_bytes,
         )
-        if budget.needed and budget.short:
+        if not (budget.needed and budget.short):
+            self._waiting_for_archive.discard(stream_id)
+        elif stream.archive_id is None or not self._over_budget_for_archive(
+            stream_id, stream.retain_bytes, budget.bytes_needed - budget.bytes_freed
+        ):
             log.error(
                 "stream %s: can't get within its budget of %d bytes: deleting all %d older "
                 "recordings frees only %d of the %d bytes needed; recording goes on",
@@ -596,6 +669,22 @@ class Syncer:
             return aged
         return budget
 
+    def _over_budget_for_archive(self, stream_id: int, retain_bytes: int, over: int) -> bool:
+        """True if recordings waiting for the stream's archive keep it ``over`` bytes over
+        its budget: a WARNING the first time (until it is back within its budget)."""
+        waiting, waiting_bytes = self._db.stream_archive_backlog(stream_id)
+        if not waiting:
+            return False
+        if stream_id not in self._waiting_for_archive:
+            self._waiting_for_archive.add(stream_id)
+            log.warning(
+                "stream %s goes %d bytes over its budget of %d bytes: it keeps %d "
+                "recording(s) (%d bytes) its archive doesn't have yet until the uploader "
+                "catches up (`moonfire archive status` shows the backlog)",
+                self._db.stream_name(stream_id), over, retain_bytes, waiting, waiting_bytes,
+            )
+        return True
+
     def _floor_deletion(
         self, stream_ids: list[int], recording_bytes: int, chosen: list[RecordingRow]
     ) -> list[RecordingRow]:
@@ -605,13 +694,14 @@ class Syncer:
         can't keep writes (or the next file's creation) from failing with
         ENOSPC, which costs the recording being written.  ONE ``statvfs``
         reading serves the whole group, and the shortfall is met once: by the
-        oldest recordings of the streams saved (merged oldest first), counting
+        oldest recordings of the streams saved (merged oldest first, archived ones
+        before the others: ``_for_the_disk``), counting
         the rows already ``chosen`` (the budgets') as freed, bytes and inodes,
         since the group's deletions are unlinked right after its commit.
         """
         stat = os.fstatvfs(self._directory.fileno())
         space = retention.for_free_space(
-            self._oldest_across(stream_ids), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
+            self._for_the_disk(stream_ids), stat.f_bavail * stat.f_frsize, recording_bytes, chosen
         )
         if space.needed:
             for stream_id, rows in _by_stream(space.rows, stream_ids).items():
@@ -626,7 +716,7 @@ class Syncer:
                     sum(r.sample_file_bytes for r in rows),
                 )
         inodes = retention.for_free_inodes(
-            self._oldest_across(stream_ids),
+            self._for_the_disk(stream_ids),
             stat.f_favail,
             stat.f_files,
             len(self._usage),
@@ -648,9 +738,6 @@ class Syncer:
                 )
         return space.rows + inodes.rows
 
-    def _oldest_across(self, stream_ids: list[int]) -> Iterator[RecordingRow]:
-        return retention.oldest_across_streams([self._oldest(c) for c in stream_ids])
-
     def _rotate(self, rows: list[RecordingRow], recovering: bool) -> None:
         """Delete ``rows`` and everything in ``to_unlink`` durably (brief's do_rotation).
 
@@ -668,9 +755,8 @@ class Syncer:
 
         if rows:
             with self._db.transaction() as tx:
-                self._to_unlink.extend(tx.delete_recordings(_deletable(rows)))
-            for row in rows:
-                self._usage[row.stream_id] -= row.sample_file_bytes
+                self._to_unlink.extend(self._delete_in(tx, rows))
+            self._deleted(rows)
             reached("after_delete_transaction")
         if not self._to_unlink and not self._to_mark_deleted:
             return
@@ -933,6 +1019,7 @@ class Syncer:
         """
         incoming = {save.recording.stream_id: save.recording.sample_file_bytes for save in group}
         assert len(incoming) == len(group), "a group holds one save per stream"
+        self._archive_states.clear()
         rows: list[RecordingRow] = []
         for stream_id, size in incoming.items():
             rows += self._budget_deletion(stream_id, incoming_bytes=size).rows
@@ -952,7 +1039,7 @@ class Syncer:
             try:
                 with self._db.transaction() as tx:
                     tx.mark_sample_files_deleted(self._to_mark_deleted)
-                    deleted = tx.delete_recordings(_deletable(rows))
+                    deleted = self._delete_in(tx, rows)
                     new_uuids = [tx.reserve_sample_file(self.dir_id) for _ in range(refill)]
                     for current in batch:
                         tx.insert_recording(current.recording, self.open_id)
@@ -968,8 +1055,7 @@ class Syncer:
             self._to_mark_deleted = []
             self._to_unlink.extend(deleted)
             self._add_to_pool(new_uuids)
-            for row in rows:
-                self._usage[row.stream_id] -= row.sample_file_bytes
+            self._deleted(rows)
             committed_recordings = self.stats.committed_recordings
             committed_bytes = self.stats.committed_bytes
             for save in batch:
@@ -1008,7 +1094,7 @@ class Syncer:
         Deletes at least one recording and at least as many bytes as the lost
         recording had reached, so the next one has room to go on.
         """
-        deletion = retention.to_make_room(self._oldest(stream_id), bytes_wanted)
+        deletion = retention.to_make_room(self._for_the_disk([stream_id]), bytes_wanted)
         if not deletion.rows:
             log.error(
                 "stream %s: sample file directory %s is full and the stream has no recordings "

@@ -22,7 +22,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from moonfire.db import (
     Camera,
@@ -37,12 +37,17 @@ from moonfire.playback import box_dump, fragment
 from moonfire.playback.media_segment import build_m4s, leading_media_duration_90k
 from moonfire.playback.mp4 import SampleFileOpener, VirtualFile, build_mp4
 from moonfire.playback.segment import Segment, SegmentError, recording_name
+from moonfire.storage.archive_reader import (
+    ArchiveReadError,
+    ArchiveReaders,
+    ArchiveUnavailableError,
+)
 from moonfire.storage.sample_file_dir import uuid_name
 from moonfire.time import server_time_zone
 from moonfire.web.api import NO_CACHE, find_stream, plain_error
 from moonfire.web.auth import Auth, require_permission
 from moonfire.web.context import WebContext
-from moonfire.web.http_entity import serve_entity
+from moonfire.web.http_entity import parse_range, serve_entity
 from moonfire.web.recorder import RecorderView
 from moonfire.web.unsaved import UnsavedRecording, unsaved_recordings
 from moonfire_core.sampledir import SampleDirectory
@@ -101,12 +106,14 @@ def segments_for(
     spec: SegmentSpec,
     names: dict[int, str],
     unsaved: Mapping[int, UnsavedRecording] | None = None,
+    archives: ArchiveReaders | None = None,
 ) -> list[Segment]:
     """The clipped segments one spec names; 404 for a missing recording or another open,
     400 for an end past the recordings.  Adds each segment's sample file name to ``names``
     (by composite id).  ``unsaved`` (by recording id) are the recordings only the
     recorder's memory holds yet (``moonfire.web.unsaved``): read before the database, so
-    a committed row found here wins."""
+    a committed row found here wins.  With ``archives``, a recording whose local file is
+    gone reads its bytes from its archive (``Segment.archived``)."""
     unsaved = unsaved or {}
     rows = {
         r.recording_id: r
@@ -121,6 +128,9 @@ def segments_for(
         if spec.start_id <= recording_id <= spec.end_id and recording_id not in rows:
             rows[recording_id] = recording.row
             stored[recording.row.composite_id] = (recording.sample_file_uuid, recording.video_index)
+    archived = {} if archives is None else archives.archived_files(
+        db, stream.id, spec.start_id, spec.end_id,
+        {r.composite_id: r.sample_file_bytes for r in rows.values()})
     ordered: list[RecordingRow] = []
     for recording_id in range(spec.start_id, spec.end_id + 1):
         row = rows.get(recording_id)
@@ -154,7 +164,8 @@ def segments_for(
         sample_file_uuid, video_index = found
         names[row.composite_id] = uuid_name(sample_file_uuid)
         try:
-            segments.append(Segment(row, video_index, (lo - begin, hi - begin)))
+            segments.append(Segment(row, video_index, (lo - begin, hi - begin),
+                                    archived.get(row.composite_id)))
         except SegmentError as e:
             raise plain_error(web.HTTPInternalServerError, str(e)) from e
     return segments
@@ -213,6 +224,8 @@ class View:
         self.ctx = ctx
         self.auth = auth
         self.recorder = recorder
+        #: Readers of the archives holding recordings whose local file is gone.
+        self.archives = ArchiveReaders()
         #: The server's zone: the timestamp subtitles show its local time.
         self.zone = zoneinfo.ZoneInfo(server_time_zone())
 
@@ -348,7 +361,8 @@ class View:
             }
             names: dict[int, str] = {}
             segments = [
-                seg for spec in specs for seg in segments_for(db, stream, spec, names, unsaved)
+                seg for spec in specs
+                for seg in segments_for(db, stream, spec, names, unsaved, self.archives)
             ]
             if not segments:
                 raise plain_error(web.HTTPBadRequest, "the s parameters select no frames")
@@ -378,6 +392,11 @@ class View:
         return await self.ctx.query(build)
 
     async def _serve(self, request: web.Request, opened: _Opened) -> web.StreamResponse:
+        try:
+            await self._reach_archive(request, opened.file)
+        except BaseException:
+            opened.directory.close()
+            raise
         headers = dict(opened.headers)
         if request.path.endswith(".mp4"):
             name = attachment_name(
@@ -392,8 +411,32 @@ class View:
                 headers={"Cache-Control": NO_CACHE if opened.in_memory else MEDIA_CACHE},
                 entity_headers=headers,
             )
+        except ArchiveUnavailableError as e:  # the first piece, before the headers went
+            raise plain_error(web.HTTPServiceUnavailable, str(e)) from None
+        except ArchiveReadError as e:
+            raise plain_error(web.HTTPInternalServerError, str(e)) from None
         finally:
             opened.directory.close()  # every read of the response is done
+
+    async def _reach_archive(self, request: web.Request, file: VirtualFile) -> None:
+        """When the response reads archived bytes (the requested range, or the first one of
+        several, or the whole file), fetch the first of them before any header goes out
+        (on the read pool): an archive that can't be reached answers 503 naming it, not a
+        200 cut short.  The fetch fills the reader's cache, so the body's first read of it
+        costs nothing more."""
+        ranges = parse_range(request.headers.get(hdrs.RANGE), file.size)
+        offset, length = (ranges[0].start, ranges[0].length) if ranges else (0, file.size)
+        first = file.first_archived_byte(offset, length)
+        if first is None:
+            return
+        archived, at = first
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.ctx.read_executor, archived.read, at, 1)
+        except ArchiveUnavailableError as e:
+            raise plain_error(web.HTTPServiceUnavailable, str(e)) from None
+        except ArchiveReadError as e:
+            raise plain_error(web.HTTPInternalServerError, str(e)) from None
 
     async def _describe(self, opened: _Opened) -> web.Response:
         """The ``.txt`` form: the headers, the segments and the box outline."""
