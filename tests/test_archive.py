@@ -171,7 +171,8 @@ def test_every_recording_is_archived_with_its_manifest_write_once(
     assert gauges == {
         "moonfire_archive_backlog_recordings": 1,
         "moonfire_archive_backlog_bytes": rows[0].sample_file_bytes,
-        "moonfire_archive_recordings": len(rows) - 1, "moonfire_archive_failing": 0}
+        "moonfire_archive_recordings": len(rows) - 1, "moonfire_archive_failing": 0,
+        "moonfire_archive_only_recordings": 0, "moonfire_archive_only_bytes": 0}
 
 
 def test_archive_days_deletes_old_objects_and_they_are_not_uploaded_again(
@@ -507,6 +508,10 @@ def test_archived_only_recordings_are_checked_in_the_archive_and_expire_with_the
     assert code == 0 and "every archived recording has its objects" in out, out
     code, out, _err = moonfire(capsys, "archive", "status", "--data-dir", data_dir)
     assert f"offsite: {len(rows)} recordings archived ({n} only there, " in out
+    with datadir.open_db(data_dir, read_only=True) as db:
+        gauges = {m.name: m.samples[0].value for m in _archive_metrics(db)}
+    assert (gauges["moonfire_archive_only_recordings"], gauges["moonfire_archive_only_bytes"]) \
+        == (n, sum(r.sample_file_bytes for r in rows[:-1]))
     # A missing object of an archived-only recording is an error naming it and the key.
     client = make_client(archive)
     first_key = only[rows[0].composite_id][1]
@@ -553,3 +558,61 @@ def test_archived_only_recordings_are_checked_in_the_archive_and_expire_with_the
         assert listed.get("KeyCount", 0) == 0
     code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
     assert (code, out.startswith("ok: every recording has its file; ")) == (0, True), out
+
+
+def _archived(db: Database, rows: list, archive_id: int) -> None:
+    """Rows standing for uploads done earlier (no store is contacted)."""
+    with db.transaction() as tx:
+        for row in rows:
+            tx.conn.execute(
+                "insert into recording_archive (composite_id, archive_id, data_key,"
+                " manifest_key, archived_time_sec, sample_file_sha1)"
+                " values (?, ?, 'd', 'm', cast(strftime('%s', 'now') as int), ?)",
+                (row.composite_id, archive_id, b"\x01" * 20))
+
+
+def test_removing_a_camera_forgets_what_only_its_archive_holds(data_dir, capsys) -> None:
+    """``camera remove`` counts archived-only recordings as the camera's; with
+    ``--delete-recordings`` the local files go (those still waiting for the archive too) and
+    the archived-only rows are forgotten, their objects left in the bucket."""
+    from tests.support.archived import make_archived_only
+    from tests.support.cli import sample_files
+
+    record_synthetic(data_dir, "front", seconds=13)
+    add_camera(capsys, data_dir, "back")
+    record_synthetic(data_dir, "back", seconds=5)
+    with datadir.open_db(data_dir) as db:
+        db.add_archive("offsite", f"s3://{BUCKET}/site", "http://127.0.0.1:9")
+        archive_id = db.update_camera("front", archive="offsite").main.archive_id
+        rows = db.list_recordings(db.get_camera("front").main.id)
+        assert len(rows) >= 3
+        _archived(db, rows[:2], archive_id)  # the first two archived; the rest still waiting
+        make_archived_only(db, [rows[0].composite_id])
+        with pytest.raises(Exception, match=f"still has {len(rows) - 1} recordings; set"):
+            db.delete_camera("front")
+        # A camera left with archived-only recordings alone: refused unless asked.
+        back = db.list_recordings(db.update_camera("back", archive="offsite").main.id)
+        _archived(db, back, archive_id)
+        make_archived_only(db, [r.composite_id for r in back])
+        with pytest.raises(Exception, match=f"still has {len(back)} recordings that only its "
+                           "archive holds; `moonfire camera remove back --delete-recordings`"):
+            db.delete_camera("back")
+        db.delete_camera("back", forget_archived=True)
+    # A tighter budget: the archived recording keeps playing from the archive; those
+    # still waiting for it stay.
+    code, out, _ = moonfire(capsys, "camera", "edit", "front", "--retain", "1",
+                            "--data-dir", data_dir)
+    assert code == 0 and "deleted 1 of front/main's oldest recordings" in out
+    assert "; 1 of them still play from the archive" in out
+    code, _out, err = moonfire(capsys, "camera", "remove", "front", "--data-dir", data_dir)
+    assert code == 1 and f"has {len(rows)} recordings" in err and "--delete-recordings" in err
+    code, out, _ = moonfire(capsys, "camera", "remove", "front", "--delete-recordings",
+                            "--data-dir", data_dir)
+    assert code == 0 and f"removed camera 'front' and its {len(rows)} recordings" in out
+    assert sample_files(data_dir) == set()
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert db.list_cameras() == []
+    with sqlite3.connect(os.path.join(data_dir, "db")) as raw:
+        assert raw.execute("select count(*) from recording_archive").fetchone() == (0,)
+        assert raw.execute("select count(*) from recording").fetchone() == (0,)
+    assert moonfire(capsys, "check", "--data-dir", data_dir)[0] == 0

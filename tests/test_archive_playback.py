@@ -137,6 +137,16 @@ def test_view_mp4_over_archived_recordings_is_the_local_file_byte_for_byte(libra
             "recordings"]]
         assert sorted(i for first, last in ids for i in range(first, last + 1)) == list(
             range(1, RECORDINGS + 1))
+        # The stream's totals cover every recording listed; fsBytes only what the disk holds.
+        status, _headers, top = served.get(f"/api/cameras/{library.camera_uuid}/")
+        assert status == 200
+        stream = json.loads(top)["streams"]["main"]
+        with datadir.open_db(library.data_dir, read_only=True) as db:
+            rows = db.list_recordings(library.stream_id)
+        assert (stream["totalSampleFileBytes"], stream["totalDuration90k"]) == (
+            sum(r.sample_file_bytes for r in rows), sum(r.duration_90k for r in rows))
+        local_bytes = rows[0].sample_file_bytes
+        assert local_bytes <= stream["fsBytes"] < local_bytes + 4096
 
 
 def _local_file_exists(library: Library, cid: int) -> bool:

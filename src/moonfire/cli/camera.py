@@ -129,7 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_dir_argument(remove)
     remove.add_argument("name", help="the camera to remove")
     remove.add_argument(
-        "--delete-recordings", action="store_true", help="also delete all of its recordings"
+        "--delete-recordings", action="store_true",
+        help="also delete all of its recordings (and forget those only its archive holds: "
+        "their objects stay in the bucket)"
     )
     remove.set_defaults(func=remove_camera)
 
@@ -424,6 +426,7 @@ def _apply_now(db: Database, camera: Camera, streams: list[Stream]) -> None:
         recordings, usage, _ = db.stream_usage(stream.id)
         if not recordings:
             continue
+        catalogued = db.stream_usage(stream.id, local_only=False)[0]
         name = f"{camera.short_name}/{stream.type}"
         if not _rotate_now(db, stream.sample_file_dir_id):
             print(
@@ -432,18 +435,22 @@ def _apply_now(db: Database, camera: Camera, streams: list[Stream]) -> None:
             )
             continue
         after, after_usage, _ = db.stream_usage(stream.id)
+        # An archived recording loses only its local file: it stays in the catalog.
+        kept = (recordings - after) - (catalogued - db.stream_usage(stream.id, local_only=False)[0])
         print(
             f"deleted {recordings - after} of {name}'s oldest recordings "
             f"({format_size(usage - after_usage)}) to fit its budget of "
             f"{format_size(stream.retain_bytes)}"
             + (f" and maximum age of {stream.max_age_days} days" if stream.max_age_days else "")
+            + (f"; {kept} of them still play from the archive" if kept else "")
         )
 
 
 def remove_camera(args: argparse.Namespace) -> int:
     with open_db(args.data_dir) as db:
         camera = db.get_camera(args.name)
-        usages = [db.stream_usage(s.id) for s in camera.streams]
+        # Archived-only recordings included: removing the camera forgets them too.
+        usages = [db.stream_usage(s.id, local_only=False) for s in camera.streams]
         recordings = sum(u[0] for u in usages)
         usage = sum(u[1] for u in usages)
         if recordings and not args.delete_recordings:
@@ -465,13 +472,15 @@ def remove_camera(args: argparse.Namespace) -> int:
             if recordings:
                 # If this is interrupted, the camera is left with zero budgets and fewer
                 # recordings, never with a row lacking its file; running remove again finishes.
-                zero: dict[str, Any] = {"retain_bytes": 0, "max_age_days": None}
+                # No archive either: recordings still waiting to be uploaded would
+                # otherwise be kept for it (they go now, as asked).
+                zero: dict[str, Any] = {"retain_bytes": 0, "max_age_days": None, "archive": ""}
                 if camera.sub is not None:
-                    zero["sub_retain_bytes"] = 0
+                    zero.update(sub_retain_bytes=0, sub_archive="")
                 db.update_camera(camera.id, **zero)
                 for sample_file_dir in opened:
                     sample_file_dir.start_syncer().close()
-            db.delete_camera(camera.id)
+            db.delete_camera(camera.id, forget_archived=args.delete_recordings)
     deleted = f" and its {recordings} recordings ({format_size(usage)})" if recordings else ""
     print(f"removed camera {camera.short_name!r}{deleted}")
     return 0

@@ -573,27 +573,50 @@ class Database:
             f"update stream set {assignments} where id = ?", (*columns.values(), stream.id)
         )
 
-    def delete_camera(self, id_or_name: int | str) -> None:
-        """Removes a camera whose streams have no recordings (rotate them away first)."""
+    def delete_camera(self, id_or_name: int | str, *, forget_archived: bool = False) -> None:
+        """Removes a camera whose streams have no recordings with a local file (rotate them
+        away first).  Recordings only an archive holds (schema 7) are refused too, unless
+        ``forget_archived``: then their rows go, and their objects stay in the bucket
+        (``moonfire archive rebuild`` can catalogue them again)."""
         with self.transaction() as tx:
             camera = lookup_camera(tx.conn, id_or_name)
+            archived_only = [
+                cid for (cid,) in tx.conn.execute(
+                    "select r.composite_id from recording r join stream s on s.id = r.stream_id"
+                    " join recording_archive a on a.composite_id = r.composite_id"
+                    " where s.camera_id = ? and a.local_deleted_time_sec is not null",
+                    (camera.id,),
+                )
+            ]
             (recordings,) = tx.conn.execute(
                 "select count(*) from recording r join stream s on s.id = r.stream_id"
                 " where s.camera_id = ?",
                 (camera.id,),
             ).fetchone()
-            if recordings:
+            if recordings > len(archived_only):
                 raise DatabaseError(
-                    f"camera {camera.short_name!r} still has {recordings} recordings; "
+                    f"camera {camera.short_name!r} still has "
+                    f"{recordings - len(archived_only)} recordings; "
                     "set its budgets to 0 and let rotation delete them first"
                 )
+            if archived_only and not forget_archived:
+                raise DatabaseError(
+                    f"camera {camera.short_name!r} still has {len(archived_only)} recordings "
+                    "that only its archive holds; `moonfire camera remove "
+                    f"{camera.short_name} --delete-recordings` forgets them (their objects "
+                    "stay in the bucket)"
+                )
+            for table in ("recording_playback", "recording", "recording_archive"):
+                tx.conn.executemany(f"delete from {table} where composite_id = ?",
+                                    [(cid,) for cid in archived_only])
             tx.conn.execute("delete from stream where camera_id = ?", (camera.id,))
             tx.conn.execute("delete from camera where id = ?", (camera.id,))
 
-    def stream_usage(self, stream_id: int) -> tuple[int, int, int]:
+    def stream_usage(self, stream_id: int, *, local_only: bool = True) -> tuple[int, int, int]:
         """(recordings, sample_file_bytes, duration_90k) summed over a stream's recordings
         whose sample files are on the local disk: what its budget, the forecast and
-        ``camera list`` count.  Archived-only recordings (schema 7) are not counted.
+        ``camera list`` count.  Archived-only recordings (schema 7) are not counted, unless
+        ``local_only`` is false (the API's totals: every recording it lists and plays).
 
         All of the stream's rows (one aggregate over the ``recording_cover`` index, no table
         rows read) less its archived-only ones (found through their partial index, usually
@@ -607,6 +630,8 @@ class Database:
                 " coalesce(sum(duration_90k), 0) from recording where stream_id = ?",
                 (stream_id,),
             ).fetchone()
+            if not local_only:
+                return total
             archived_only = self._conn.execute(
                 "select count(*), coalesce(sum(r.sample_file_bytes), 0),"
                 " coalesce(sum(r.duration_90k), 0) from recording_archive a"

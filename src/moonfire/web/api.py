@@ -100,7 +100,9 @@ def _stream_json(
     zone_name: str,
     statuses: Mapping[int, StreamStatus] | None,
 ) -> dict[str, Any]:
-    _count, total_bytes, total_duration = db.stream_usage(stream.id)
+    # Every recording the API lists and plays, archived-only ones included; ``fsBytes`` is
+    # what the local disk holds.
+    _count, total_bytes, total_duration = db.stream_usage(stream.id, local_only=False)
     min_start, max_end, fs_bytes = db.stream_time_range(stream.id)
     out: dict[str, Any] = {
         "id": stream.id,

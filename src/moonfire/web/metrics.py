@@ -181,6 +181,9 @@ def _archive_metrics(db: Database) -> Iterator[Metric]:
             ("backlog_bytes", "Sample file bytes of those recordings."),
             ("recordings", "Recordings uploaded to the archive and checked."),
             ("failing", "1 while the archive's latest upload attempt failed."),
+            ("only_recordings", "Recordings whose only copy is in the archive (local file "
+             "deleted by retention, or catalogued by archive rebuild)."),
+            ("only_bytes", "Sample file bytes of those recordings."),
         )
     }
     for archive in db.list_archives():
@@ -189,6 +192,9 @@ def _archive_metrics(db: Database) -> Iterator[Metric]:
         families["backlog_bytes"].add_metric([archive.name], backlog_bytes)
         families["recordings"].add_metric([archive.name], db.archived_count(archive.id))
         families["failing"].add_metric([archive.name], int(archive.last_error is not None))
+        only, only_bytes = db.archived_only_usage(archive.id)
+        families["only_recordings"].add_metric([archive.name], only)
+        families["only_bytes"].add_metric([archive.name], only_bytes)
     yield from families.values()
 
 
