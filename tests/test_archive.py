@@ -33,6 +33,7 @@ from moonfire.storage.crash_points import observe
 from moonfire.storage.invariants import CheckSummary, check
 from moonfire.web.metrics import _archive_metrics
 from tests.support import s3
+from tests.support.archived import decoded_frames
 from tests.support.cli import TESTSRC_URL, add_camera, moonfire, record_synthetic
 from tests.support.net import stop_process
 from tests.support.s3 import BUCKET, CREDENTIALS, start_moto
@@ -359,6 +360,13 @@ def test_a_store_stopped_for_20_s_never_stalls_recording_and_the_backlog_drains(
     code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
     assert code == 0, out
     assert f"or, for the {only} archived-only, its archive objects" in out
+    # The whole span exports, most of it from the archive, and every frame decodes.
+    exported = tmp_path / "all.mp4"
+    code, _out, err = moonfire(capsys, "export", "front", "--start", str(rows[0].start_time_90k),
+                               "--end", str(rows[-1].end_time_90k), "-o", str(exported),
+                               "--data-dir", data_dir)
+    assert code == 0, err
+    assert decoded_frames(exported.read_bytes()) == sum(r.video_samples for r in rows)
     print(f"{len(rows)} recordings, {local} local files, {only} archived-only; "
           f"{during[0] - before[0]} recorded while the store was stopped, drained "
           f"{drained_sec:.1f} s after it resumed")
