@@ -45,6 +45,18 @@ class DayLibrary:
         return self.rows[-1].end_time_90k
 
 
+def sample_data(sizes: np.ndarray, is_key: np.ndarray) -> bytes:
+    """Random bytes framed as the camera's samples: each one NAL unit of its size with a
+    4-byte length and an IDR (key) or non-IDR slice header, so that a peer reading the
+    exported ``.mp4`` (ffmpeg) can split it, as it would a real camera's."""
+    data = bytearray(np.random.default_rng(1).integers(0, 256, int(sizes.sum()), dtype=np.uint8))
+    position = 0
+    for size, key in zip(sizes.tolist(), is_key.tolist(), strict=True):
+        data[position:position + 5] = (size - 4).to_bytes(4, "big") + (b"\x65" if key else b"\x41")
+        position += size
+    return bytes(data)
+
+
 def make_day_library(
     testdata: Path, parent: Path, recordings: int, *, distinct_files: bool = False
 ) -> DayLibrary:
@@ -58,9 +70,8 @@ def make_day_library(
     entry_id = db.insert_video_sample_entry(1920, 1080, avc1)
     sample_dir = db.sample_file_dir(camera.main.sample_file_dir_id).path
     shared = os.path.join(sample_dir, "shared")
-    rng = np.random.default_rng(1)
     with open(shared, "wb") as f:
-        f.write(rng.integers(0, 256, decoded.sample_file_bytes, dtype=np.uint8).tobytes())
+        f.write(sample_data(decoded.sizes, decoded.is_key))
     stream_id = camera.main.id
     paths = []
     with db.transaction() as tx:

@@ -5,9 +5,11 @@ the README's performance table from their results (with the machine and the date
     python benchmarks/report.py --quick    # tiny sizes and few rounds (to check it runs)
     python benchmarks/report.py --print    # the table to standard output, README untouched
 
-Every row is a ratio to a baseline measured in the same run (``cp``, a bare SQLite query,
-``build_mp4`` alone, aiohttp's ``FileResponse``, a C write + SHA-1 loop): on a shared
-machine the absolute times move with the neighbours, the ratios much less.  The table goes
+Every row is a ratio to a baseline measured in the same run (``cp``, ffmpeg's concat
+demuxer, a bare SQLite query, ``build_mp4`` alone, aiohttp's ``FileResponse``, a C write +
+SHA-1 loop, ``python3 -c pass``): on a shared machine the absolute times move with the
+neighbours, the ratios much less.  The peers must be installed (``bash
+scripts/bench-peers.sh``); a missing one fails its benchmark, and then this script.  The table goes
 between the ``START``/``END`` markers of README.md; the rest of the README is left alone.
 """
 
@@ -30,6 +32,7 @@ END = "<!-- benchmarks/report.py: end -->"
 
 #: The benchmarks the table is made of (pytest node ids or files, with ``-k`` filters).
 BENCHMARKS = [
+    "benchmarks/test_bench_startup.py",
     "benchmarks/test_bench_export.py",
     "benchmarks/test_bench_view.py",
     "benchmarks/test_bench_http.py::test_full_body_throughput",
@@ -47,9 +50,7 @@ BODY_LABELS = {
 def run_benchmarks(quick: bool) -> list[dict]:
     env = dict(os.environ)
     if quick:
-        env.setdefault("MOONFIRE_BENCH_EXPORT_RECORDINGS", "2")
-        env.setdefault("MOONFIRE_BENCH_ROUNDS", "1")
-        env.setdefault("MOONFIRE_BENCH_STORAGE_SECONDS", "10")
+        env["MOONFIRE_BENCH_TINY"] = "1"  # benchmarks/sizes.py: every benchmark tiny, one round
     with tempfile.TemporaryDirectory() as tmp:
         json_path = Path(tmp) / "results.json"
         command = [
@@ -83,19 +84,42 @@ def _extra(results: list[dict], name: str) -> list[dict]:
     return [r["extra_info"] for r in results if r["name"].startswith(name)]
 
 
+def _span(recordings: int) -> str:
+    """One-minute recordings as the span they cover: ``24 hours``, ``1 hour``."""
+    hours = recordings / 60
+    return f"{hours:g} hour{'' if hours == 1 else 's'}"
+
+
 def table(results: list[dict]) -> str:
     rows = ["| what | measured | against the baseline of the same run | target |",
             "|---|---|---|---|"]
+    # Ingest (benchmarks/test_bench_ingest_vs_ffmpeg.py) rows go first, here.
+    for e in _extra(results, "test_startup_1m_recordings_100_streams"):
+        rows.append(
+            f"| `moonfire run` start-up with {e['recordings']:,} recordings over "
+            f"{e['streams']} streams: opens and checks, recovery and retention, every "
+            f"stream's usage, streamers started, web server listening | {e['min_ms']} ms min, "
+            f"{e['median_ms']} ms median | {e['ratio_to_bare_query']}× a bare SQLite open + "
+            f"one `group by stream_id` count and sums ({e['bare_query_min_ms']} ms) | < 500 ms |"
+        )
+    for e in _extra(results, "test_cli_start_against_bare_python"):
+        rows.append(
+            "| `moonfire status` (reads the same database) / `moonfire --version`, each a new "
+            f"process | {e['status_ms']} / {e['version_ms']} ms min | {e['status_ratio']}× / "
+            f"{e['version_ratio']}× `python3 -c pass` ({e['python_ms']} ms) | |"
+        )
     for e in _extra(results, "test_export_throughput_against_cp"):
         rows.append(
             f"| `moonfire export` of {e['recordings']} one-minute 4 Mbit/s recordings (30 MB "
             f"files, page cache) to one fsynced `.mp4` | {e['mb_per_s']} MB/s | {e['ratio']}× "
             f"`cp` + `sync` of the same files ({e['cp_mb_per_s']} MB/s; median rounds "
-            f"{e['median_ratio']}×) | ≥ 0.9× |"
+            f"{e['median_ratio']}×); {e['ratio_to_ffmpeg']}× `ffmpeg -f concat -c copy` + "
+            f"`sync` of one `.mp4` per minute ({e['ffmpeg_mb_per_s']} MB/s) | ≥ 0.9× `cp` |"
         )
     for e in _extra(results, "test_export_first_byte_of_24_hours"):
         rows.append(
-            "| export of 24 hours (1440 recordings): database opened and queried, every sample "
+            f"| export of {_span(e['recordings'])} ({e['recordings']} recordings): database "
+            "opened and queried, every sample "
             f"file checked, `moov` laid out, first byte | {e['first_byte_min_ms']} ms min, "
             f"{e['first_byte_median_ms']} ms median (whole 31 MB `moov`: {e['moov_min_ms']} ms) "
             f"| {e['ratio_to_bare_query']}× a bare SQLite query of the same rows and blobs "
@@ -103,8 +127,9 @@ def table(results: list[dict]) -> str:
         )
     for e in _extra(results, "test_view_mp4_first_byte_of_24_hours"):
         rows.append(
-            "| `view.mp4` over HTTP: first KiB of 24 hours (1440 recordings), database query "
-            f"included | {e['first_kib_min_ms']} ms min, {e['first_kib_median_ms']} ms median | "
+            f"| `view.mp4` over HTTP: first KiB of {_span(e['recordings'])} ({e['recordings']} "
+            f"recordings), database query included | {e['first_kib_min_ms']} ms min, "
+            f"{e['first_kib_median_ms']} ms median | "
             f"{e['ratio_to_build_alone']}× `build_mp4` alone ({e['build_mp4_alone_min_ms']} ms) "
             "| < 100 ms |"
         )

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.sizes import TINY
 from moonfire.db import Database
 from moonfire_core.records import RecordingToSave
 
-RECORDINGS = 100_000
-RESERVATIONS = 1_000
+RECORDINGS = 2_000 if TINY else 100_000
+RESERVATIONS = 20 if TINY else 1_000
 MINUTE_90K = 60 * 90000
 START_90K = 1_500_000_000 * 90000
 

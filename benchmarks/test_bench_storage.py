@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.sizes import TINY
 from moonfire.db import Database
 from moonfire.storage import data_dir as datadir
 from moonfire.storage.sample_file_dir import SampleFileDir, uuid_name
@@ -39,10 +40,10 @@ from moonfire.storage.sample_file_dir import SampleFileDir, uuid_name
 T0_90K = 1_700_000_000 * 90000
 FRAME_90K = 3000
 ENTRY = bytes(range(90))  # any blob > 86 bytes serves as a sample entry
-SAVE_ROUNDS = 100
-STARTUP_ROUNDS = 10
-RECORDINGS = 100_000
-LEFTOVER_RESERVATIONS = 50
+SAVE_ROUNDS = 3 if TINY else 100
+STARTUP_ROUNDS = 1 if TINY else 10
+RECORDINGS = 2_000 if TINY else 100_000
+LEFTOVER_RESERVATIONS = 5 if TINY else 50
 MINUTE_90K = 60 * 90000
 RECORDING_BYTES = 3_000_000
 

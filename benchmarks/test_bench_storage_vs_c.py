@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.ingest_cpu import FPS, bench_storage, synthetic_gop
+from benchmarks.sizes import size
 
-STREAMS = int(os.environ.get("MOONFIRE_BENCH_STORAGE_STREAMS", "4"))
-SECONDS = int(os.environ.get("MOONFIRE_BENCH_STORAGE_SECONDS", "120"))
-ROUNDS = int(os.environ.get("MOONFIRE_BENCH_ROUNDS", "3"))
+STREAMS = size("MOONFIRE_BENCH_STORAGE_STREAMS", 4, 1)
+SECONDS = size("MOONFIRE_BENCH_STORAGE_SECONDS", 120, 4)
+ROUNDS = size("MOONFIRE_BENCH_ROUNDS", 3, 1)
 SOURCE = Path(__file__).with_name("write_sha1_loop.c")
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.sizes import TINY
 from moonfire.storage import data_dir as datadir
 
 T0_90K = 1_700_000_000 * 90000
@@ -41,10 +42,10 @@ FRAMES = 15  # 0.5 s at 30 fps
 PACKET = os.urandom(4_000_000 // 8 // 2 // FRAMES)  # 4 Mbit/s for 0.5 s, split in 15 frames
 RECORDING_BYTES = FRAMES * len(PACKET)
 #: Rounds (all N rotating together) per N: 300–1200 saves each, a few seconds.
-ROUNDS = {1: 300, 50: 16, 200: 6, 400: 3}
+ROUNDS = {1: 4, 50: 1} if TINY else {1: 300, 50: 16, 200: 6, 400: 3}
 #: Files of the one-at-a-time baseline, run both before and after the engine (a shared
 #: virtual disk's speed drifts; the mean of the two is the baseline).
-BASELINE_FILES = 400
+BASELINE_FILES = 10 if TINY else 400
 
 
 def percentile(values: list[float], p: float) -> float:

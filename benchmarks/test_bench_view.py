@@ -13,12 +13,12 @@ same segments alone (no HTTP, no database), so the ratio is what serving adds.
 from __future__ import annotations
 
 import http.client
-import os
 import time
 
 import pytest
 
 from benchmarks.day_library import make_day_library
+from benchmarks.sizes import size
 from moonfire.playback.mp4 import build_mp4
 from moonfire.playback.segment import Segment
 from moonfire.web.app import build_app
@@ -26,7 +26,7 @@ from moonfire.web.auth import Auth
 from moonfire.web.context import WebContext
 from moonfire.web.server import WebServer
 
-RECORDINGS = 1440
+RECORDINGS = size("MOONFIRE_BENCH_DAY_RECORDINGS", 1440, 60)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_view_mp4_first_byte_of_24_hours(benchmark, day, server):
         assert response.status == 206, body[:200]
         return body
 
-    rounds = int(os.environ.get("MOONFIRE_BENCH_ROUNDS", "10"))
+    rounds = size("MOONFIRE_BENCH_ROUNDS", 10, 1)
     body = benchmark.pedantic(first_kib, rounds=rounds, warmup_rounds=1)
     conn.close()
     assert body[4:8] == b"ftyp" and len(body) == 1024
@@ -78,6 +78,7 @@ def test_view_mp4_first_byte_of_24_hours(benchmark, day, server):
     served = benchmark.stats.stats.min
     benchmark.extra_info.update(
         {
+            "recordings": RECORDINGS,
             "first_kib_min_ms": round(served * 1000, 1),
             "first_kib_median_ms": round(benchmark.stats.stats.median * 1000, 1),
             "build_mp4_alone_min_ms": round(baseline * 1000, 1),

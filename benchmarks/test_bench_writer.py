@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 from tests.support.implementations import IMPLEMENTATIONS, Implementation
 
+from benchmarks.sizes import TINY
+
 T0 = 128_700_576_000_000
 FRAME = 3000
-ROUNDS = 20
+ROUNDS = 1 if TINY else 20
 VARIANTS = [
     pytest.param(v, marks=[pytest.mark.c_extension] if v == "c" else [])
     for v in [*IMPLEMENTATIONS, "plain"]

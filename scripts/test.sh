@@ -12,12 +12,15 @@ cd "$(dirname "$0")/.."
 # Debian packages: the GStreamer RTSP server the ingest tests start themselves, and the
 # headless browser (with its WebDriver) that plays view.mp4 and live.m4s in tests/test_browser.py
 # and drives the web UI in tests/test_ui.py, and Node.js for the UI's own unit tests (tests/js/).
+# ffmpeg and gst-launch-1.0: the peers the benchmarks compare with, which
+# tests/test_benchmarks_smoke.py runs once at a tiny size (a missing peer fails a benchmark).
 DEBIAN_PACKAGES=(
     python3-gi gir1.2-gst-rtsp-server-1.0 python3-gst-1.0
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
     chromium chromium-driver
     nodejs
+    ffmpeg gstreamer1.0-tools
 )
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

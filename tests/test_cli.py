@@ -225,7 +225,7 @@ def test_run_without_cameras_is_refused(data_dir, capsys):
     "error",
     [
         MoonfireError("the camera's budget is too small for one recording"),
-        CorruptIndexError("video_index byte 3: varint runs past the end"),  # CORE_USER_ERRORS
+        CorruptIndexError("video_index byte 3: varint runs past the end"),  # core_user_errors()
     ],
     ids=["MoonfireError", "CorruptIndexError"],
 )
@@ -285,6 +285,32 @@ def test_help_for_every_subcommand_exits_zero(capsys, argv):
         cli.main([*argv, "--help"])
     assert exit_info.value.code == 0
     assert "usage: moonfire" in capsys.readouterr().out
+
+
+#: What the light commands must not import: each of these costs 0.1-0.4 s at start-up.
+HEAVY_MODULES = ("av", "aiohttp", "boto3", "tqdm", "moonfire.web.app", "moonfire.cli.camera")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["status", "--help"]], ids=" ".join)
+def test_a_command_imports_only_its_own_module(argv):
+    """``moonfire.cli.main`` imports only the module of the command run (lazy subcommands):
+    importing every command made ``moonfire --help`` or ``status`` take ~0.9 s."""
+    probe = (
+        "import sys\n"
+        "from moonfire.cli import main\n"
+        "try:\n"
+        f"    main.main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules), file=sys.stderr)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stderr.strip().splitlines()[-1] == "[]", completed.stderr
+    if argv == ["--help"]:
+        for name, line in cli.COMMANDS.items():  # every command listed, with its help
+            assert name in completed.stdout and line.split()[0] in completed.stdout
 
 
 def test_usage_errors_exit_two(capsys):

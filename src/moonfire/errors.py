@@ -7,17 +7,22 @@ internal error, with a hint to rerun with ``--verbose`` for the traceback), so t
 never mistaken for bad input.
 
 ``moonfire_core`` keeps its own errors (it imports nothing from ``moonfire``); the few of them
-that describe bad data rather than a bug are listed in ``CORE_USER_ERRORS``.
+that describe bad data rather than a bug are those ``core_user_errors()`` returns.
 """
 
 from __future__ import annotations
-
-from moonfire_core import CorruptIndexError, RecordingAbandonedError
 
 
 class MoonfireError(Exception):
     """A failure whose message says what was wrong and where, for the person running moonfire."""
 
 
-#: Errors of the compiled core that describe bad data, not a bug in moonfire.
-CORE_USER_ERRORS: tuple[type[Exception], ...] = (CorruptIndexError, RecordingAbandonedError)
+def core_user_errors() -> tuple[type[Exception], ...]:
+    """Errors of the compiled core that describe bad data, not a bug in moonfire.
+
+    A function, not a constant: ``moonfire_core`` imports NumPy, and every module imports
+    this one, including the CLI's entry point, which must stay light (``moonfire --help``).
+    """
+    from moonfire_core import CorruptIndexError, RecordingAbandonedError
+
+    return (CorruptIndexError, RecordingAbandonedError)

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.db import ArchiveRow, Database
 from moonfire.errors import MoonfireError
 from moonfire.sizes import format_size
@@ -29,7 +29,7 @@ from moonfire.storage.data_dir import open_db
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "archive",
-        help="add, list, remove or inspect S3-compatible archives",
+        help=command_help("archive"),
         description="Copy recordings to S3-compatible object storage, off this machine.",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -26,7 +26,7 @@ import json
 import sys
 from typing import Any
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.db import Camera, Database, Stream
 from moonfire.ingest.probe import probe_stream
 from moonfire.ingest.sources import TRANSPORTS, SourceError, check_camera_url, redact_url
@@ -47,7 +47,7 @@ _STREAM_OPTIONS = (("url", "url"), ("retain", "retain_bytes"), ("max_days", "max
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "camera",
-        help="add, list, edit or remove cameras",
+        help=command_help("camera"),
         description="Configure the cameras that `moonfire run` records.",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.db import Database
 from moonfire.storage import invariants as checker
 from moonfire.storage import repair
@@ -56,7 +56,7 @@ def _progress(bar: tqdm[Any] | None) -> Callable[[int], None] | None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "check",
-        help="check every recording has its intact file, and no stray files or reservations",
+        help=command_help("check"),
     )
     add_data_dir_argument(p)
     p.add_argument("--hash", action="store_true", help="also compare every file's SHA-1 (slow)")

@@ -18,7 +18,7 @@ import shlex
 import threading
 
 from moonfire.cli._stop import exit_code, stop_on_signals
-from moonfire.cli.main import CommandError
+from moonfire.cli.main import CommandError, command_help
 from moonfire.cli.recordings import split_runs
 from moonfire.cli.run import DEFAULT_LISTEN, default_listen, refuse_open_listen, web_starter
 from moonfire.db import Camera, RecordingRow, UnknownCameraError
@@ -39,7 +39,7 @@ DEMO_RETAIN_BYTES = 1 << 30
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="record a synthetic camera for a few seconds and show how to export it",
+        help=command_help("demo"),
         description="Create a data directory (or reuse one a previous demo made), add the "
         f"synthetic camera {DEMO_CAMERA!r} ({DEMO_URL}), record it, then print what was "
         "recorded and the `moonfire export` command to run next.",

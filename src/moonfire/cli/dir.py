@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.db import Database, SampleFileDirRow
 from moonfire.sizes import format_size
 from moonfire.storage import data_dir as datadir
@@ -23,7 +23,7 @@ from moonfire.storage.dir_meta import META_NAME
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "dir",
-        help="add, list or remove sample file directories (one per disk)",
+        help=command_help("dir"),
         description="Manage where the video of each stream is stored.",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

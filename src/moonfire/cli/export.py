@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.codec import playback_note
 from moonfire.db import MAIN, STREAM_TYPES
 from moonfire.playback.export_plan import ExportError, ExportPart, plan_export
@@ -53,7 +53,7 @@ _GAP_POLICY = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="write a camera's recordings in a time range to .mp4",
+        help=command_help("export"),
         description="Write CAMERA's recordings in [--start, --end) to .mp4. Times are 90 kHz "
         "units or YYYY-MM-DDTHH:MM:SS[:FFFFF][Z|+hh:mm], local time without a zone. A range "
         "starting mid-GOP includes the frames from the preceding key frame, hidden by an edit "

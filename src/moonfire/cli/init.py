@@ -6,14 +6,14 @@ import argparse
 import os
 import shlex
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.storage import data_dir as datadir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "init",
-        help="create the database and the sample file directory",
+        help=command_help("init"),
         description="Create a new data directory: the SQLite database and the sample file "
         "directory that holds the video. Refuses a data directory that already has a database.",
     )

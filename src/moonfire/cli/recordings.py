@@ -13,7 +13,7 @@ import argparse
 import json
 from typing import Any
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.db import MAIN, STREAM_TYPES, RecordingRow
 from moonfire.sizes import format_size
 from moonfire.storage.data_dir import open_db
@@ -27,7 +27,7 @@ _EARLIEST, _LATEST = -(2**62), 2**62
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "recordings",
-        help="list a camera's runs and recordings",
+        help=command_help("recordings"),
         description="List a camera's runs and recordings overlapping [--start, --end). Times are "
         "90 kHz units or YYYY-MM-DDTHH:MM:SS[:FFFFF][Z|+hh:mm], local time without a zone.",
     )

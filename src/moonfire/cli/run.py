@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from moonfire.cli._stop import exit_code, stop_on_signals
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.storage.data_dir import open_db
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def default_listen() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run",
-        help="record every camera until SIGINT or SIGTERM",
+        help=command_help("run"),
         description="Record cameras until SIGINT or SIGTERM, then shut down in order: every "
         "open recording is saved and no reservation is left. Exit code 0 after SIGTERM or "
         "--for, 130 after SIGINT, 1 if recording failed.",

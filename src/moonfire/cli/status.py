@@ -15,7 +15,7 @@ import argparse
 import time
 from typing import Any
 
-from moonfire.cli.main import add_data_dir_argument
+from moonfire.cli.main import add_data_dir_argument, command_help
 from moonfire.ingest import status_file
 from moonfire.storage.data_dir import open_db
 from moonfire.time import format_time
@@ -26,7 +26,7 @@ NOT_RUNNING = "not running"
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "status",
-        help="say whether the recorder runs and what each stream is doing",
+        help=command_help("status"),
         description="One line per stream: recording, retrying or failed (with the reason) and "
         "when its last recording ends. Says 'not running' when no recorder is publishing its "
         "status.",

@@ -21,7 +21,7 @@ import json
 import sys
 from typing import Any
 
-from moonfire.cli.main import CommandError, add_data_dir_argument
+from moonfire.cli.main import CommandError, add_data_dir_argument, command_help
 from moonfire.db.users import Users
 from moonfire.storage import data_dir as datadir
 
@@ -29,7 +29,7 @@ from moonfire.storage import data_dir as datadir
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "user",
-        help="add, list, remove users of the web API, or set their passwords",
+        help=command_help("user"),
         description="Manage who may use the web API. Once any user exists, every API "
         "request needs a login.",
     )
