@@ -48,16 +48,18 @@ import pytest
 from aiohttp import web
 from tests.support.recordings import SampleFiles, make_recording, sample_entry
 
+from benchmarks.sizes import TINY, size
 from moonfire.playback.mp4 import build_mp4
 from moonfire.playback.segment import Segment
 from moonfire.web.http_entity import serve_entity
 
 MIB = 1 << 20
-FILE_BYTES = 64 * MIB
-FULL_ROUNDS = 20
-RANGE_ROUNDS = 300
-#: view.mp4 shape: 16 recordings of 64 frames of 64 KiB (4 MiB sample files), 64 MiB of media.
-RECORDINGS, FRAMES, FRAME_BYTES = 16, 64, 64 << 10
+FILE_BYTES = size("MOONFIRE_BENCH_HTTP_MIB", 64, 4) * MIB
+FULL_ROUNDS = size("MOONFIRE_BENCH_HTTP_ROUNDS", 20, 2)
+RANGE_ROUNDS = size("MOONFIRE_BENCH_HTTP_RANGE_ROUNDS", 300, 5)
+#: view.mp4 shape: 16 recordings of 64 frames of 64 KiB (4 MiB sample files), 64 MiB of media
+#: (at the tiny size, 4 recordings of 16 frames).
+RECORDINGS, FRAMES, FRAME_BYTES = (4, 16, 64 << 10) if TINY else (16, 64, 64 << 10)
 
 
 # ---- the entities --------------------------------------------------------------------------
