@@ -648,15 +648,23 @@ class Database:
         recordings; (None, None, 0) without any.  For the API's ``minStartTime90k``,
         ``maxEndTime90k`` (archived-only recordings included: they play) and ``fsBytes``
         (local files only)."""
+        # As in ``stream_usage``: every row's sum less the archived-only ones' (through their
+        # partial index), not a ``not exists`` per row, which a GET /api/ pays per stream.
         with self._lock:
             row = self._conn.execute(
                 "select min(start_time_90k), max(start_time_90k + duration_90k),"
-                " coalesce(sum(case when " + _HAS_LOCAL_FILE
-                + " then (sample_file_bytes + 4095) / 4096 * 4096 else 0 end), 0)"
+                " coalesce(sum((sample_file_bytes + 4095) / 4096 * 4096), 0)"
                 " from recording where stream_id = ?",
                 (stream_id,),
             ).fetchone()
-        return row[0], row[1], row[2]
+            (archived_only,) = self._conn.execute(
+                "select coalesce(sum((r.sample_file_bytes + 4095) / 4096 * 4096), 0)"
+                " from recording_archive a join recording r on r.composite_id = a.composite_id"
+                " where a.local_deleted_time_sec is not null"
+                " and a.composite_id >= ? and a.composite_id < ?",
+                (composite_id(stream_id, 0), composite_id(stream_id + 1, 0)),
+            ).fetchone()
+        return row[0], row[1], row[2] - archived_only
 
     # ---- archives (schema 6; ``moonfire.storage.archive`` uploads) ----------------------
 
@@ -1375,13 +1383,6 @@ def _records(stream_type: str, url: str, retain_bytes: int) -> bool:
 _WITHIN_ARCHIVE_DAYS = (
     "(s.archive_days is null or r.start_time_90k > ? - s.archive_days * 86400 * 90000)"
 )
-
-#: A ``recording`` row's sample file is local: it is not archived-only.
-_HAS_LOCAL_FILE = (
-    "not exists (select 1 from recording_archive a where a.composite_id = recording.composite_id"
-    " and a.local_deleted_time_sec is not null)"
-)
-
 
 class ArchiveState(IntEnum):
     """What deleting a recording's local sample file costs (``list_oldest_local_recordings``)."""
