@@ -360,10 +360,12 @@ def test_a_store_stopped_for_20_s_never_stalls_recording_and_the_backlog_drains(
     code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
     assert code == 0, out
     assert f"or, for the {only} archived-only, its archive objects" in out
-    # The whole span exports, most of it from the archive, and every frame decodes.
+    # The whole span exports, most of it from the archive, and every frame decodes (the end
+    # one past the last recording's: a run stopped just after a rotation ends with a
+    # recording of one frame and no duration, which [start, end) would leave out).
     exported = tmp_path / "all.mp4"
     code, _out, err = moonfire(capsys, "export", "front", "--start", str(rows[0].start_time_90k),
-                               "--end", str(rows[-1].end_time_90k), "-o", str(exported),
+                               "--end", str(rows[-1].end_time_90k + 1), "-o", str(exported),
                                "--data-dir", data_dir)
     assert code == 0, err
     assert decoded_frames(exported.read_bytes()) == sum(r.video_samples for r in rows)
