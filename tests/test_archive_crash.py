@@ -24,7 +24,12 @@ import pytest
 
 from moonfire.db import Database
 from moonfire.storage import data_dir as datadir
-from moonfire.storage.archive import ArchiveUploader, check_archive, make_client
+from moonfire.storage.archive import (
+    ArchiveUploader,
+    camera_object_key,
+    check_archive,
+    make_client,
+)
 from moonfire.storage.crash_points import ARCHIVE_CRASH_POINTS, ENV_VAR
 from moonfire.storage.invariants import check
 from tests.support import s3
@@ -143,8 +148,8 @@ def test_kill_9_during_uploads_loses_nothing_and_archives_nothing_twice(
         prefix = bucket[len(f"s3://{BUCKET}/"):]
         listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
         stored = sorted(o["Key"] for o in listed.get("Contents", []))
-        assert stored == sorted(k for _cid, data, manifest, _sha1 in archived
-                                for k in (data, manifest))
+        assert stored == sorted([camera_object_key(archive, db.get_camera("front").uuid)] + [
+            k for _cid, data, manifest, _sha1 in archived for k in (data, manifest)])
     code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
     assert code == 0, out
     print(f"{KILLS} kills in {killing_sec:.1f} s ({verify_sec:.1f} s of it checking) at "

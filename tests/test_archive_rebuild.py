@@ -5,7 +5,8 @@ endpoint (``moto_server``).
 The module's "site" is a data directory that recorded one 8 s run of real H.264 (3
 recordings) and uploaded it with the real uploader; each test copies the site's objects
 to a prefix of its own (the stolen NVR's bucket, as it was), so what one test adds there
-(bad manifests, new recordings) no other sees.
+(bad manifests, new recordings) no other sees.  The site's camera has a URL and credentials
+that must never reach the bucket; its ``camera.json`` names it on the new machine.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any
 import pytest
 
 from moonfire.db import ArchiveRow
+from moonfire.storage import archive as archive_module
 from moonfire.storage import data_dir as datadir
-from moonfire.storage.archive import make_client
+from moonfire.storage.archive import ArchiveUploader, camera_object_key, make_client
 from tests.support.archived import decoded_frames, record_pattern, serve, upload_all
 from tests.support.cli import moonfire
 from tests.support.net import free_port, stop_process
@@ -38,6 +40,11 @@ from tests.support.s3 import (  # noqa: F401 - fixtures
 from tests.test_export import pattern  # noqa: F401 - fixture
 
 SITE_PREFIX = "site"
+#: The site's camera: its description, and secrets that must stay out of the bucket (the
+#: password is in the URL's query string too, as some cameras want it).
+SITE_DESCRIPTION = "over the porch"
+SITE_SECRETS = ("hunter2", "10.0.0.5", "admin")
+SITE_URL = "rtsp://admin:hunter2@10.0.0.5:554/cam/realmonitor?channel=1&user=admin&password=hunter2"
 
 
 @dataclass
@@ -70,7 +77,8 @@ def site(tmp_path_factory, pattern, s3_endpoint, module_credentials) -> Site:  #
     record_pattern(data_dir, "front", pattern, 8)
     with datadir.open_db(data_dir) as db:
         db.add_archive("offsite", f"s3://{BUCKET}/{SITE_PREFIX}", endpoint)
-        db.update_camera("front", archive="offsite")
+        db.update_camera("front", archive="offsite", description=SITE_DESCRIPTION,
+                         url=SITE_URL, username="admin", password="hunter2")
         upload_all(db, "offsite")
         camera = db.get_camera("front")
         rows = db.list_recordings(camera.main.id)
@@ -82,7 +90,7 @@ def site(tmp_path_factory, pattern, s3_endpoint, module_credentials) -> Site:  #
     client = make_client(ArchiveRow(0, "x", f"s3://{BUCKET}", endpoint, None, None, None))
     keys = sorted(o["Key"] for o in client.list_objects_v2(
         Bucket=BUCKET, Prefix=f"{SITE_PREFIX}/")["Contents"])
-    assert len(keys) == 2 * len(rows)
+    assert len(keys) == 2 * len(rows) + 1  # and camera.json
     return Site(endpoint, client, camera_uuid, [_comparable(r) for r in rows], whole, keys)
 
 
@@ -98,7 +106,8 @@ def _copy(site: Site, prefix: str, keys: list[str], camera_uuid: str | None = No
             if key.endswith(".json"):
                 doc = json.loads(body)
                 doc["camera_uuid"] = camera_uuid
-                doc["data_key"] = new_key[: -len(".json")] + ".sample"
+                if not key.endswith("/camera.json"):
+                    doc["data_key"] = new_key[: -len(".json")] + ".sample"
                 body = json.dumps(doc).encode()
         site.client.put_object(Bucket=BUCKET, Key=new_key, Body=body, Metadata=got["Metadata"])
 
@@ -123,11 +132,14 @@ def test_rebuild_on_a_fresh_data_dir_recreates_the_catalog_and_everything_plays(
     code, out, err = moonfire(capsys, "archive", "rebuild", "offsite", "--data-dir", data_dir)
     assert (code, err) == (0, ""), err
     assert out == (f"archive 'offsite': {len(site.rows)} recordings added, 0 already "
-                   f"cataloged; cameras added: camera-{site.camera_uuid[:8]} "
-                   f"({site.camera_uuid})\n")
+                   f"cataloged; cameras added: front ({site.camera_uuid})\n")
     with datadir.open_db(data_dir, read_only=True) as db:
         (camera,) = db.list_cameras()
         assert str(uuidlib.UUID(bytes=camera.uuid)) == site.camera_uuid
+        # Named and described as at the site (its camera.json), recording nothing.
+        assert (camera.short_name, camera.description, camera.rotate_interval_sec) == (
+            "front", SITE_DESCRIPTION, 2)
+        assert (camera.username, camera.password, camera.main.url) == (None, None, "")
         assert not camera.main.record and camera.sub is None
         rows = db.list_recordings(camera.main.id)
         assert [_comparable(r) for r in rows] == site.rows
@@ -167,7 +179,7 @@ def test_rebuild_names_each_bad_manifest_and_imports_the_rest(
     capsys, tmp_path, site, request
 ) -> None:
     prefix = request.node.name
-    manifests = [k for k in site.keys if k.endswith(".json")]
+    manifests = [k for k in site.keys if k.endswith(".json") and "/main/" in k]
     _copy(site, prefix, site.keys)
     camera_dir = f"{prefix}/{site.camera_uuid}/main"
     good = json.loads(site.client.get_object(Bucket=BUCKET, Key=manifests[0])["Body"].read())
@@ -199,6 +211,117 @@ def test_rebuild_names_each_bad_manifest_and_imports_the_rest(
     with datadir.open_db(data_dir, read_only=True) as db:
         rows = db.list_recordings(db.list_cameras()[0].main.id)
         assert [_comparable(r) for r in rows] == site.rows
+
+
+def test_a_camera_object_that_is_bad_or_missing_leaves_the_fallback_name(
+    capsys, tmp_path, site, request
+) -> None:
+    """Three cameras: one whose camera.json is not JSON, one whose short name is a number,
+    one (an older recorder's) without any: each named ``camera-<uuid8>``, every recording
+    imported, each bad object named by key and field."""
+    prefix = request.node.name
+    not_json, wrong_field, missing = site.camera_uuid, str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    _copy(site, prefix, site.keys)
+    _copy(site, prefix, site.keys, camera_uuid=wrong_field)
+    _copy(site, prefix, [k for k in site.keys if not k.endswith("/camera.json")],
+          camera_uuid=missing)
+    doc = json.loads(site.client.get_object(
+        Bucket=BUCKET, Key=f"{SITE_PREFIX}/{site.camera_uuid}/camera.json")["Body"].read())
+    bodies = {not_json: b'{"format": 1, "short_name": "fr', wrong_field: json.dumps(
+        dict(doc, camera_uuid=wrong_field, short_name=5)).encode()}
+    for camera_uuid, body in bodies.items():
+        site.client.put_object(Bucket=BUCKET, Key=f"{prefix}/{camera_uuid}/camera.json",
+                               Body=body)
+    with pytest.raises(json.JSONDecodeError) as parsing:
+        json.loads(bodies[not_json])
+    data_dir = _fresh(capsys, tmp_path, site, "offsite", prefix)
+    code, out, err = moonfire(capsys, "archive", "rebuild", "offsite", "--data-dir", data_dir)
+    assert code == 1
+    assert out.startswith(f"archive 'offsite': {3 * len(site.rows)} recordings added"), out
+    assert sorted(err.splitlines()) == sorted([
+        f"moonfire: archive 'offsite': camera object {prefix}/{not_json}/camera.json: not "
+        f"JSON ({parsing.value}); camera imported as 'camera-{not_json[:8]}'",
+        f"moonfire: archive 'offsite': camera object {prefix}/{wrong_field}/camera.json: "
+        f"field 'short_name': camera short name must be a non-empty string, got 5; camera "
+        f"imported as 'camera-{wrong_field[:8]}'",
+    ]), err
+    with datadir.open_db(data_dir, read_only=True) as db:
+        cameras = {str(uuidlib.UUID(bytes=c.uuid)): c for c in db.list_cameras()}
+        assert {u: c.short_name for u, c in cameras.items()} == {
+            u: f"camera-{u[:8]}" for u in (not_json, wrong_field, missing)}
+        for camera in cameras.values():
+            assert len(db.list_recordings(camera.main.id)) == len(site.rows)
+
+
+def test_a_name_taken_here_gets_the_archives_name_and_is_reported(
+    capsys, tmp_path, site, request
+) -> None:
+    prefix = request.node.name
+    _copy(site, prefix, site.keys)
+    data_dir = _fresh(capsys, tmp_path, site, "offsite", prefix)
+    with datadir.open_db(data_dir) as db:
+        db.add_camera("front")  # the new machine's own camera
+    code, out, err = moonfire(capsys, "archive", "rebuild", "offsite", "--data-dir", data_dir)
+    assert (code, err) == (0, ""), err
+    assert out.endswith(f"; cameras added: front-offsite ({site.camera_uuid}; 'front' is "
+                        f"taken here)\n"), out
+    with datadir.open_db(data_dir, read_only=True) as db:
+        assert db.find_camera_by_uuid(uuidlib.UUID(site.camera_uuid).bytes).description \
+            == SITE_DESCRIPTION
+
+
+def test_the_uploader_keeps_camera_objects_current_without_urls_or_credentials(
+    tmp_path, site, monkeypatch, request
+) -> None:
+    """Written at the start, rewritten within a check interval of a rename (0.1 s here,
+    60 s in production), not rewritten while nothing changes; only cameras archived here
+    have one, and it holds none of the camera's URL or credentials."""
+    monkeypatch.setattr(archive_module, "CAMERA_CHECK_INTERVAL_SEC", 0.1)
+    data_dir = str(tmp_path / "data")
+    db, sample_file_dir = datadir.init(data_dir)
+    sample_file_dir.close()
+    with db:
+        archive = db.add_archive("offsite", f"s3://{BUCKET}/{request.node.name}", site.endpoint)
+        camera = db.add_camera("porch", url=SITE_URL, username="admin", password="hunter2",
+                               description="by the door", rotate_interval_sec=60,
+                               sub_url=SITE_URL + "&subtype=1", sub_retain_bytes=1 << 30,
+                               sub_archive="offsite")
+        db.add_camera("garage", url=SITE_URL, retain_bytes=1 << 30)  # not archived
+        key = camera_object_key(archive, camera.uuid)
+
+        def stored() -> dict:
+            got = site.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            for secret in SITE_SECRETS:
+                assert secret.encode() not in got
+            return json.loads(got)
+
+        def wait_for(condition) -> None:
+            deadline = time.monotonic() + 5
+            while not condition():
+                assert time.monotonic() < deadline, "timed out"
+                time.sleep(0.02)
+
+        uploader = ArchiveUploader(db, archive, poll_interval_sec=0.02)
+        uploader.start()
+        try:
+            wait_for(lambda: uploader.stats.camera_objects == 1)
+            assert stored() == {
+                "format": 1, "camera_uuid": str(uuidlib.UUID(bytes=camera.uuid)),
+                "short_name": "porch", "description": "by the door",
+                "rotate_interval_sec": 60, "streams": [{"type": "sub"}]}
+            time.sleep(0.5)  # five checks
+            assert uploader.stats.camera_objects == 1
+            db.update_camera("porch", short_name="back porch")
+            wait_for(lambda: uploader.stats.camera_objects == 2)
+            assert stored()["short_name"] == "back porch"
+        finally:
+            assert uploader.stop()
+        assert uploader.last_error is None
+        listed = site.client.list_objects_v2(Bucket=BUCKET, Prefix=f"{request.node.name}/")
+        assert [o["Key"] for o in listed["Contents"]] == [key]  # none for the garage
+        # A restart writes it again (one PUT per camera), then only on changes.
+        restarted = ArchiveUploader(db, archive)
+        assert (restarted.describe_cameras(), restarted.describe_cameras()) == (1, 0)
 
 
 def _api(port: int, path: str) -> dict:
@@ -251,6 +374,9 @@ def test_follow_serves_every_named_archive_and_picks_up_new_manifests(
         _wait_for(lambda: _api(port, "/api/")["cameras"], follow)
         cameras = {c["uuid"]: c for c in _api(port, "/api/")["cameras"]}
         assert set(cameras) == {site.camera_uuid, other_uuid}
+        # Both sites call their camera "front": the second one's gets its archive's name.
+        assert (cameras[site.camera_uuid]["shortName"],
+                cameras[other_uuid]["shortName"]) == ("front", "front-site2")
         assert recording_ids(other_uuid) == list(range(1, recorded + 1))
         assert recording_ids(site.camera_uuid) == list(range(1, recorded))
         _copy(site, first, held_back)  # the first site uploads its newest recording
@@ -266,4 +392,5 @@ def test_follow_serves_every_named_archive_and_picks_up_new_manifests(
         out = stop_process(follow, timeout=20)
     assert follow.returncode == 0, out
     assert "following 'site1', 'site2' (new manifests every 0.3 s)" in out, out
+    assert f"cameras added: front-site2 ({other_uuid}; 'front' is taken here)" in out, out
     assert picked_up_sec < 5, picked_up_sec

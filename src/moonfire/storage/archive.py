@@ -27,6 +27,15 @@ one loses its rows first, then its objects go, then its ``recording_archive`` ro
 kill -9 at any step leaves no row without its file or objects, and the next pass redoes
 what is left (``crash_points.ARCHIVE_CRASH_POINTS`` are the steps).
 
+Beside the write-once recordings, each camera archived here has one overwritable object,
+``PREFIX/CAMERA-UUID/camera.json`` (``camera_object``): what the camera is *now* (short
+name, description, rotate interval, the types of its streams archived here), so ``archive
+rebuild`` names cameras as their owner knew them.  It is not in the manifests: those are
+write-once, and a rename would make a redone upload differ from the stored manifest (read as
+another recorder).  It holds no URL and no credentials.  The uploader PUTs it for every such
+camera when it starts, before a camera's first upload, and whenever the camera's row
+changes (``CAMERA_CHECK_INTERVAL_SEC``: the check reads the database, no request).
+
 The client is boto3 (docs/design.md, "Archive"): it reads credentials from the S3
 ecosystem's standard environment variables and credentials file, so moonfire stores
 none and logs none.
@@ -44,7 +53,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from moonfire.db import ArchiveRow, Database, Playback, RecordingRow, format_uuid
+from moonfire.db import ArchiveRow, Camera, Database, Playback, RecordingRow, format_uuid
 from moonfire.errors import MoonfireError
 from moonfire.sizes import parse_size
 from moonfire.storage.crash_points import crash_point
@@ -75,6 +84,12 @@ MULTIPART_THRESHOLD_BYTES = PART_BYTES
 #: S3 refuses smaller parts (but the last); the environment variable may not go below.
 MIN_PART_BYTES = 5 * 1024 * 1024
 PART_SIZE_ENV_VAR = "MOONFIRE_ARCHIVE_PART_SIZE"
+#: ``PREFIX/CAMERA-UUID/camera.json``: the camera's description (``camera_object``).
+CAMERA_OBJECT_NAME = "camera.json"
+CAMERA_OBJECT_FORMAT = 1
+#: How often the uploader compares its cameras' rows with the camera objects it last wrote
+#: (a database read; a PUT only for a camera that changed, or failed to be written).
+CAMERA_CHECK_INTERVAL_SEC = 60.0
 
 
 class ArchiveError(MoonfireError):
@@ -95,6 +110,8 @@ class UploaderStats:
     #: Data objects sent as multipart uploads, and their parts.
     multipart_uploads: int = 0
     parts: int = 0
+    #: ``camera.json`` objects written (PUTs).
+    camera_objects: int = 0
 
 
 def part_bytes_from_environment() -> int:
@@ -136,6 +153,30 @@ def object_keys(archive: ArchiveRow, camera_uuid: bytes, stream_type: str,
     if archive.prefix:
         base = f"{archive.prefix}/{base}"
     return f"{base}.sample", f"{base}.json"
+
+
+def camera_object_key(archive: ArchiveRow, camera_uuid: bytes) -> str:
+    """``PREFIX/CAMERA-UUID/camera.json``: beside the camera's ``main/`` and ``sub/``."""
+    key = f"{format_uuid(camera_uuid)}/{CAMERA_OBJECT_NAME}"
+    return f"{archive.prefix}/{key}" if archive.prefix else key
+
+
+def camera_object(camera: Camera, archive_id: int) -> bytes:
+    """The JSON of ``camera.json``: the camera's names and rotate interval (one per camera
+    in the schema) and the types of its streams archived to ``archive_id``.  Never the
+    username, the password nor the URL: credentials also hide in URLs' query strings
+    (``?user=admin&password=...``), so no stripping of the userinfo would be safe, and even
+    a clean URL maps the site's network for everyone who can read the bucket; a rebuilt
+    site records nothing, and to record again its owner gives the URL (`camera edit`)."""
+    doc = {
+        "format": CAMERA_OBJECT_FORMAT,
+        "camera_uuid": format_uuid(camera.uuid),
+        "short_name": camera.short_name,
+        "description": camera.description,
+        "rotate_interval_sec": camera.rotate_interval_sec,
+        "streams": [{"type": s.type} for s in camera.streams if s.archive_id == archive_id],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def describe_client_error(archive: ArchiveRow, e: BaseException) -> str:
@@ -191,6 +232,9 @@ class ArchiveUploader:
         self._refused: set[int] = set()
         #: Stream id -> (camera uuid, stream type), for object keys.
         self._stream_names: dict[int, tuple[bytes, str]] = {}
+        #: Camera uuid -> the ``camera.json`` this process last stored; None: its PUT failed.
+        self._camera_objects: dict[bytes, bytes | None] = {}
+        self._next_camera_check = -CAMERA_CHECK_INTERVAL_SEC
         self._last_expiry = -EXPIRY_INTERVAL_SEC
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -212,6 +256,7 @@ class ArchiveUploader:
     def _run(self) -> None:
         initial = backoff = min(INITIAL_BACKOFF_SEC, self.max_backoff_sec)
         while not self._stop.is_set():
+            self._describe_cameras_now_and_then()
             try:
                 done_any = self.upload_some()
             except Exception as e:  # noqa: BLE001 - every failure is retried, none kills it
@@ -238,6 +283,60 @@ class ArchiveUploader:
         except Exception as e:  # noqa: BLE001 - retried at the next interval
             self.stats.errors += 1
             self._set_error(self._describe(e))
+
+    def _describe_cameras_now_and_then(self) -> None:
+        """``describe_cameras`` every ``CAMERA_CHECK_INTERVAL_SEC`` (the first time at once):
+        a failure is logged and recorded, retried at the next check, and never holds up
+        the recordings' uploads."""
+        now = time.monotonic()
+        if now < self._next_camera_check:
+            return
+        self._next_camera_check = now + CAMERA_CHECK_INTERVAL_SEC
+        try:
+            self.describe_cameras()
+        except Exception as e:  # noqa: BLE001 - retried at the next check
+            self.stats.errors += 1
+            message = f"{self._describe(e)} (writing camera objects)"
+            if message != self.last_error:
+                log.warning("%s; retrying in %g s", message, CAMERA_CHECK_INTERVAL_SEC)
+            self._set_error(message)
+
+    def describe_cameras(self) -> int:
+        """Stores ``camera.json`` for each camera with a stream archived here whose row
+        differs from what this process last stored (every one, after a start); returns
+        how many it stored.  Raises on the first failure."""
+        stored = 0
+        for camera in self.db.list_cameras():
+            if any(s.archive_id == self.archive.id for s in camera.streams):
+                stored += self._store_camera_object(camera)
+        return stored
+
+    def _store_camera_object(self, camera: Camera) -> bool:
+        """PUTs ``camera``'s object (overwriting: it describes the camera now) unless this
+        process already stored the same bytes; True if it did."""
+        body = camera_object(camera, self.archive.id)
+        if self._camera_objects.get(camera.uuid) == body:
+            return False
+        self._camera_objects[camera.uuid] = None
+        self.client.put_object(
+            Bucket=self.archive.bucket, Key=camera_object_key(self.archive, camera.uuid),
+            Body=body, ContentType="application/json")
+        self._camera_objects[camera.uuid] = body
+        self.stats.camera_objects += 1
+        return True
+
+    def _describe_before_first_upload(self, stream_id: int, camera_uuid: bytes) -> None:
+        """A camera's object goes before its first recording (a camera given this archive
+        while running would otherwise wait for the next check), tried once: a failure is
+        left to the periodic check rather than failing the recording's upload."""
+        if camera_uuid in self._camera_objects:
+            return
+        camera = self.db.get_camera(self.db.get_stream(stream_id).camera_id)
+        try:
+            self._store_camera_object(camera)
+        except Exception as e:  # noqa: BLE001 - retried by the periodic check
+            log.warning("%s (writing camera %r's object; retried within %g s)",
+                        self._describe(e), camera.short_name, CAMERA_CHECK_INTERVAL_SEC)
 
     def expire_old(self) -> int:
         """Expires every recording archived longer ago than its stream's ``archive_days``;
@@ -290,6 +389,7 @@ class ArchiveUploader:
             return
         with f:
             camera_uuid, stream_type = self._stream_name(row.stream_id)
+            self._describe_before_first_upload(row.stream_id, camera_uuid)
             data_key, manifest_key = object_keys(
                 self.archive, camera_uuid, stream_type, row.recording_id)
             fresh = self._store_data(f, path, data_key, row, playback)

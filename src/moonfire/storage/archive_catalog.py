@@ -8,7 +8,16 @@ a moonfire that records nothing and shows several sites' footage, can rebuild th
 from the bucket alone: each manifest becomes an archived-only recording (schema 7: a
 ``recording`` row whose ``recording_archive`` row has ``local_deleted_time_sec`` set), its
 camera (the uuid from the key) and stream created as needed.  The cameras record nothing:
-manifests hold no camera URL and no credentials.
+the archive holds no camera URL and no credentials.
+
+**Cameras' names.**  A camera new to the database is named from its ``camera.json``
+(``PREFIX/CAMERA-UUID/camera.json``, written by the uploader: short name, description,
+rotate interval, stream types; one GET per camera added); without one (a recorder older
+than it) ``camera-`` and the uuid's first 8 digits.  A name another camera has here
+(another site's "front door") gets the archive's name as a suffix, then the uuid's, and
+the summary says so.  A bad ``camera.json`` is reported naming its key and what is wrong,
+and the camera is imported under the fallback name.  A camera already here keeps its
+name: renames at the site, or here (``camera edit --rename``), are not undone.
 
 **Listing.**  A *full* sync lists every key under the prefix (1000 keys, i.e. 500
 recordings, per LIST request), adds the manifests the database doesn't have and forgets
@@ -51,9 +60,16 @@ from moonfire.db import (
     composite_id,
     format_uuid,
 )
+from moonfire.db.camera_settings import validate_camera_settings
 from moonfire.db.rows import index_mismatches
 from moonfire.errors import MoonfireError
-from moonfire.storage.archive import MANIFEST_FORMAT, describe_client_error, make_client
+from moonfire.storage.archive import (
+    CAMERA_OBJECT_FORMAT,
+    MANIFEST_FORMAT,
+    camera_object_key,
+    describe_client_error,
+    make_client,
+)
 from moonfire_core import CorruptIndexError, decode_index
 
 log = logging.getLogger(__name__)
@@ -79,6 +95,10 @@ class BadManifestError(MoonfireError):
     """A manifest that can't be cataloged; the message names its key."""
 
 
+class BadCameraObjectError(MoonfireError):
+    """A ``camera.json`` that can't be used; the message names its key and the field."""
+
+
 @dataclass
 class SyncReport:
     """What one sync did, for the command's summary and the tests."""
@@ -88,9 +108,10 @@ class SyncReport:
     known: int = 0
     #: Archived-only recordings whose manifest is gone from the archive.
     forgotten: int = 0
-    #: ``short_name (uuid)`` of each camera added.
+    #: ``short_name (uuid)`` of each camera added (``; 'NAME' is taken here`` when its
+    #: own name was another camera's).
     cameras_added: list[str] = field(default_factory=list)
-    #: One line per bad manifest, naming its key.
+    #: One line per bad manifest or camera object, naming its key.
     errors: list[str] = field(default_factory=list)
     #: LIST and GET requests made.
     list_requests: int = 0
@@ -108,6 +129,16 @@ class _Manifest:
     data_key: str
     sha1: bytes
     entry: tuple[int, int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class CameraDescription:
+    """A parsed ``camera.json`` (``moonfire.storage.archive.camera_object``)."""
+
+    short_name: str
+    description: str
+    rotate_interval_sec: int
+    stream_types: tuple[str, ...]
 
 
 class ArchiveCatalog:
@@ -246,31 +277,107 @@ class ArchiveCatalog:
         where = (manifest.camera_uuid, manifest.stream_type)
         if where not in self._streams:
             camera = self.db.find_camera_by_uuid(manifest.camera_uuid)
-            text_uuid = format_uuid(manifest.camera_uuid)
             if camera is None:
-                stream = self._add_camera(manifest, text_uuid)
-                camera = self.db.get_camera(stream.camera_id)
-                report.cameras_added.append(f"{camera.short_name} ({text_uuid})")
+                stream = self._add_camera(manifest, report)
             else:
                 stream = self.db.add_cataloged_stream(
                     manifest.camera_uuid, camera.short_name, manifest.stream_type)
             self._streams[where] = stream.id
         return self._streams[where]
 
-    def _add_camera(self, manifest: _Manifest, text_uuid: str) -> Any:
-        """The camera's stream, the camera added under the manifest's short name (older
-        manifests have none: ``camera-`` and the uuid's first 8 digits), or, when another
-        camera has that name (another site's), the name with the archive's or the uuid's."""
-        name = manifest.camera_short_name or f"camera-{text_uuid[:8]}"
-        candidates = [name, f"{name}-{self.archive.name}", f"{name}-{text_uuid[:8]}"]
-        for candidate in candidates:
+    def _add_camera(self, manifest: _Manifest, report: SyncReport) -> Any:
+        """The manifest's stream, its camera added as its ``camera.json`` describes it (see
+        the module docstring), with the other streams that lists."""
+        text_uuid = format_uuid(manifest.camera_uuid)
+        fallback = f"camera-{text_uuid[:8]}"
+        described, problem = self._read_camera_object(manifest.camera_uuid, report)
+        # Older manifests carried the name; none of this recorder's do.
+        name = described.short_name if described else manifest.camera_short_name or fallback
+        stream = None
+        for candidate in (name, f"{name}-{self.archive.name}", f"{name}-{text_uuid[:8]}",
+                          text_uuid):
             try:
-                return self.db.add_cataloged_stream(
+                stream = self.db.add_cataloged_stream(
                     manifest.camera_uuid, candidate, manifest.stream_type)
+                break
             except DuplicateCameraError:
                 continue
-        return self.db.add_cataloged_stream(manifest.camera_uuid, text_uuid,
-                                            manifest.stream_type)
+        assert stream is not None, "a camera named by its uuid has that uuid"
+        camera = self.db.get_camera(stream.camera_id)
+        if described is not None:
+            self.db.update_camera(camera.id, description=described.description,
+                                  rotate_interval_sec=described.rotate_interval_sec)
+            for stream_type in described.stream_types:
+                self.db.add_cataloged_stream(manifest.camera_uuid, camera.short_name,
+                                             stream_type)
+        taken = f"; {name!r} is taken here" if camera.short_name != name else ""
+        report.cameras_added.append(f"{camera.short_name} ({text_uuid}{taken})")
+        if problem is not None:
+            message = f"{problem}; camera imported as {camera.short_name!r}"
+            log.warning("archive %r: %s", self.archive.name, message)
+            report.errors.append(message)
+        return stream
+
+    def _read_camera_object(self, camera_uuid: bytes, report: SyncReport
+                            ) -> tuple[CameraDescription | None, str | None]:
+        """(the camera's ``camera.json``, None) if it is there and good; (None, None) if
+        there is none; (None, what is wrong) if it is bad.  Store errors other than a
+        missing object propagate, as a manifest's do."""
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+        key = camera_object_key(self.archive, camera_uuid)
+        report.get_requests += 1
+        try:
+            body = self.client.get_object(Bucket=self.archive.bucket, Key=key)["Body"]
+            try:
+                text = body.read()
+            finally:
+                body.close()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            return None, None
+        try:
+            return parse_camera_object(key, camera_uuid, text), None
+        except BadCameraObjectError as e:
+            return None, str(e)
+
+
+def parse_camera_object(key: str, camera_uuid: bytes, text: bytes) -> CameraDescription:
+    """Checks the ``camera.json`` at ``key`` (of the camera ``camera_uuid``):
+    ``BadCameraObjectError`` naming the key and the first field wrong."""
+    def bad(problem: str) -> BadCameraObjectError:
+        return BadCameraObjectError(f"camera object {key}: {problem}")
+
+    try:
+        doc = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad(f"not JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise bad("not a JSON object")
+    if doc.get("format") != CAMERA_OBJECT_FORMAT:
+        raise bad(f"format {doc.get('format')!r}, this moonfire reads format "
+                  f"{CAMERA_OBJECT_FORMAT}")
+    for name in ("camera_uuid", "short_name", "description", "rotate_interval_sec",
+                 "streams"):
+        if name not in doc:
+            raise bad(f"field {name!r} is missing")
+    if doc["camera_uuid"] != format_uuid(camera_uuid):
+        raise bad(f"field 'camera_uuid' is {doc['camera_uuid']!r}, its key "
+                  f"{format_uuid(camera_uuid)}")
+    for name in ("short_name", "description", "rotate_interval_sec"):
+        try:
+            validate_camera_settings({name: doc[name]})
+        except MoonfireError as e:
+            raise bad(f"field {name!r}: {e}") from None
+    streams = doc["streams"]
+    if not (isinstance(streams, list) and all(
+            isinstance(s, dict) and s.get("type") in STREAM_TYPES for s in streams)):
+        raise bad(f"field 'streams' is {streams!r}, not a list of {{\"type\": "
+                  f"{' or '.join(map(repr, STREAM_TYPES))}}}")
+    return CameraDescription(doc["short_name"], doc["description"],
+                             doc["rotate_interval_sec"],
+                             tuple(dict.fromkeys(s["type"] for s in streams)))
 
 
 def parse_manifest(key: str, relative_key: str, text: bytes) -> _Manifest:
