@@ -193,6 +193,29 @@ def test_range_requests_over_archived_bytes_and_the_read_ahead(library, monkeypa
     assert hashlib.sha1(data).digest() == file.sha1
     assert size > 16 * 1024
     assert reader.requests == -(-size // 8192) < -(-size // 1024)
+    assert found.recording == "front/main/2"
+    # Read through in order, an object whose bytes aren't the catalog's fails at its last
+    # read, naming it, although no single GET held all of it (a 30 MB recording's 15 don't);
+    # its cached blocks go.  Read from the middle (a seek), nothing can be checked.
+    wrong = archive_reader.ArchivedSampleFile(
+        archive_reader.ArchiveReader(_archive_row(library)), found.recording, found.data_key,
+        size, b"\x01" * 20)
+    failed_at, message = None, ""
+    for at in range(0, size, 1024):
+        try:
+            wrong.read(at, min(1024, size - at))
+        except archive_reader.ArchiveReadError as e:
+            failed_at, message = at, str(e)
+            break
+    assert failed_at == (size - 1) // 8192 * 8192  # the read whose GET reaches the end
+    assert message == (f"recording front/main/2: object {found.data_key} in archive 'offsite' "
+                       f"(s3://{BUCKET}/playback) has SHA-1 {file.sha1.hex()}, the catalog says "
+                       f"{'01' * 20} (corrupted in the store)")
+    assert wrong.reader._cached_bytes == 0
+    seeking = archive_reader.ArchivedSampleFile(
+        archive_reader.ArchiveReader(_archive_row(library)), found.recording, found.data_key,
+        size, b"\x01" * 20)
+    assert seeking.read(size // 2, size - size // 2) == data[size // 2:]
 
 
 def _archive_row(library: Library) -> ArchiveRow:
@@ -230,11 +253,17 @@ def test_an_archive_that_cant_be_reached_is_a_503_naming_it_and_local_ones_play(
                 in body
             status, _h, body = served.get(f"{_base(library)}/view.mp4?s=1")
             assert status == 200 and decoded_frames(body) > 0
+            # Several ranges, the first local and the second archived: still a 503 up front.
+            size, mdat = len(library.whole_mp4), library.whole_mp4.index(b"mdat")
+            status, _h, body = served.get(
+                f"{_base(library)}/view.mp4?s=1-{RECORDINGS}",
+                {"Range": f"bytes={mdat + 100}-{mdat + 200},{size - 1000}-{size - 1}"})
+            assert status == 503 and b"can't be reached" in body, body
         output = tmp_path / "out.mp4"
         code, err = _export(library.data_dir, library.start_90k, library.end_90k, str(output))
         assert code == 1
-        assert (f"recording {library.stream_id}/2 is only in the archive, and: archive "
-                f"'offsite'") in err, err
+        assert ("recording front/main/2 is only in the archive, and: archive "
+                "'offsite'") in err, err
         assert "can't be reached" in err
         assert os.listdir(tmp_path) == []
     finally:
@@ -267,7 +296,7 @@ def test_export_reads_archived_objects_whole_and_a_corrupted_one_is_named(
         output.unlink()
         code, err = _export(library.data_dir, library.start_90k, library.end_90k, str(output))
         assert code == 1
-        assert (f"recording {library.stream_id}/3: object {data_key} in archive 'offsite' "
+        assert (f"recording front/main/3: object {data_key} in archive 'offsite' "
                 f"(s3://{BUCKET}/playback) has SHA-1 {hashlib.sha1(corrupted).hexdigest()}, "
                 f"the catalog says {sha1.hex()} (corrupted in the store)") in err, err
         assert os.listdir(tmp_path) == []  # no output, no temporary left behind

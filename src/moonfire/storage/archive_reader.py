@@ -13,8 +13,9 @@ Two ways to read, because the two callers want different things:
   ranged ``GET`` and keeps whole ``BLOCK_BYTES`` blocks in a per-archive LRU cache of at
   most ``CACHE_BYTES``, so a player's sequential reads cost one round trip per 2 MiB, not
   one per read.  Memory: ``CACHE_BYTES`` (16 MiB) per archive, plus ``FETCH_BYTES`` per
-  read in flight (the web side's read threads bound those).  A fetch covering a whole
-  object (a small recording) has its SHA-1 checked.
+  read in flight (the web side's read threads bound those).  An object read in order from
+  its first byte (a player playing a recording through) has a running SHA-1, checked when
+  its last bytes arrive; a mismatch fails that read, naming the recording.
 * **whole** (``moonfire export``): each object is fetched once, whole, and its SHA-1
   checked against the catalog before a byte of it is used; the current object is kept
   while the export reads its pieces (memory: one recording, tens of MB at most).
@@ -46,6 +47,8 @@ READ_AHEAD_BLOCKS = 1
 FETCH_BYTES = BLOCK_BYTES * (1 + READ_AHEAD_BLOCKS)
 #: Cached blocks per archive (all readers of one archive in a process share them).
 CACHE_BYTES = 16 << 20
+#: Objects whose running SHA-1 is kept at once (a few players, each reading one recording).
+_DIGESTS = 64
 
 
 class ArchiveUnavailableError(MoonfireError):
@@ -85,6 +88,11 @@ class ArchiveReader:
         self._blocks: collections.OrderedDict[tuple[str, int], bytes] = (
             collections.OrderedDict())
         self._cached_bytes = 0
+        #: data key -> (bytes hashed from the object's start, their SHA-1 so far), for
+        #: objects being read in order: a player reading a recording through checks it
+        #: when its last block comes, as ``export`` does (at most ``_DIGESTS`` at a time).
+        self._digests: collections.OrderedDict[str, tuple[int, Any]] = (
+            collections.OrderedDict())
         #: ``GET`` requests made (for tests and the read-ahead's measurements).
         self.requests = 0
 
@@ -134,8 +142,7 @@ class ArchiveReader:
         if len(data) != stop - start:
             raise ArchiveReadError(f"{file}: object {file.data_key} gave {len(data)} bytes "
                                    f"at offset {start}, expected {stop - start}")
-        if start == 0 and stop == file.size:
-            file.verify(data)  # the whole object: its SHA-1 can be checked, so it is
+        self._hash_in_order(file, start, data)
         blocks = [(n, data[(n - number) * BLOCK_BYTES:(n - number + 1) * BLOCK_BYTES])
                   for n in range(number, number + 1 + READ_AHEAD_BLOCKS)]
         with self._lock:
@@ -147,6 +154,35 @@ class ArchiveReader:
                 _key, evicted = self._blocks.popitem(last=False)
                 self._cached_bytes -= len(evicted)
         return blocks[0][1]
+
+    def _hash_in_order(self, file: ArchivedSampleFile, start: int, data: bytes) -> None:
+        """Adds fetched bytes to the object's running SHA-1 when they continue it from byte
+        0, and checks it once they reach the end: every byte served of a recording read
+        through was the catalog's, or the read that completes it fails (naming it) and its
+        cached blocks are dropped.  Bytes fetched out of order (a seek) add nothing."""
+        with self._lock:
+            hashed, digest = self._digests.pop(file.data_key, (0, None))
+            if start > hashed or start + len(data) <= hashed:
+                if digest is not None:
+                    self._digests[file.data_key] = (hashed, digest)
+                return
+            if digest is None:
+                digest = hashlib.sha1()
+            digest.update(memoryview(data)[hashed - start:])
+            hashed = start + len(data)
+            if hashed < file.size:
+                self._digests[file.data_key] = (hashed, digest)
+                while len(self._digests) > _DIGESTS:
+                    self._digests.popitem(last=False)
+                return
+            if digest.digest() == file.sha1:
+                return
+            for key in [k for k in self._blocks if k[0] == file.data_key]:
+                self._cached_bytes -= len(self._blocks.pop(key))
+        raise ArchiveReadError(
+            f"{file}: object {file.data_key} in {self.where} has SHA-1 "
+            f"{digest.hexdigest()}, the catalog says {file.sha1.hex()} (corrupted in the store)"
+        )
 
     # ---- whole objects (export) -----------------------------------------------------------
 
@@ -289,10 +325,13 @@ class ArchiveReaders:
         ``first_id..last_id`` (``sizes``: their ``sample_file_bytes`` by composite id; ids
         not in it are left out)."""
         found = {}
+        stream_name: str | None = None
         for cid, (archive_id, data_key, sha1) in db.list_archived_only(
                 stream_id, first_id, last_id).items():
             if cid in sizes:
+                if stream_name is None:
+                    stream_name = db.stream_name(stream_id)
                 found[cid] = ArchivedSampleFile(
-                    self.get(db, archive_id), f"{cid >> 32}/{cid & 0xFFFF_FFFF}", data_key,
+                    self.get(db, archive_id), f"{stream_name}/{cid & 0xFFFF_FFFF}", data_key,
                     sizes[cid], sha1, mode)
         return found

@@ -36,7 +36,7 @@ from moonfire.errors import MoonfireError
 from moonfire.playback import box_dump, fragment
 from moonfire.playback.media_segment import build_m4s, leading_media_duration_90k
 from moonfire.playback.mp4 import SampleFileOpener, VirtualFile, build_mp4
-from moonfire.playback.segment import Segment, SegmentError, recording_name
+from moonfire.playback.segment import ArchivedSampleData, Segment, SegmentError, recording_name
 from moonfire.storage.archive_reader import (
     ArchiveReadError,
     ArchiveReaders,
@@ -419,24 +419,27 @@ class View:
             opened.directory.close()  # every read of the response is done
 
     async def _reach_archive(self, request: web.Request, file: VirtualFile) -> None:
-        """When the response reads archived bytes (the requested range, or the first one of
-        several, or the whole file), fetch the first of them before any header goes out
+        """When the response reads archived bytes (the requested ranges, or the whole file),
+        fetch the first archived byte of each range before any header goes out
         (on the read pool): an archive that can't be reached answers 503 naming it, not a
         200 cut short.  The fetch fills the reader's cache, so the body's first read of it
         costs nothing more."""
         ranges = parse_range(request.headers.get(hdrs.RANGE), file.size)
-        offset, length = (ranges[0].start, ranges[0].length) if ranges else (0, file.size)
-        first = file.first_archived_byte(offset, length)
-        if first is None:
-            return
-        archived, at = first
+        wanted = [(r.start, r.length) for r in ranges] if ranges else [(0, file.size)]
+        # The first archived byte of each range (the reader's cache makes repeats cheap).
+        probes: dict[tuple[int, int], tuple[ArchivedSampleData, int]] = {}
+        for offset, length in wanted:
+            first = file.first_archived_byte(offset, length)
+            if first is not None:
+                probes.setdefault((id(first[0]), first[1]), first)
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self.ctx.read_executor, archived.read, at, 1)
-        except ArchiveUnavailableError as e:
-            raise plain_error(web.HTTPServiceUnavailable, str(e)) from None
-        except ArchiveReadError as e:
-            raise plain_error(web.HTTPInternalServerError, str(e)) from None
+        for archived, at in probes.values():
+            try:
+                await loop.run_in_executor(self.ctx.read_executor, archived.read, at, 1)
+            except ArchiveUnavailableError as e:
+                raise plain_error(web.HTTPServiceUnavailable, str(e)) from None
+            except ArchiveReadError as e:
+                raise plain_error(web.HTTPInternalServerError, str(e)) from None
 
     async def _describe(self, opened: _Opened) -> web.Response:
         """The ``.txt`` form: the headers, the segments and the box outline."""
