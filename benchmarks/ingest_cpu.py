@@ -3,6 +3,11 @@
 Usage::
 
     python3 benchmarks/ingest_cpu.py [--seconds 60] [--streams 16] [--cache DIR]
+    python3 -m benchmarks.ingest_cpu --record-file CLIP --work DIR
+
+The second form is one process recording ``CLIP`` at full speed, as (a) does, and writing
+``DIR/result.json`` (its session's CPU, the video recorded): what
+``test_bench_ingest_vs_ffmpeg.py`` measures from ``wait4`` against ffmpeg and GStreamer.
 
 Two measurements, both as CPU seconds of the whole process (every thread: the
 streamer, the syncer's fsyncs and SQLite transactions) from ``time.process_time``:
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
+import subprocess
 import tempfile
 import time
 from fractions import Fraction
@@ -46,6 +53,42 @@ from moonfire.time import TIME_UNITS_PER_SEC
 FPS = 30
 BITRATE = 4_000_000
 WIDTH, HEIGHT = 1920, 1080
+#: Where encoded clips are kept between runs (encoding 1080p costs more than recording it).
+CACHE = os.path.join(tempfile.gettempdir(), "moonfire-bench")
+
+
+def clip_path(seconds: int, cache: str = CACHE) -> str:
+    """A ``seconds``-long clip from ``encode_clip``, encoded on first use and cached."""
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, f"1080p30-4M-{seconds}s.ts")
+    if not os.path.exists(path):
+        print(f"encoding {path} once ...", flush=True)
+        encode_clip(path, seconds)
+    return path
+
+
+def looped_clip_path(
+    seconds: int, ffmpeg: str, cache: str = CACHE, piece_seconds: int = 60
+) -> str:
+    """A ``seconds``-long clip cut from a ``piece_seconds`` ``clip_path`` repeated (timestamps
+    continued, by ffmpeg's concat demuxer, no re-encoding): any length, one clip encoded."""
+    path = os.path.join(cache, f"1080p30-4M-{seconds}s-of-{piece_seconds}s.ts")
+    if os.path.exists(path):
+        return path
+    piece_sec = piece_seconds
+    piece = clip_path(piece_sec, cache)
+    listing = path + ".txt"
+    with open(listing, "w") as f:
+        f.writelines(f"file '{piece}'\n" for _ in range(-(-seconds // piece_sec)))
+    subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "concat",
+         "-safe", "0", "-i", listing, "-t", str(seconds), "-c", "copy", "-f", "mpegts",
+         path + ".tmp"],
+        check=True,
+    )
+    os.remove(listing)
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def encode_clip(path: str, seconds: int) -> None:
@@ -141,21 +184,33 @@ def bench_storage(streams: int, seconds: int, work: str) -> tuple[float, float, 
     return cpu, streams * seconds, total
 
 
+def record_file(clip: str, work: str) -> None:
+    """``--record-file``: one full-speed session over ``clip``; ``work/result.json`` says its
+    CPU (the session alone, start-up excluded) and the video recorded."""
+    os.makedirs(work, exist_ok=True)
+    cpu, video, nbytes = bench_streamer(clip, work)
+    with open(os.path.join(work, "result.json"), "w") as f:
+        json.dump({"cpu_s": cpu, "video_s": video, "bytes": nbytes}, f)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=60, help="video per stream (default 60)")
     parser.add_argument("--streams", type=int, default=16, help="streams for (b) (default 16)")
     parser.add_argument(
-        "--cache", default=os.path.join(tempfile.gettempdir(), "moonfire-bench"),
+        "--cache", default=CACHE,
         help="where the encoded clip is kept between runs",
     )
+    parser.add_argument("--record-file", metavar="CLIP", help="record CLIP once (see above)")
+    parser.add_argument("--work", help="--record-file's data directory and result.json")
     args = parser.parse_args()
+    if args.record_file:
+        if not args.work:
+            parser.error("--record-file needs --work DIR")
+        record_file(args.record_file, args.work)
+        return
     print(f"moonfire_core implementation: {moonfire_core.IMPLEMENTATION}")
-    os.makedirs(args.cache, exist_ok=True)
-    clip = os.path.join(args.cache, f"1080p30-4M-{args.seconds}s.ts")
-    if not os.path.exists(clip):
-        print(f"encoding {clip} once ...", flush=True)
-        encode_clip(clip, args.seconds)
+    clip = clip_path(args.seconds, args.cache)
     with tempfile.TemporaryDirectory(dir=args.cache) as work:
         cpu, video, nbytes = bench_streamer(clip, work)
         print(

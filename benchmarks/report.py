@@ -37,6 +37,7 @@ BENCHMARKS = [
     "benchmarks/test_bench_view.py",
     "benchmarks/test_bench_http.py::test_full_body_throughput",
     "benchmarks/test_bench_storage_vs_c.py",
+    "benchmarks/test_bench_ingest_vs_ffmpeg.py",
 ]
 
 
@@ -140,6 +141,29 @@ def table(results: list[dict]) -> str:
             f"{e['cpu_s_per_stream_hour']} CPU s per stream-hour | {e['ratio']}× a C loop "
             f"compiled by the benchmark doing write + SHA-1 + fsync per 60-s file "
             f"({e['c_cpu_s_per_stream_hour']} s) | ≤ 1.5× |"
+        )
+    for e in _extra(results, "test_live_rtsp_ingest_cpu_against_ffmpeg"):
+        ours, theirs = e["cpu_s_per_stream_hour"], e["ffmpeg_cpu_s_per_stream_hour"]
+        rows.append(
+            "| recording a live 1080p30 4 Mbit/s H.264 RTSP camera (GStreamer's RTSP server "
+            f"playing a file at its rate): `moonfire run`, {e['rounds']} rounds of "
+            f"{e['seconds']} s, whole-process CPU from `wait4`, start-up included | "
+            f"{min(ours)}–{max(ours)} CPU s per stream-hour; after the first "
+            f"{e['steady_from_s']:g} s: {min(e['steady_cpu_s_per_stream_hour'])}–"
+            f"{max(e['steady_cpu_s_per_stream_hour'])} s | {e['ratio']}× `ffmpeg "
+            "-rtsp_transport tcp -i URL -c copy -f segment -segment_time 60` recording the same "
+            f"camera at the same time ({min(theirs)}–{max(theirs)} s); after the first "
+            f"{e['steady_from_s']:g} s: {e['steady_ratio']}× | ≤ 1.0× |"
+        )
+    for e in _extra(results, "test_file_ingest_cpu_against_ffmpeg_and_splitmuxsink"):
+        rows.append(
+            f"| recording a {e['seconds'] // 60}-minute 1080p30 4 Mbit/s H.264 file at full "
+            "speed into 60-s recordings, one process, start-up included | "
+            f"{e['moonfire_cpu_s_per_stream_hour']} CPU s per stream-hour (the session alone: "
+            f"{e['moonfire_session_cpu_s_per_stream_hour']} s) | {e['ratio_to_ffmpeg']}× "
+            f"`ffmpeg -c copy -f segment` ({e['ffmpeg_cpu_s_per_stream_hour']} s), "
+            f"{e['ratio_to_splitmuxsink']}× GStreamer `splitmuxsink` "
+            f"({e['splitmuxsink_cpu_s_per_stream_hour']} s) | |"
         )
     for result in results:
         if result["name"].startswith("test_full_body_throughput"):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from pathlib import Path
 import av
 import pytest
 
+from moonfire.ingest import sources
 from moonfire.ingest.daemon import start_daemon
 from moonfire.ingest.sources import (
     Source,
@@ -40,6 +43,7 @@ from moonfire.ingest.status_file import ENDED
 from moonfire.ingest.streamer import Streamer
 from moonfire.storage import data_dir as datadir
 from moonfire.time import TIME_UNITS_PER_SEC
+from tests.test_ingest import RtspServer, start_server_or_fail
 
 PACKET_SPACING_NS = 10_000_000  # 10 ms = exactly 900 ticks of 90 kHz
 
@@ -164,6 +168,40 @@ def test_a_live_streams_last_frame_is_dropped_a_files_kept():
     with pytest.raises(SourceError):
         got.extend(p.data for p in merge_same_pts(failing(), last_is_complete=True))
     assert got == [b"a"]
+
+
+# ---- a camera gone silent ------------------------------------------------------------
+
+
+def test_a_camera_gone_silent_mid_stream_fails_the_read_within_two_socket_timeouts(
+    monkeypatch,
+):
+    """RTSP reads are bounded by FFmpeg's own socket timeout, not PyAV's read timeout (whose
+    check takes the GIL at every socket wait: issue 13).  A camera that stops sending mid-stream
+    (its process stopped, the TCP connection still open) must still end the session, with
+    "read failed" naming the camera, after two socket timeouts (the first only flushes the
+    frame FFmpeg's parser held back): ``READ_TIMEOUT_SEC`` with the default of half of it."""
+    monkeypatch.setattr(sources, "RTSP_SOCKET_TIMEOUT_SEC", 1.0)
+    server = start_server_or_fail(RtspServer())
+    assert server.process is not None
+    stopped_at: float | None = None
+    try:
+        source = open_source(server.url("cam1"), transport="tcp")
+        try:
+            with pytest.raises(SourceError) as raised:
+                for number, _ in enumerate(source.packets()):
+                    if number == 10:
+                        os.kill(server.process.pid, signal.SIGSTOP)
+                        stopped_at = time.monotonic()
+            silent_sec = time.monotonic() - (stopped_at or 0.0)
+        finally:
+            source.close()
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()
+    assert stopped_at is not None, "the camera sent fewer than 11 frames"
+    assert 1.0 <= silent_sec < 6.0, silent_sec
+    assert str(raised.value).startswith(f"{server.url('cam1')}: read failed: "), raised.value
 
 
 # ---- files as cameras -----------------------------------------------------------------

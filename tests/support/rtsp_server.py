@@ -13,7 +13,9 @@ second at 30 fps, RTP payload type 96):
   order with presentation times out of order, as from Axis, Amcrest and Dahua cameras;
 * ``/h265``: 320x240 H.265 (x265, Main profile, no B-frames; key frames after the first are
   CRA pictures, not IDR), as many current cameras send;
-* ``/audio``: an audio-only stream (no video), for the bad-input tests.
+* ``/audio``: an audio-only stream (no video), for the bad-input tests;
+* ``/file`` (with ``--file PATH``): an H.264 MPEG-TS file played once at its native rate, no
+  re-encoding, like a camera sending that stream (the ingest benchmark's 1080p30 4 Mbit/s clip).
 
 With ``--user``/``--password`` every mount requires digest authentication.
 With ``--udp-only`` every mount refuses RTP over TCP (``461 Unsupported transport``),
@@ -53,6 +55,11 @@ H265 = (
     "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=300 "
     "! rtph265pay name=pay0 pt=96 config-interval=-1 )"
 )
+#: ``--file``: demuxed and payloaded as it is, paced by the pipeline clock (native rate).
+FILE = (
+    "( filesrc location={path} ! tsdemux ! h264parse "
+    "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+)
 AUDIO = "( audiotestsrc is-live=true ! audioconvert ! rtpL16pay name=pay0 pt=97 )"
 MOUNTS = {
     "/cam1": VIDEO.format(pattern="ball"),
@@ -71,7 +78,11 @@ def main() -> int:
     parser.add_argument(
         "--udp-only", action="store_true", help="refuse RTP over TCP (461), as some cameras do"
     )
+    parser.add_argument("--file", help="also serve this H.264 MPEG-TS file at /file")
     args = parser.parse_args()
+    mounts_to_serve = dict(MOUNTS)
+    if args.file:
+        mounts_to_serve["/file"] = FILE.format(path='"' + args.file.replace('"', '\\"') + '"')
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -85,7 +96,7 @@ def main() -> int:
         auth.add_digest(args.user, args.password or "", token)
         server.set_auth(auth)
     mounts = server.get_mount_points()
-    for path, launch in MOUNTS.items():
+    for path, launch in mounts_to_serve.items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch)
         factory.set_shared(True)

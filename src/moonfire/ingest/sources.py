@@ -6,7 +6,10 @@ at 0, so the streamer never sees a stream's own time base or epoch:
 
 * ``rtsp://`` URLs are read over the stream's transport (``TRANSPORTS``: TCP, UDP,
   or ``auto``: TCP, then UDP if the camera refuses TCP with 461 Unsupported
-  Transport) with a socket timeout; credentials are put into the URL's userinfo
+  Transport) with FFmpeg's own socket timeout (``RTSP_SOCKET_TIMEOUT_SEC``), not PyAV's
+  read timeout: PyAV checks that one from FFmpeg's interrupt callback, which takes the GIL
+  and calls ``time.monotonic()`` at every socket wait, thousands of times a second at
+  4 Mbit/s (issue 13: 5-10% of a stream's CPU); credentials are put into the URL's userinfo
   (percent-encoded) so FFmpeg answers a digest or basic challenge itself.  A
   camera that accepts the connection and never answers is reported as "no answer
   from HOST:PORT within N s", not as FFmpeg's "Invalid data found";
@@ -54,6 +57,10 @@ from moonfire.time import TIME_UNITS_PER_SEC
 #: Seconds to wait for the camera to answer when connecting, and between packets.
 OPEN_TIMEOUT_SEC = 10.0
 READ_TIMEOUT_SEC = 10.0
+#: FFmpeg's RTSP socket timeout.  A camera gone silent mid-stream fails the read after two
+#: of them (the first only flushes the frame FFmpeg's parser holds back; measured 4.0-4.2 s
+#: for 2 s), so half the read timeout keeps that at ``READ_TIMEOUT_SEC``.
+RTSP_SOCKET_TIMEOUT_SEC = READ_TIMEOUT_SEC / 2
 
 TESTSRC_SCHEME = "testsrc"
 RTSP_SCHEMES = ("rtsp", "rtsps")
@@ -313,25 +320,30 @@ class AvSource(Source):
             yield packet
 
     def _demux(self) -> Iterator[SourcePacket]:
+        # Runs once per packet of every stream: names are bound to locals, and a packet whose
+        # dts FFmpeg gave (nearly all) is built once, with it (no ``dataclasses.replace``).
         first_pts: int | None = None
         last_extradata = self.extradata
         monotonic_ns = time.monotonic_ns
+        interrupted = self._interrupted.is_set
+        tb_num, tb_den = self._tb_num, self._tb_den
         # FFmpeg gives the first packets of an RTSP session with B-frames no dts: hold them
         # until one has it, then fill theirs in (decode_times).
         decode_times: DecodeTimeFiller[SourcePacket] = DecodeTimeFiller()
+        push = decode_times.push
         try:
             for packet in self._container.demux(self._stream):
                 received_ns = monotonic_ns()
-                if self._interrupted.is_set():
+                if interrupted():
                     return
-                if packet.pts is None or packet.size == 0:
+                pts = packet.pts
+                if pts is None or packet.size == 0:
                     continue  # FFmpeg ticket 5018: the first RTSP packet may lack a pts
-                pts_90k = packet.pts * self._tb_num // self._tb_den
+                pts_90k = pts * tb_num // tb_den
                 if first_pts is None:
                     first_pts = pts_90k
-                dts_90k = None
-                if packet.dts is not None:
-                    dts_90k = packet.dts * self._tb_num // self._tb_den - first_pts
+                dts = packet.dts
+                dts_90k = None if dts is None else dts * tb_num // tb_den - first_pts
                 new_extradata = None
                 if packet.has_sidedata("new_extradata"):
                     data = bytes(packet.get_sidedata("new_extradata"))
@@ -339,12 +351,14 @@ class AvSource(Source):
                         new_extradata = last_extradata = data
                 source_packet = SourcePacket(
                     bytes(packet), pts_90k - first_pts, packet.is_keyframe, new_extradata,
-                    received_ns,
+                    received_ns, dts_90k,
                 )
-                for ready, dts in decode_times.push(source_packet, source_packet.pts_90k, dts_90k):
-                    yield dataclasses.replace(ready, dts_90k=dts)
-            for ready, dts in decode_times.finish():
-                yield dataclasses.replace(ready, dts_90k=dts)
+                for ready, decode_90k in push(source_packet, source_packet.pts_90k, dts_90k):
+                    if ready.dts_90k != decode_90k:  # held without a dts, now filled in
+                        ready = dataclasses.replace(ready, dts_90k=decode_90k)
+                    yield ready
+            for ready, decode_90k in decode_times.finish():
+                yield dataclasses.replace(ready, dts_90k=decode_90k)
         except (av.FFmpegError, OSError) as e:
             if self._interrupted.is_set():
                 return
@@ -467,9 +481,10 @@ def connect(
     for lower in tries:
         started = time.monotonic()
         try:
+            # No PyAV read timeout (None): FFmpeg's socket timeout bounds every read instead,
+            # with no Python call per socket wait (see the module docstring).
             container = av.open(
-                full_url, options=_rtsp_options(lower),
-                timeout=(open_timeout_sec, READ_TIMEOUT_SEC),
+                full_url, options=_rtsp_options(lower), timeout=(open_timeout_sec, None)
             )
         except (av.FFmpegError, OSError, ValueError) as e:
             refused_tcp = lower == "tcp" and _refuses_transport(e)
@@ -479,7 +494,7 @@ def connect(
             raise SourceError(
                 redacted, "can't open: " + _rtsp_open_failure(
                     e, full_url, redacted, secrets, lower, time.monotonic() - started,
-                    open_timeout_sec,
+                    min(open_timeout_sec, RTSP_SOCKET_TIMEOUT_SEC),
                 ),
             ) from None
         return Connection(container, redacted, lower, full_url, tuple(secrets))
@@ -490,7 +505,7 @@ def _rtsp_options(transport: str) -> dict[str, str]:
     return {
         "rtsp_transport": transport,
         # FFmpeg >= 5 names the RTSP socket I/O timeout "timeout", in microseconds.
-        "timeout": str(int(READ_TIMEOUT_SEC * 1_000_000)),
+        "timeout": str(int(RTSP_SOCKET_TIMEOUT_SEC * 1_000_000)),
         "user_agent": "moonfire",
         "probesize": "262144",
     }
