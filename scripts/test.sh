@@ -41,4 +41,5 @@ python3 -m mypy src
 # Two workers (one per core here), each taking whole test files (--dist loadfile, so a
 # module's shared server is started once): most tests wait on real time (cameras, browsers),
 # so this halves the wall time.  MOONFIRE_TEST_WORKERS=0 runs in one process.
-python3 -m pytest -n "${MOONFIRE_TEST_WORKERS:-2}" --dist loadfile "$@"
+# --durations: the slowest tests are named in the log, to keep the CI run within its budget.
+python3 -m pytest -n "${MOONFIRE_TEST_WORKERS:-2}" --dist loadfile --durations=20 "$@"
