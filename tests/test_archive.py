@@ -540,7 +540,9 @@ def test_archived_only_recordings_are_checked_in_the_archive_and_expire_with_the
     assert code == 1 and f"archive 'offsite' holds the only copy of {n} recordings" in err
     # archive_days: the archived-only rows go with their objects, the local one keeps its
     # row.  Each step survives an interruption (here, an exception at the first crash point
-    # after the rows of the second recording went): the invariants hold, the next pass ends it.
+    # after the second recording was claimed: its rows went, its objects not yet): the
+    # invariants hold, the next pass does the rest, and the claimed one's objects are left
+    # as orphans (a storage cost, never a row without its file or objects).
     assert moonfire(capsys, "camera", "edit", "front", "--archive", "offsite",
                     "--archive-days", "1", "--data-dir", data_dir)[0] == 0
     with datadir.open_db(data_dir) as db:
@@ -561,11 +563,15 @@ def test_archived_only_recordings_are_checked_in_the_archive_and_expire_with_the
             r.recording_id for r in rows[2:]]
         assert list(check(db, db.sample_file_dir(stream.sample_file_dir_id), True)) == []
         assert check_archive(db, archive, True) == []
-        assert uploader.expire_old() == len(rows) - 1  # the second one's is redone
+        # The claim took its recording_archive row too: nothing names its objects now.
+        assert rows[1].composite_id not in {cid for cid, *_ in db.list_archived(archive.id)}
+        assert uploader.expire_old() == len(rows) - 2  # all but the two done or claimed
         assert db.list_recordings(stream.id) == rows[-1:]
         assert db.list_archived(archive.id) == []
         listed = client.list_objects_v2(Bucket=BUCKET, Prefix=first_key.rsplit("/", 1)[0])
-        assert listed.get("KeyCount", 0) == 0
+        assert sorted(o["Key"] for o in listed.get("Contents", [])) == sorted(
+            [only[rows[1].composite_id][1], only[rows[1].composite_id][1][:-len("sample")]
+             + "json"])
     code, out, _err = moonfire(capsys, "check", "--hash", "--archive", "--data-dir", data_dir)
     assert (code, out.startswith("ok: every recording has its file; ")) == (0, True), out
 

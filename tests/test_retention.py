@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from moonfire.db import RecordingRow
+from moonfire.db.database import ArchiveState
 from moonfire.db.errors import ArchiveInUseError
 from moonfire.storage import retention
 from moonfire.storage.invariants import CheckSummary, check
@@ -591,3 +592,47 @@ def test_an_expired_archive_copy_keeps_no_row_and_streams_without_archive_are_un
     with pytest.raises(ArchiveInUseError, match="archive 'offsite' holds the only copy of 1 "
                        "recording [(]their local files were deleted by retention[)]"):
         db.remove_archive("offsite")
+
+
+def test_a_recording_archived_after_the_floor_listed_it_is_kept_archived_only(
+    engine, monkeypatch, caplog
+) -> None:
+    """The free-space floor lists a recording as waiting for the archive, and its upload
+    completes before the deletion commits: it becomes archived-only (``delete_local_files``
+    re-checks in its statement), not deleted whole with a "lost for the archive" WARNING."""
+    db, sample_file_dir, entry_id = engine
+    stream = archived_stream(db, retain_bytes=10**9)
+    need: list[int] = []
+
+    def fstatvfs(fd: int) -> FakeStatvfs:
+        free = 10**12
+        pending = syncer.uncommitted(stream.id)
+        if need and pending:
+            free = retention.FREE_SPACE_RECORDINGS * pending[-1].sample_file_bytes - need[0]
+        return FakeStatvfs(f_bavail=free, f_frsize=1, f_favail=0, f_files=0)
+
+    listed = db.list_oldest_local_recordings
+    calls: list[int] = []
+
+    def uploaded_once_listed(stream_id: int):
+        """The floor's second listing (of the recordings not archived, after the archived
+        ones'): its oldest is uploaded right after the query said it waits."""
+        calls.append(stream_id)
+        for row, sample_file_uuid, state in listed(stream_id):
+            if state is ArchiveState.WAITING and len(calls) == 2:
+                mark_archived(db, [row])  # the uploader, meanwhile
+            yield row, sample_file_uuid, state
+
+    monkeypatch.setattr("moonfire.storage.syncer.os.fstatvfs", fstatvfs)
+    caplog.set_level(logging.WARNING, "moonfire.storage.syncer")
+    with sample_file_dir.start_syncer() as syncer:
+        record(syncer, stream.id, entry_id, 3)
+        rows = db.list_recordings(stream.id)
+        monkeypatch.setattr(db, "list_oldest_local_recordings", uploaded_once_listed)
+        need.append(1)
+        record(syncer, stream.id, entry_id, 1, first=3)
+        assert (syncer.stats.lost_for_archive, syncer.stats.made_archived_only) == (0, 1)
+    assert [r.recording_id for r in db.list_recordings(stream.id)] == [1, 2, 3, 4]
+    assert archived_only(db) == [rows[0].composite_id]
+    assert not [r for r in caplog.records if "lost for the archive" in r.message]
+    assert [str(v) for v in check(db, db.sample_file_dir(sample_file_dir.id), True)] == []

@@ -125,7 +125,8 @@ def _repair(args: argparse.Namespace) -> int:
             print(
                 f"adopted {row.path}: {len(report.dropped_recordings)} recording(s) dropped, "
                 f"{len(report.strays)} stray file(s) left alone, "
-                f"{len(report.reservations_left)} reservation(s) left for recovery; now at "
+                f"{len(report.reservations_left)} reservation(s) left for recovery, "
+                f"{len(report.archived_only)} kept as archived-only; now at "
                 f"{report.new_open} (was {report.previous_open or 'none'})"
             )
     return 0

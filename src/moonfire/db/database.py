@@ -10,6 +10,7 @@ read-only ``Database``; in WAL mode they read the last commit without waiting.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -753,27 +755,63 @@ class Database:
             )
 
     def list_archive_backlog(
-        self, archive_id: int, limit: int
+        self, archive_id: int, limit: int, *, exclude: Iterable[int] = (),
+        cursor: BacklogCursor | None = None,
     ) -> list[tuple[RecordingRow, Playback, int]]:
         """Up to ``limit`` committed recordings of streams archived to ``archive_id`` that
-        are not archived yet, oldest (by start time) first, each with its playback fields
-        and sample file directory id."""
+        are not archived yet (nor in ``exclude``, composite ids), oldest (by start time)
+        first, each with its playback fields and sample file directory id.
+
+        Index-driven, as the uploader calls it every second next to the recorder: each
+        stream is scanned by composite id from where ``cursor`` says the last call found its
+        first candidate (from the stream's start without one), ``BACKLOG_SCAN_IDS`` ids per
+        statement with the lock released between them, and the streams' candidates are
+        merged by start time.  One sorted scan of every recording held the recorder's lock
+        for 0.5-0.8 s per call on 1 M recordings."""
+        cursor = cursor if cursor is not None else BacklogCursor()
+        excluded = json.dumps(sorted(exclude))
+        now_90k = _now_90k()
         with self._lock:
-            rows = self._conn.execute(
-                "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
-                + ", " + ", ".join(f"p.{c.strip()}" for c in PLAYBACK_COLUMNS.split(","))
-                + ", s.sample_file_dir_id from recording r"
-                " join stream s on s.id = r.stream_id"
-                " join recording_playback p on p.composite_id = r.composite_id"
-                " left join recording_archive a on a.composite_id = r.composite_id"
-                " where s.archive_id = ? and a.composite_id is null and " + _WITHIN_ARCHIVE_DAYS
-                + " order by r.start_time_90k, r.composite_id limit ?",
-                (archive_id, _now_90k(), limit),
+            streams = self._conn.execute(
+                "select id, sample_file_dir_id, archive_days from stream where archive_id = ?",
+                (archive_id,),
             ).fetchall()
         width = len(RECORDING_COLUMNS.split(","))
-        return [
-            (RecordingRow(*row[:width]), Playback(*row[width:-1]), row[-1]) for row in rows
-        ]
+        found: list[tuple[RecordingRow, Playback, int]] = []
+        for stream_id, dir_id, archive_days in streams:
+            if cursor.archive_days.get(stream_id, archive_days) != archive_days:
+                cursor.positions.pop(stream_id, None)  # older recordings may be in range now
+            cursor.archive_days[stream_id] = archive_days
+            low = cursor.positions.get(stream_id, composite_id(stream_id, 0))
+            end = composite_id(stream_id + 1, 0)
+            rows: list[Any] = []
+            while True:
+                high = min(low + BACKLOG_SCAN_IDS, end)
+                with self._lock:
+                    rows += self._conn.execute(
+                        _BACKLOG_QUERY, (low, high, excluded, archive_days, now_90k,
+                                         archive_days, limit - len(rows)),
+                    ).fetchall()
+                    last = None if len(rows) >= limit else self._conn.execute(
+                        "select max(composite_id) from recording"
+                        " where composite_id >= ? and composite_id < ?", (low, end),
+                    ).fetchone()[0]
+                if last is None or last < high:
+                    break
+                low = high
+                if not rows:
+                    cursor.positions[stream_id] = low
+                time.sleep(0)  # lets a thread waiting for the lock (the recorder) take it
+            # The next call starts at the first candidate, or past everything scanned (a
+            # recording committed later gets a higher id).
+            if rows:
+                cursor.positions[stream_id] = rows[0][0]
+            elif last is not None:
+                cursor.positions[stream_id] = last + 1
+            found += [(RecordingRow(*row[:width]), Playback(*row[width:]), dir_id)
+                      for row in rows]
+        found.sort(key=lambda item: (item[0].start_time_90k, item[0].composite_id))
+        return found[:limit]
 
     def archive_backlog(self, archive_id: int) -> tuple[int, int]:
         """(recordings, bytes) waiting to be uploaded to ``archive_id`` (not those already
@@ -798,16 +836,22 @@ class Database:
     def mark_archived(
         self, composite_id: int, archive_id: int, data_key: str, manifest_key: str,
         sample_file_sha1: bytes,
-    ) -> None:
+    ) -> bool:
         """Records that a recording's objects are stored and checked (done once per
-        recording: a second call is an ``IntegrityError``, a bug in the caller)."""
+        recording: a second call is an ``IntegrityError``, a bug in the caller).  False,
+        recording nothing, if the recording's row went meanwhile (the free-space floor
+        deleted it during the upload): a row for it would be an orphan that ``archive
+        rebuild`` counts as known, so its objects are left for a rebuild to catalog."""
         with self.transaction() as tx:
-            tx.conn.execute(
+            inserted = tx.conn.execute(
                 "insert into recording_archive (composite_id, archive_id, data_key,"
                 " manifest_key, archived_time_sec, sample_file_sha1)"
-                f" values (?, ?, ?, ?, {schema._NOW}, ?)",
-                (composite_id, archive_id, data_key, manifest_key, sample_file_sha1),
-            )
+                f" select ?, ?, ?, ?, {schema._NOW}, ?"
+                " where exists (select 1 from recording where composite_id = ?)",
+                (composite_id, archive_id, data_key, manifest_key, sample_file_sha1,
+                 composite_id),
+            ).rowcount
+        return inserted == 1
 
     def list_expired_archived(self, archive_id: int) -> list[tuple[int, str, str]]:
         """(composite id, data key, manifest key) of recordings archived to ``archive_id``
@@ -816,11 +860,52 @@ class Database:
             return self._conn.execute(
                 "select a.composite_id, a.data_key, a.manifest_key from recording_archive a"
                 " join stream s on s.id = a.composite_id >> 32"
-                " where a.archive_id = ? and s.archive_days is not null and"
-                f" a.archived_time_sec < {schema._NOW} - s.archive_days * 86400"
-                " order by a.composite_id",
+                " where a.archive_id = ? and " + _ARCHIVE_EXPIRED + " order by a.composite_id",
                 (archive_id,),
             ).fetchall()
+
+    def claim_expired_archived(self, composite_id: int) -> tuple[str, str] | None:
+        """The first step of expiring a recording, in ONE transaction, before any object
+        is touched: re-checks ``_ARCHIVE_EXPIRED`` now (its stream's ``archive_days`` may have
+        changed, or the clock stepped, since ``list_expired_archived``); if it still holds,
+        deletes an archived-only recording's rows, and the ``recording_archive`` row in any
+        case (so ``delete_local_files`` can no longer make a local one archived-only).
+        Returns the (data key, manifest key) the caller then deletes, or None to leave the
+        recording alone.  A kill -9 after the commit leaves only orphan objects, never a row
+        without its file or objects."""
+        with self.transaction() as tx:
+            found = tx.conn.execute(
+                "select a.data_key, a.manifest_key, a.local_deleted_time_sec is not null"
+                " from recording_archive a join stream s on s.id = a.composite_id >> 32"
+                " where a.composite_id = ? and " + _ARCHIVE_EXPIRED,
+                (composite_id,),
+            ).fetchone()
+            if found is None:
+                return None
+            data_key, manifest_key, archived_only = found
+            if archived_only:
+                tx.conn.execute("delete from recording_playback where composite_id = ?",
+                                (composite_id,))
+                tx.conn.execute("delete from recording where composite_id = ?",
+                                (composite_id,))
+            tx.conn.execute("delete from recording_archive where composite_id = ?",
+                            (composite_id,))
+        return data_key, manifest_key
+
+    def archive_holding(self, composite_id: int) -> str | None:
+        """The name of the archive holding a live copy of a recording whose local file
+        exists (its ``recording_archive`` row, not archived-only, not ``_ARCHIVE_EXPIRED``),
+        or None: whether losing the local file still leaves the recording playable."""
+        with self._lock:
+            found = self._conn.execute(
+                "select x.name from recording_archive a"
+                " join stream s on s.id = a.composite_id >> 32"
+                " join archive x on x.id = a.archive_id"
+                " where a.composite_id = ? and a.local_deleted_time_sec is null"
+                " and not " + _ARCHIVE_EXPIRED,
+                (composite_id,),
+            ).fetchone()
+        return None if found is None else str(found[0])
 
     def forget_archived(self, composite_id: int) -> None:
         """Drops a recording's ``recording_archive`` row once its objects are deleted."""
@@ -865,7 +950,8 @@ class Database:
             low = batch[-1][0] + 1
 
     def delete_local_files(self, tx: Transaction, rows: Iterable[HasCompositeId]) -> list[bytes]:
-        """In ``tx``, for rows retention found ``ArchiveState.ARCHIVED``: sets
+        """In ``tx``, for rows retention found ``ArchiveState.ARCHIVED`` (or ``WAITING``: an
+        upload may have completed since they were listed): sets
         ``local_deleted_time_sec`` and turns the sample file into a "deleting" reservation,
         keeping the recording row (now archived-only).  Returns the uuids to unlink, as
         ``Transaction.delete_recordings`` does, and the same steps follow (unlink, directory
@@ -886,9 +972,9 @@ class Database:
                 updated = tx.conn.execute(
                     f"update recording_archive set local_deleted_time_sec = {schema._NOW}"
                     " where composite_id = ? and local_deleted_time_sec is null and not exists"
-                    " (select 1 from stream s where s.id = ? and s.archive_days is not null"
-                    f" and recording_archive.archived_time_sec < {schema._NOW}"
-                    " - s.archive_days * 86400)",
+                    " (select 1 from recording_archive a join stream s on s.id = ?"
+                    " where a.composite_id = recording_archive.composite_id and "
+                    + _ARCHIVE_EXPIRED + ")",
                     (cid, cid >> 32),
                 ).rowcount
                 if updated != 1:
@@ -1158,11 +1244,14 @@ class Database:
 
     def list_archived_manifest_keys(self, archive_id: int) -> dict[str, tuple[int, bool]]:
         """Manifest key -> (composite id, archived only) of every recording archived to
-        ``archive_id``: what a catalog rebuild already has."""
+        ``archive_id`` that the catalog still has (a ``recording_archive`` row whose
+        recording row went, e.g. dropped by an older ``check --repair``, is not "known": a
+        rebuild catalogs its manifest again): what a catalog rebuild already has."""
         with self._lock:
             rows = self._conn.execute(
-                "select manifest_key, composite_id, local_deleted_time_sec is not null"
-                " from recording_archive where archive_id = ?",
+                "select a.manifest_key, a.composite_id, a.local_deleted_time_sec is not null"
+                " from recording_archive a join recording r on r.composite_id = a.composite_id"
+                " where a.archive_id = ?",
                 (archive_id,),
             ).fetchall()
         return {key: (cid, bool(only)) for key, cid, only in rows}
@@ -1378,11 +1467,53 @@ def _records(stream_type: str, url: str, retain_bytes: int) -> bool:
     return bool(url) and (stream_type == MAIN or retain_bytes > 0)
 
 
+#: The expiry condition on a ``recording_archive`` row ``a`` of stream ``s``: archived longer
+#: ago than the stream's ``archive_days`` (SQLite's clock).  The ONE place it is written: the
+#: uploader's expiry lists and claims with it, and local retention stops counting such a copy
+#: (``list_oldest_local_recordings``, ``delete_local_files``), so the two never disagree.
+_ARCHIVE_EXPIRED = (
+    f"(s.archive_days is not null and a.archived_time_sec < {schema._NOW}"
+    " - s.archive_days * 86400)"
+)
+
 #: The backlog's condition on ``r`` (recording) and ``s`` (stream), given now in 90 kHz units:
 #: a recording older than its stream's ``archive_days`` is not uploaded.
 _WITHIN_ARCHIVE_DAYS = (
     "(s.archive_days is null or r.start_time_90k > ? - s.archive_days * 86400 * 90000)"
 )
+
+#: Composite ids one statement of ``list_archive_backlog`` scans (under the lock).
+BACKLOG_SCAN_IDS = 1024
+
+#: ``list_archive_backlog``, one stream's chunk: the composite id range, the excluded ids
+#: (JSON), the stream's ``archive_days`` twice around now (90 kHz), the limit.
+_BACKLOG_QUERY = (
+    "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
+    + ", " + ", ".join(f"p.{c.strip()}" for c in PLAYBACK_COLUMNS.split(","))
+    + " from recording r join recording_playback p on p.composite_id = r.composite_id"
+    " where r.composite_id >= ? and r.composite_id < ?"
+    " and not exists (select 1 from recording_archive a where a.composite_id = r.composite_id)"
+    " and r.composite_id not in (select value from json_each(?))"
+    " and (? is null or r.start_time_90k > ? - ? * 86400 * 90000)"
+    " order by r.composite_id limit ?"
+)
+
+
+@dataclass
+class BacklogCursor:
+    """Where ``list_archive_backlog`` resumes each stream's scan: below
+    ``positions[stream_id]`` the last calls found nothing to upload (archived, older than
+    ``archive_days``, or excluded).  A changed ``archive_days`` restarts that stream's
+    scan; ``reset`` restarts every one (the uploader does, now and then, for what else
+    could bring a recording back: a clock step, an expired copy's stream given longer
+    ``archive_days`` and back)."""
+
+    positions: dict[int, int] = field(default_factory=dict)
+    archive_days: dict[int, int | None] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.positions.clear()
+
 
 class ArchiveState(IntEnum):
     """What deleting a recording's local sample file costs (``list_oldest_local_recordings``)."""
@@ -1399,13 +1530,12 @@ class ArchiveState(IntEnum):
 
 
 #: ``list_oldest_local_recordings``: now (90 kHz) for the backlog's ``archive_days``, then the
-#: composite id range and the batch size.  An ``archived_time_sec`` within ``archive_days``
-#: is the exact complement of ``list_expired_archived``'s condition.
+#: composite id range and the batch size.  An archive copy counts unless ``_ARCHIVE_EXPIRED``.
 _LOCAL_OLDEST_QUERY = (
     "select " + ", ".join(f"r.{c.strip()}" for c in RECORDING_COLUMNS.split(","))
     + ", p.sample_file_uuid, case"
-    " when a.composite_id is not null then (case when s.archive_days is null"
-    f" or a.archived_time_sec >= {schema._NOW} - s.archive_days * 86400 then 1 else 0 end)"
+    " when a.composite_id is not null then (case when " + _ARCHIVE_EXPIRED
+    + " then 0 else 1 end)"
     " when s.archive_id is not null and " + _WITHIN_ARCHIVE_DAYS + " then 2 else 0 end"
     " from recording r"
     " join recording_playback p on p.composite_id = r.composite_id"
@@ -1426,10 +1556,27 @@ def _archive_id(conn: sqlite3.Connection, name: str | None) -> int | None:
     return int(row[0])
 
 
+#: What a refused archive URL or endpoint with credentials in it is told (never echoed).
+_ARCHIVE_CREDENTIALS_HINT = (
+    "credentials are never stored: give them to `moonfire run` as AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or in the credentials file (~/.aws/credentials, AWS_PROFILE)")
+
+
 def _validate_archive(name: str, url: str, endpoint: str | None) -> None:
+    """Checks ``archive add``'s arguments.  A URL or endpoint holding userinfo
+    (``http://KEY:SECRET@host``) is refused before anything else, and without echoing it:
+    stored, it would be printed by ``archive list`` and quoted in connection errors."""
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise InvalidConfigError(f"archive name must be a non-empty string without surrounding "
                                  f"spaces, got {name!r}")
+    if endpoint is not None and "@" in endpoint.split("://", 1)[-1].split("/", 1)[0]:
+        host = endpoint.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[1]
+        raise InvalidConfigError(f"archive {name!r}: the endpoint must not hold a user name or "
+                                 f"password (user:password@{host}); {_ARCHIVE_CREDENTIALS_HINT}")
+    if "@" in url[len("s3://"):].split("/", 1)[0]:
+        raise InvalidConfigError(f"archive {name!r}: the URL must be s3://BUCKET or "
+                                 f"s3://BUCKET/PREFIX, without a user name or password; "
+                                 f"{_ARCHIVE_CREDENTIALS_HINT}")
     bucket = url[len("s3://"):].split("/", 1)[0] if url.startswith("s3://") else ""
     if not bucket:
         raise InvalidConfigError(f"archive URL must be s3://BUCKET or s3://BUCKET/PREFIX, "

@@ -71,6 +71,8 @@ EXIT_STREAMER_STUCK = 1
 STREAMER_JOIN_TIMEOUT_SEC = 30.0
 #: How long shutdown waits for each syncer to finish its last saves (each one fsyncs).
 SYNCER_CLOSE_TIMEOUT_SEC = 60.0
+#: How often ``run_cameras`` looks for archives given to recorded streams while running.
+ARCHIVE_CHECK_INTERVAL_SEC = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,7 +514,11 @@ def run_cameras(
         if on_started is not None:
             stop_services = on_started(daemon)
         # Short waits keep the main thread responsive to signal handlers that set ``stop``.
+        next_archive_check = time.monotonic() + ARCHIVE_CHECK_INTERVAL_SEC
         while not daemon.stop_event.is_set():
+            if time.monotonic() >= next_archive_check:
+                next_archive_check = time.monotonic() + ARCHIVE_CHECK_INTERVAL_SEC
+                start_new_uploaders(daemon)
             remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
             if remaining <= 0:
                 break
@@ -595,3 +601,26 @@ def start_new_streams(daemon: Daemon) -> list[str]:
                 started.append(streamer.name)
                 log.info("live view of %s ready (added while running)", streamer.name)
         return started
+
+
+def start_new_uploaders(daemon: Daemon) -> list[str]:
+    """Start an uploader for each archive a recorded stream was given while ``moonfire
+    run`` runs (``camera edit --archive`` in another shell, or the setup page): the
+    uploaders ``start_daemon`` started cover only the archives named then, and a new one's
+    backlog would otherwise wait, with no error, for a restart.  ``run_cameras`` calls this
+    every ``ARCHIVE_CHECK_INTERVAL_SEC`` (one database read).  Returns the archives'
+    names; nothing once shutdown has begun."""
+    with _NEW_STREAMS_LOCK:
+        if daemon._closed or daemon.stop_event.is_set():
+            return []
+        recorded = {s.stream.id for s in daemon.streamers if not s.live_only}
+        wanted = {s.archive_id for c in daemon.db.list_cameras() for s in c.streams
+                  if s.id in recorded and s.archive_id is not None}
+        new = wanted - {u.archive.id for u in daemon.uploaders}
+        if not new:
+            return []
+        started = start_uploaders(daemon.db, new)
+        daemon.uploaders.extend(started)
+        for uploader in started:
+            log.info("archiving to %r (given to a stream while running)", uploader.archive.name)
+        return [u.archive.name for u in started]

@@ -22,10 +22,11 @@ counts as done, a different one is an error naming the key.  Failures are retrie
 exponential backoff (``INITIAL_BACKOFF_SEC`` to ``MAX_BACKOFF_SEC``) and the latest one
 is kept in ``archive.last_error`` for ``moonfire archive status``.  When idle, every
 ``EXPIRY_INTERVAL_SEC`` it expires recordings archived longer ago than their stream's
-``archive_days`` (recordings already older than that are not uploaded): an archived-only
-one loses its rows first, then its objects go, then its ``recording_archive`` row, so a
-kill -9 at any step leaves no row without its file or objects, and the next pass redoes
-what is left (``crash_points.ARCHIVE_CRASH_POINTS`` are the steps).
+``archive_days`` (recordings already older than that are not uploaded): one transaction
+claims each (re-checking ``archive_days``; an archived-only one loses its rows, every one its
+``recording_archive`` row), then its objects go, so a kill -9 at any step leaves no row
+without its file or objects, at worst orphan objects (``crash_points.ARCHIVE_CRASH_POINTS``
+are the steps).
 
 Beside the write-once recordings, each camera archived here has one overwritable object,
 ``PREFIX/CAMERA-UUID/camera.json`` (``camera_object``): what the camera is *now* (short
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moonfire.db import ArchiveRow, Camera, Database, Playback, RecordingRow, format_uuid
+from moonfire.db.database import BacklogCursor
 from moonfire.errors import MoonfireError
 from moonfire.sizes import parse_size
 from moonfire.storage.crash_points import crash_point
@@ -135,7 +137,9 @@ def make_client(archive: ArchiveRow) -> Any:
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_SEC,
         read_timeout=READ_TIMEOUT_SEC,
-        retries={"max_attempts": 1, "mode": "standard"},
+        # ``max_attempts`` counts retries (1 = two attempts, ~11 s against a silent store);
+        # ``total_max_attempts`` counts every attempt: one, and the uploader backs off.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         s3={"addressing_style": "path"},
     )
     return boto3.session.Session().client(
@@ -230,6 +234,8 @@ class ArchiveUploader:
         self.last_error: str | None = archive.last_error
         #: Recordings whose local file doesn't match its row: not uploaded, not retried.
         self._refused: set[int] = set()
+        #: Where each stream's backlog scan resumes (``Database.list_archive_backlog``).
+        self._backlog = BacklogCursor()
         #: Stream id -> (camera uuid, stream type), for object keys.
         self._stream_names: dict[int, tuple[bytes, str]] = {}
         #: Camera uuid -> the ``camera.json`` this process last stored; None: its PUT failed.
@@ -278,6 +284,7 @@ class ArchiveUploader:
         if now - self._last_expiry < EXPIRY_INTERVAL_SEC:
             return
         self._last_expiry = now
+        self._backlog.reset()  # a full rescan too, as rarely (BacklogCursor says why)
         try:
             self.expire_old()
         except Exception as e:  # noqa: BLE001 - retried at the next interval
@@ -340,41 +347,55 @@ class ArchiveUploader:
 
     def expire_old(self) -> int:
         """Expires every recording archived longer ago than its stream's ``archive_days``;
-        returns how many.  An archived-only recording's rows go first (the objects are its
-        only copy: they must outlive its row), then the objects (the manifest first: a
-        manifest never names a missing data object), then the ``recording_archive`` row.  A
-        recording whose local file still exists keeps its row and just stops being
-        archived; local retention no longer counts an expired copy as archived
-        (``Database.delete_local_files``), so it can't become archived-only meanwhile."""
-        expired = self.db.list_expired_archived(self.archive.id)
-        for cid, data_key, manifest_key in expired:
+        returns how many.  Each is first claimed in one transaction
+        (``Database.claim_expired_archived``: the condition re-checked with the current
+        ``archive_days``, an archived-only recording's rows and every expired one's
+        ``recording_archive`` row deleted), and only then are its objects deleted (the
+        manifest first: a manifest never names a missing data object).  The list is made
+        at the start of the pass, and ``camera edit --archive-days`` or a clock step may
+        change the answer before a recording's turn: the claim is what decides, and once
+        it is committed local retention no longer sees an archive copy, so it can't make
+        the recording archived-only while its objects go.  A kill -9 after a claim leaves
+        orphan objects (a storage cost), never a row without its file or objects."""
+        expired = 0
+        for cid, _data_key, _manifest_key in self.db.list_expired_archived(self.archive.id):
             if self._stop.is_set():
                 break
-            self.db.delete_archived_only_rows(cid)
+            keys = self.db.claim_expired_archived(cid)
+            if keys is None:
+                continue  # no longer expiring: archive_days changed since the list
             crash_point("archive.after_expire_rows")
-            # Deleting a missing key succeeds, so a pass redone after a crash goes on.
+            data_key, manifest_key = keys
             self.client.delete_object(Bucket=self.archive.bucket, Key=manifest_key)
             self.client.delete_object(Bucket=self.archive.bucket, Key=data_key)
             crash_point("archive.after_expire_objects")
-            self.db.forget_archived(cid)
             self.stats.expired += 1
-        return len(expired)
+            expired += 1
+        return expired
 
     def upload_some(self) -> bool:
         """Uploads one batch of the backlog, oldest first; False when it was empty.
         Raises on the first failure (the caller backs off)."""
-        batch = [
-            item for item in self.db.list_archive_backlog(self.archive.id, BACKLOG_BATCH)
-            if item[0].composite_id not in self._refused
-        ]
+        batch = self.db.list_archive_backlog(self.archive.id, BACKLOG_BATCH,
+                                             exclude=self._refused, cursor=self._backlog)
         for row, playback, dir_id in batch:
             if self._stop.is_set():
                 break
             self.upload_one(row, playback, dir_id)
-            if self.last_error is not None:
-                log.info("archive %r: uploads succeed again", self.archive.name)
-                self._set_error(None)
+            standing = self._refused_error()
+            if self.last_error != standing:
+                if standing is None:
+                    log.info("archive %r: uploads succeed again", self.archive.name)
+                self._set_error(standing)
         return bool(batch)
+
+    def _refused_error(self) -> str | None:
+        """What ``archive status`` and ``/metrics`` show while uploads succeed but some
+        recordings were refused (else those would wait, unarchived, with no error)."""
+        if not self._refused:
+            return None
+        return (f"archive {self.archive.name!r}: {len(self._refused)} recordings refused: "
+                "local file doesn't match its row (`moonfire check --hash`)")
 
     def upload_one(self, row: RecordingRow, playback: Playback, dir_id: int) -> None:
         """Store, check and mark one recording (see the module docstring)."""
@@ -383,9 +404,13 @@ class ArchiveUploader:
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below, after a possibly long upload
         except FileNotFoundError:
-            log.warning("%s was deleted locally before it could be archived to %r",
-                        _recording_label(self.db, row.composite_id), self.archive.name)
-            self._refused.add(row.composite_id)
+            try:
+                self.db.get_recording(row.composite_id)
+            except LookupError:  # the free-space floor deleted it since the batch was listed
+                log.warning("%s was deleted locally before it could be archived to %r",
+                            _recording_label(self.db, row.composite_id), self.archive.name)
+                return
+            self._refuse(row, path, "is missing")
             return
         with f:
             camera_uuid, stream_type = self._stream_name(row.stream_id)
@@ -400,7 +425,12 @@ class ArchiveUploader:
         sha1 = playback.sample_file_sha1
         fresh &= self._put_once(manifest_key, manifest, hashlib.sha1(manifest).digest())
         crash_point("archive.after_manifest_put")
-        self.db.mark_archived(row.composite_id, self.archive.id, data_key, manifest_key, sha1)
+        if not self.db.mark_archived(row.composite_id, self.archive.id, data_key,
+                                     manifest_key, sha1):
+            log.info("%s was deleted locally while being archived to %r; its objects %s stay "
+                     "(`moonfire archive rebuild` catalogs them)",
+                     _recording_label(self.db, row.composite_id), self.archive.name, data_key)
+            return
         crash_point("archive.after_mark")
         if fresh:
             self.stats.uploads += 1

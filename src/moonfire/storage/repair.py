@@ -5,8 +5,12 @@ share) is refused at every read-write open (``dir_meta.verify_open``), before an
 could be deleted.  Adopting it, on a stopped recorder (the exclusive lock is taken here):
 
 * a recording row whose file is present with the recorded size keeps it;
-* a row whose file is gone (or has another size) is dropped, one line printed each; a file
-  of another size is left alone, as a stray;
+* a row whose file is gone but that an archive holds (a live ``recording_archive`` row:
+  local retention deleted the file after the database was backed up) becomes archived-only
+  (``local_deleted_time_sec``, schema 7), one line printed each: it plays from the archive,
+  and ``archive_days`` expires it with its objects;
+* any other row whose file is gone (or has another size) is dropped, one line printed each;
+  a file of another size is left alone, as a stray;
 * a file no row names is listed and left alone: never deleted;
 * a reservation whose uuid a recording row names is dropped (its recovery would unlink
   that recording's file); every other reservation is left for the recorder's recovery,
@@ -35,6 +39,8 @@ RESERVATION_STATES = {0: "writing", 1: "deleting"}
 @dataclass
 class RepairReport:
     dropped_recordings: list[str] = field(default_factory=list)
+    #: Rows whose file is gone, kept as archived-only: their archive holds them.
+    archived_only: list[str] = field(default_factory=list)
     dropped_reservations: list[str] = field(default_factory=list)
     reservations_left: list[str] = field(default_factory=list)
     strays: list[str] = field(default_factory=list)
@@ -68,6 +74,7 @@ def adopt(
             return sizes[name]
 
         to_drop: list[RecordingRow] = []
+        to_archive_only: list[RecordingRow] = []
         named: set[bytes] = set()
         for stream in db.list_streams(row.id):
             for rec, sample_file_uuid in db.list_oldest_recordings(stream.id):
@@ -76,17 +83,22 @@ def adopt(
                 size = size_of(name)
                 if size == rec.sample_file_bytes:
                     continue
+                label = (f"recording {db.stream_name(stream.id)}/{rec.recording_id} (started "
+                         f"{format_time(Time(rec.start_time_90k))})")
+                archive = db.archive_holding(rec.composite_id) if size is None else None
+                if archive is not None:
+                    to_archive_only.append(rec)
+                    report.archived_only.append(
+                        f"{label}: its sample file {name} is missing; kept as archived-only, "
+                        f"it plays from archive {archive!r}")
+                    continue
                 why = (
                     "is missing" if size is None
                     else f"has {size} bytes, the row says {rec.sample_file_bytes}; "
                     "the file is left alone"
                 )
                 to_drop.append(rec)
-                line = (
-                    f"dropped recording {db.stream_name(stream.id)}/{rec.recording_id} (started "
-                    f"{format_time(Time(rec.start_time_90k))}): its sample file {name} {why}"
-                )
-                report.dropped_recordings.append(line)
+                report.dropped_recordings.append(f"dropped {label}: its sample file {name} {why}")
         reserved = dict(db.list_reserved_sample_files(row.id))
         colliding = sorted(u for u in reserved if u in named)
         for u in colliding:
@@ -103,7 +115,7 @@ def adopt(
                 f"reservation {uuid_name(u)} (state {RESERVATION_STATES.get(state, state)}, "
                 f"{on_disk}) left for the recorder's recovery, which unlinks it"
             )
-        kept = named - {_uuid_of(db, r) for r in to_drop}
+        kept = named - {_uuid_of(db, r) for r in to_drop + to_archive_only}
         for name in sorted(names):
             parsed = _parse_uuid(name)
             if parsed is not None and (parsed in kept or parsed in reserved):
@@ -112,13 +124,15 @@ def adopt(
             report.strays.append(
                 f"stray file {name} ({size} bytes): no row names it; left alone"
             )
-        if to_drop or colliding:
+        if to_drop or to_archive_only or colliding:
             with db.transaction() as tx:
                 tx.mark_sample_files_deleted(colliding)
                 freed = tx.delete_recordings(to_drop)  # now state-1 reservations...
+                # (the same, keeping the rows: archived-only; re-checked in the statement)
+                freed += db.delete_local_files(tx, to_archive_only)
                 tx.mark_sample_files_deleted(freed)  # ...dropped: nothing to unlink
         for line in (
-            report.dropped_recordings + report.dropped_reservations
+            report.dropped_recordings + report.archived_only + report.dropped_reservations
             + report.reservations_left + report.strays
         ):
             say(line)

@@ -582,11 +582,12 @@ class Syncer:
     def _delete_in(self, tx: Transaction, rows: list[RecordingRow]) -> list[bytes]:
         """Deletes ``rows`` in ``tx``; returns the uuids of their files to unlink.  An
         archived recording keeps its row, archived-only (``Database.delete_local_files``);
-        the others go whole, as they always did."""
-        archived = [r for r in rows
-                    if self._archive_states.get(r.composite_id) is ArchiveState.ARCHIVED]
-        whole = [r for r in rows
-                 if self._archive_states.get(r.composite_id) is not ArchiveState.ARCHIVED]
+        so does one that was waiting for its archive when listed if its upload completed
+        since (``delete_local_files`` checks in the statement, else deletes it whole); the
+        others go whole, as they always did."""
+        keep = (ArchiveState.ARCHIVED, ArchiveState.WAITING)
+        archived = [r for r in rows if self._archive_states.get(r.composite_id) in keep]
+        whole = [r for r in rows if self._archive_states.get(r.composite_id) not in keep]
         uuids = tx.delete_recordings(_deletable(whole))
         if archived:
             uuids += self._db.delete_local_files(tx, _deletable(archived))
@@ -600,6 +601,9 @@ class Syncer:
             state = self._archive_states.get(row.composite_id)
             if state is ArchiveState.ARCHIVED:
                 self.stats.made_archived_only += 1
+            elif state is ArchiveState.WAITING and self._db.list_archived_only(
+                    row.stream_id, row.recording_id, row.recording_id):
+                self.stats.made_archived_only += 1  # its upload completed meanwhile
             elif state is ArchiveState.WAITING:
                 self.stats.lost_for_archive += 1
                 stream = self._db.get_stream(row.stream_id)
