@@ -1344,13 +1344,20 @@ class Database:
     def latest_archived_ids(self, archive_id: int) -> dict[int, int]:
         """Stream id -> the highest recording id archived to ``archive_id`` (where a
         following catalog's next listing of that stream's manifests starts)."""
+        # Per stream, down its primary-key range from the top to the first row of this
+        # archive (usually the first row looked at), not a group-by over every row.
+        latest = {}
         with self._lock:
-            rows = self._conn.execute(
-                "select composite_id >> 32, max(composite_id & 4294967295)"
-                " from recording_archive where archive_id = ? group by composite_id >> 32",
-                (archive_id,),
-            ).fetchall()
-        return {int(stream_id): int(latest) for stream_id, latest in rows}
+            for (stream_id,) in self._conn.execute("select id from stream").fetchall():
+                row = self._conn.execute(
+                    "select composite_id from recording_archive where composite_id >= ?"
+                    " and composite_id < ? and archive_id = ? order by composite_id desc"
+                    " limit 1",
+                    (composite_id(stream_id, 0), composite_id(stream_id + 1, 0), archive_id),
+                ).fetchone()
+                if row is not None:
+                    latest[int(stream_id)] = int(row[0]) & 0xFFFF_FFFF
+        return latest
 
 
 def stored_dir_path(db_path: str | os.PathLike[str], sample_dir_path: str) -> str:

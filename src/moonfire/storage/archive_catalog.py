@@ -161,7 +161,10 @@ class ArchiveCatalog:
         only those after each stream's newest; see the module docstring).  Raises
         (botocore) if the store can't be listed; a bad manifest is only reported."""
         report = SyncReport()
-        known = self.db.list_archived_manifest_keys(self.archive.id)
+        # An incremental listing starts after each stream's newest cataloged recording, so
+        # what it lists is new by construction: the whole catalog's keys (13 s and 250 MiB
+        # at 500 k recordings) are read only for the full listing, which also forgets.
+        known = self.db.list_archived_manifest_keys(self.archive.id) if full else {}
         listed = list(self._list_all(report) if full else self._list_new(report))
         new = [key for key in listed if key not in known]
         report.known = len(listed) - len(new)
