@@ -53,7 +53,8 @@ CRASH_POINTS = (
 
 #: Every crash point the archive uploader (``storage/archive.py``) reaches, in the order of
 #: an upload (data object, a multipart part of it, manifest, the database row) and then of an
-#: expiry (archived-only rows, objects, the ``recording_archive`` row).
+#: expiry (the claim: archived-only rows and the ``recording_archive`` row in one transaction;
+#: then the objects).
 ARCHIVE_CRASH_POINTS = (
     "archive.after_part",
     "archive.after_data_put",
