@@ -21,14 +21,6 @@ DEBIAN_PACKAGES=(
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
     python3-gi gir1.2-gst-rtsp-server-1.0 python3-gst-1.0
 )
-missing=()
-for pkg in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+bash "$(cd "$(dirname "$0")" && pwd)/debian-install.sh" "${DEBIAN_PACKAGES[@]}"
 ffmpeg -hide_banner -version | head -n 1
 gst-launch-1.0 --version | head -n 1

@@ -22,15 +22,7 @@ DEBIAN_PACKAGES=(
     nodejs
     ffmpeg gstreamer1.0-tools
 )
-missing=()
-for pkg in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+bash scripts/debian-install.sh "${DEBIAN_PACKAGES[@]}"
 
 # The package itself, always with the compiled core: the twins ship beside it,
 # and MOONFIRE_NO_EXTENSIONS at run time is what selects them.

@@ -241,23 +241,30 @@ class ArchiveCatalog:
         """The manifest at ``key``, parsed and checked (a bad one is returned, not raised,
         so one bad manifest doesn't stop the others); store errors other than a missing
         object propagate."""
+        text = self._get_object(key)
+        if isinstance(text, Exception):
+            # Listed, then deleted (``--archive-days``) before it was read: not an error.
+            return BadManifestError(f"manifest {key} went away while being read "
+                                    f"({describe_client_error(self.archive, text)})")
+        try:
+            return parse_manifest(key, key[len(self._base):], text)
+        except BadManifestError as e:
+            return e
+
+    def _get_object(self, key: str) -> bytes | Exception:
+        """The object's bytes, or the store's error if there is no such object; other
+        store errors propagate."""
         from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         try:
             body = self.client.get_object(Bucket=self.archive.bucket, Key=key)["Body"]
             try:
-                text = body.read()
+                return bytes(body.read())
             finally:
                 body.close()
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                 raise
-            # Listed, then deleted (``--archive-days``) before it was read: not an error.
-            return BadManifestError(f"manifest {key} went away while being read "
-                                    f"({describe_client_error(self.archive, e)})")
-        try:
-            return parse_manifest(key, key[len(self._base):], text)
-        except BadManifestError as e:
             return e
 
     def _to_catalog(self, manifest: _Manifest,
@@ -326,19 +333,10 @@ class ArchiveCatalog:
         """(the camera's ``camera.json``, None) if it is there and good; (None, None) if
         there is none; (None, what is wrong) if it is bad.  Store errors other than a
         missing object propagate, as a manifest's do."""
-        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
-
         key = camera_object_key(self.archive, camera_uuid)
         report.get_requests += 1
-        try:
-            body = self.client.get_object(Bucket=self.archive.bucket, Key=key)["Body"]
-            try:
-                text = body.read()
-            finally:
-                body.close()
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
-                raise
+        text = self._get_object(key)
+        if isinstance(text, Exception):
             return None, None
         try:
             return parse_camera_object(key, camera_uuid, text), None
