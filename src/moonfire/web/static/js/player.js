@@ -59,6 +59,11 @@ export class SegmentPlayer {
           this.report(slot, slot.video.currentTime);
         }
       });
+      // A paused video that has seeked may present its new frame without a frame callback
+      // (headless Chromium under load did): the seek's end says where it is.
+      slot.video.addEventListener("seeked", () => {
+        if (slot === this.slots[this.active]) this.report(slot, slot.video.currentTime);
+      });
       this.watchFrames(slot);
     }
   }
@@ -67,7 +72,8 @@ export class SegmentPlayer {
     const v = slot.video;
     if (!("requestVideoFrameCallback" in v)) return;
     const step = (_now, meta) => {
-      if (slot === this.slots[this.active]) this.report(slot, meta.mediaTime);
+      // While seeking, the frame presented is the one before the seek: not where we are.
+      if (slot === this.slots[this.active] && !v.seeking) this.report(slot, meta.mediaTime);
       v.requestVideoFrameCallback(step);
     };
     v.requestVideoFrameCallback(step);
