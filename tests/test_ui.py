@@ -304,14 +304,21 @@ def test_calendar_enables_today_and_timeline_shows_the_gap(server, browser):
     assert abs(spans[0]["end"] - first_end) < 9000, (spans, first_end)
     assert abs(spans[1]["start"] - second_start) < 9000, (spans, second_start)
     assert (spans[1]["start"] - spans[0]["end"]) / 90000 >= GAP_SEC - 0.5
-    # The timeline draws them: a recorded pixel is lit, the gap's middle is not.
+    # The timeline draws them: a recorded pixel is lit, the gap's middle is not.  Of the 7
+    # pixels around each moment, the bluest: a tick's grid line may cross the lane right there.
     zoom_to(browser, spans[0]["end"], 90)
     colour = browser.execute_script("""
         const [t0, t1, t2] = arguments;
         const tl = window.moonfire.timeline, c = tl.canvas, g = c.getContext("2d");
         const dpr = window.devicePixelRatio || 1, y = Math.round((22 + 13) * dpr);
-        const px = (t) =>
-          Array.from(g.getImageData(Math.round(tl.axis.xOf(t) * dpr), y, 1, 1).data);
+        const px = (t) => {
+          const x = Math.round(tl.axis.xOf(t) * dpr), row = g.getImageData(x - 3, y, 7, 1).data;
+          let best = [0, 0, 0, 0];
+          for (let i = 0; i < row.length; i += 4) {
+            if (row[i + 2] > best[2]) best = Array.from(row.slice(i, i + 4));
+          }
+          return best;
+        };
         return [px(t0), px(t1), px(t2)];""",
         spans[0]["end"] - 90000, (spans[0]["end"] + spans[1]["start"]) / 2,
         spans[1]["start"] + 90000)
