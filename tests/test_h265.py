@@ -23,6 +23,7 @@ from moonfire.codec import (
     CodecError,
     UnsupportedCodecError,
     h265,
+    h265_sps,
     playback_note,
     sample_entry_from_box,
     sample_entry_from_extradata,
@@ -36,6 +37,8 @@ from moonfire.storage import data_dir as datadir
 from moonfire_core import decode_index
 from moonfire_core.annexb import split_annex_b
 from tests.support.cli import moonfire
+from tests.support.nal import escape_emulation
+from tests.test_h264 import BitWriter, reordering_seen
 from tests.test_ingest import (  # the GStreamer server and the daemon's data dir
     RtspServer,
     add_camera,
@@ -70,11 +73,12 @@ def types_of(nals: list[bytes]) -> list[int]:
 @dataclasses.dataclass(frozen=True)
 class Encoded:
     """What libx265 gave: Annex B VPS+SPS+PPS (its SEI left out, as RTSP extradata has none),
-    and the Annex B packets, key flags, in decode order."""
+    and the Annex B packets, key flags and presentation times, in decode order."""
 
     parameter_sets: bytes
     packets: list[bytes]
     keys: list[bool]
+    pts: list[int]
 
     def nal(self, kind: int) -> bytes:
         (found,) = [n for n in split_annex_b(self.parameter_sets) if h265.nal_type(n) == kind]
@@ -106,7 +110,12 @@ def x265(
         frame.pts = i
         packets += context.encode(frame)
     packets += context.encode(None)
-    return Encoded(parameter_sets, [bytes(p) for p in packets], [p.is_keyframe for p in packets])
+    return Encoded(
+        parameter_sets,
+        [bytes(p) for p in packets],
+        [p.is_keyframe for p in packets],
+        [p.pts for p in packets],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +230,90 @@ def test_sps_odd_input_names_what_is_wrong(main_320x240: Encoded) -> None:
         assert issubclass(error, h265.H265Error)
         assert issubclass(error, CodecError) and issubclass(error, MoonfireError)
         assert issubclass(error, ValueError)
+
+
+# --- reorder depth: sps_max_num_reorder_pics ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "depth"),
+    [
+        pytest.param("bframes=0", 0, id="no-b-frames"),
+        # x265's default B pyramid: the middle B-frame of four is a reference, two deep.
+        pytest.param("bframes=4:b-adapt=0", 2, id="4b-pyramid"),
+        pytest.param("bframes=4:b-adapt=0:b-pyramid=0", 1, id="4b-flat"),
+    ],
+)
+def test_real_encodes_state_their_reorder_depth(params: str, depth: int) -> None:
+    encoded = x265(frames=20, params=params)
+    info = h265.parse_sps(encoded.nal(h265.NAL_TYPE_SPS))
+    assert info.max_num_reorder_pics == h265_sps.reorder_depth(info) == depth
+    assert reordering_seen(encoded.pts) == depth
+
+
+def handmade_sps(
+    ordering: list[tuple[int, int]], all_sub_layers: bool = True, end_after_bit_depths: bool = False
+) -> bytes:
+    """An H.265 SPS of 320x240 4:2:0 Main, written through the sub-layer ordering info:
+    ``ordering`` holds (sps_max_dec_pic_buffering_minus1, sps_max_num_reorder_pics) per
+    sub-layer, all of them coded if ``all_sub_layers`` (the present flag), else only the last."""
+    w = BitWriter()
+    sub_layers_minus1 = len(ordering) - 1
+    w.u(4, 0)  # sps_video_parameter_set_id
+    w.u(3, sub_layers_minus1)
+    w.u(1, 1)  # sps_temporal_id_nesting_flag
+    w.u(8, 0b0000_0001)  # general profile space, tier, profile_idc 1 (Main)
+    w.u(32, 0x6000_0000)  # compatibility flags
+    w.u(48, 0x90 << 40)  # progressive, frame only
+    w.u(8, 60)  # general_level_idc
+    w.u(2 * sub_layers_minus1, 0)  # no sub-layer profile or level
+    if sub_layers_minus1:
+        w.u(2 * (8 - sub_layers_minus1), 0)  # reserved_zero_2bits
+    w.ue(0)  # sps_seq_parameter_set_id
+    w.ue(1)  # chroma_format_idc
+    w.ue(320)
+    w.ue(240)
+    w.u(1, 0)  # conformance_window_flag
+    w.ue(0)  # bit_depth_luma_minus8
+    w.ue(0)  # bit_depth_chroma_minus8
+    if not end_after_bit_depths:
+        w.ue(4)  # log2_max_pic_order_cnt_lsb_minus4
+        w.u(1, all_sub_layers)
+        for dec_pic_buffering_minus1, num_reorder_pics in (
+            ordering if all_sub_layers else ordering[-1:]
+        ):
+            w.ue(dec_pic_buffering_minus1)
+            w.ue(num_reorder_pics)
+            w.ue(0)  # sps_max_latency_increase_plus1
+    return bytes([h265.NAL_TYPE_SPS << 1, 1]) + escape_emulation(w.rbsp())
+
+
+@pytest.mark.parametrize("all_sub_layers", [True, False])
+def test_reorder_depth_is_the_highest_sub_layers(all_sub_layers: bool) -> None:
+    info = h265.parse_sps(handmade_sps([(1, 0), (2, 1), (4, 3)], all_sub_layers))
+    assert (info.width, info.height, info.max_sub_layers) == (320, 240, 3)
+    assert info.max_num_reorder_pics == h265_sps.reorder_depth(info) == 3
+
+
+def test_reorder_values_are_checked_as_ffmpeg_checks_them() -> None:
+    # At the limits, and reordering more than its own DPB holds (FFmpeg warns and goes on).
+    assert h265.parse_sps(handmade_sps([(15, 15)])).max_num_reorder_pics == 15
+    assert h265.parse_sps(handmade_sps([(2, 5)])).max_num_reorder_pics == 5
+    message = r"^H.265 SPS sps_max_dec_pic_buffering_minus1 is 16; at most 15 is allowed$"
+    with pytest.raises(h265.SpsError, match=message):
+        h265.parse_sps(handmade_sps([(16, 1)]))
+    message = r"^H.265 SPS sps_max_num_reorder_pics is 16; at most 15 is allowed$"
+    with pytest.raises(h265.SpsError, match=message):
+        h265.parse_sps(handmade_sps([(15, 16)]))
+    # Lower sub-layers are checked too, though only the highest is kept.
+    with pytest.raises(h265.SpsError, match="sps_max_num_reorder_pics is 20"):
+        h265.parse_sps(handmade_sps([(1, 20), (4, 3)]))
+
+
+def test_sps_ending_after_its_bit_depths_is_truncated() -> None:
+    # The ordering info is mandatory syntax, unlike H.264's VUI: no SPS ends before it.
+    with pytest.raises(h265.SpsError, match=r"^H.265 SPS truncated at bit \d+: 1 bits needed"):
+        h265.parse_sps(handmade_sps([(4, 2)], end_after_bit_depths=True))
 
 
 # --- the codec string -------------------------------------------------------------------------

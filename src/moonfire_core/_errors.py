@@ -12,3 +12,11 @@ class RecordingAbandonedError(Exception):
     holds no samples; the message names the file and the reason, and ``__cause__`` is the
     original error when there was one.
     """
+
+
+class RtpError(ValueError):
+    """An RTP-over-RTSP byte stream breaks RFC 2326/3550/6184/7798 (or asks for what we don't do).
+
+    The message names the stream offset of the interleaved frame and what was wrong; the
+    session is expected to reconnect (the depacketizer that raised is not reused).
+    """

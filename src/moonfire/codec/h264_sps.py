@@ -1,9 +1,12 @@
-"""H.264 sequence parameter sets: the picture size a sample entry must declare.
+"""H.264 sequence parameter sets: the picture size a sample entry must declare, and how far
+the stream reorders pictures.
 
-ITU-T H.264 §7.3.2.1.1, read just far enough (through frame cropping) to get the displayed
-size: a 1080p camera codes 1088 lines and crops 8, so the entry must say 1920x1080.  Pure
-Python because it runs once per camera session, not per frame.  ``moonfire.codec.h264`` re-exports
-everything here.
+ITU-T H.264 §7.3.2.1.1 through frame cropping gives the displayed size: a 1080p camera codes
+1088 lines and crops 8, so the entry must say 1920x1080.  The VUI (§E.1.1) is read only for
+max_num_reorder_frames, which ``reorder_depth`` turns into the number of frames a decoder may
+hold back: what deriving decode times from presentation times needs for B-frame cameras.  Pure
+Python because it runs once per camera session, not per frame.  ``moonfire.codec.h264``
+re-exports the names it needs from here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "nal_type",
     "parse_sps",
     "rbsp_from_nal",
+    "reorder_depth",
 ]
 
 # nal_unit_type values (H.264 Table 7-1): the only place moonfire spells them out.
@@ -156,6 +160,83 @@ class SpsInfo:
     crop_bottom: int
     width: int  # displayed size, after cropping
     height: int
+    pic_order_cnt_type: int  # 2: output order is decode order, so nothing is reordered
+    #: From the VUI's bitstream restriction; None when the SPS has no VUI, the VUI has no
+    #: bitstream restriction, or the VUI is cut short or malformed (see ``reorder_depth``).
+    max_num_reorder_frames: int | None
+
+
+#: Pictures a decoded picture buffer may hold, at most (H.264 §A.3.1 item h, MaxDpbFrames).
+MAX_DPB_FRAMES = 16
+
+#: MaxDpbMbs per level_idc (H.264 Table A-1; level 1b is handled in ``_max_dpb_mbs``).
+_MAX_DPB_MBS = {
+    9: 396,  # level 1b, as the High profiles code it
+    10: 396,
+    11: 900,
+    12: 2376,
+    13: 2376,
+    20: 2376,
+    21: 4752,
+    22: 8100,
+    30: 8100,
+    31: 18000,
+    32: 20480,
+    40: 32768,
+    41: 32768,
+    42: 34816,
+    50: 110400,
+    51: 184320,
+    52: 184320,
+    60: 696320,
+    61: 696320,
+    62: 696320,
+}
+
+#: Profiles that, with constraint_set3_flag, are intra-only (H.264 §A.2.8-A.2.11, §E.2.1).
+_INTRA_CAPABLE_PROFILES = frozenset({44, 86, 100, 110, 122, 244})
+_CONSTRAINT_SET3 = 0x10  # in SpsInfo.constraint_flags: set0 is the top bit
+PROFILE_BASELINE = 66
+
+
+def reorder_depth(info: SpsInfo) -> int:
+    """How many frames a decoder may hold back before output: ``d`` in "a frame's decode time is
+    the (d+1)-th largest presentation time seen so far".
+
+    * max_num_reorder_frames, when the VUI states it (x264 does but for intra-only streams);
+    * 0 when the stream cannot reorder: pic_order_cnt_type 2 (output order is decode order),
+      Baseline profile (no B slices), or an intra-only profile (constraint_set3_flag with
+      profile_idc 44, 86, 100, 110, 122 or 244, which §E.2.1 infers as 0);
+    * otherwise the value §E.2.1 infers, MaxDpbFrames: Table A-1's MaxDpbMbs for the level over
+      the frame's macroblocks, at most 16.  This is derived rather than always 16 because the
+      table is small and because the depth is also a latency: guessing 16 would hold every
+      decode time back 16 frames on a stream that can buffer 4.  An unknown level, or one too
+      small for the frame size (a camera that misstates its level), gives 16: the only value
+      that is safe whatever the stream does.
+    """
+    if info.max_num_reorder_frames is not None:
+        return info.max_num_reorder_frames
+    if info.pic_order_cnt_type == 2 or info.profile_idc == PROFILE_BASELINE:
+        return 0
+    if info.profile_idc in _INTRA_CAPABLE_PROFILES and info.constraint_flags & _CONSTRAINT_SET3:
+        return 0
+    max_dpb_mbs = _max_dpb_mbs(info)
+    frame_mbs = (info.coded_width // 16) * (info.coded_height // 16)
+    if max_dpb_mbs is None or max_dpb_mbs < frame_mbs:
+        return MAX_DPB_FRAMES
+    return min(max_dpb_mbs // frame_mbs, MAX_DPB_FRAMES)
+
+
+def _max_dpb_mbs(info: SpsInfo) -> int | None:
+    """Table A-1's MaxDpbMbs for the SPS's level, None for a level_idc the table lacks.
+
+    Baseline, Main and Extended code level 1b as level_idc 11 with constraint_set3_flag
+    (§A.3.1, §A.3.2); the other profiles use level_idc 9, which the table maps directly.
+    """
+    if info.level_idc == 11 and info.profile_idc in (66, 77, 88):
+        if info.constraint_flags & _CONSTRAINT_SET3:
+            return _MAX_DPB_MBS[9]
+    return _MAX_DPB_MBS.get(info.level_idc)
 
 
 def _ue_at_most(bits: BitReader, name: str, limit: int) -> int:
@@ -183,7 +264,8 @@ def _skip_scaling_list(bits: BitReader, size: int) -> None:
 def parse_sps(sps: bytes) -> SpsInfo:
     """Parse an SPS NAL unit (header byte included, emulation prevention bytes allowed).
 
-    Reads through frame cropping (the VUI is not needed) and returns the cropped picture size.
+    Reads through frame cropping, which must be there and valid, for the cropped picture size;
+    then, leniently, the VUI for max_num_reorder_frames (``_read_max_num_reorder_frames``).
     """
     if not sps:
         raise SpsError("SPS NAL unit is empty")
@@ -232,6 +314,7 @@ def parse_sps(sps: bytes) -> SpsInfo:
     crop = [0, 0, 0, 0]  # left, right, top, bottom, in crop units
     if bits.read_flag():  # frame_cropping_flag
         crop = [bits.read_ue() for _ in range(4)]
+    max_num_reorder_frames = _read_max_num_reorder_frames(bits)
 
     coded_width = 16 * width_in_mbs
     coded_height = 16 * height_in_map_units * (1 if frame_mbs_only else 2)
@@ -264,7 +347,91 @@ def parse_sps(sps: bytes) -> SpsInfo:
         crop_bottom=bottom,
         width=width,
         height=height,
+        pic_order_cnt_type=pic_order_cnt_type,
+        max_num_reorder_frames=max_num_reorder_frames,
     )
+
+
+class _MalformedVui(Exception):
+    """A VUI field outside its range: the VUI was misread or misencoded, so trust none of it."""
+
+
+def _read_max_num_reorder_frames(bits: BitReader) -> int | None:
+    """vui_parameters_present_flag and vui_parameters() (§E.1.1): max_num_reorder_frames, or None.
+
+    Never raises: the SPS fields before the VUI are what sample entries need, and cameras send
+    odd VUIs, so a VUI cut short, holding an out-of-range value, or not followed by
+    rbsp_trailing_bits (a one, then only zeros) gives None, which ``reorder_depth`` treats like
+    a stream that states nothing.  So does an SPS that ends before the flag.  Insisting on the
+    stop bit is what makes a cut VUI safe: an SPS cut inside its VUI and closed with trailing
+    bits again can never pass for a complete VUI, because the syntax is read deterministically
+    and a proper prefix of it does not end where a complete one would.
+    """
+    try:
+        if not bits.read_flag():  # vui_parameters_present_flag
+            return None
+        value = _read_vui(bits)
+        if not bits.read_flag() or bits.read_bits(bits.bits_left) != 0:
+            return None  # no rbsp_stop_one_bit where the VUI ended, or ones after it
+        return value
+    except (BitstreamError, _MalformedVui):
+        return None
+
+
+def _read_vui(bits: BitReader) -> int | None:
+    if bits.read_flag():  # aspect_ratio_info_present_flag
+        if bits.read_bits(8) == 255:  # aspect_ratio_idc Extended_SAR
+            bits.read_bits(32)  # sar_width, sar_height
+    if bits.read_flag():  # overscan_info_present_flag
+        bits.read_flag()  # overscan_appropriate_flag
+    if bits.read_flag():  # video_signal_type_present_flag
+        bits.read_bits(4)  # video_format, video_full_range_flag
+        if bits.read_flag():  # colour_description_present_flag
+            bits.read_bits(24)  # colour_primaries, transfer_characteristics, matrix_coefficients
+    if bits.read_flag():  # chroma_loc_info_present_flag
+        _vui_ue_at_most(bits, 5)  # chroma_sample_loc_type_top_field
+        _vui_ue_at_most(bits, 5)  # chroma_sample_loc_type_bottom_field
+    if bits.read_flag():  # timing_info_present_flag
+        bits.read_bits(65)  # num_units_in_tick, time_scale, fixed_frame_rate_flag
+    nal_hrd = bits.read_flag()
+    if nal_hrd:
+        _skip_hrd_parameters(bits)
+    vcl_hrd = bits.read_flag()
+    if vcl_hrd:
+        _skip_hrd_parameters(bits)
+    if nal_hrd or vcl_hrd:
+        bits.read_flag()  # low_delay_hrd_flag
+    bits.read_flag()  # pic_struct_present_flag
+    if not bits.read_flag():  # bitstream_restriction_flag
+        return None
+    bits.read_flag()  # motion_vectors_over_pic_boundaries_flag
+    for _ in range(4):  # max_bytes_per_pic_denom, max_bits_per_mb_denom, log2_max_mv_length_*
+        bits.read_ue()
+    max_num_reorder_frames = bits.read_ue()
+    max_dec_frame_buffering = _vui_ue_at_most(bits, MAX_DPB_FRAMES)
+    if max_num_reorder_frames > max_dec_frame_buffering:  # §E.2.1: 0..max_dec_frame_buffering
+        raise _MalformedVui
+    return max_num_reorder_frames
+
+
+def _skip_hrd_parameters(bits: BitReader) -> None:
+    """hrd_parameters() (§E.1.2); none of it is kept."""
+    cpb_cnt = _vui_ue_at_most(bits, 31) + 1  # cpb_cnt_minus1
+    bits.read_bits(8)  # bit_rate_scale, cpb_size_scale
+    for _ in range(cpb_cnt):
+        bits.read_ue()  # bit_rate_value_minus1
+        bits.read_ue()  # cpb_size_value_minus1
+        bits.read_flag()  # cbr_flag
+    # initial_cpb_removal_delay_length_minus1, cpb_removal_delay_length_minus1,
+    # dpb_output_delay_length_minus1, time_offset_length
+    bits.read_bits(20)
+
+
+def _vui_ue_at_most(bits: BitReader, limit: int) -> int:
+    value = bits.read_ue()
+    if value > limit:
+        raise _MalformedVui
+    return value
 
 
 def chroma_subsampling(chroma_format_idc: int, separate_colour_plane: bool) -> tuple[int, int]:

@@ -3,10 +3,12 @@
 ITU-T H.265 §7.3.2.2, read only as far as the ``hvcC`` record and the sample entry need:
 ``profile_tier_level`` (profile, tier, level, compatibility and constraint flags: the record's
 header and the RFC 6381 codec string), chroma format, the coded picture size and its
-conformance window (a camera coding 1088 lines shows 1080), and the bit depths.  Pure Python
+conformance window (a camera coding 1088 lines shows 1080), the bit depths, and
+sps_max_num_reorder_pics (how far pictures are reordered: what deriving decode times from
+presentation times needs for B-frame cameras, see ``reorder_depth``).  Pure Python
 because it runs once per camera session, not per frame; the bit reader and emulation-prevention
 removal are H.264's (the syntax is the same), with their errors re-raised as ``SpsError``.
-``moonfire.codec.h265`` re-exports everything here.
+``moonfire.codec.h265`` re-exports the names it needs from here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "SpsInfo",
     "nal_type",
     "parse_sps",
+    "reorder_depth",
 ]
 
 # nal_unit_type values (H.265 Table 7-1): the only place moonfire spells them out.
@@ -45,6 +48,9 @@ NAL_TYPE_SEI_SUFFIX = 40
 
 #: Picture sides must fit the sample entry's 16-bit width/height fields.
 _MAX_SIDE = 0xFFFF
+
+#: Pictures a decoded picture buffer may hold, at most (H.265 §A.4.2, MaxDpbSize).
+MAX_DPB_SIZE = 16
 
 
 class H265Error(CodecError):
@@ -95,6 +101,19 @@ class SpsInfo:
     bit_depth_chroma: int
     width: int  # displayed size, inside the conformance window
     height: int
+    #: sps_max_num_reorder_pics of the highest sub-layer (HighestTid = max_sub_layers - 1):
+    #: the whole stream's reordering, which is what a recorder receives.
+    max_num_reorder_pics: int
+
+
+def reorder_depth(info: SpsInfo) -> int:
+    """How many pictures a decoder may hold back before output: ``d`` in "a picture's decode
+    time is the (d+1)-th largest presentation time seen so far".
+
+    H.265 makes every SPS state it (sps_max_num_reorder_pics is not optional, unlike H.264's
+    VUI field), so nothing is inferred here.
+    """
+    return info.max_num_reorder_pics
 
 
 def _ue_at_most(bits: h264_sps.BitReader, name: str, limit: int) -> int:
@@ -136,7 +155,8 @@ def _read_profile_tier_level(
 def parse_sps(sps: bytes) -> SpsInfo:
     """Parse an H.265 SPS NAL unit (two-byte header included, emulation prevention allowed).
 
-    Reads through the bit depths; what follows (reference picture sets, VUI) is not needed.
+    Reads through the sub-layer ordering info (the reorder depth); what follows (reference
+    picture sets, VUI) is not needed.
     """
     if len(sps) < 2:
         raise SpsError(f"H.265 SPS NAL unit of {len(sps)} bytes is too short for its header")
@@ -173,6 +193,8 @@ def _parse_sps_rbsp(bits: h264_sps.BitReader) -> SpsInfo:
         window = [bits.read_ue() for _ in range(4)]
     bit_depth_luma = 8 + _ue_at_most(bits, "bit_depth_luma_minus8", 8)
     bit_depth_chroma = 8 + _ue_at_most(bits, "bit_depth_chroma_minus8", 8)
+    bits.read_ue()  # log2_max_pic_order_cnt_lsb_minus4
+    max_num_reorder_pics = _read_max_num_reorder_pics(bits, max_sub_layers_minus1)
 
     sub_width, sub_height = h264_sps.chroma_subsampling(chroma_format_idc, separate_colour_plane)
     left, right = window[0] * sub_width, window[1] * sub_width
@@ -201,4 +223,24 @@ def _parse_sps_rbsp(bits: h264_sps.BitReader) -> SpsInfo:
         bit_depth_chroma=bit_depth_chroma,
         width=width,
         height=height,
+        max_num_reorder_pics=max_num_reorder_pics,
     )
+
+
+def _read_max_num_reorder_pics(bits: h264_sps.BitReader, max_sub_layers_minus1: int) -> int:
+    """sps_sub_layer_ordering_info_present_flag and the ordering info (§7.3.2.2.1): the highest
+    sub-layer's sps_max_num_reorder_pics.
+
+    Without the flag only the highest sub-layer is coded (the lower ones are inferred equal to
+    it).  Values are checked as FFmpeg's decoder checks them, so that what FFmpeg decodes
+    parses here: a DPB of more than MaxDpbSize pictures, or more reordering than the DPB
+    could ever hold, is an error; reordering more than this SPS's own DPB (a common slip)
+    is tolerated.
+    """
+    present = bits.read_flag()
+    max_num_reorder_pics = 0
+    for _ in range(0 if present else max_sub_layers_minus1, max_sub_layers_minus1 + 1):
+        _ue_at_most(bits, "sps_max_dec_pic_buffering_minus1", MAX_DPB_SIZE - 1)
+        max_num_reorder_pics = _ue_at_most(bits, "sps_max_num_reorder_pics", MAX_DPB_SIZE - 1)
+        bits.read_ue()  # sps_max_latency_increase_plus1
+    return max_num_reorder_pics

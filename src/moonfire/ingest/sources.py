@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import re
 import threading
 import time
@@ -70,6 +71,13 @@ DEFAULT_TRANSPORT = "auto"
 #: ``auto``'s pause between a camera refusing TCP and asking it for UDP: gst-rtsp-server
 #: answers 5XX to a SETUP that comes while it still tears down the refused session.
 AUTO_FALLBACK_PAUSE_SEC = 0.3
+#: The environment variable that picks the RTSP client, and its values (``rtsp_client``).
+RTSP_CLIENT_ENV = "MOONFIRE_RTSP_CLIENT"
+RTSP_CLIENTS = ("moonfire", "ffmpeg")
+REFUSED_TCP = (
+    "the camera refused RTP over TCP (461 Unsupported Transport); "
+    "it may stream only over UDP: use transport udp or auto"
+)
 _TESTSRC_DEFAULTS = {"size": "1280x720", "fps": "30", "bitrate": "2M", "gop": "30"}
 
 
@@ -157,12 +165,40 @@ def open_source(
 
     ``transport`` applies to RTSP only; ``realtime=False`` reads a file at full speed.
     """
-    if url_scheme(url) == TESTSRC_SCHEME:
+    scheme = url_scheme(url)
+    if scheme == TESTSRC_SCHEME:
         return TestPatternSource(url)
+    if scheme == "rtsp" and transport in ("tcp", "auto") and rtsp_client() == "moonfire":
+        from moonfire.ingest.rtsp import RefusedTransportError, RtspSource
+
+        try:
+            return RtspSource(url, username, password, open_timeout_sec=open_timeout_sec)
+        except RefusedTransportError:
+            if transport == "tcp":
+                raise SourceError(
+                    redact_url(with_credentials(url, username, password)),
+                    f"can't open: {REFUSED_TCP}",
+                ) from None
+            time.sleep(AUTO_FALLBACK_PAUSE_SEC)  # auto: the camera wants UDP
+            transport = "udp"
     return AvSource(
         url, username, password, transport=transport, realtime=realtime,
         open_timeout_sec=open_timeout_sec,
     )
+
+
+def rtsp_client() -> str:
+    """Which RTSP client reads ``rtsp://`` over TCP: ``moonfire`` (the default: its own, in
+    ``moonfire.ingest.rtsp``) or ``ffmpeg`` (libavformat, through PyAV), chosen by the
+    ``MOONFIRE_RTSP_CLIENT`` environment variable: the way back for a camera the built-in
+    client can't read.  UDP and ``rtsps://`` always use libavformat."""
+    choice = os.environ.get(RTSP_CLIENT_ENV, "moonfire").strip().lower() or "moonfire"
+    if choice not in RTSP_CLIENTS:
+        raise SourceError(
+            f"${RTSP_CLIENT_ENV}",
+            f"unknown RTSP client {choice!r} (one of {', '.join(RTSP_CLIENTS)})",
+        )
+    return choice
 
 
 def check_camera_url(url: str) -> None:
@@ -244,7 +280,7 @@ def redact_url(url: str) -> str:
 _USERINFO_PASSWORD = re.compile(r"(//[^/:@]*):[^/@]*@")
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
+def scrub(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -524,10 +560,7 @@ def _rtsp_open_failure(
     if isinstance(e, av.HTTPUnauthorizedError):
         return "the camera refused the username/password (401 Unauthorized)"
     if transport == "tcp" and _refuses_transport(e):
-        return (
-            "the camera refused RTP over TCP (461 Unsupported Transport); "
-            "it may stream only over UDP: use transport udp or auto"
-        )
+        return REFUSED_TCP
     if transport == "udp" and _refuses_transport(e):
         return (
             "the camera refused RTP over UDP (461 Unsupported Transport); "
@@ -535,11 +568,11 @@ def _rtsp_open_failure(
         )
     if elapsed_sec >= 0.9 * timeout_sec and not isinstance(e, ConnectionRefusedError):
         # A camera that accepts and never answers: FFmpeg says "Invalid data found".
-        return f"no answer from {_host_port(full_url)} within {timeout_sec:g} s"
+        return f"no answer from {host_port(full_url)} within {timeout_sec:g} s"
     return _ffmpeg_reason(e, full_url, redacted, secrets)
 
 
-def _host_port(url: str) -> str:
+def host_port(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or "?"
     if ":" in host:
@@ -553,7 +586,7 @@ def _ffmpeg_reason(
 ) -> str:
     # An FFmpegError's str() repeats the URL (with its password); its strerror does not.
     text = getattr(e, "strerror", None) or str(e).replace(full_url, redacted)
-    return _scrub(text, list(secrets))
+    return scrub(text, list(secrets))
 
 
 # ---- the synthetic camera --------------------------------------------------------------
