@@ -352,7 +352,7 @@ def parse_sps(sps: bytes) -> SpsInfo:
     )
 
 
-class _MalformedVui(Exception):
+class _MalformedVui(H264Error):
     """A VUI field outside its range: the VUI was misread or misencoded, so trust none of it."""
 
 

@@ -54,6 +54,7 @@ from moonfire.codec import (
     sample_entry_from_extradata,
 )
 from moonfire.codec.base import CodecError
+from moonfire.errors import MoonfireError
 from moonfire.ingest import sources
 from moonfire.ingest.decode_times import DecodeTimeFiller
 from moonfire.time import TIME_UNITS_PER_SEC
@@ -78,7 +79,7 @@ _STATIC_PAYLOAD_TYPES = {"26": "JPEG", "32": "MPV", "34": "H263"}
 _AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
 
-class RefusedTransportError(Exception):
+class RefusedTransportError(MoonfireError):
     """The camera answered SETUP over TCP with 461: ``auto`` asks libavformat for UDP."""
 
 
