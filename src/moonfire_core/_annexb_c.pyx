@@ -7,10 +7,11 @@ The output ``bytes`` is allocated once at its worst-case size and shrunk at the 
 call is short and allocates Python objects, so the GIL is kept throughout.
 """
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport PyBuffer_Release
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyBytes_Resize
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
+from moonfire_core._includes.buffers cimport get_view
 from libc.string cimport memchr, memcpy
 
 __all__ = ["annex_b_to_avc", "is_annex_b", "split_annex_b"]
@@ -58,18 +59,6 @@ cdef inline Py_ssize_t _next_start_code(
     return n
 
 
-cdef int _get_view(object data, Py_buffer* view) except -1:
-    if not PyObject_CheckBuffer(data):
-        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
-    try:
-        PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
-    except BufferError:
-        raise BufferError(
-            f"a contiguous buffer is required, not a strided '{type(data).__name__}'"
-        ) from None
-    return 0
-
-
 cdef object _missing_start_code(const unsigned char* data, Py_ssize_t n):
     """Same error and message as ``_annexb_py._missing_start_code``."""
     if n == 0:
@@ -84,7 +73,7 @@ def is_annex_b(data) -> bool:
     """True when ``data`` starts with a 3- or 4-byte start code (``00 00 01``/``00 00 00 01``)."""
     cdef Py_buffer view
     cdef const unsigned char* d
-    _get_view(data, &view)
+    get_view(data, &view)
     try:
         d = <const unsigned char*>view.buf
         if view.len >= 3 and d[0] == 0 and d[1] == 0:
@@ -100,7 +89,7 @@ def split_annex_b(data) -> list:
     cdef const unsigned char* d
     cdef Py_ssize_t n, nal_start, nal_end, after
     cdef list nals = []
-    _get_view(data, &view)
+    get_view(data, &view)
     try:
         d = <const unsigned char*>view.buf
         n = view.len
@@ -124,7 +113,7 @@ def annex_b_to_avc(data) -> bytes:
     cdef unsigned char* out
     cdef Py_ssize_t n, nal_start, nal_end, after, length, capacity, written = 0
     cdef PyObject* result_ptr
-    _get_view(data, &view)
+    get_view(data, &view)
     try:
         d = <const unsigned char*>view.buf
         n = view.len

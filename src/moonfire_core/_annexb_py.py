@@ -21,7 +21,8 @@ Splitting rules, shared by both twins:
 """
 
 import re
-from typing import Any
+
+from ._bytes_like import byte_view
 
 __all__ = ["annex_b_to_avc", "is_annex_b", "split_annex_b"]
 
@@ -38,13 +39,13 @@ def is_annex_b(data: _BytesLike) -> bool:
     This is the brief's test for "extradata is Annex B, not an AVCDecoderConfigurationRecord"
     (a record starts with version ``01``, so it can never match).
     """
-    head = bytes(_view(data)[:4])
+    head = bytes(byte_view(data)[:4])
     return head[:3] == b"\x00\x00\x01" or head == b"\x00\x00\x00\x01"
 
 
 def split_annex_b(data: _BytesLike) -> list[bytes]:
     """The NAL units of an Annex B byte stream, in order, without start codes."""
-    raw = data if type(data) is bytes else bytes(_view(data))
+    raw = data if type(data) is bytes else bytes(byte_view(data))
     if _START_CODE.match(raw) is None:
         raise _missing_start_code(raw)
     # The leading start code makes the first piece empty; empty NAL units are dropped anyway.
@@ -63,16 +64,6 @@ def annex_b_to_avc(data: _BytesLike) -> bytes:
         pieces.append(nal)
     return b"".join(pieces)
 
-
-def _view(data: Any) -> memoryview:
-    """A byte view of ``data``, or the errors both twins raise for non-buffers and strided ones."""
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
-    if not view.c_contiguous:
-        raise BufferError(f"a contiguous buffer is required, not a strided '{type(data).__name__}'")
-    return view.cast("B")
 
 
 def _missing_start_code(raw: bytes) -> ValueError:

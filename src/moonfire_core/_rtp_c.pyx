@@ -11,10 +11,11 @@ kept throughout.
 """
 
 cimport cython
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport PyBuffer_Release
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport int32_t, int64_t, uint32_t
+from moonfire_core._includes.buffers cimport get_view
 from libc.string cimport memcpy
 
 from moonfire_core._errors import RtpError
@@ -36,18 +37,6 @@ _UNSUPPORTED = {
              30: "reserved", 31: "reserved"},
     "hevc": {50: "PACI", **{t: "unspecified" for t in range(51, 64)}},
 }
-
-
-cdef int _get_view(object data, Py_buffer* view) except -1:
-    if not PyObject_CheckBuffer(data):
-        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
-    try:
-        PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
-    except BufferError:
-        raise BufferError(
-            f"a contiguous buffer is required, not a strided '{type(data).__name__}'"
-        ) from None
-    return 0
 
 
 def _integer(value, str name):
@@ -178,7 +167,7 @@ cdef class RtpDepacketizer:
         cdef Py_buffer view
         cdef int64_t received
         cdef list done = []
-        _get_view(data, &view)
+        get_view(data, &view)
         try:
             received = _received_ns(received_ns)
             if self._failure is not None:

@@ -36,6 +36,7 @@ Rules, shared by both twins:
 
 from typing import Any
 
+from ._bytes_like import byte_view
 from ._errors import RtpError
 
 __all__ = ["RtpDepacketizer", "RtpError"]
@@ -141,7 +142,7 @@ class RtpDepacketizer:
         IRAP (H.265) NAL unit, and the ``received_ns`` of the push that completed its first
         packet.  Stops early, without error, where an RTSP message begins (``at_message``).
         """
-        view = _view(data)
+        view = byte_view(data)
         received_ns = _int64(received_ns, "received_ns")
         if self._failure is not None:
             raise RtpError(self._failure)
@@ -386,13 +387,3 @@ def _int64(value: Any, name: str) -> int:
         raise OverflowError(f"{name} {result} does not fit in 64 bits")
     return result
 
-
-def _view(data: Any) -> memoryview:
-    """A byte view of ``data``, or the errors both twins raise for non-buffers and strided ones."""
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
-    if not view.c_contiguous:
-        raise BufferError(f"a contiguous buffer is required, not a strided '{type(data).__name__}'")
-    return view.cast("B")
