@@ -1,11 +1,17 @@
 """``probe_stream`` / ``moonfire camera probe`` / ``camera add --probe``, and transports
 (issue 10 §4), against cameras the test starts: GStreamer's RTSP server (plain, with
-digest authentication, UDP-only), a socket that accepts and never answers, and files
-in codecs moonfire can't record.
+digest authentication, UDP-only), a scripted camera (an SDP with audio, or MJPEG), a socket
+that accepts and never answers, and files in codecs moonfire can't record.
+
+The probe opens an ``rtsp://`` camera with the client recording would use (moonfire's own over
+TCP unless ``MOONFIRE_RTSP_CLIENT=ffmpeg``), so the GStreamer cameras are probed with both and
+the reports compared: they must agree but for the client's name, the packet count (the read
+window is timed) and, without credentials, the 401's wording (moonfire's says they're missing).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -20,8 +26,10 @@ import pytest
 
 from moonfire.codec import RECORDABLE_CODECS, recordable_codec_names, sample_entry_from_extradata
 from moonfire.ingest.daemon import start_daemon
-from moonfire.ingest.probe import probe_stream
+from moonfire.ingest.probe import PACKET_LIMIT, ProbeReport, probe_stream
+from moonfire.ingest.sources import RTSP_CLIENT_ENV
 from tests.support.cli import moonfire
+from tests.support.fake_rtsp import FakeCamera
 from tests.test_ingest import (  # the GStreamer server and the daemon's data dir
     RtspServer,
     add_camera,
@@ -31,6 +39,28 @@ from tests.test_ingest import (  # the GStreamer server and the daemon's data di
     start_server_or_fail,
     wait_for,
 )
+from tests.test_rtsp_client import access_units  # noqa: F401 - fixture: 1.5 s of H.264
+
+CLIENTS = ("moonfire", "ffmpeg")
+#: gst-rtsp-server answers 5XX (503 to DESCRIBE) to a client that comes while the shared media
+#: of a session just ended (a refused SETUP included) unprepares: tests that probe one mount of
+#: the UDP-only server twice wait this long in between.  Real cameras don't; recording retries.
+UNPREPARE_SEC = 1.0
+
+
+@pytest.fixture(autouse=True)
+def default_rtsp_client(monkeypatch):
+    """Every test starts with the default client, whatever the environment running it says."""
+    monkeypatch.delenv(RTSP_CLIENT_ENV, raising=False)
+
+
+def probe_with(client: str, monkeypatch, *args, **kwargs) -> ProbeReport:
+    """``probe_stream`` with ``MOONFIRE_RTSP_CLIENT`` set to ``client``."""
+    monkeypatch.setenv(RTSP_CLIENT_ENV, client)
+    try:
+        return probe_stream(*args, **kwargs)
+    finally:
+        monkeypatch.delenv(RTSP_CLIENT_ENV)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +92,38 @@ def test_probe_reports_what_an_h264_camera_sends(server):
     assert report.profile and "Baseline" in report.profile  # x264 with tune=zerolatency
     assert report.transport == "tcp" and report.b_frames is False and report.audio == ()
     assert report.packets_seen > 10
+    assert report.rtsp_client == "moonfire"  # recording uses moonfire's client over TCP
+    assert "transport:  RTSP over TCP (moonfire's client)" in report.describe()
     doc = report.as_dict()
     assert json.loads(json.dumps(doc)) == doc and doc["audio"] == []
+    assert doc["rtsp_client"] == "moonfire"
+
+
+#: What each GStreamer mount must show, whichever client probes it.
+MOUNTS = {
+    "cam1": {"codec": "h264", "profile": "Constrained Baseline", "b_frames": False},
+    "bframes": {"codec": "h264", "profile": "High", "b_frames": True},
+    "h265": {"codec": "hevc", "profile": "Main", "b_frames": False},
+    "audio": {"codec": None, "reason": "no video stream (streams found: audio)"},
+}
+
+
+@pytest.mark.parametrize("mount", MOUNTS)
+def test_both_rtsp_clients_report_a_camera_alike(server, mount, monkeypatch):
+    reports = {client: probe_with(client, monkeypatch, server.url(mount)) for client in CLIENTS}
+    docs = {client: report.as_dict() for client, report in reports.items()}
+    for client, doc in docs.items():
+        assert doc["rtsp_client"] == client, doc
+        assert doc["connected"] and doc["transport"] == "tcp", doc
+        expected = MOUNTS[mount]
+        assert {key: doc[key] for key in expected} == expected, doc
+        if doc["codec"] is not None:
+            assert doc["recordable"] and (doc["width"], doc["height"]) == (320, 240), doc
+            assert doc["frame_rate"] == 30.0 and 10 < doc["packets_seen"] <= PACKET_LIMIT, doc
+    # Differences justified: the client's name, and how many packets a timed window caught.
+    for doc in docs.values():
+        del doc["rtsp_client"], doc["packets_seen"]
+    assert docs["moonfire"] == docs["ffmpeg"]
 
 
 def test_probe_of_an_audio_only_stream_says_there_is_no_video(server):
@@ -73,13 +133,19 @@ def test_probe_of_an_audio_only_stream_says_there_is_no_video(server):
     assert report.audio == ("pcm_s16be",)
 
 
-def test_udp_only_camera_auto_falls_back_to_udp_and_tcp_says_why_not(udp_only_server):
+def test_udp_only_camera_auto_falls_back_to_udp_and_tcp_says_why_not(udp_only_server,
+                                                                     monkeypatch):
     report = probe_stream(udp_only_server.url("cam1"), transport="auto")
     assert report.recordable and report.transport == "udp" and report.packets_seen > 10
+    assert report.rtsp_client == "ffmpeg"  # refused by moonfire's, read by libavformat's
+    time.sleep(UNPREPARE_SEC)
     refused = probe_stream(udp_only_server.url("cam1"), transport="tcp")
     assert not refused.recordable and not refused.connected
     assert "the camera refused RTP over TCP (461 Unsupported Transport)" in refused.reason
     assert "use transport udp or auto" in refused.reason
+    time.sleep(UNPREPARE_SEC)
+    assert probe_with("ffmpeg", monkeypatch, udp_only_server.url("cam1"),
+                      transport="tcp").reason == refused.reason
 
 
 def test_udp_only_camera_is_recorded_with_transport_auto(
@@ -100,12 +166,27 @@ def test_udp_only_camera_is_recorded_with_transport_auto(
     assert len(assert_runs_well_formed(data_dir, stream_id)) == 1
 
 
-def test_probe_says_the_camera_refused_the_password(auth_server):
-    report = probe_stream(auth_server.url("cam1"), "viewer", "wrong")
-    assert not report.recordable
+@pytest.mark.parametrize("client", CLIENTS)
+def test_probe_says_the_camera_refused_the_password(auth_server, client, monkeypatch):
+    report = probe_with(client, monkeypatch, auth_server.url("cam1"), "viewer", "wrong")
+    assert not report.recordable and not report.connected
     assert report.reason == "the camera refused the username/password (401 Unauthorized)"
     assert "wrong" not in json.dumps(report.as_dict())
-    assert probe_stream(auth_server.url("cam1"), "viewer", "s3cret").recordable
+    assert probe_with(client, monkeypatch, auth_server.url("cam1"), "viewer", "s3cret").recordable
+
+
+def test_moonfire_client_says_a_camera_wants_credentials_none_were_given(auth_server):
+    # libavformat says "refused" here too; moonfire's client knows it sent none.
+    report = probe_stream(auth_server.url("cam1"))
+    assert not report.recordable and report.reason == (
+        "the camera asks for a username/password (401 Unauthorized); set them")
+
+
+def test_an_unknown_rtsp_client_is_the_reason_given(monkeypatch):
+    monkeypatch.setenv(RTSP_CLIENT_ENV, "vlc")
+    report = probe_stream("rtsp://127.0.0.1:9/cam")
+    assert not report.recordable and report.reason == (
+        "unknown RTSP client 'vlc' (one of moonfire, ffmpeg)")
 
 
 @pytest.fixture
@@ -133,14 +214,81 @@ def silent_camera():
     listener.close()
 
 
-def test_a_camera_that_never_answers_is_reported_as_such(silent_camera):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_camera_that_never_answers_is_reported_as_such(silent_camera, client, monkeypatch):
     started = time.monotonic()
-    report = probe_stream(f"rtsp://127.0.0.1:{silent_camera}/cam", timeout_sec=1.5)
+    report = probe_with(client, monkeypatch, f"rtsp://127.0.0.1:{silent_camera}/cam",
+                        timeout_sec=1.5)
     took = time.monotonic() - started
     assert not report.recordable
     assert report.reason == f"no answer from 127.0.0.1:{silent_camera} within 1.5 s", report
     assert "Invalid data" not in report.reason
     assert took < 5, f"took {took:.1f} s"
+
+
+class DescribingCamera(FakeCamera):
+    """The scripted camera with an SDP of the test's choosing (its video still H.264 PT 96)."""
+
+    def __init__(self, sdp_media: list[str], *args, **kwargs) -> None:
+        self.sdp_media = sdp_media
+        super().__init__(*args, **kwargs)
+
+    def _sdp(self) -> bytes:
+        lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=fake", "t=0 0", *self.sdp_media]
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def h264_media(parameter_sets: list[bytes], *extra: str) -> list[str]:
+    sprops = ",".join(base64.b64encode(p).decode() for p in parameter_sets)
+    return ["m=video 0 RTP/AVP 96", "a=rtpmap:96 H264/90000", "a=control:track1",
+            f"a=fmtp:96 packetization-mode=1;sprop-parameter-sets={sprops}", *extra]
+
+
+AUDIO_MEDIA = [
+    "m=audio 0 RTP/AVP 0", "a=control:audio1",  # static: PCMU without an rtpmap
+    "m=audio 0 RTP/AVP 97", "a=rtpmap:97 MPEG4-GENERIC/16000/1", "a=control:audio2",
+    "m=audio 0 RTP/AVP 98", "a=rtpmap:98 opus/48000/2", "a=control:audio3",
+]
+
+
+def test_audio_codecs_come_from_the_sdp_and_the_frame_rate_from_the_packets(
+    access_units,  # noqa: F811 - the imported fixture
+):
+    units, parameter_sets = access_units
+    # The SDP claims 25 fps; the frames come 3000 ticks (1/30 s) apart, as recording stores them.
+    media = AUDIO_MEDIA + h264_media(parameter_sets, "a=framerate:25")
+    camera = DescribingCamera(media, units, parameter_sets=parameter_sets)
+    try:
+        report = probe_stream(camera.url, transport="tcp")
+    finally:
+        camera.close()
+    assert report.recordable and report.rtsp_client == "moonfire", report
+    assert report.audio == ("pcm_mulaw", "aac", "opus")
+    assert (report.codec, report.width, report.height) == ("h264", 320, 240)
+    assert report.profile == "Constrained Baseline" and report.b_frames is False
+    assert report.frame_rate == 30.0 and 10 < report.packets_seen <= PACKET_LIMIT
+    methods = [r.split(" ", 1)[0] for r in camera.requests]
+    assert methods[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+
+
+def test_an_mjpeg_rtsp_camera_is_described_and_refused_before_setup(
+    access_units,  # noqa: F811 - the imported fixture
+):
+    units, parameter_sets = access_units
+    media = ["m=video 0 RTP/AVP 26", "a=control:track1", "a=framerate:12.5",
+             "m=audio 0 RTP/AVP 8", "a=control:audio1"]
+    camera = DescribingCamera(media, units, parameter_sets=parameter_sets)
+    try:
+        report = probe_stream(camera.url)
+    finally:
+        camera.close()
+    assert not report.recordable and report.reason == (
+        f"the camera sends MJPEG; moonfire records {recordable_codec_names()} only: "
+        "set the camera's stream to one of those")
+    assert (report.connected, report.transport, report.codec) == (True, "tcp", "mjpeg")
+    assert report.frame_rate == 12.5 and report.audio == ("pcm_alaw",)
+    assert report.packets_seen == 0 and report.width is None  # nothing was set up or read
+    assert [r.split(" ", 1)[0] for r in camera.requests] == ["OPTIONS", "DESCRIBE"]
 
 
 def encode_file(path: str, codec: str, pix_fmt: str, frames: int = 10) -> None:
@@ -208,6 +356,7 @@ def test_camera_add_probe_refuses_what_moonfire_cannot_record(
                               "--transport", "tcp", "--probe", "--data-dir", path)
     assert code == 1 and "camera 'cam' not added" in err and "refused RTP over TCP" in err
     assert moonfire(capsys, "camera", "list", "--json", "--data-dir", path)[1] == "[]\n"
+    time.sleep(UNPREPARE_SEC)
     code, out, err = moonfire(capsys, "camera", "add", "cam", "--url", url, "--retain", "1GB",
                               "--probe", "--data-dir", path)
     assert (code, err) == (0, ""), err

@@ -176,13 +176,15 @@ cdef class RtpDepacketizer:
                 self._push(<const unsigned char*>view.buf, view.len, received, done)
             except RtpError as error:
                 self._failure = str(error)
+                self._buffered = 0  # a failed depacketizer keeps nothing for take_unparsed()
                 raise
         finally:
             PyBuffer_Release(&view)
         return done
 
     def take_unparsed(self):
-        """The bytes pushed but not consumed (an RTSP message and whatever came after it)."""
+        """The bytes pushed but not consumed (an RTSP message and whatever came after it);
+        none after an ``RtpError``: the stream can't be trusted past it."""
         unparsed = PyBytes_FromStringAndSize(<const char*>self._buffer, self._buffered)
         self._buffered = 0
         return unparsed

@@ -164,13 +164,15 @@ class RtpDepacketizer:
                 position = end
         except RtpError as error:
             self._failure = str(error)
+            position = len(buffer)  # a failed depacketizer keeps nothing for take_unparsed()
             raise
         finally:
             del buffer[:position]
         return done
 
     def take_unparsed(self) -> bytes:
-        """The bytes pushed but not consumed (an RTSP message and whatever came after it)."""
+        """The bytes pushed but not consumed (an RTSP message and whatever came after it);
+        none after an ``RtpError``: the stream can't be trusted past it."""
         unparsed = bytes(self._buffer)
         self._buffer.clear()
         return unparsed

@@ -62,6 +62,11 @@ from moonfire_core.rtp import RtpDepacketizer, RtpError
 
 #: One ``recv_into`` reads at most this much: several frames of a 16 Mbit/s stream.
 RECV_BYTES = 256 * 1024
+#: After a read that found less than half of ``RECV_BYTES`` waiting, the next one comes this much
+#: later, so each read takes a frame's worth of packets: a camera's packets arrive a few at a
+#: time (~80 reads a second at 4 Mbit/s read as they come), and each read is a wake-up and two
+#: system calls.  It delays a frame by at most this much: well under a live view's buffering.
+READ_INTERVAL_SEC = 0.03
 #: The longest RTSP response (headers and body: an SDP) the client accepts.
 MAX_MESSAGE_BYTES = 64 * 1024
 #: A session whose SETUP response gives no timeout: RFC 2326's default.
@@ -295,7 +300,7 @@ class _ReorderDecodeTimes:
     camera whose clock goes back is still seen going back)."""
 
     def __init__(self, depth: int) -> None:
-        self._depth = depth
+        self.depth = self._depth = depth
         self._largest: list[int] = []  # a min-heap of the d+1 largest pts so far
 
     def dts(self, pts: int) -> int | None:
@@ -606,6 +611,7 @@ class RtspSource(sources.Source):
         push = depacketizer.push
         sock = self._sock
         monotonic_ns = time.monotonic_ns
+        sleep = time.sleep
         buffer = bytearray(RECV_BYTES)
         view = memoryview(buffer)
         timeout = self._read_timeout()
@@ -646,6 +652,8 @@ class RtspSource(sources.Source):
                 self._keepalive()
             if deadline is not None and time.monotonic() > deadline:
                 return
+            if count < RECV_BYTES // 2:
+                sleep(READ_INTERVAL_SEC)  # interrupt() shuts the socket: the next read ends
 
     def _push_with_messages(self, data: bytes, now_ns: int) -> list[tuple[bytes, int, bool, int]]:
         """Push ``data``, taking out (and handling) the RTSP messages between its interleaved
@@ -704,6 +712,7 @@ class RtspSource(sources.Source):
         push = DecodeTimeFiller[sources.SourcePacket]().push
         packet_type = sources.SourcePacket
         held, self._held = self._held, []
+        in_order = self._decode_times.depth == 0
         for frames in (held, self._frames()):
             for data, timestamp, is_key, received_ns in frames:
                 if first is None:
@@ -711,6 +720,9 @@ class RtspSource(sources.Source):
                 pts = timestamp - first
                 if rate != TIME_UNITS_PER_SEC:
                     pts = pts * TIME_UNITS_PER_SEC // rate
+                if in_order:  # no B-frames: decode time = presentation time, nothing held
+                    yield packet_type(data, pts, is_key, None, received_ns, pts)
+                    continue
                 dts = decode_time(pts)
                 for ready, decode_90k in push(
                     packet_type(data, pts, is_key, None, received_ns, dts), pts, dts

@@ -168,23 +168,40 @@ def open_source(
     scheme = url_scheme(url)
     if scheme == TESTSRC_SCHEME:
         return TestPatternSource(url)
-    if scheme == "rtsp" and transport in ("tcp", "auto") and rtsp_client() == "moonfire":
+    if uses_moonfire_client(url, transport):
         from moonfire.ingest.rtsp import RefusedTransportError, RtspSource
 
         try:
             return RtspSource(url, username, password, open_timeout_sec=open_timeout_sec)
         except RefusedTransportError:
-            if transport == "tcp":
-                raise SourceError(
-                    redact_url(with_credentials(url, username, password)),
-                    f"can't open: {REFUSED_TCP}",
-                ) from None
-            time.sleep(AUTO_FALLBACK_PAUSE_SEC)  # auto: the camera wants UDP
-            transport = "udp"
+            transport = after_refused_tcp(url, username, password, transport)
     return AvSource(
         url, username, password, transport=transport, realtime=realtime,
         open_timeout_sec=open_timeout_sec,
     )
+
+
+def uses_moonfire_client(url: str, transport: str) -> bool:
+    """Whether ``url`` is read by moonfire's own RTSP client (``rtsp://`` over TCP, unless
+    ``MOONFIRE_RTSP_CLIENT=ffmpeg``) rather than by libavformat: recording and the probe
+    both ask here, so a probe meets what recording will."""
+    return url_scheme(url) == "rtsp" and transport in ("tcp", "auto") and (
+        rtsp_client() == "moonfire"
+    )
+
+
+def after_refused_tcp(
+    url: str, username: str | None, password: str | None, transport: str
+) -> str:
+    """The camera answered SETUP over TCP with 461: with transport ``tcp``, a ``SourceError``
+    saying so; with ``auto``, a short pause (the camera frees the refused session) and
+    ``udp``, the transport to open libavformat with instead."""
+    if transport == "tcp":
+        raise SourceError(
+            redact_url(with_credentials(url, username, password)), f"can't open: {REFUSED_TCP}"
+        )
+    time.sleep(AUTO_FALLBACK_PAUSE_SEC)
+    return "udp"
 
 
 def rtsp_client() -> str:
