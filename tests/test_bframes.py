@@ -53,6 +53,10 @@ from tests.test_ingest import (  # the GStreamer server and the daemon's data di
 RECORD_SEC = 8
 FPS = 30
 FRAME_90K = 90_000 // FPS
+#: The recorder's clock correction (brief §3.4) may lengthen or shorten a frame by a unit or
+#: two (at most one unit every 2000): frames are read 0.1 s apart, so their local times jitter
+#: by more than its 0.67 ms dead band.  A wrong decode time would be a whole frame off.
+CLOCK_NUDGE_90K = 2
 
 
 @pytest.fixture
@@ -197,7 +201,8 @@ def test_a_b_frame_camera_is_recorded_in_one_run_and_plays_in_order(
         for row in run:
             index = decode_index(db.get_playback(row.composite_id).video_index)
             assert index.has_composition_offsets, f"recording {row.composite_id}"
-            assert (index.durations[:-1] == FRAME_90K).all(), "decode-time deltas, one frame"
+            nudged = np.abs(index.durations[:-1].astype(np.int64) - FRAME_90K)
+            assert (nudged <= CLOCK_NUDGE_90K).all(), "decode-time deltas, one frame"
             offsets += index.composition_offsets.tolist()
             shown = index.starts + index.composition_offsets
             assert len(np.unique(shown)) == len(shown), "two frames shown at one time"
@@ -222,7 +227,7 @@ def test_a_b_frame_camera_is_recorded_in_one_run_and_plays_in_order(
     assert min(steps) > 0, "presentation times strictly increase"
     # One frame apart, except where the session was cut: after a reference frame, before the
     # (up to two) B-frames shown ahead of it, which the camera never sent.
-    assert steps[:-2] == [FRAME_90K] * (len(steps) - 2), steps
+    assert all(abs(step - FRAME_90K) <= 3 * CLOCK_NUDGE_90K for step in steps[:-2]), steps
 
     # ---- live: fragments with composition offsets and decode-time durations
     live = subscriber.frames

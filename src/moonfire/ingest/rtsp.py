@@ -3,8 +3,8 @@
 libavformat's RTSP client reads every interleaved RTP packet with its own poll and two
 ``recv`` calls (three system calls per ~1400-byte packet, ~1100 a second at 4 Mbit/s) and hands
 each piece to Python through PyAV: recording a camera that way cost about twice the CPU of
-``ffmpeg -c copy``.  This client reads the connection with one ``recv_into`` of up to
-``RECV_BYTES`` at a time (a whole frame's packets, usually) and gives the bytes to the compiled
+``ffmpeg -c copy``.  This client reads the connection every ``READ_INTERVAL_SEC``, taking what
+came meanwhile (a few frames' packets) with one ``recv_into``, and gives the bytes to the compiled
 depacketizer (``moonfire_core.rtp``), which hands back whole access units in Annex B form, the
 form FFmpeg gave: the streamer, the recorder and the live view see the same packets as before.
 
@@ -62,11 +62,15 @@ from moonfire_core.rtp import RtpDepacketizer, RtpError
 
 #: One ``recv_into`` reads at most this much: several frames of a 16 Mbit/s stream.
 RECV_BYTES = 256 * 1024
-#: After a read that found less than half of ``RECV_BYTES`` waiting, the next one comes this much
-#: later, so each read takes a frame's worth of packets: a camera's packets arrive a few at a
-#: time (~80 reads a second at 4 Mbit/s read as they come), and each read is a wake-up and two
-#: system calls.  It delays a frame by at most this much: well under a live view's buffering.
-READ_INTERVAL_SEC = 0.03
+#: A read comes this long after the last one, so it takes what arrived meanwhile at once: each
+#: read is a thread's wake-up, which here costs ~100 us of CPU whatever it brings, and a camera's
+#: packets, read as they arrive, come ~80 times a second at 4 Mbit/s.  Reading every 0.1 s took
+#: the client's CPU from 5.1 to 1.6 ms a second.  It delays a frame by at most this much, less
+#: than a browser's live buffer.
+READ_INTERVAL_SEC = 0.1
+#: ... or sooner, for a stream that brings more than this in an interval, so the socket's receive
+#: buffer (128 KiB to start with) never holds much more than this between two reads.
+READ_TARGET_BYTES = 64 * 1024
 #: The longest RTSP response (headers and body: an SDP) the client accepts.
 MAX_MESSAGE_BYTES = 64 * 1024
 #: A session whose SETUP response gives no timeout: RFC 2326's default.
@@ -652,8 +656,11 @@ class RtspSource(sources.Source):
                 self._keepalive()
             if deadline is not None and time.monotonic() > deadline:
                 return
-            if count < RECV_BYTES // 2:
-                sleep(READ_INTERVAL_SEC)  # interrupt() shuts the socket: the next read ends
+            # interrupt() shuts the socket down: the read after the pause ends.
+            if count <= READ_TARGET_BYTES:
+                sleep(READ_INTERVAL_SEC)
+            elif count < RECV_BYTES // 2:
+                sleep(READ_INTERVAL_SEC * READ_TARGET_BYTES / count)
 
     def _push_with_messages(self, data: bytes, now_ns: int) -> list[tuple[bytes, int, bool, int]]:
         """Push ``data``, taking out (and handling) the RTSP messages between its interleaved
