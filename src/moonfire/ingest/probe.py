@@ -30,9 +30,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any
-
-import av
+from typing import TYPE_CHECKING, Any
 
 from moonfire.codec import (
     RECORDABLE_CODECS,
@@ -64,6 +62,9 @@ from moonfire.ingest.sources import (
     uses_moonfire_client,
 )
 from moonfire.time import TIME_UNITS_PER_SEC
+
+if TYPE_CHECKING:
+    import av
 
 #: How long the probe reads packets after connecting.
 PACKET_WINDOW_SEC = 1.0
@@ -272,6 +273,7 @@ def _read_with_libavformat(
     container: av.container.InputContainer, stream: Any, connection: Connection
 ) -> tuple[str | None, _PacketTally]:
     """(why no video arrived or None, the packets read)."""
+    import av  # noqa: PLC0415 - as sources.py does: only where libavformat reads
     deadline = time.monotonic() + PACKET_WINDOW_SEC
     tally = _PacketTally()
     try:

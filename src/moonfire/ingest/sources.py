@@ -44,9 +44,8 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import av
 import numpy as np
 
 from moonfire.codec import RECORDABLE_CODECS, recordable_codec_names
@@ -54,6 +53,9 @@ from moonfire.errors import MoonfireError
 from moonfire.ingest.decode_times import DecodeTimeFiller
 from moonfire.sizes import parse_size
 from moonfire.time import TIME_UNITS_PER_SEC
+
+if TYPE_CHECKING:
+    import av
 
 #: Seconds to wait for the camera to answer when connecting, and between packets.
 OPEN_TIMEOUT_SEC = 10.0
@@ -373,6 +375,7 @@ class AvSource(Source):
             yield packet
 
     def _demux(self) -> Iterator[SourcePacket]:
+        import av  # noqa: PLC0415 - PyAV (60 ms of start-up) only where libavformat or x264 work
         # Runs once per packet of every stream: names are bound to locals, and a packet whose
         # dts FFmpeg gave (nearly all) is built once, with it (no ``dataclasses.replace``).
         first_pts: int | None = None
@@ -512,6 +515,7 @@ def connect(
     UDP if the camera refuses TCP), anything else as it is.  ``SourceError`` says why not,
     in words a user can act on (a refused password, a silent camera, a refused transport).
     """
+    import av  # noqa: PLC0415 - see _demux
     if transport not in TRANSPORTS:
         raise SourceError(
             redact_url(url), f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})"
@@ -574,6 +578,7 @@ def _rtsp_open_failure(
     elapsed_sec: float, timeout_sec: float,
 ) -> str:
     """Why an RTSP open failed, in a camera's terms rather than FFmpeg's."""
+    import av  # noqa: PLC0415 - see _demux
     if isinstance(e, av.HTTPUnauthorizedError):
         return "the camera refused the username/password (401 Unauthorized)"
     if transport == "tcp" and _refuses_transport(e):
@@ -642,6 +647,7 @@ class TestPatternSettings:
 
 
 def _h264_encoder_name(url: str) -> str:
+    import av  # noqa: PLC0415 - see _demux
     for name in ("libx264", "libopenh264", "h264"):
         if name in av.codecs_available:
             try:
@@ -663,6 +669,7 @@ class TestPatternSource(Source):
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, url: str) -> None:
+        import av  # noqa: PLC0415 - see _demux
         self.url = url
         s = self.settings = TestPatternSettings.from_url(url)
         self.width, self.height = s.width, s.height
@@ -694,6 +701,7 @@ class TestPatternSource(Source):
         self._background[s.height :] = 128
 
     def _frame(self, number: int) -> av.VideoFrame:
+        import av  # noqa: PLC0415 - see _demux
         s = self.settings
         image = self._background.copy()
         bar = max(s.width // 40, 2)
