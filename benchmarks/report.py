@@ -4,6 +4,10 @@ the README's performance table from their results (with the machine and the date
     python benchmarks/report.py            # full sizes, rewrites README.md's table
     python benchmarks/report.py --quick    # tiny sizes and few rounds (to check it runs)
     python benchmarks/report.py --print    # the table to standard output, README untouched
+    python benchmarks/report.py --only benchmarks/test_bench_ingest_vs_ffmpeg.py
+        # runs one benchmark and replaces only its rows of the README's table
+    python benchmarks/report.py --results results.json
+        # rows from a run already made (``pytest --benchmark-json``), merged the same way
 
 Every row is a ratio to a baseline measured in the same run (``cp``, ffmpeg's concat
 demuxer, a bare SQLite query, ``build_mp4`` alone, aiohttp's ``FileResponse``, a C write +
@@ -48,7 +52,7 @@ BODY_LABELS = {
 }
 
 
-def run_benchmarks(quick: bool) -> list[dict]:
+def run_benchmarks(quick: bool, benchmarks: list[str] = BENCHMARKS) -> list[dict]:
     env = dict(os.environ)
     if quick:
         env["MOONFIRE_BENCH_TINY"] = "1"  # benchmarks/sizes.py: every benchmark tiny, one round
@@ -56,7 +60,7 @@ def run_benchmarks(quick: bool) -> list[dict]:
         json_path = Path(tmp) / "results.json"
         command = [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-only",
-            f"--benchmark-json={json_path}", *BENCHMARKS,
+            f"--benchmark-json={json_path}", *benchmarks,
         ]
         completed = subprocess.run(command, cwd=ROOT, env=env, check=False)
         if completed.returncode != 0:
@@ -178,6 +182,29 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _row_key(row: str) -> str:
+    """What a row measures, its numbers left out: a row of a later run replaces the row with
+    the same key."""
+    return re.sub(r"[0-9][0-9,.]*", "#", row.split(" | ", 1)[0])
+
+
+def merge_rows(old_table: str, new_rows: str) -> str:
+    """``old_table`` (the README's, machine line included) with the rows of ``new_rows`` put
+    in place of the rows they measure again (new ones at the end)."""
+    replacements = {_row_key(row): row for row in new_rows.splitlines()[2:]}
+    lines = []
+    for line in old_table.strip("\n").splitlines():
+        lines.append(replacements.pop(_row_key(line), line) if line.startswith("| ") else line)
+    return "\n".join(lines + list(replacements.values()))
+
+
+def readme_table(readme: Path) -> str:
+    content = readme.read_text()
+    if START not in content or END not in content:
+        sys.exit(f"{readme} has no {START} ... {END} markers for the table")
+    return content.partition(START)[2].partition(END)[0]
+
+
 def write_readme(text: str, readme: Path) -> None:
     content = readme.read_text()
     if START not in content or END not in content:
@@ -192,9 +219,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
     parser.add_argument("--print", action="store_true", help="print, don't touch README.md")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument(
+        "--only", nargs="+", metavar="BENCHMARK",
+        help="run these benchmarks only; their rows replace the README's, the rest stay",
+    )
+    parser.add_argument(
+        "--results", type=Path, metavar="JSON",
+        help="don't run: rows from this pytest-benchmark JSON file, merged as with --only",
+    )
     args = parser.parse_args()
-    results = run_benchmarks(args.quick)
-    text = f"Machine: {machine()}.\n\n{table(results)}"
+    if args.results is not None:
+        results = json.loads(args.results.read_text())["benchmarks"]
+    else:
+        results = run_benchmarks(args.quick, args.only or BENCHMARKS)
+    if args.only or args.results is not None:
+        text = merge_rows(readme_table(args.readme), table(results))
+    else:
+        text = f"Machine: {machine()}.\n\n{table(results)}"
     if args.print:
         print(text)
     else:

@@ -85,3 +85,32 @@ def test_ingest_cpu_script_runs_at_a_tiny_size(tmp_path: Path) -> None:
                for line in lines), completed.stdout
     assert any(line.startswith("(b) storage engine, 2 streams x 2 s") for line in lines), (
         completed.stdout)
+
+
+def test_report_merges_a_rerun_benchmark_into_the_readme_table_in_place() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.report import merge_rows
+    finally:
+        sys.path.remove(str(ROOT))
+    old = "\n".join([
+        "Machine: a 2-core box; measured 2026-01-01.",
+        "",
+        "| what | measured | against | target |",
+        "|---|---|---|---|",
+        "| export of 24 hours (1440 recordings) | 40 ms | 4.6× a query | < 100 ms |",
+        "| recording a live camera, 3 rounds of 60 s | 161 s | 2.7× ffmpeg | ≤ 1.0× |",
+        "| storage engine | 3.7 s | 1.1× a C loop | ≤ 1.5× |",
+    ])
+    new = "\n".join([
+        "| what | measured | against | target |",
+        "|---|---|---|---|",
+        "| recording a live camera, 3 rounds of 300 s | 50 s | 0.9× ffmpeg | ≤ 1.0× |",
+        "| recording a file | 14 s | 2.2× ffmpeg | |",
+    ])
+    merged = merge_rows(old, new).splitlines()
+    assert merged[:5] == old.splitlines()[:5]  # the machine line and untouched rows stay
+    assert merged[5] == new.splitlines()[2]  # the rerun row, where the old one was
+    assert merged[6] == old.splitlines()[6]
+    assert merged[7] == new.splitlines()[3]  # a row new to the table goes last
+    assert len(merged) == 8
