@@ -188,13 +188,26 @@ def _row_key(row: str) -> str:
     return re.sub(r"[0-9][0-9,.]*", "#", row.split(" | ", 1)[0])
 
 
-def merge_rows(old_table: str, new_rows: str) -> str:
+#: The line under the machine line that says where merged rows were measured.
+REMEASURED = "Measured again on "
+
+
+def merge_rows(old_table: str, new_rows: str, where: str) -> str:
     """``old_table`` (the README's, machine line included) with the rows of ``new_rows`` put
-    in place of the rows they measure again (new ones at the end)."""
+    in place of the rows they measure again (new ones at the end), and a line saying they
+    were measured on ``where`` (the machine and date), naming them by their first words."""
     replacements = {_row_key(row): row for row in new_rows.splitlines()[2:]}
+    whats = [row.split(" | ", 1)[0].removeprefix("| ").split() for row in replacements.values()]
+    note = f"{REMEASURED}{where}: the rows " + ", ".join(
+        f"\"{' '.join(words[:6])}{' …' if len(words) > 6 else ''}\"" for words in whats
+    ) + "."
     lines = []
     for line in old_table.strip("\n").splitlines():
+        if line.startswith(REMEASURED):
+            continue  # an earlier merge's note: this one says where the new rows come from
         lines.append(replacements.pop(_row_key(line), line) if line.startswith("| ") else line)
+        if line.startswith("Machine: "):
+            lines.append(note)
     return "\n".join(lines + list(replacements.values()))
 
 
@@ -233,7 +246,7 @@ def main() -> None:
     else:
         results = run_benchmarks(args.quick, args.only or BENCHMARKS)
     if args.only or args.results is not None:
-        text = merge_rows(readme_table(args.readme), table(results))
+        text = merge_rows(readme_table(args.readme), table(results), machine())
     else:
         text = f"Machine: {machine()}.\n\n{table(results)}"
     if args.print:

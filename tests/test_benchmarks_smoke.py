@@ -108,9 +108,16 @@ def test_report_merges_a_rerun_benchmark_into_the_readme_table_in_place() -> Non
         "| recording a live camera, 3 rounds of 300 s | 50 s | 0.9× ffmpeg | ≤ 1.0× |",
         "| recording a file | 14 s | 2.2× ffmpeg | |",
     ])
-    merged = merge_rows(old, new).splitlines()
-    assert merged[:5] == old.splitlines()[:5]  # the machine line and untouched rows stay
-    assert merged[5] == new.splitlines()[2]  # the rerun row, where the old one was
-    assert merged[6] == old.splitlines()[6]
-    assert merged[7] == new.splitlines()[3]  # a row new to the table goes last
-    assert len(merged) == 8
+    merged = merge_rows(old, new, "a 4-core box; measured 2026-02-02").splitlines()
+    assert merged[0] == old.splitlines()[0]  # the machine of the rows left as they were
+    assert merged[1] == (
+        'Measured again on a 4-core box; measured 2026-02-02: the rows "recording a live '
+        'camera, 3 rounds …", "recording a file".'
+    )
+    assert merged[2:6] == old.splitlines()[1:5]  # untouched rows stay
+    assert merged[6] == new.splitlines()[2]  # the rerun row, where the old one was
+    assert merged[7] == old.splitlines()[6]
+    assert merged[8] == new.splitlines()[3]  # a row new to the table goes last
+    assert len(merged) == 9
+    again = merge_rows("\n".join(merged), new, "elsewhere").splitlines()
+    assert again[1].startswith("Measured again on elsewhere: ") and len(again) == 9
