@@ -110,15 +110,28 @@ def peers() -> dict[str, str]:
 
 
 #: Longest a recorder may take to finish once it should (the file case: minutes of video at
-#: full speed take seconds).  GStreamer 1.22's ``gst-launch-1.0 ... splitmuxsink`` was seen to
-#: hang at the end of the file once in ~10 runs: a hung peer fails the round, never hangs it.
+#: full speed take seconds).  A hung recorder fails the round, never hangs it.
 EXIT_DEADLINE_SEC = 120.0
+#: GStreamer 1.22's ``gst-launch-1.0 ... splitmuxsink`` hangs at the end of the file in about
+#: one run of ten (seen in CI and here), having written every segment: a run not done within
+#: this (a 10-minute clip takes ~3 s) is killed and run again, up to ``SPLITMUXSINK_RUNS`` in
+#: all, and the hung runs are counted in the results.  Only complete runs are measured.
+SPLITMUXSINK_DEADLINE_SEC = 30.0
+SPLITMUXSINK_RUNS = 3
 
 
-def wait_usage(process: subprocess.Popen, name: str, ok: tuple[int, ...] = (0,)) -> float:
+class Hung(Exception):
+    """A process didn't exit within its deadline (it was killed)."""
+
+
+def wait_usage(
+    process: subprocess.Popen, name: str, ok: tuple[int, ...] = (0,),
+    deadline_sec: float = EXIT_DEADLINE_SEC, hang_fails: bool = True,
+) -> float:
     """Reap ``process``; its CPU seconds.  Fails if it exited with a code not in ``ok``, or
-    didn't exit within ``EXIT_DEADLINE_SEC`` (then it is killed)."""
-    deadline = time.monotonic() + EXIT_DEADLINE_SEC
+    didn't exit within ``deadline_sec`` (then it is killed; ``Hung`` instead of failing
+    unless ``hang_fails``)."""
+    deadline = time.monotonic() + deadline_sec
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
@@ -126,7 +139,9 @@ def wait_usage(process: subprocess.Popen, name: str, ok: tuple[int, ...] = (0,))
         if time.monotonic() > deadline:
             process.kill()
             process.wait()
-            pytest.fail(f"{name} did not exit within {EXIT_DEADLINE_SEC:g} s; killed it")
+            if not hang_fails:
+                raise Hung(name)
+            pytest.fail(f"{name} did not exit within {deadline_sec:g} s; killed it")
         time.sleep(0.05)
     process.returncode = os.waitstatus_to_exitcode(status)
     output = process.stdout.read() if process.stdout else ""
@@ -293,14 +308,27 @@ def file_round(peers: dict[str, str], clip: Path, work: Path) -> dict[str, float
     shutil.rmtree(ffmpeg_out)
 
     gst_out = work / "gst"
-    gst_out.mkdir()
-    gst = subprocess.Popen(
-        [peers["gst-launch-1.0"], "-q", "filesrc", f"location={clip}", "!", "tsdemux", "!",
-         "h264parse", "!", "splitmuxsink", f"location={gst_out / 'out%03d.mp4'}",
-         f"max-size-time={60 * 10**9}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    cpu["splitmuxsink"] = wait_usage(gst, "gst-launch-1.0 ... splitmuxsink")
+    cpu["splitmuxsink_hung_runs"] = 0
+    for _ in range(SPLITMUXSINK_RUNS):
+        shutil.rmtree(gst_out, ignore_errors=True)
+        gst_out.mkdir()
+        gst = subprocess.Popen(
+            [peers["gst-launch-1.0"], "-q", "filesrc", f"location={clip}", "!", "tsdemux", "!",
+             "h264parse", "!", "splitmuxsink", f"location={gst_out / 'out%03d.mp4'}",
+             f"max-size-time={60 * 10**9}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            cpu["splitmuxsink"] = wait_usage(
+                gst, "gst-launch-1.0 ... splitmuxsink", deadline_sec=SPLITMUXSINK_DEADLINE_SEC,
+                hang_fails=False,
+            )
+            break
+        except Hung:
+            cpu["splitmuxsink_hung_runs"] += 1
+    else:
+        pytest.fail(f"gst-launch-1.0 ... splitmuxsink hung {SPLITMUXSINK_RUNS} times running "
+                    f"{clip} (each killed after {SPLITMUXSINK_DEADLINE_SEC:g} s)")
     recorded["splitmuxsink"] = segments_seconds(peers["ffprobe"], gst_out)
     shutil.rmtree(gst_out)
     for name, seconds in recorded.items():
@@ -335,6 +363,7 @@ def test_file_ingest_cpu_against_ffmpeg_and_splitmuxsink(benchmark, peers, tmp_p
                 f"{name}_cpu_s_per_stream_hour": round(best(name) * per_hour, 2)
                 for name in ("moonfire", "moonfire_session", "ffmpeg", "splitmuxsink")
             },
+            "splitmuxsink_hung_runs": sum(r["splitmuxsink_hung_runs"] for r in results),
             "ratio_to_ffmpeg": round(best("moonfire") / best("ffmpeg"), 2),
             "ratio_to_splitmuxsink": round(best("moonfire") / best("splitmuxsink"), 2),
             "session_ratio_to_ffmpeg": round(best("moonfire_session") / best("ffmpeg"), 2),
