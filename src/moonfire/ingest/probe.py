@@ -46,6 +46,8 @@ from moonfire.ingest.rtsp import (
     RtspSource,
     parameter_sets_in,
     parse_sdp,
+    rtpmap,
+    sdp_sections,
 )
 from moonfire.ingest.sources import (
     DEFAULT_TRANSPORT,
@@ -447,20 +449,7 @@ class _Sdp:
     the audio streams' codecs and the video's announced frame rate."""
 
     def __init__(self, text: str) -> None:
-        #: (media kind, its payload formats, its attributes ``name -> [values]``) per ``m=``.
-        self.media: list[tuple[str, list[str], dict[str, list[str]]]] = []
-        session: dict[str, list[str]] = {}
-        attributes = session
-        for raw in text.splitlines():
-            line = raw.strip()
-            if line.startswith("m="):
-                parts = line[2:].split()
-                attributes = {}
-                self.media.append((parts[0].lower() if parts else "", parts[3:], attributes))
-            elif line.startswith("a="):
-                name, _, value = line[2:].partition(":")
-                attributes.setdefault(name.strip().lower(), []).append(value.strip())
-        self._session = session
+        self._session, self.media = sdp_sections(text)
 
     @property
     def audio_codecs(self) -> tuple[str, ...]:
@@ -488,11 +477,8 @@ class _Sdp:
 
 
 def _audio_codec(payload: str, attributes: dict[str, list[str]]) -> str:
-    encoding = STATIC_AUDIO_PAYLOADS.get(payload, "")
-    for value in attributes.get("rtpmap", []):
-        number, _, rest = value.partition(" ")
-        if number == payload:
-            encoding = rest.partition("/")[0].strip()
+    mapped = rtpmap(payload, attributes)
+    encoding = STATIC_AUDIO_PAYLOADS.get(payload, "") if mapped is None else mapped[0]
     # An encoding FFmpeg doesn't know: its own name, lower case (FFmpeg would say "none").
     return AUDIO_ENCODINGS.get(encoding.upper(), encoding.lower() or f"payload type {payload}")
 

@@ -156,44 +156,62 @@ def parse_response(head: bytes, body: bytes) -> Response:
     return Response(int(match.group(1)), match.group(2).strip(), headers, body)
 
 
-def parse_sdp(sdp: str, base_url: str) -> tuple[VideoTrack | None, list[str]]:
-    """The first video stream of a session description, and the kinds of every stream
-    (``video``, ``audio``, ...) for the "no video" message."""
-    kinds: list[str] = []
-    track: VideoTrack | None = None
-    media: str | None = None
-    formats: list[str] = []
-    attributes: dict[str, list[str]] = {}
+#: One ``m=`` section of a session description: its media kind (``video``, ``audio``...), its
+#: payload formats and its attributes (``a=name:value``, values by lower-case name).
+SdpMedia = tuple[str, list[str], dict[str, list[str]]]
 
-    def finish() -> None:
-        nonlocal track
-        if media == "video" and track is None and formats:
-            track = _video_track(formats[0], attributes, base_url)
 
+def sdp_sections(sdp: str) -> tuple[dict[str, list[str]], list[SdpMedia]]:
+    """A session description's session-level attributes and its media sections, in order."""
+    session: dict[str, list[str]] = {}
+    media: list[SdpMedia] = []
+    attributes = session
     for raw in sdp.splitlines():
         line = raw.strip()
         if line.startswith("m="):
-            finish()
             parts = line[2:].split()
-            media = parts[0].lower() if parts else ""
-            kinds.append(media)
-            formats = parts[3:]
             attributes = {}
-        elif line.startswith("a=") and media is not None:
+            media.append((parts[0].lower() if parts else "", parts[3:], attributes))
+        elif line.startswith("a="):
             name, _, value = line[2:].partition(":")
-            attributes.setdefault(name.lower(), []).append(value.strip())
-    finish()
-    return track, kinds
+            attributes.setdefault(name.strip().lower(), []).append(value.strip())
+    return session, media
 
 
-def _video_track(payload: str, attributes: dict[str, list[str]], base_url: str) -> VideoTrack:
-    encoding, clock_rate = _STATIC_PAYLOAD_TYPES.get(payload, "?"), TIME_UNITS_PER_SEC
+def rtpmap(payload: str, attributes: dict[str, list[str]]) -> tuple[str, str] | None:
+    """``payload``'s ``a=rtpmap`` entry: (encoding name, clock rate[/channels]); the last one
+    if there are several, None without one."""
+    found = None
     for value in attributes.get("rtpmap", []):
         number, _, rest = value.partition(" ")
         if number == payload:
             name, _, rate = rest.partition("/")
-            encoding = name.strip().upper()
-            clock_rate = int(rate.split("/")[0]) if rate.split("/")[0].isdigit() else clock_rate
+            found = (name.strip(), rate)
+    return found
+
+
+def parse_sdp(sdp: str, base_url: str) -> tuple[VideoTrack | None, list[str]]:
+    """The first video stream of a session description, and the kinds of every stream
+    (``video``, ``audio``, ...) for the "no video" message."""
+    _session, media = sdp_sections(sdp)
+    track = next(
+        (
+            _video_track(formats[0], attributes, base_url)
+            for kind, formats, attributes in media
+            if kind == "video" and formats
+        ),
+        None,
+    )
+    return track, [kind for kind, _formats, _attributes in media]
+
+
+def _video_track(payload: str, attributes: dict[str, list[str]], base_url: str) -> VideoTrack:
+    encoding, clock_rate = _STATIC_PAYLOAD_TYPES.get(payload, "?"), TIME_UNITS_PER_SEC
+    mapped = rtpmap(payload, attributes)
+    if mapped is not None:
+        encoding = mapped[0].upper()
+        rate = mapped[1].split("/")[0]
+        clock_rate = int(rate) if rate.isdigit() else clock_rate
     fmtp: dict[str, str] = {}
     for value in attributes.get("fmtp", []):
         number, _, rest = value.partition(" ")
