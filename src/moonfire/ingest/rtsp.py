@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
+import itertools
 import os
 import re
 import socket
@@ -504,11 +505,12 @@ class RtspSource(sources.Source):
         """An SDP without parameter sets: read until a key frame brings them (frames read
         meanwhile are held for ``packets()``), within the read timeout."""
         deadline = time.monotonic() + self._read_timeout()
-        for frame in self._frames(deadline):
-            self._held.append(frame)
-            found = parameter_sets_in(self.codec, frame[0]) if frame[2] else []
-            if found:
-                return found
+        for batch in self._batches(deadline):
+            self._held += batch  # all of it: the frames after the key frame too
+            for data, _timestamp, is_key, _received_ns in batch:
+                found = parameter_sets_in(self.codec, data) if is_key else []
+                if found:
+                    return found
             if len(self._held) > 300:
                 break
         raise sources.SourceError(
@@ -626,9 +628,12 @@ class RtspSource(sources.Source):
         # A silent camera fails the read after two socket timeouts, as with libavformat.
         return 2 * sources.RTSP_SOCKET_TIMEOUT_SEC
 
-    def _frames(self, deadline: float | None = None) -> Iterator[tuple[bytes, int, bool, int]]:
-        """Access units as the depacketizer gives them, reading the socket in bulk; until
-        ``deadline`` (monotonic seconds) if given."""
+    def _batches(
+        self, deadline: float | None = None
+    ) -> Iterator[list[tuple[bytes, int, bool, int]]]:
+        """Access units as the depacketizer gives them, a list per read of the socket (whole
+        lists, so a reader that stops early can keep the rest); until ``deadline`` (monotonic
+        seconds) if given."""
         depacketizer = self._depacketizer
         push = depacketizer.push
         sock = self._sock
@@ -643,7 +648,7 @@ class RtspSource(sources.Source):
         self._early.clear()
         self._buffer.clear()
         if leftover:
-            yield from self._push_with_messages(leftover, monotonic_ns())
+            yield self._push_with_messages(leftover, monotonic_ns())
         while not self._interrupted.is_set():
             try:
                 count = sock.recv_into(buffer)
@@ -669,7 +674,8 @@ class RtspSource(sources.Source):
                     raise self._read_error(str(e)) from None
                 if depacketizer.at_message:
                     frames += self._push_with_messages(b"", now_ns)
-            yield from frames
+            if frames:
+                yield frames
             if now_ns >= self._next_keepalive_ns:
                 self._keepalive()
             if deadline is not None and time.monotonic() > deadline:
@@ -738,7 +744,7 @@ class RtspSource(sources.Source):
         packet_type = sources.SourcePacket
         held, self._held = self._held, []
         in_order = self._decode_times.depth == 0
-        for frames in (held, self._frames()):
+        for frames in itertools.chain((held,), self._batches()):
             for data, timestamp, is_key, received_ns in frames:
                 if first is None:
                     first = timestamp
