@@ -693,6 +693,7 @@ class TestPatternSource(Source):
         except av.FFmpegError as e:
             raise SourceError(url, f"can't open H.264 encoder {name}: {e}") from None
         self._encoder = ctx
+        self._video_frame = av.VideoFrame  # PyAV's, imported above, for every frame
         self.extradata = bytes(ctx.extradata or b"")
         # Luma gradient plus neutral chroma, the background of every frame.
         ramp = np.linspace(16, 235, s.width, dtype=np.float32).astype(np.uint8)
@@ -701,7 +702,6 @@ class TestPatternSource(Source):
         self._background[s.height :] = 128
 
     def _frame(self, number: int) -> av.VideoFrame:
-        import av  # noqa: PLC0415 - see _demux
         s = self.settings
         image = self._background.copy()
         bar = max(s.width // 40, 2)
@@ -713,7 +713,7 @@ class TestPatternSource(Source):
                 image[:cell, bit * cell : (bit + 1) * cell] = 235
             else:
                 image[:cell, bit * cell : (bit + 1) * cell] = 16
-        frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+        frame = self._video_frame.from_ndarray(image, format="yuv420p")
         frame.pts = number
         return frame
 
