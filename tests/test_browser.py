@@ -122,7 +122,7 @@ const ranges = (r) => Array.from({length: r.length}, (_, i) => [r.start(i), r.en
 const q = v.getVideoPlaybackQuality();
 return {
   currentTime: v.currentTime, duration: v.duration, readyState: v.readyState,
-  paused: v.paused, ended: v.ended, seeking: v.seeking,
+  paused: v.paused, ended: v.ended, seeking: v.seeking, playbackRate: v.playbackRate,
   buffered: ranges(v.buffered), seekable: ranges(v.seekable),
   width: v.videoWidth, height: v.videoHeight, decoded: q.totalVideoFrames,
   error: v.error ? [v.error.code, v.error.message] : null,
@@ -194,33 +194,73 @@ def test_browser_plays_view_mp4_and_seeks_to_its_middle(recorder, browser):
     assert not after["seeking"]
 
 
+def open_live(recorder: Recorder, browser: Any, stream: str) -> dict[str, Any]:
+    """Opens the player's live view of ``stream``; its state once frames play."""
+    browser.get(f"{recorder.base}/player.html?live={recorder.camera_uuid}/{stream}")
+    first = wait_until(
+        "live frames to play",
+        lambda: (s := page_state(browser))["liveFrames"] >= 10 and s["currentTime"] > 0 and s,
+        20, lambda: page_state(browser))
+    assert first["error"] is None and first["errors"] == [], first
+    return first
+
+
+def buffered_end(s: dict[str, Any]) -> float:
+    return s["buffered"][-1][1] if s["buffered"] else 0.0
+
+
+def behind_live_edge(s: dict[str, Any]) -> float:
+    return buffered_end(s) - s["currentTime"]
+
+
 @pytest.mark.parametrize(("stream", "size"), [("main", (320, 240)), ("sub", (160, 120))])
 def test_browser_plays_live_m4s_through_mse(recorder, browser, stream, size):
-    browser.get(f"{recorder.base}/player.html?live={recorder.camera_uuid}/{stream}")
+    first = open_live(recorder, browser, stream)
+    assert (first["width"], first["height"]) == size
 
     def state() -> dict[str, Any]:
         return page_state(browser)
 
-    def buffered_end(s: dict[str, Any]) -> float:
-        return s["buffered"][-1][1] if s["buffered"] else 0.0
-
-    first = wait_until(
-        "live frames to play",
-        lambda: (s := state())["liveFrames"] >= 10 and s["currentTime"] > 0 and s, 20, state)
-    assert first["error"] is None and first["errors"] == [], first
-    assert (first["width"], first["height"]) == size
-    time.sleep(3)
-    second = state()
-    assert second["error"] is None and second["errors"] == [], second
     # Real time goes on, and so does the live edge: buffered end and play position both
-    # advance by about the three seconds waited (a frame or two of slack, a loaded machine).
-    assert buffered_end(second) - buffered_end(first) > 2.0, (first, second)
-    assert second["currentTime"] - first["currentTime"] > 2.0, (first, second)
+    # advance.  Waited for with a deadline, not a fixed sleep: on a loaded machine a late
+    # frame can stall playback for a moment (the next test checks that it is played away).
+    second = wait_until(
+        "live playback to advance 2 s",
+        lambda: (s := state())["currentTime"] - first["currentTime"] > 2.0
+        and buffered_end(s) - buffered_end(first) > 2.0 and s, 15, state)
+    assert second["error"] is None and second["errors"] == [], second
     assert second["liveFrames"] > first["liveFrames"]
     assert second["decoded"] > first["decoded"]
     assert not second["paused"]
     # One buffered range: each part lands exactly at the end of the last.
     assert len(second["buffered"]) == 1, second["buffered"]
+
+
+def test_live_view_plays_a_stall_away_and_is_live_again(recorder, browser):
+    """A stall (here 1.8 s paused; in life a late frame on a busy machine or network) leaves
+    the position behind the live edge, and Chromium resumes from where it stopped: the page
+    plays fast until it is near the edge again, then at normal speed, without skipping."""
+    open_live(recorder, browser, "main")
+
+    def state() -> dict[str, Any]:
+        return page_state(browser)
+
+    browser.execute_script("document.getElementById('video').pause()")
+    time.sleep(1.8)
+    paused = state()
+    assert paused["paused"] and behind_live_edge(paused) > 1.5, paused
+    browser.execute_script("document.getElementById('video').play()")
+    fast = wait_until(
+        "the player to catch up faster than real time",
+        lambda: (s := state())["playbackRate"] > 1 and not s["paused"] and s, 10, state)
+    assert behind_live_edge(fast) > 0.5, fast
+    caught_up = wait_until(
+        "the player to be near the live edge at normal speed",
+        lambda: behind_live_edge(s := state()) < 1.0 and s["playbackRate"] == 1 and s, 20, state)
+    assert caught_up["errors"] == [] and not caught_up["paused"], caught_up
+    # It played on from where it paused, in the one buffered range the parts make.
+    assert caught_up["currentTime"] > paused["currentTime"], (paused, caught_up)
+    assert len(caught_up["buffered"]) == 1, caught_up["buffered"]
 
 
 def test_the_player_lists_the_cameras_with_links_that_play(recorder, browser):

@@ -1,11 +1,39 @@
 // One camera's live video: live.m4s over a WebSocket into Media Source Extensions, as
 // Moonfire's UI does (web-api.md §2.7): the init segment fetched after the first message, each
-// one-frame part appended at the end of what is buffered, ~5 s kept behind the play position.
+// one-frame part appended at the end of what is buffered, ~5 s kept behind the play position,
+// the play position kept near the live edge (followLiveEdge).
 // It reconnects by itself (1 s, then up to 10 s apart) until stopped, and says what it is doing
 // through onState(state, detail): "connecting", "live", "reconnecting", "unsupported", "failed".
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
+
+/** Farther behind the live edge than this (a hidden tab, a long stall): jump to it. */
+export const LIVE_JUMP_BEHIND_SEC = 3;
+/** Farther behind than this (a late frame stalled playback): play fast until caught up. */
+export const LIVE_CATCH_UP_BEHIND_SEC = 1;
+/** ...back to normal speed once this close. */
+export const LIVE_CAUGHT_UP_SEC = 0.4;
+/** How fast catching up plays: a second of delay is gone in four, without visible skipping. */
+export const LIVE_CATCH_UP_RATE = 1.25;
+
+/**
+ * Keeps a live <video> near the live edge (the end of what is buffered), called after each
+ * append.  Once playback has stalled, Chromium resumes from where it stopped, so without this
+ * every stall's delay would stay for the rest of the session: a camera owner watching "live"
+ * would watch the past, further behind with each hiccup of a busy machine or network.
+ */
+export function followLiveEdge(video, liveEdge) {
+  const behind = liveEdge - video.currentTime;
+  if (behind > LIVE_JUMP_BEHIND_SEC) {
+    video.currentTime = liveEdge - 0.5;
+    video.playbackRate = 1;
+  } else if (behind > LIVE_CATCH_UP_BEHIND_SEC) {
+    video.playbackRate = LIVE_CATCH_UP_RATE;
+  } else if (behind < LIVE_CAUGHT_UP_SEC) {
+    video.playbackRate = 1;
+  }
+}
 
 function parseMessage(bytes) {
   for (let i = 0; i + 3 < bytes.length; i++) {
@@ -158,8 +186,7 @@ class LiveSession {
         this.video.play().catch(() => {});
         this.owner.playing();
       }
-      const end = this.bufferedEnd();
-      if (end - this.video.currentTime > 3) this.video.currentTime = end - 0.5;
+      followLiveEdge(this.video, this.bufferedEnd());
     }
     this.appending = null;
     this.pump();
