@@ -190,7 +190,8 @@ def record_file(clip: str, work: str) -> None:
     os.makedirs(work, exist_ok=True)
     cpu, video, nbytes = bench_streamer(clip, work)
     with open(os.path.join(work, "result.json"), "w") as f:
-        json.dump({"cpu_s": cpu, "video_s": video, "bytes": nbytes}, f)
+        json.dump({"cpu_s": cpu, "video_s": video, "bytes": nbytes,
+                   "implementation": moonfire_core.IMPLEMENTATION}, f)
 
 
 def main() -> None:

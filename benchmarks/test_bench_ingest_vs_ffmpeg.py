@@ -48,6 +48,7 @@ from tests.support.net import free_port
 from tests.test_ingest import SYSTEM_PYTHON, RtspServer
 
 from benchmarks.ingest_cpu import looped_clip_path
+from benchmarks.installed import IMPORT_DIR, moonfire_env, require_compiled_core
 from benchmarks.sizes import TINY, cache_dir, size
 from moonfire.storage import data_dir as datadir
 from moonfire.time import TIME_UNITS_PER_SEC
@@ -102,10 +103,13 @@ def peers() -> dict[str, str]:
     if not os.path.exists(SYSTEM_PYTHON):
         pytest.fail(f"{SYSTEM_PYTHON} (with GStreamer's RTSP server bindings) is missing: "
                     f"{INSTALL_HINT}")
+    where = require_compiled_core(moonfire_env())
     # An installed moonfire has its bytecode compiled; a checkout run with
     # PYTHONDONTWRITEBYTECODE (CI, containers) would compile every module at each start-up
     # (a seventh of it here), which no user pays.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(IMPORT_DIR / "moonfire"),
+                    str(IMPORT_DIR / "moonfire_core")], check=True)
+    print(f"\nmoonfire's subprocesses run the compiled core from {where}")
     return found
 
 
@@ -196,8 +200,7 @@ def live_round(peers: dict[str, str], clip: Path, work: Path) -> tuple[Usage, Us
             assert done.returncode == 0, done.stdout + done.stderr
         ffmpeg_out = work / "ffmpeg"
         ffmpeg_out.mkdir()
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-        env.pop("MOONFIRE_NO_EXTENSIONS", None)  # what a user runs: the compiled core
+        env = moonfire_env()  # what a user runs: the compiled core
         began = time.monotonic()
         moonfire = subprocess.Popen(
             [sys.executable, "-m", "moonfire", "run", "--data-dir", str(data_dir),
@@ -284,8 +287,7 @@ def test_live_rtsp_ingest_cpu_against_ffmpeg(benchmark, peers, tmp_path):
 def file_round(peers: dict[str, str], clip: Path, work: Path) -> dict[str, float]:
     """CPU seconds of each recorder over ``clip`` at full speed (and moonfire's session alone)."""
     cpu: dict[str, float] = {}
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + str(ROOT))
-    env.pop("MOONFIRE_NO_EXTENSIONS", None)
+    env = moonfire_env()
     moonfire = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.ingest_cpu", "--record-file", str(clip),
          "--work", str(work / "moonfire")],
@@ -293,6 +295,7 @@ def file_round(peers: dict[str, str], clip: Path, work: Path) -> dict[str, float
     )
     cpu["moonfire"] = wait_usage(moonfire, "moonfire (ingest_cpu.py --record-file)")
     report = json.loads(Path(work / "moonfire" / "result.json").read_text())
+    assert report["implementation"] == "cython", f"ingest_cpu.py ran the twins: {report}"
     cpu["moonfire_session"] = report["cpu_s"]
     recorded = {"moonfire": report["video_s"]}
     shutil.rmtree(work / "moonfire")

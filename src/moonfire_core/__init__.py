@@ -5,7 +5,7 @@ public names, signatures and exceptions; ``x`` selects one of them.  Set
 ``MOONFIRE_NO_EXTENSIONS=1`` to force the twins.
 """
 
-from . import annexb, clock, index, sampledir, writer
+from . import annexb, clock, index, rtp, sampledir, writer
 from ._compat import FALLBACKS, NO_EXTENSIONS
 from ._errors import CorruptIndexError, RecordingAbandonedError
 from ._fault_hook import set_fault_hook
@@ -43,6 +43,7 @@ __all__ = [
     "decode_index",
     "encode_index",
     "index",
+    "rtp",
     "PreviousWriter",
     "RecordingAbandonedError",
     "RecordingToSave",

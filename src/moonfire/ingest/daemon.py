@@ -507,6 +507,7 @@ def run_cameras(
     it, which runs before the daemon shuts down; ``start_options`` go to ``start_daemon``.
     """
     raise_open_file_limit()
+    warn_if_core_not_compiled()
     daemon = start_daemon(data_dir, stop=stop, camera_names=camera_names, **start_options)
     deadline = None if duration_sec is None else time.monotonic() + duration_sec
     stop_services: Callable[[], None] | None = None
@@ -532,6 +533,24 @@ def run_cameras(
         finally:
             code = daemon.shutdown()
     return code
+
+
+def warn_if_core_not_compiled() -> None:
+    """Log a warning when the compiled core failed to import and its pure-Python twins
+    record instead: recording then costs several times the CPU (ten times, for a file),
+    which an owner should learn from the log rather than from a hot machine.  Chosen on
+    purpose (``MOONFIRE_NO_EXTENSIONS=1``) it is only noted."""
+    import moonfire_core
+
+    if moonfire_core.NO_EXTENSIONS:
+        log.info("recording with the pure-Python core (MOONFIRE_NO_EXTENSIONS is set)")
+    elif moonfire_core.FALLBACKS:
+        log.warning(
+            "the compiled core is missing (%s from %s): recording with the pure-Python "
+            "twins costs several times the CPU; reinstall moonfire to build it",
+            ", ".join(sorted(moonfire_core.FALLBACKS)),
+            os.path.dirname(moonfire_core.__file__),
+        )
 
 
 def raise_open_file_limit() -> int:
