@@ -39,6 +39,8 @@ PPS = bytes.fromhex("68ee3c80")
 IDR = b"\x65" + bytes(range(1, 256)) * 3  # type 5, longer than one packet
 P_SLICE = b"\x41" + bytes(range(255, 0, -1)) * 2  # type 1
 SEI = b"\x06\x05\x10" + bytes(16) + b"\x80"
+#: The smallest picture: an AU holds at least one slice (parameter sets alone don't end one).
+SLICE = b"\x41\x9a\x02"  # type 1
 
 # H.265 NAL units: a 2-byte header (F, type << 1, layer id, temporal id + 1).
 VPS_265 = b"\x40\x01\x0c\x01\xff\xff"
@@ -46,6 +48,7 @@ SPS_265 = b"\x42\x01\x01\x01\x60\x00"
 PPS_265 = b"\x44\x01\xc1\x72\xb4"
 IDR_265 = b"\x26\x01" + bytes(range(1, 256)) * 3  # IDR_W_RADL (19)
 TRAIL_265 = b"\x02\x01" + bytes(range(255, 0, -1)) * 2  # TRAIL_R (1)
+SLICE_265 = b"\x02\x01\xaf"  # TRAIL_R, small
 
 RTSP_ANSWER = b"RTSP/1.0 200 OK\r\nCSeq: 7\r\nSession: 12345678\r\n\r\n"
 
@@ -222,10 +225,10 @@ def test_h264_stap_a_units_come_out_one_by_one_and_an_idr_inside_makes_it_key(im
 def test_h264_stap_a_skips_zero_size_units_and_an_empty_one_gives_no_access_unit(impl) -> None:
     camera = Camera()
     depacketizer = impl.rtp.RtpDepacketizer("h264", VIDEO)
-    with_empty_unit = bytes([0x78]) + b"\x00\x00" + struct.pack(">H", len(PPS)) + PPS
+    with_empty_unit = bytes([0x78]) + b"\x00\x00" + struct.pack(">H", len(SLICE)) + SLICE
     data = camera.access_unit([with_empty_unit], 3000)
     data += camera.access_unit([bytes([0x78])], 6000)  # a STAP-A holding nothing
-    assert depacketizer.push(data, 0) == [(annex_b(PPS), 3000, False, 0)]
+    assert depacketizer.push(data, 0) == [(annex_b(SLICE), 3000, False, 0)]
     assert depacketizer.frames_dropped == 0  # the empty AU is neither handed out nor counted
 
 
@@ -366,7 +369,9 @@ def test_hevc_lost_middle_fragment_drops_that_frame_and_counts_the_loss(impl) ->
 )
 def test_hevc_key_frames_are_the_irap_nal_types_16_to_23(impl, nal_type: int, is_key: bool) -> None:
     nal = bytes([nal_type << 1, 1]) + b"slice"
-    for payloads in ([nal], hevc_fu(nal, 2), [hevc_ap(nal, PPS_265)]):
+    # Each AU ends with a picture (types 32 and 39 alone would wait for one).
+    for payloads in ([nal, SLICE_265], [*hevc_fu(nal, 2), SLICE_265],
+                     [hevc_ap(nal, PPS_265, SLICE_265)]):
         depacketizer = impl.rtp.RtpDepacketizer("hevc", VIDEO)
         frames = depacketizer.push(Camera().access_unit(payloads, 0), 0)
         assert [frame[2] for frame in frames] == [is_key]
@@ -386,6 +391,50 @@ def test_hevc_unsupported_payload_types_are_an_error_naming_them(
 
 
 # ---- access unit boundaries, loss, sequence and timestamp wrap ----
+
+
+def test_a_marker_on_parameter_sets_or_a_leading_sei_does_not_split_the_picture(impl) -> None:
+    # Some cameras set the marker bit on every NAL unit's packet, SPS and PPS included (Retina
+    # works around the same); a split would leave the IDR without its parameter sets and give
+    # two AUs at one timestamp, which the recorder takes for a broken run.
+    camera = Camera()
+    depacketizer = impl.rtp.RtpDepacketizer("h264", VIDEO)
+    data = b"".join(camera.send(nal, 9000, marker=True) for nal in (SPS, PPS, IDR[:80]))
+    data += b"".join(camera.send(nal, 12000, marker=True) for nal in (SEI, P_SLICE[:40]))
+    assert depacketizer.push(data, 3) == [
+        (annex_b(SPS, PPS, IDR[:80]), 9000, True, 3),
+        (annex_b(SEI, P_SLICE[:40]), 12000, False, 3),
+    ]
+    assert depacketizer.frames_dropped == 0
+
+
+def test_parameter_sets_at_a_timestamp_of_their_own_go_with_the_next_picture(impl) -> None:
+    camera = Camera()
+    depacketizer = impl.rtp.RtpDepacketizer("h264", VIDEO)
+    data = camera.access_unit([SPS, PPS], 8999) + camera.access_unit([IDR[:60]], 9000)
+    assert depacketizer.push(data, 0) == [(annex_b(SPS, PPS, IDR[:60]), 9000, True, 0)]
+
+
+def test_h265_parameter_sets_with_the_marker_stay_with_their_irap(impl) -> None:
+    camera = Camera()
+    depacketizer = impl.rtp.RtpDepacketizer("hevc", VIDEO)
+    nals = (VPS_265, SPS_265, PPS_265, IDR_265[:70])
+    data = b"".join(camera.send(nal, 3000, marker=True) for nal in nals)
+    data += camera.access_unit([hevc_ap(VPS_265, SPS_265)], 6000)  # no picture yet: held
+    assert depacketizer.push(data, 0) == [(annex_b(*nals), 3000, True, 0)]
+    assert depacketizer.push(camera.access_unit([SLICE_265], 6000), 0) == [
+        (annex_b(VPS_265, SPS_265, SLICE_265), 6000, False, 0)]
+
+
+def test_parameter_sets_after_a_loss_are_dropped_as_one_corrupt_unit(impl) -> None:
+    camera = Camera()
+    depacketizer = impl.rtp.RtpDepacketizer("h264", VIDEO)
+    data = camera.send(SPS, 3000)
+    camera.lose()
+    data += camera.send(PPS, 3000, marker=True)  # corrupt, and no picture: still ends here
+    data += camera.access_unit([SLICE], 6000)
+    assert depacketizer.push(data, 0) == [(annex_b(SLICE), 6000, False, 0)]
+    assert depacketizer.frames_dropped == 1
 
 
 def test_a_timestamp_change_ends_an_access_unit_whose_marker_never_came(impl) -> None:
@@ -535,8 +584,8 @@ def test_rtcp_and_other_channels_are_skipped_but_counted_in_the_offset(impl) -> 
     # A camera whose SETUP answered with channels 6-7: channel 0 is now someone else's.
     on_six = impl.rtp.RtpDepacketizer("h264", 6)
     assert on_six.push(data, 0) == [] and on_six.packets == 0
-    frames = on_six.push(Camera(channel=6).access_unit([PPS], 1), 0)
-    assert frames == [(annex_b(PPS), 1, False, 0)]
+    frames = on_six.push(Camera(channel=6).access_unit([SLICE], 1), 0)
+    assert frames == [(annex_b(SLICE), 1, False, 0)]
 
 
 def test_a_stream_split_at_every_byte_gives_what_one_push_gives(impl) -> None:
@@ -594,12 +643,13 @@ def test_non_buffer_and_strided_input_give_the_errors_every_core_twin_gives(impl
     with pytest.raises(BufferError) as strided:
         depacketizer.push(memoryview(b"$\x00\x00\x00" * 2)[::2], 0)
     assert str(strided.value) == "a contiguous buffer is required, not a strided 'memoryview'"
-    assert depacketizer.push(Camera().access_unit([PPS], 0), 0) == [(annex_b(PPS), 0, False, 0)]
+    assert depacketizer.push(Camera().access_unit([SLICE], 0), 0) == [
+        (annex_b(SLICE), 0, False, 0)]
 
 
 def test_received_ns_must_be_a_64_bit_integer(impl) -> None:
     depacketizer = impl.rtp.RtpDepacketizer("h264", VIDEO)
-    packet = Camera().access_unit([PPS], 0)
+    packet = Camera().access_unit([SLICE], 0)
     for value, error, message in [
         (2**63, OverflowError, "received_ns 9223372036854775808 does not fit in 64 bits"),
         (-(2**63) - 1, OverflowError, "received_ns -9223372036854775809 does not fit in 64 bits"),
@@ -611,7 +661,8 @@ def test_received_ns_must_be_a_64_bit_integer(impl) -> None:
             depacketizer.push(packet, value)
         assert str(caught.value) == message
     assert depacketizer.packets == 0  # the bad calls consumed nothing
-    assert depacketizer.push(packet, np.int64(-(2**63))) == [(annex_b(PPS), 0, False, -(2**63))]
+    assert depacketizer.push(packet, np.int64(-(2**63))) == [
+        (annex_b(SLICE), 0, False, -(2**63))]
 
 
 @pytest.mark.parametrize(
@@ -668,11 +719,11 @@ def test_an_rtsp_message_between_frames_stops_the_push_until_taken(impl) -> None
 def test_an_rtsp_message_cut_by_the_push_end_is_taken_whole_later(impl) -> None:
     camera = Camera()
     depacketizer = impl.rtp.RtpDepacketizer("h264", VIDEO)
-    first = camera.access_unit([PPS], 3000)
+    first = camera.access_unit([SLICE], 3000)
     second = camera.access_unit([SPS], 6000)
     data = first + RTSP_ANSWER + second
     cut = len(first) + 10
-    assert depacketizer.push(data[:cut], 0) == [(annex_b(PPS), 3000, False, 0)]
+    assert depacketizer.push(data[:cut], 0) == [(annex_b(SLICE), 3000, False, 0)]
     assert depacketizer.at_message
     pending = depacketizer.take_unparsed()
     assert pending == RTSP_ANSWER[:10]
@@ -709,8 +760,8 @@ def test_payload_type_and_ssrc_are_not_looked_at(impl) -> None:
     camera = Camera()
     depacketizer = impl.rtp.RtpDepacketizer("h264", VIDEO)
     data = camera.send(SPS, 3000, payload_type=0, ssrc=1)
-    data += camera.send(PPS, 3000, marker=True, payload_type=127, ssrc=2)
-    assert depacketizer.push(data, 0) == [(annex_b(SPS, PPS), 3000, False, 0)]
+    data += camera.send(SLICE, 3000, marker=True, payload_type=127, ssrc=2)
+    assert depacketizer.push(data, 0) == [(annex_b(SPS, SLICE), 3000, False, 0)]
 
 
 def odd_packet_cases() -> list[tuple[str, str, bytes, str]]:
@@ -774,7 +825,7 @@ def test_broken_packets_give_the_same_error_and_message_and_stay_broken(
 ) -> None:
     depacketizer = impl.rtp.RtpDepacketizer(codec, VIDEO)
     good = (interleaved(rtcp_sender_report(), RTCP)
-            + Camera(5).access_unit([PPS if codec == "h264" else PPS_265], 0))
+            + Camera(5).access_unit([SLICE if codec == "h264" else SLICE_265], 0))
     assert len(depacketizer.push(good, 0)) == 1
     expected = f"RTP packet at stream offset {len(good)}: {message}"
     assert error_of(depacketizer, interleaved(packet) + good) == expected

@@ -95,6 +95,7 @@ cdef class RtpDepacketizer:
     cdef Py_ssize_t _au_length
     cdef bint _au_open
     cdef bint _au_key
+    cdef bint _au_picture
     cdef bint _au_corrupt
     cdef bint _fu_open  # an FU's start was seen, its end not yet
     cdef int64_t _au_timestamp
@@ -331,7 +332,10 @@ cdef class RtpDepacketizer:
             if lost:
                 self._au_corrupt = True
             if self._timestamp != self._au_timestamp:
-                self._finish_au(done)
+                if self._au_picture or self._au_corrupt:
+                    self._finish_au(done)
+                else:  # parameter sets or SEI sent at their own timestamp: the next picture's
+                    self._au_timestamp = self._timestamp
         if not self._au_open:
             self._au_open = True
             self._au_timestamp = self._timestamp
@@ -342,7 +346,8 @@ cdef class RtpDepacketizer:
             self._hevc_payload(packet + header_bytes, payload_size, frame_offset)
         else:
             self._h264_payload(packet + header_bytes, payload_size, frame_offset)
-        if marker:
+        # Some cameras set the marker on SPS/PPS/SEI too: an AU ends with a picture in it.
+        if marker and (self._au_picture or self._au_corrupt):
             self._finish_au(done)
         return 0
 
@@ -353,7 +358,7 @@ cdef class RtpDepacketizer:
         cdef unsigned int fu_type
         cdef unsigned char nal_header[5]
         if 1 <= nal_type <= 23:
-            self._whole_nal(payload, size, nal_type == 5, frame_offset)
+            self._whole_nal(payload, size, nal_type == 5, nal_type <= 5, frame_offset)
         elif nal_type == 24:
             self._aggregation(payload, size, 1, frame_offset)
         elif nal_type == 28:
@@ -363,7 +368,7 @@ cdef class RtpDepacketizer:
             memcpy(nal_header, _START_CODE, 4)
             nal_header[4] = (payload[0] & 0xE0) | fu_type
             self._fragment(payload[1], nal_header, 5, payload + 2, size - 2, fu_type == 5,
-                           frame_offset)
+                           1 <= fu_type <= 5, frame_offset)
         else:
             raise self._error(
                 frame_offset,
@@ -382,7 +387,7 @@ cdef class RtpDepacketizer:
             )
         nal_type = (payload[0] >> 1) & 0x3F
         if nal_type <= 47:
-            self._whole_nal(payload, size, _is_irap(nal_type), frame_offset)
+            self._whole_nal(payload, size, _is_irap(nal_type), nal_type <= 31, frame_offset)
         elif nal_type == 48:
             self._aggregation(payload, size, 2, frame_offset)
         elif nal_type == 49:
@@ -393,7 +398,7 @@ cdef class RtpDepacketizer:
             nal_header[4] = (payload[0] & 0x81) | (fu_type << 1)
             nal_header[5] = payload[1]
             self._fragment(payload[2], nal_header, 6, payload + 3, size - 3, _is_irap(fu_type),
-                           frame_offset)
+                           fu_type <= 31, frame_offset)
         else:
             raise self._error(
                 frame_offset,
@@ -409,7 +414,8 @@ cdef class RtpDepacketizer:
         cdef Py_ssize_t position = header_bytes
         cdef Py_ssize_t nal_size
         cdef const unsigned char* nal
-        cdef bint is_key
+        cdef bint is_key, is_picture
+        cdef unsigned int nal_type
         while position < size:
             if position + 2 > size:
                 raise self._error(
@@ -428,25 +434,32 @@ cdef class RtpDepacketizer:
             position += 2 + nal_size
             if nal_size:  # a zero size holds no NAL unit
                 if self._hevc:
-                    is_key = _is_irap((nal[0] >> 1) & 0x3F)
+                    nal_type = (nal[0] >> 1) & 0x3F
+                    is_key = _is_irap(nal_type)
+                    is_picture = nal_type <= 31
                 else:
-                    is_key = (nal[0] & 0x1F) == 5
-                self._whole_nal(nal, nal_size, is_key, frame_offset)
+                    nal_type = nal[0] & 0x1F
+                    is_key = nal_type == 5
+                    is_picture = 1 <= nal_type <= 5
+                self._whole_nal(nal, nal_size, is_key, is_picture, frame_offset)
         return 0
 
     cdef int _whole_nal(
-        self, const unsigned char* nal, Py_ssize_t size, bint is_key, int64_t frame_offset
+        self, const unsigned char* nal, Py_ssize_t size, bint is_key, bint is_picture,
+        int64_t frame_offset,
     ) except -1:
         if self._fu_open:  # a new NAL unit while an FU still waits for its end
             self._au_corrupt = True
             self._fu_open = False
         self._au_key = self._au_key or is_key
+        self._au_picture = self._au_picture or is_picture
         self._append(frame_offset, _START_CODE, 4, nal, size)
         return 0
 
     cdef int _fragment(
         self, unsigned int fu_header, const unsigned char* prefix, Py_ssize_t prefix_size,
-        const unsigned char* fragment, Py_ssize_t size, bint is_key, int64_t frame_offset,
+        const unsigned char* fragment, Py_ssize_t size, bint is_key, bint is_picture,
+        int64_t frame_offset,
     ) except -1:
         """An FU: ``prefix`` is the start code and the rebuilt NAL unit header."""
         cdef bint starts = (fu_header & 0x80) != 0
@@ -455,6 +468,7 @@ cdef class RtpDepacketizer:
             if self._fu_open:
                 self._au_corrupt = True
             self._au_key = self._au_key or is_key
+            self._au_picture = self._au_picture or is_picture
             self._append(frame_offset, prefix, prefix_size, fragment, size)
             self._fu_open = not ends
         elif not self._fu_open:  # its start was lost
@@ -508,5 +522,6 @@ cdef class RtpDepacketizer:
         self._au_open = False
         self._au_length = 0
         self._au_key = False
+        self._au_picture = False
         self._au_corrupt = False
         self._fu_open = False

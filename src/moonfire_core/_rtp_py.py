@@ -21,7 +21,11 @@ Rules, shared by both twins:
 
 * An access unit (AU) is the NAL units of one RTP timestamp.  A packet with the marker bit
   ends its AU, which comes out at once; a packet with another timestamp than the pending AU's
-  ends that AU first (its marker was never seen), then starts its own.
+  ends that AU first (its marker was never seen), then starts its own.  Only an AU holding a
+  picture (a VCL NAL unit: H.264 types 1-5, H.265 0-31), or a corrupt one, ends so: some
+  cameras set the marker on their SPS/PPS or a leading SEI, or send those at a timestamp of
+  their own, and those NAL units go with the picture that follows (taking its timestamp),
+  rather than come out as an AU of their own that would split the picture's.
 * A sequence-number gap (16-bit, wrapping) adds to ``packets_lost`` and makes both the pending
   AU and the AU of the packet after the gap corrupt (the lost packets may have been the end of
   one or the start of the other).  A fragment whose FU start was never seen, and an FU still
@@ -102,6 +106,7 @@ class RtpDepacketizer:
         self._au_timestamp = 0
         self._au_received_ns = 0
         self._au_key = False
+        self._au_picture = False  # it holds a slice (VCL NAL unit), not only SPS/PPS/SEI
         self._au_corrupt = False
         self._fu_open = False  # an FU's start was seen, its end not yet
 
@@ -239,7 +244,10 @@ class RtpDepacketizer:
             if lost:
                 self._au_corrupt = True
             if self._timestamp != self._au_timestamp:
-                self._finish_au(done)
+                if self._au_picture or self._au_corrupt:
+                    self._finish_au(done)
+                else:  # parameter sets or SEI sent at their own timestamp: the next picture's
+                    self._au_timestamp = self._timestamp
         if not self._au_open:
             self._au_open = True
             self._au_timestamp = self._timestamp
@@ -250,13 +258,14 @@ class RtpDepacketizer:
             self._hevc_payload(payload, where)
         else:
             self._h264_payload(payload, where)
-        if marker:
+        # Some cameras set the marker on SPS/PPS/SEI too: an AU ends with a picture in it.
+        if marker and (self._au_picture or self._au_corrupt):
             self._finish_au(done)
 
     def _h264_payload(self, payload: bytes, where: str) -> None:
         nal_type = payload[0] & 0x1F
         if 1 <= nal_type <= 23:
-            self._whole_nal(payload, nal_type == 5, where)
+            self._whole_nal(payload, nal_type == 5, nal_type <= 5, where)
         elif nal_type == 24:
             self._aggregation(payload, 1, "STAP-A", where)
         elif nal_type == 28:
@@ -265,7 +274,8 @@ class RtpDepacketizer:
             fu_header = payload[1]
             fu_type = fu_header & 0x1F
             nal_header = bytes([(payload[0] & 0xE0) | fu_type])
-            self._fragment(fu_header, nal_header, payload[2:], fu_type == 5, where)
+            self._fragment(fu_header, nal_header, payload[2:], fu_type == 5,
+                           1 <= fu_type <= 5, where)
         else:
             raise RtpError(
                 f"{where}: H.264 payload type {nal_type} ({self._unsupported[nal_type]}) "
@@ -279,7 +289,7 @@ class RtpDepacketizer:
             )
         nal_type = (payload[0] >> 1) & 0x3F
         if nal_type <= 47:
-            self._whole_nal(payload, _is_irap(nal_type), where)
+            self._whole_nal(payload, _is_irap(nal_type), nal_type <= 31, where)
         elif nal_type == 48:
             self._aggregation(payload, 2, "AP", where)
         elif nal_type == 49:
@@ -288,7 +298,8 @@ class RtpDepacketizer:
             fu_header = payload[2]
             fu_type = fu_header & 0x3F
             nal_header = bytes([(payload[0] & 0x81) | (fu_type << 1), payload[1]])
-            self._fragment(fu_header, nal_header, payload[3:], _is_irap(fu_type), where)
+            self._fragment(fu_header, nal_header, payload[3:], _is_irap(fu_type),
+                           fu_type <= 31, where)
         else:
             raise RtpError(
                 f"{where}: H.265 payload type {nal_type} ({self._unsupported[nal_type]}) "
@@ -314,26 +325,31 @@ class RtpDepacketizer:
             position += 2 + nal_size
             if nal:  # a zero size holds no NAL unit
                 if self._hevc:
-                    is_key = _is_irap((nal[0] >> 1) & 0x3F)
+                    nal_type = (nal[0] >> 1) & 0x3F
+                    is_key, is_picture = _is_irap(nal_type), nal_type <= 31
                 else:
-                    is_key = nal[0] & 0x1F == 5
-                self._whole_nal(nal, is_key, where)
+                    nal_type = nal[0] & 0x1F
+                    is_key, is_picture = nal_type == 5, 1 <= nal_type <= 5
+                self._whole_nal(nal, is_key, is_picture, where)
 
-    def _whole_nal(self, nal: bytes, is_key: bool, where: str) -> None:
+    def _whole_nal(self, nal: bytes, is_key: bool, is_picture: bool, where: str) -> None:
         if self._fu_open:  # a new NAL unit while an FU still waits for its end
             self._au_corrupt = True
             self._fu_open = False
         self._au_key = self._au_key or is_key
+        self._au_picture = self._au_picture or is_picture
         self._append(where, _START_CODE, nal)
 
     def _fragment(
-        self, fu_header: int, nal_header: bytes, fragment: bytes, is_key: bool, where: str
+        self, fu_header: int, nal_header: bytes, fragment: bytes, is_key: bool,
+        is_picture: bool, where: str,
     ) -> None:
         starts, ends = bool(fu_header & 0x80), bool(fu_header & 0x40)
         if starts:
             if self._fu_open:
                 self._au_corrupt = True
             self._au_key = self._au_key or is_key
+            self._au_picture = self._au_picture or is_picture
             self._append(where, _START_CODE, nal_header, fragment)
             self._fu_open = not ends
         elif not self._fu_open:  # its start was lost
@@ -367,6 +383,7 @@ class RtpDepacketizer:
         self._au_open = False
         self._au = bytearray()
         self._au_key = False
+        self._au_picture = False
         self._au_corrupt = False
         self._fu_open = False
 
