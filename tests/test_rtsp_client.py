@@ -238,6 +238,80 @@ def test_a_camera_ending_the_session_is_a_read_failure_naming_it(access_units):
     )
 
 
+def test_a_camera_marking_its_parameter_sets_and_ending_answers_with_a_crlf_loses_nothing(
+    access_units,
+):
+    # Two quirks of real cameras at once: the marker bit on the SPS, PPS and SEI packets (the
+    # key frame's AU must not be split, or the parameter sets never reach the client without
+    # sprops) and a stray CRLF after every answer, keepalives' included (which must not hold
+    # up the frames behind it).
+    units, parameter_sets = access_units
+    camera = FakeCamera(
+        units, parameter_sets=parameter_sets, sprops=False, session_timeout=2,
+        marker_on_parameter_sets=True, crlf_after_answers=True,
+    )
+    try:
+        source = open_source(camera.url, transport="tcp")
+        try:
+            assert source.extradata == b"".join(b"\x00\x00\x00\x01" + p for p in parameter_sets)
+            packets = _read(source, FRAMES)
+        finally:
+            source.close()
+    finally:
+        camera.close()
+    assert [p.data for p in packets] == units[:FRAMES]
+    assert [p.pts_90k for p in packets] == [i * 3000 for i in range(FRAMES)]
+    assert "GET_PARAMETER" in [r.split(" ", 1)[0] for r in camera.requests[4:]]
+
+
+@pytest.mark.parametrize(
+    ("transport", "message"),
+    [
+        ("RTP/AVP/TCP;unicast;interleaved=300-301",
+         "SETUP's answer gives interleaved channel '300', not one of 0..255"),
+        ("RTP/AVP/TCP;unicast;interleaved=" + "9" * 5000,
+         "SETUP's answer gives interleaved channel '99999999999999999999', not one of 0..255"),
+    ],
+    ids=["channel 300", "5000 digits"],
+)
+def test_an_odd_transport_answer_is_a_camera_error_naming_it(access_units, transport, message):
+    units, parameter_sets = access_units
+    camera = FakeCamera(units, parameter_sets=parameter_sets, transport=transport)
+    try:
+        with pytest.raises(SourceError) as raised:
+            open_source(camera.url, transport="tcp")
+    finally:
+        camera.close()
+    assert str(raised.value).startswith(f"{camera.url}: can't open: {message}")
+
+
+def test_a_camera_streaming_instead_of_answering_play_is_refused_with_bounded_memory(
+    access_units,
+):
+    units, parameter_sets = access_units
+    camera = FakeCamera(units, parameter_sets=parameter_sets,
+                        video_instead_of_play=rtsp.MAX_EARLY_BYTES + (1 << 20))
+    began = time.monotonic()
+    try:
+        with pytest.raises(SourceError) as raised:
+            open_source(camera.url, transport="tcp")
+    finally:
+        camera.close()
+    assert str(raised.value) == (
+        f"{camera.url}: can't open: the camera sent over 4 MiB of video before answering "
+        "the request"
+    )
+    assert time.monotonic() - began < 10  # not the camera's 10 s of holding on
+
+
+def test_odd_numbers_in_the_sdp_are_ignored_not_raised():
+    sdp = "\r\n".join([
+        "v=0", "m=video 0 RTP/AVP 96", "a=rtpmap:96 H264/\u00b2", "a=control:track1", ""])
+    track, kinds = parse_sdp(sdp, "rtsp://cam/")
+    assert kinds == ["video"] and track is not None
+    assert (track.codec, track.clock_rate) == ("h264", 90000)
+
+
 def test_ffmpeg_is_the_way_back(access_units, monkeypatch):
     units, parameter_sets = access_units
     camera = FakeCamera(units, parameter_sets=parameter_sets)

@@ -1,6 +1,8 @@
 """A scripted RTSP camera in a thread, for what GStreamer's server won't do on demand: a short
 session timeout (keepalives), its own requests between RTP frames, an SDP without parameter
-sets, a 454 to a keepalive.
+sets, a 454 to a keepalive, and real cameras' quirks and hostile ones: the marker bit on SPS, PPS
+and SEI packets, a CRLF after each answer, an odd ``Transport`` in SETUP's answer, video
+sent instead of PLAY's answer.
 
 ``FakeCamera(access_units, ...)`` serves ``rtsp://127.0.0.1:PORT/cam`` to one client at a
 time: OPTIONS, DESCRIBE, SETUP (TCP interleaved), PLAY, then every access unit packetized as
@@ -26,13 +28,19 @@ def split_annex_b(access_unit: bytes) -> list[bytes]:
 
 
 def rtp_packets(
-    nals: list[bytes], timestamp: int, first_seq: int, ssrc: int = 0x1234
+    nals: list[bytes], timestamp: int, first_seq: int, ssrc: int = 0x1234,
+    marker_on_parameter_sets: bool = False,
 ) -> list[bytes]:
-    """One access unit's RTP packets (RFC 6184 single NAL unit and FU-A)."""
+    """One access unit's RTP packets (RFC 6184 single NAL unit and FU-A): the marker bit on
+    the last, and with ``marker_on_parameter_sets`` on each SPS's, PPS's and SEI's too (some
+    cameras do)."""
+    ends: set[int] = set()
     payloads: list[bytes] = []
     for nal in nals:
         if len(nal) <= MTU:
             payloads.append(nal)
+            if nal[0] & 0x1F in (6, 7, 8, 9):
+                ends.add(len(payloads) - 1)
             continue
         indicator = (nal[0] & 0xE0) | 28
         kind = nal[0] & 0x1F
@@ -45,7 +53,8 @@ def rtp_packets(
             payloads.append(bytes([indicator, header]) + piece)
     packets = []
     for number, payload in enumerate(payloads):
-        marker = 0x80 if number == len(payloads) - 1 else 0
+        last = number == len(payloads) - 1 or (marker_on_parameter_sets and number in ends)
+        marker = 0x80 if last else 0
         header = struct.pack(
             ">BBHII", 0x80, marker | 96, (first_seq + number) & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
         )
@@ -61,7 +70,10 @@ class FakeCamera:
     """See the module docstring.  ``session_timeout`` goes into SETUP's ``Session`` header;
     ``sprops`` puts the parameter sets into the SDP; ``camera_request_after`` sends a
     GET_PARAMETER of the camera's own after that many access units; ``keepalive_status``
-    answers keepalives with it (454 ends the session)."""
+    answers keepalives with it (454 ends the session); ``marker_on_parameter_sets`` sets the marker
+    on SPS, PPS and SEI packets too; ``crlf_after_answers`` sends a stray CRLF after each answer;
+    ``transport`` replaces SETUP's ``Transport`` answer; ``video_instead_of_play`` sends that
+    many bytes of video in answer to PLAY, and no answer."""
 
     def __init__(
         self,
@@ -73,7 +85,15 @@ class FakeCamera:
         camera_request_after: int | None = None,
         keepalive_status: str = "200 OK",
         first_timestamp: int = 0xFFFF_F000,
+        marker_on_parameter_sets: bool = False,
+        crlf_after_answers: bool = False,
+        transport: str = "RTP/AVP/TCP;unicast;interleaved=0-1",
+        video_instead_of_play: int = 0,
     ) -> None:
+        self.marker_on_parameter_sets = marker_on_parameter_sets
+        self.crlf = "\r\n" if crlf_after_answers else ""
+        self.transport = transport
+        self.video_instead_of_play = video_instead_of_play
         self.access_units = access_units
         self.parameter_sets = parameter_sets
         self.sprops = sprops
@@ -146,20 +166,26 @@ class FakeCamera:
             head = f"RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n"
             if method == "OPTIONS":
                 conn.sendall(f"{head}Public: OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, "
-                             "TEARDOWN\r\n\r\n".encode())
+                             f"TEARDOWN\r\n\r\n{self.crlf}".encode())
             elif method == "DESCRIBE":
                 sdp = self._sdp()
                 conn.sendall(
                     f"{head}Content-Base: {self.url}/\r\nContent-Type: application/sdp\r\n"
-                    f"Content-Length: {len(sdp)}\r\n\r\n".encode() + sdp
+                    f"Content-Length: {len(sdp)}\r\n\r\n".encode() + sdp + self.crlf.encode()
                 )
             elif method == "SETUP":
                 conn.sendall(
                     f"{head}Session: 12345678;timeout={self.session_timeout}\r\n"
-                    "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n".encode()
+                    f"Transport: {self.transport}\r\n\r\n{self.crlf}".encode()
                 )
+            elif method == "PLAY" and self.video_instead_of_play:
+                frame = interleaved(0, bytes(12) + bytes(60000))
+                for _ in range(self.video_instead_of_play // len(frame) + 1):
+                    conn.sendall(frame)
+                self._stop.wait(10)
+                return
             elif method == "PLAY":
-                conn.sendall(f"{head}Session: 12345678\r\n\r\n".encode())
+                conn.sendall(f"{head}Session: 12345678\r\n\r\n{self.crlf}".encode())
                 self._stream(conn, buffer)
                 return
 
@@ -170,7 +196,8 @@ class FakeCamera:
             if self._stop.is_set():
                 return
             timestamp = self.first_timestamp + number * 3000
-            packets = rtp_packets(split_annex_b(access_unit), timestamp, seq)
+            packets = rtp_packets(split_annex_b(access_unit), timestamp, seq,
+                                  marker_on_parameter_sets=self.marker_on_parameter_sets)
             seq += len(packets)
             data = b"".join(interleaved(0, p) for p in packets)
             if self.camera_request_after == number:
@@ -210,7 +237,8 @@ class FakeCamera:
                 line.split(":", 1)[1].strip() for line in text.split("\r\n")
                 if line.lower().startswith("cseq:")
             )
-            reply = f"RTSP/1.0 {self.keepalive_status}\r\nCSeq: {cseq}\r\n\r\n".encode()
+            reply = (f"RTSP/1.0 {self.keepalive_status}\r\nCSeq: {cseq}\r\n\r\n"
+                     f"{self.crlf}").encode()
             conn.setblocking(True)
             conn.sendall(reply)
             conn.setblocking(False)

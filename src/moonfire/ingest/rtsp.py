@@ -206,13 +206,21 @@ def parse_sdp(sdp: str, base_url: str) -> tuple[VideoTrack | None, list[str]]:
     return track, [kind for kind, _formats, _attributes in media]
 
 
+#: A number a camera writes in its SDP or headers: ASCII digits (``str.isdigit`` takes "²"),
+#: few enough that ``int`` neither refuses nor takes long over them.
+_DECIMAL = re.compile(r"[0-9]{1,9}")
+#: Interleaved data a camera may send before answering PLAY (a few seconds of a 4 Mbit/s
+#: stream); more is a camera that streams without answering, refused rather than held.
+MAX_EARLY_BYTES = 4 << 20
+
+
 def _video_track(payload: str, attributes: dict[str, list[str]], base_url: str) -> VideoTrack:
     encoding, clock_rate = _STATIC_PAYLOAD_TYPES.get(payload, "?"), TIME_UNITS_PER_SEC
     mapped = rtpmap(payload, attributes)
     if mapped is not None:
         encoding = mapped[0].upper()
         rate = mapped[1].split("/")[0]
-        clock_rate = int(rate) if rate.isdigit() else clock_rate
+        clock_rate = int(rate) if _DECIMAL.fullmatch(rate) else clock_rate
     fmtp: dict[str, str] = {}
     for value in attributes.get("fmtp", []):
         number, _, rest = value.partition(" ")
@@ -232,7 +240,7 @@ def _video_track(payload: str, attributes: dict[str, list[str]], base_url: str) 
                     continue  # a garbled sprop: the parameter sets come in band instead
     control = attributes.get("control", ["*"])[0]
     return VideoTrack(
-        codec, int(payload) if payload.isdigit() else -1, clock_rate,
+        codec, int(payload) if _DECIMAL.fullmatch(payload) else -1, clock_rate,
         control_url(base_url, control), [p for p in parameter_sets if p],
     )
 
@@ -423,6 +431,13 @@ class RtspSource(sources.Source):
         self._sock = self._connect(parts, open_timeout_sec)
         try:
             self._open()
+        except (ValueError, OverflowError) as e:
+            # A value in the camera's answers no check above foresaw: still the camera's
+            # error, named as such, not a traceback from deep in the parsing.
+            self._sock.close()
+            raise sources.SourceError(
+                self.url, f"can't open: the camera's answers don't parse: {self._scrub(str(e))}"
+            ) from None
         except BaseException:
             self._sock.close()
             raise
@@ -478,13 +493,18 @@ class RtspSource(sources.Source):
         self._expect_ok("SETUP", setup)
         session = setup.header("session") or ""
         self._session = session.split(";")[0].strip() or None
-        match = re.search(r"timeout\s*=\s*(\d+)", session)
+        match = re.search(r"timeout\s*=\s*([0-9]{1,9})\b", session)
         if match and int(match.group(1)) > 0:
             self._keepalive_sec = max(1.0, int(match.group(1)) / 2)
         channel = RTP_CHANNEL
         transport = setup.header("transport") or ""
-        match = re.search(r"interleaved\s*=\s*(\d+)", transport)
+        match = re.search(r"interleaved\s*=\s*([0-9]+)", transport)
         if match:
+            if len(match.group(1)) > 3 or int(match.group(1)) > 255:
+                raise sources.SourceError(
+                    self.url, f"can't open: SETUP's answer gives interleaved channel "
+                    f"{match.group(1)[:20]!r}, not one of 0..255 (Transport: {transport[:200]!r})"
+                )
             channel = int(match.group(1))
         self._depacketizer = RtpDepacketizer(self.codec, channel)
         played = self._request("PLAY", base, {"Range": "npt=0.000-"})
@@ -568,7 +588,12 @@ class RtspSource(sources.Source):
             raise sources.SourceError(self.url, f"can't open: {reason}") from None
 
     def _read_response(self, cseq: int) -> Response:
+        """The answer to request ``cseq``, within the answer timeout in all: a camera sending
+        other messages or early video but never this answer doesn't hold the open forever."""
+        deadline = time.monotonic() + self._answer_timeout
         while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError
             parsed = self._message_at_head()
             if parsed is None:
                 self._fill()
@@ -590,12 +615,20 @@ class RtspSource(sources.Source):
         data at the head before PLAY's answer (a camera starting early) is kept for the
         depacketizer."""
         buffer = self._buffer
+        stray = len(buffer) - len(buffer.lstrip(b"\r\n"))
+        if stray:  # a CRLF after the last message (some cameras end a body with one)
+            del buffer[:stray]
         if buffer[:1] == b"$":
             if len(buffer) < 4:
                 return None
             end = 4 + int.from_bytes(buffer[2:4], "big")
             if len(buffer) < end:
                 return None
+            if len(self._early) + end > MAX_EARLY_BYTES:
+                raise ConnectionError(
+                    0, f"the camera sent over {MAX_EARLY_BYTES >> 20} MiB of video before "
+                    "answering the request"
+                )
             self._early += buffer[:end]
             del buffer[:end]
             return Response(-1, "", [], b"")
@@ -694,7 +727,14 @@ class RtspSource(sources.Source):
         try:
             frames = depacketizer.push(data, now_ns)
             while depacketizer.at_message:
-                pending = depacketizer.take_unparsed()
+                # A CRLF after a message (a body's last line, an empty keepalive line) isn't
+                # the start of another one: skipped, or the frames behind it would wait.
+                pending = depacketizer.take_unparsed().lstrip(b"\r\n")
+                if not pending:
+                    break
+                if pending[:1] == b"$":
+                    frames += depacketizer.push(pending, now_ns)
+                    continue
                 try:
                     parsed = parse_message(pending)
                 except ValueError as e:
