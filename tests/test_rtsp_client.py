@@ -107,6 +107,54 @@ def test_digest_answer_is_rfc_2617s_example():
     assert "nc=00000002" in (auth.header("GET", "/dir/index.html") or "")
 
 
+RFC_7616_CHALLENGE = (
+    'realm="http-auth@example.org", qop="auth, auth-int", algorithm={}, '
+    'nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", '
+    'opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"'
+)
+
+
+@pytest.mark.parametrize(
+    ("offered", "response"),
+    [
+        # RFC 7616 §3.9.1: a server offering both, MD5 listed first, as cameras do.
+        (["MD5", "SHA-256"], "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+        (["MD5"], "8ca523f5e9506fed4657c9700eebdbec"),
+    ],
+    ids=["sha-256 preferred", "md5"],
+)
+def test_digest_answers_rfc_7616s_example_with_the_best_algorithm_offered(offered, response):
+    auth = _Authenticator(
+        "Mufasa", "Circle of Life", cnonce=lambda: "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+    )
+    assert auth.challenge([f"Digest {RFC_7616_CHALLENGE.format(a)}" for a in offered])
+    header = auth.header("GET", "/dir/index.html") or ""
+    assert f'response="{response}"' in header
+    assert f"algorithm={offered[-1]}" in header and "qop=auth," in header
+
+
+def test_digest_is_taken_over_basic_in_one_header_and_unknown_algorithms_are_skipped():
+    auth = _Authenticator("user", 'pw')
+    assert auth.challenge(['Basic realm="cam", Digest realm="cam, Basic x=1", nonce="n1"'])
+    header = auth.header("DESCRIBE", "rtsp://cam/") or ""
+    assert header.startswith('Digest username="user", realm="cam, Basic x=1", nonce="n1"')
+    only_unknown = _Authenticator("user", "pw")
+    assert not only_unknown.challenge(['Digest realm="r", nonce="n", algorithm=SHA-512-256'])
+    assert only_unknown.challenge(['Digest realm="r", nonce="n", algorithm=SHA-512-256',
+                                   'Basic realm="r"'])
+    assert (only_unknown.header("OPTIONS", "rtsp://cam/") or "").startswith("Basic ")
+
+
+def test_digest_quotes_a_username_with_quotes_and_stale_is_read_in_every_form():
+    auth = _Authenticator('a"b\\c', "pw", cnonce=lambda: "c")
+    assert auth.challenge(['Digest realm="r", nonce="n", qop=auth'])
+    assert 'username="a\\"b\\\\c"' in (auth.header("OPTIONS", "*") or "")
+    for form in ('stale=true', 'stale="true"', 'stale = TRUE'):
+        assert rtsp.is_stale([f'Digest realm="r", nonce="n2", {form}']), form
+    assert not rtsp.is_stale(['Digest realm="r", nonce="n2", stale=false'])
+    assert not rtsp.is_stale(['Basic realm="stale=true"'])
+
+
 def test_basic_is_answered_when_digest_is_not_offered():
     auth = _Authenticator("user", "pw")
     assert not auth.challenge(['Negotiate abc'])

@@ -255,8 +255,54 @@ def control_url(base_url: str, control: str) -> str:
     return base_url.rstrip("/") + "/" + control.lstrip("/")
 
 
+#: Digest algorithms answered (RFC 7616 §3.4.2), best first: the camera's first choice isn't
+#: always ours (RFC 7616 cameras list SHA-256 first, and MD5 after it for older clients).
+_DIGEST_ALGORITHMS = ("SHA-256", "SHA-256-SESS", "MD5", "MD5-SESS")
+#: Where a challenge starts in a ``WWW-Authenticate`` value that may hold several (RFC 9110
+#: §11.6.1): a scheme token followed by an auth-param's name and ``=``.
+_CHALLENGE_START = re.compile(r"(?:^|,)\s*([A-Za-z][\w.+-]*)\s+(?=[\w-]+\s*=)")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def split_challenges(headers: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """Every challenge in ``WWW-Authenticate`` values: (scheme, lower-cased, its params).
+
+    One value may hold several (``Basic realm="x", Digest realm="x", nonce="n"``); quoted
+    strings are skipped when looking for where the next starts, and unescaped."""
+    challenges: list[tuple[str, dict[str, str]]] = []
+    for header in headers:
+        masked = _QUOTED.sub(lambda m: "_" * len(m.group()), header)
+        starts = list(_CHALLENGE_START.finditer(masked))
+        if not starts:  # a bare scheme ("Negotiate") or a token68 form
+            scheme = header.strip().partition(" ")[0]
+            challenges.append((scheme.lower(), {}))
+            continue
+        for i, match in enumerate(starts):
+            stop = starts[i + 1].start() if i + 1 < len(starts) else len(header)
+            params = {
+                m.group(1).lower(): (
+                    re.sub(r"\\(.)", r"\1", m.group(2)) if m.group(2) is not None else m.group(3)
+                )
+                for m in _AUTH_PARAM.finditer(header, match.end(), stop)
+            }
+            challenges.append((match.group(1).lower(), params))
+    return challenges
+
+
+def is_stale(headers: list[str]) -> bool:
+    """Whether a Digest challenge says the nonce was stale (the password was right)."""
+    return any(scheme == "digest" and params.get("stale", "").lower() == "true"
+               for scheme, params in split_challenges(headers))
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class _Authenticator:
-    """Answers a camera's 401 challenge (Digest preferred, else Basic) for every later request."""
+    """Answers a camera's 401 challenge for every later request: Digest (SHA-256 before MD5,
+    whatever order the camera lists them in), else Basic, never Basic when Digest is offered
+    too (it would send the password in the clear)."""
 
     def __init__(
         self, username: str, password: str, cnonce: Callable[[], str] = lambda: os.urandom(8).hex()
@@ -266,6 +312,7 @@ class _Authenticator:
         self._password = password
         self._scheme: str | None = None
         self._params: dict[str, str] = {}
+        self._algorithm = "MD5"
         self._count = 0
 
     @property
@@ -273,20 +320,27 @@ class _Authenticator:
         return self._scheme is not None
 
     def challenge(self, headers: list[str]) -> bool:
-        """Take a 401's ``WWW-Authenticate`` headers; False if none is a scheme we answer."""
-        by_scheme: dict[str, str] = {}
-        for header in headers:
-            scheme, _, rest = header.partition(" ")
-            by_scheme.setdefault(scheme.lower(), rest)
-        if "digest" in by_scheme:
+        """Take a 401's ``WWW-Authenticate`` headers; False if none is a challenge we answer
+        (a Digest algorithm or qop we don't know, or another scheme)."""
+        challenges = split_challenges(headers)
+        best: tuple[int, dict[str, str]] | None = None
+        for scheme, params in challenges:
+            if scheme != "digest" or "nonce" not in params:
+                continue
+            algorithm = params.get("algorithm", "MD5").upper()
+            qops = {q.strip().lower() for q in params.get("qop", "").split(",") if q.strip()}
+            if algorithm not in _DIGEST_ALGORITHMS or (qops and not qops & {"auth", "auth-int"}):
+                continue
+            rank = _DIGEST_ALGORITHMS.index(algorithm)
+            if best is None or rank < best[0]:
+                best = (rank, params)
+        if best is not None:
             self._scheme = "digest"
-            self._params = {
-                m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-                for m in _AUTH_PARAM.finditer(by_scheme["digest"])
-            }
+            self._algorithm = _DIGEST_ALGORITHMS[best[0]]
+            self._params = best[1]
             self._count = 0
             return True
-        if "basic" in by_scheme:
+        if any(scheme == "basic" for scheme, _params in challenges):
             self._scheme = "basic"
             return True
         return False
@@ -299,27 +353,33 @@ class _Authenticator:
             return None
         p = self._params
         realm, nonce = p.get("realm", ""), p.get("nonce", "")
+        name = "sha256" if self._algorithm.startswith("SHA-256") else "md5"
 
-        def md5(text: str) -> str:
-            return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+        def digest(text: str) -> str:
+            return hashlib.new(name, text.encode(), usedforsecurity=False).hexdigest()
 
-        ha1 = md5(f"{self._username}:{realm}:{self._password}")
-        ha2 = md5(f"{method}:{uri}")
+        qops = [q.strip().lower() for q in p.get("qop", "").split(",")]
+        qop = "auth" if "auth" in qops else "auth-int" if "auth-int" in qops else None
+        cnonce = self._cnonce() if qop or self._algorithm.endswith("-SESS") else ""
+        ha1 = digest(f"{self._username}:{realm}:{self._password}")
+        if self._algorithm.endswith("-SESS"):
+            ha1 = digest(f"{ha1}:{nonce}:{cnonce}")
+        # RTSP requests carry no body: auth-int's H(entity-body) is that of nothing.
+        ha2 = digest(f"{method}:{uri}" + (f":{digest('')}" if qop == "auth-int" else ""))
         fields = [
-            f'username="{self._username}"', f'realm="{realm}"', f'nonce="{nonce}"',
-            f'uri="{uri}"',
+            f"username={_quote(self._username)}", f"realm={_quote(realm)}",
+            f"nonce={_quote(nonce)}", f"uri={_quote(uri)}",
         ]
-        qops = [q.strip() for q in p.get("qop", "").split(",")]
-        if "auth" in qops:
+        if qop:
             self._count += 1
-            nc, cnonce = f"{self._count:08x}", self._cnonce()
-            response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
-            fields += ["qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
+            nc = f"{self._count:08x}"
+            response = digest(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+            fields += [f"qop={qop}", f"nc={nc}", f"cnonce={_quote(cnonce)}"]
         else:
-            response = md5(f"{ha1}:{nonce}:{ha2}")
+            response = digest(f"{ha1}:{nonce}:{ha2}")
         fields.append(f'response="{response}"')
         if "opaque" in p:
-            fields.append(f'opaque="{p["opaque"]}"')
+            fields.append(f"opaque={_quote(p['opaque'])}")
         if "algorithm" in p:
             fields.append(f"algorithm={p['algorithm']}")
         return "Digest " + ", ".join(fields)
@@ -569,8 +629,7 @@ class RtspSource(sources.Source):
         response = self._exchange(method, uri, headers)
         if response.status == 401 and self._auth is not None:
             challenges = response.all("www-authenticate")
-            stale = "stale=true" in " ".join(challenges).lower()
-            if (not self._auth.ready or stale) and self._auth.challenge(challenges):
+            if (not self._auth.ready or is_stale(challenges)) and self._auth.challenge(challenges):
                 response = self._exchange(method, uri, headers)
         return response
 
