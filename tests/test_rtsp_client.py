@@ -360,6 +360,26 @@ def test_odd_numbers_in_the_sdp_are_ignored_not_raised():
     assert (track.codec, track.clock_rate) == ("h264", 90000)
 
 
+def test_lost_packets_and_dropped_frames_are_logged(access_units, monkeypatch, caplog):
+    units, parameter_sets = access_units
+    monkeypatch.setattr(rtsp, "LOSS_REPORT_INTERVAL_SEC", 0.3)
+    camera = FakeCamera(units, parameter_sets=parameter_sets, lose_packet_before=3)
+    try:
+        source = open_source(camera.url, transport="tcp")
+        try:
+            with caplog.at_level("WARNING", logger="moonfire.ingest.rtsp"):
+                packets = _read(source, FRAMES - 1)  # 1.5 s: reports are due every 0.3 s
+        finally:
+            source.close()
+    finally:
+        camera.close()
+    assert [p.data for p in packets] == units[:3] + units[4:FRAMES]  # frame 3 lost its start
+    [record] = [r for r in caplog.records if "lost" in r.getMessage()]
+    assert record.getMessage().startswith(
+        f"{camera.url}: 1 RTP packet lost and 1 frame dropped (incomplete) in the last ")
+    assert record.getMessage().endswith("; 1 and 1 since connecting")
+
+
 def test_ffmpeg_is_the_way_back(access_units, monkeypatch):
     units, parameter_sets = access_units
     camera = FakeCamera(units, parameter_sets=parameter_sets)

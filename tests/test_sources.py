@@ -407,3 +407,12 @@ def test_a_stepped_wall_clock_moves_only_the_next_session_with_a_warning(tmp_pat
     warnings = [r.getMessage() for r in caplog.records if "wall clock moved" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith("stream cam/main: the wall clock "
                                                          "moved by +3600.0"), warnings
+
+
+def test_redact_url_hides_a_password_given_in_the_path_or_query():
+    # XMeye-style cameras and others take the credentials as parameters, not userinfo.
+    assert redact_url("rtsp://cam:554/user=admin&password=s3cret&channel=1&stream=0.sdp") == (
+        "rtsp://cam:554/user=admin&password=***&channel=1&stream=0.sdp")
+    assert redact_url("rtsp://cam/live?user=admin&PWD=s3cret") == "rtsp://cam/live?user=admin&PWD=***"
+    assert redact_url("rtsp://a:b@cam/x;pass=c") == "rtsp://a:***@cam/x;pass=***"
+    assert redact_url("rtsp://cam/passage=1") == "rtsp://cam/passage=1"  # not a password

@@ -73,7 +73,8 @@ class FakeCamera:
     answers keepalives with it (454 ends the session); ``marker_on_parameter_sets`` sets the marker
     on SPS, PPS and SEI packets too; ``crlf_after_answers`` sends a stray CRLF after each answer;
     ``transport`` replaces SETUP's ``Transport`` answer; ``video_instead_of_play`` sends that
-    many bytes of video in answer to PLAY, and no answer."""
+    many bytes of video in answer to PLAY, and no answer; ``lose_packet_before`` skips a
+    sequence number before that access unit (a packet lost on the way)."""
 
     def __init__(
         self,
@@ -89,7 +90,9 @@ class FakeCamera:
         crlf_after_answers: bool = False,
         transport: str = "RTP/AVP/TCP;unicast;interleaved=0-1",
         video_instead_of_play: int = 0,
+        lose_packet_before: int | None = None,
     ) -> None:
+        self.lose_packet_before = lose_packet_before
         self.marker_on_parameter_sets = marker_on_parameter_sets
         self.crlf = "\r\n" if crlf_after_answers else ""
         self.transport = transport
@@ -196,6 +199,8 @@ class FakeCamera:
             if self._stop.is_set():
                 return
             timestamp = self.first_timestamp + number * 3000
+            if number == self.lose_packet_before:
+                seq += 1
             packets = rtp_packets(split_annex_b(access_unit), timestamp, seq,
                                   marker_on_parameter_sets=self.marker_on_parameter_sets)
             seq += len(packets)

@@ -38,6 +38,7 @@ import base64
 import hashlib
 import heapq
 import itertools
+import logging
 import os
 import re
 import socket
@@ -76,6 +77,14 @@ READ_TARGET_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 64 * 1024
 #: A session whose SETUP response gives no timeout: RFC 2326's default.
 DEFAULT_SESSION_TIMEOUT_SEC = 60
+#: Bytes of frames held while waiting for the first key frame's parameter sets (an SDP
+#: without them): ~a minute of a 4 Mbit/s stream; a camera sending more never sends them.
+MAX_HELD_BYTES = 32 << 20
+#: How often lost packets and dropped frames are logged, at most (a link losing packets
+#: all the time gives one line a minute per camera, not one per frame).
+LOSS_REPORT_INTERVAL_SEC = 60.0
+
+log = logging.getLogger(__name__)
 #: The interleaved channels asked for in SETUP (RTP; RTCP is the next one).
 RTP_CHANNEL = 0
 USER_AGENT = "moonfire"
@@ -487,6 +496,11 @@ class RtspSource(sources.Source):
         #: The start of an RTSP message (a keepalive's answer) whose end hasn't come yet.
         self._partial_message = b""
         self._held: list[tuple[bytes, int, bool, int]] = []
+        #: (packets lost, frames dropped) as last logged, and when the next report is due.
+        self._reported = (0, 0)
+        self._loss_report_since_ns = time.monotonic_ns()
+        self._next_loss_report_ns = self._loss_report_since_ns + int(
+            LOSS_REPORT_INTERVAL_SEC * 1e9)
         self._answer_timeout = min(open_timeout_sec, sources.RTSP_SOCKET_TIMEOUT_SEC)
         self._sock = self._connect(parts, open_timeout_sec)
         try:
@@ -585,13 +599,15 @@ class RtspSource(sources.Source):
         """An SDP without parameter sets: read until a key frame brings them (frames read
         meanwhile are held for ``packets()``), within the read timeout."""
         deadline = time.monotonic() + self._read_timeout()
+        held_bytes = 0
         for batch in self._batches(deadline):
             self._held += batch  # all of it: the frames after the key frame too
             for data, _timestamp, is_key, _received_ns in batch:
+                held_bytes += len(data)
                 found = parameter_sets_in(self.codec, data) if is_key else []
                 if found:
                     return found
-            if len(self._held) > 300:
+            if len(self._held) > 300 or held_bytes > MAX_HELD_BYTES:
                 break
         raise sources.SourceError(
             self.url, "can't open: the camera sent no parameter sets (SPS/PPS), neither in its "
@@ -770,6 +786,8 @@ class RtspSource(sources.Source):
                 yield frames
             if now_ns >= self._next_keepalive_ns:
                 self._keepalive()
+            if now_ns >= self._next_loss_report_ns:
+                self._report_losses(now_ns)
             if deadline is not None and time.monotonic() > deadline:
                 return
             # interrupt() shuts the socket down: the read after the pause ends.
@@ -818,6 +836,23 @@ class RtspSource(sources.Source):
             raise self._read_error(str(e)) from None
         if response.status == 454:  # Session Not Found: the camera dropped us
             raise self._read_error("the camera ended the RTSP session (454 Session Not Found)")
+
+    def _report_losses(self, now_ns: int) -> None:
+        """Log the RTP packets lost and frames dropped since the last report, if any: a
+        flaky link shows in the log, not only as gaps in the recordings."""
+        self._next_loss_report_ns = now_ns + int(LOSS_REPORT_INTERVAL_SEC * 1e9)
+        lost, dropped = self._depacketizer.packets_lost, self._depacketizer.frames_dropped
+        new_lost, new_dropped = lost - self._reported[0], dropped - self._reported[1]
+        if new_lost or new_dropped:
+            self._reported = (lost, dropped)
+            log.warning(
+                "%s: %d RTP packet%s lost and %d frame%s dropped (incomplete) in the last "
+                "%.0f s; %d and %d since connecting",
+                self.url, new_lost, "" if new_lost == 1 else "s", new_dropped,
+                "" if new_dropped == 1 else "s",
+                (now_ns - self._loss_report_since_ns) / 1e9, lost, dropped,
+            )
+        self._loss_report_since_ns = now_ns
 
     def _keepalive(self) -> None:
         self._next_keepalive_ns = time.monotonic_ns() + int(self._keepalive_sec * 1e9)

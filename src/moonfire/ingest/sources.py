@@ -279,11 +279,13 @@ def with_credentials(url: str, username: str | None, password: str | None) -> st
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password in its userinfo replaced by ``***``.
+    """``url`` with any password in its userinfo replaced by ``***``, and any in its path or
+    query too (cameras that take ``/user=admin&password=x`` or ``?pwd=x``, XMeye's and others).
 
     Never raises: a URL ``urlsplit`` refuses (``rtsp://u:pw@[::1``) is redacted by pattern,
     so one bad URL can't break ``camera list`` or a log line for every camera.
     """
+    url = _PASSWORD_PARAMETER.sub(r"\1***", url)
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -297,6 +299,10 @@ def redact_url(url: str) -> str:
 
 #: ``//user:password@`` in a URL, for ``redact_url``'s fallback.
 _USERINFO_PASSWORD = re.compile(r"(//[^/:@]*):[^/@]*@")
+#: A password given as a parameter in a URL's path or query (``password=``, ``pwd=``, …).
+_PASSWORD_PARAMETER = re.compile(
+    r"(?i)([/?&;](?:password|passwd|pass|pwd|psw)=)[^&;/?#]*"
+)
 
 
 def scrub(text: str, secrets: list[str]) -> str:
