@@ -212,6 +212,19 @@ def _four_byte_start_codes(annex_b: bytes) -> bytes:
     return b"".join(b"\x00\x00\x00\x01" + n for n in nals)
 
 
+def _read_camera(camera: FakeCamera, count: int) -> tuple[bytes, list[sources.SourcePacket]]:
+    """Open ``camera`` (closed after) with moonfire's client: its extradata and ``count``
+    packets."""
+    try:
+        source = open_source(camera.url, transport="tcp")
+        try:
+            return source.extradata, _read(source, count)
+        finally:
+            source.close()
+    finally:
+        camera.close()
+
+
 def _read(source: sources.Source, count: int) -> list[sources.SourcePacket]:
     packets = []
     for packet in source.packets():
@@ -254,15 +267,8 @@ def test_an_sdp_without_parameter_sets_takes_them_from_the_first_key_frame(acces
     units, parameter_sets = access_units
     # The stream starts mid-GOP: the first key frame (with its SPS and PPS) is frame 15.
     camera = FakeCamera(units[5:], parameter_sets=parameter_sets, sprops=False)
-    try:
-        source = open_source(camera.url, transport="tcp")
-        try:
-            assert source.extradata == b"".join(b"\x00\x00\x00\x01" + p for p in parameter_sets)
-            packets = _read(source, 20)
-        finally:
-            source.close()
-    finally:
-        camera.close()
+    extradata, packets = _read_camera(camera, 20)
+    assert extradata == b"".join(b"\x00\x00\x00\x01" + p for p in parameter_sets)
     assert [p.data for p in packets] == units[5:25]  # the frames read meanwhile come first
 
 
@@ -298,15 +304,8 @@ def test_a_camera_marking_its_parameter_sets_and_ending_answers_with_a_crlf_lose
         units, parameter_sets=parameter_sets, sprops=False, session_timeout=2,
         marker_on_parameter_sets=True, crlf_after_answers=True,
     )
-    try:
-        source = open_source(camera.url, transport="tcp")
-        try:
-            assert source.extradata == b"".join(b"\x00\x00\x00\x01" + p for p in parameter_sets)
-            packets = _read(source, FRAMES)
-        finally:
-            source.close()
-    finally:
-        camera.close()
+    extradata, packets = _read_camera(camera, FRAMES)
+    assert extradata == b"".join(b"\x00\x00\x00\x01" + p for p in parameter_sets)
     assert [p.data for p in packets] == units[:FRAMES]
     assert [p.pts_90k for p in packets] == [i * 3000 for i in range(FRAMES)]
     assert "GET_PARAMETER" in [r.split(" ", 1)[0] for r in camera.requests[4:]]
@@ -364,15 +363,8 @@ def test_lost_packets_and_dropped_frames_are_logged(access_units, monkeypatch, c
     units, parameter_sets = access_units
     monkeypatch.setattr(rtsp, "LOSS_REPORT_INTERVAL_SEC", 0.3)
     camera = FakeCamera(units, parameter_sets=parameter_sets, lose_packet_before=3)
-    try:
-        source = open_source(camera.url, transport="tcp")
-        try:
-            with caplog.at_level("WARNING", logger="moonfire.ingest.rtsp"):
-                packets = _read(source, FRAMES - 1)  # 1.5 s: reports are due every 0.3 s
-        finally:
-            source.close()
-    finally:
-        camera.close()
+    with caplog.at_level("WARNING", logger="moonfire.ingest.rtsp"):
+        _extradata, packets = _read_camera(camera, FRAMES - 1)  # 1.5 s: reports every 0.3 s
     assert [p.data for p in packets] == units[:3] + units[4:FRAMES]  # frame 3 lost its start
     [record] = [r for r in caplog.records if "lost" in r.getMessage()]
     assert record.getMessage().startswith(
