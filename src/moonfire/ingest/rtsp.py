@@ -83,11 +83,11 @@ MAX_HELD_BYTES = 32 << 20
 #: How often lost packets and dropped frames are logged, at most (a link losing packets
 #: all the time gives one line a minute per camera, not one per frame).
 LOSS_REPORT_INTERVAL_SEC = 60.0
-
-log = logging.getLogger(__name__)
 #: The interleaved channels asked for in SETUP (RTP; RTCP is the next one).
 RTP_CHANNEL = 0
 USER_AGENT = "moonfire"
+
+log = logging.getLogger(__name__)
 
 #: RTP encoding names (SDP ``rtpmap``) → the codec names FFmpeg uses, which the rest of moonfire
 #: (``moonfire.codec``) speaks.
