@@ -14,8 +14,9 @@ What it speaks (RFC 2326, RTSP 1.0, as cameras do):
   (the SDP: the first video stream, its codec and parameter sets), ``SETUP`` with
   ``RTP/AVP/TCP;unicast;interleaved=0-1``, ``PLAY``, keepalives at half the session's timeout,
   and a ``TEARDOWN`` sent (not waited for) at close;
-* Basic and Digest (RFC 2617 MD5, with or without ``qop=auth``) authentication, answered once
-  per challenge: a second 401 is a refused password;
+* Basic and Digest (RFC 7616: SHA-256 preferred to MD5, ``-sess``, ``qop=auth``/``auth-int``
+  or none) authentication, Digest over Basic whenever both are offered, answered once per
+  challenge (again only for a stale nonce): a second 401 is a refused password;
 * H.264 (RFC 6184) and H.265 (RFC 7798) payloads; the parameter sets come from the SDP
   (``sprop-parameter-sets``; ``sprop-vps``/``sprop-sps``/``sprop-pps``) or, when the SDP has
   none, from the first key frame that carries them in band;
@@ -80,6 +81,9 @@ DEFAULT_SESSION_TIMEOUT_SEC = 60
 #: Bytes of frames held while waiting for the first key frame's parameter sets (an SDP
 #: without them): ~a minute of a 4 Mbit/s stream; a camera sending more never sends them.
 MAX_HELD_BYTES = 32 << 20
+#: Interleaved data a camera may send before answering PLAY (a few seconds of a 4 Mbit/s
+#: stream); more is a camera that streams without answering, refused rather than held.
+MAX_EARLY_BYTES = 4 << 20
 #: How often lost packets and dropped frames are logged, at most (a link losing packets
 #: all the time gives one line a minute per camera, not one per frame).
 LOSS_REPORT_INTERVAL_SEC = 60.0
@@ -218,9 +222,6 @@ def parse_sdp(sdp: str, base_url: str) -> tuple[VideoTrack | None, list[str]]:
 #: A number a camera writes in its SDP or headers: ASCII digits (``str.isdigit`` takes "²"),
 #: few enough that ``int`` neither refuses nor takes long over them.
 _DECIMAL = re.compile(r"[0-9]{1,9}")
-#: Interleaved data a camera may send before answering PLAY (a few seconds of a 4 Mbit/s
-#: stream); more is a camera that streams without answering, refused rather than held.
-MAX_EARLY_BYTES = 4 << 20
 
 
 def _video_track(payload: str, attributes: dict[str, list[str]], base_url: str) -> VideoTrack:
